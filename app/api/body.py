@@ -1,0 +1,91 @@
+"""Request bodies: size limit and strict JSON parsing.
+
+The size limit is enforced while streaming (a chunked upload without Content-Length is cut off
+at the limit too), before any parsing, so an oversized body costs us at most the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import problem
+from app.errors import MalformedRequest, UnsupportedMediaType
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Pure ASGI middleware: 413 for bodies over `limit` bytes."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "Payload too large",
+            f"request body exceeds the limit of {self.limit} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes, content_type: str | None) -> Any:
+    """Parse a JSON request body, or raise a 400/415 that says where and why."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"expected application/json, got {media!r}")
+    if not body.strip():
+        raise MalformedRequest("request body is empty; expected a JSON object")
+    try:
+        text = body.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise MalformedRequest(f"request body is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except ValueError as exc:
+        raise MalformedRequest(f"malformed JSON: {exc}") from None

@@ -1,0 +1,93 @@
+"""Every error as RFC 9457 problem details, from one place.
+
+Malformed JSON is 400, payload validation 422, unknown routes 404, oversize 413. Anything
+unexpected is a 500 whose body says nothing about internals; the traceback goes to the log,
+which never receives request bodies (they may hold patient data).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.engine.inputs import InvalidInput
+from app.errors import EligoError, FieldError, InvalidPayload
+
+log = logging.getLogger("eligo.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def invalid_input(exc: InvalidInput) -> InvalidPayload:
+    errors = [FieldError(i.field, i.code, i.message) for i in exc.issues]
+    fields = ", ".join(e.field for e in errors)
+    return InvalidPayload(f"invalid value(s) for {fields}", errors)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+def validation_errors(errors: list[Any]) -> list[FieldError]:
+    return [FieldError(_field(tuple(e["loc"])), str(e["type"]), str(e["msg"])) for e in errors]
+
+
+async def _eligo_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EligoError)
+    return problem(exc.status, exc.title, exc.detail, exc.errors)
+
+
+async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(list(exc.errors()))
+    return problem(422, InvalidPayload.title, "request validation failed", errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed"}
+    return problem(
+        exc.status_code,
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(EligoError, _eligo_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

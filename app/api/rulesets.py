@@ -1,0 +1,58 @@
+"""The loaded rules, read-only: rule sets, features, evidence and the rule file schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from app.api.deps import get_rules
+from app.api.schemas import EvidenceList, FeatureList, Problem, RulesetDetail, RulesetList
+from app.engine import present
+from app.engine.model import RuleBase
+from app.engine.schema import ruleset_json_schema
+from app.errors import NotFound
+
+router = APIRouter(prefix="/v1", tags=["rules"])
+Rules = Annotated[RuleBase, Depends(get_rules)]
+
+
+@router.get("/rulesets", response_model=RulesetList)
+def list_rulesets(rules: Rules) -> Any:
+    return {
+        "rules_hash": rules.hash,
+        "rulesets": [
+            {
+                **present.ruleset_ref(r),
+                "criteria": len(r.deciding),
+                "cautions": len(r.cautions),
+                "risks": len(r.risks),
+            }
+            for r in rules.rulesets.values()
+        ],
+    }
+
+
+@router.get(
+    "/rulesets/{ruleset_id}", response_model=RulesetDetail, responses={404: {"model": Problem}}
+)
+def get_ruleset(ruleset_id: str, rules: Rules) -> Any:
+    ruleset = rules.rulesets.get(ruleset_id)
+    if ruleset is None:
+        raise NotFound(f"no rule set {ruleset_id!r}; see GET /v1/rulesets")
+    return present.ruleset_detail(ruleset, rules)
+
+
+@router.get("/features", response_model=FeatureList)
+def list_features(rules: Rules) -> Any:
+    return {"features": [present.feature(f) for f in rules.features.values()]}
+
+
+@router.get("/evidence", response_model=EvidenceList)
+def list_evidence(rules: Rules) -> Any:
+    return {"evidence": [present.citation(e) for e in rules.evidence.values()]}
+
+
+@router.get("/schemas/ruleset", summary="JSON Schema of rules/therapies/*.yaml")
+def ruleset_schema() -> dict[str, Any]:
+    return ruleset_json_schema()

@@ -1,0 +1,203 @@
+"""Request and response models: the OpenAPI contract at /docs.
+
+Responses are built as dicts by `app.engine.present` (the CLI prints the same JSON); these
+models document them, and a test validates real responses against them so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from app.engine.schema import EvidenceSpec, FeatureSpec
+
+_FEATURE_VALUE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "description": "in the feature's canonical unit"},
+        {"type": "boolean"},
+        {"type": "string", "description": "an enum feature's value"},
+        {
+            "type": "object",
+            "properties": {"value": {"type": "number"}, "unit": {"type": "string"}},
+            "required": ["value", "unit"],
+            "additionalProperties": False,
+            "description": "a quantity in any UCUM unit convertible to the canonical one",
+        },
+        {"type": "null", "description": "unknown (same as leaving the feature out)"},
+    ]
+}
+
+FeatureInput = Annotated[Any, WithJsonSchema(_FEATURE_VALUE_SCHEMA)]
+Result = Literal["met", "not_met", "unknown"]
+Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
+
+
+class EvaluationRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "features": {
+                        "ssc_diagnosis": True,
+                        "age_years": 45,
+                        "lvef_percent": 60,
+                        "serum_creatinine": {"value": 80, "unit": "umol/L"},
+                        "pao2_mmhg": {"value": 11.2, "unit": "kPa"},
+                    },
+                    "rulesets": ["hsct-ssc-astis"],
+                }
+            ]
+        },
+    )
+
+    features: dict[str, FeatureInput] = Field(
+        description="Feature id -> value; see GET /v1/features. Missing means unknown."
+    )
+    rulesets: list[str] | None = Field(
+        default=None, description="Rule set ids to evaluate; all shipped ones when omitted"
+    )
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RulesetRef(_Out):
+    id: str
+    version: str
+    hash: str
+    title: str
+    therapy: Literal["hsct", "msc", "car_t"]
+    indication: Literal["ssc", "sle"]
+    protocol: str
+    source: str
+    review_status: Literal["draft", "in_review", "approved"]
+    review_note: str
+
+
+class Given(_Out):
+    value: float | bool | str
+    unit: str | None
+
+
+class Provenance(_Out):
+    source: str
+    resource: str | None = None
+    date: str | None = None
+
+
+class FeatureUse(_Out):
+    feature: str
+    expression: str
+    comparison: Literal["<", "<=", ">", ">=", "==", "!=", "between", "in"]
+    threshold: float | bool | str | dict[str, float] | list[str]
+    unit: str | None
+    value: float | bool | str | None = Field(description="In the canonical unit; null: unknown")
+    margin: float | None = Field(
+        description="value − threshold (between: distance to the nearer bound, negative "
+        "outside); null when unknown or not numeric"
+    )
+    result: Result
+    given: Given | None = None
+    provenance: Provenance | None = None
+
+
+class CriterionOut(_Out):
+    id: str
+    kind: Literal["indication", "inclusion", "exclusion", "caution"]
+    title: str
+    expression: str
+    result: Result
+    features: list[FeatureUse]
+    citations: list[str]
+    source: str
+    evidence: Literal["verified", "partial"]
+    note: str | None
+
+
+class CriterionSpecOut(_Out):
+    id: str
+    kind: Literal["indication", "inclusion", "exclusion", "caution"]
+    title: str
+    expression: str
+    citations: list[str]
+    source: str
+    evidence: Literal["verified", "partial"]
+    note: str | None
+
+
+class FactOut(_Out):
+    id: str
+    title: str
+    figure: str
+    population: str | None
+    citations: list[str]
+    source: str
+    evidence: Literal["verified", "partial"]
+    note: str | None
+
+
+class DecisionOut(_Out):
+    ruleset: RulesetRef
+    status: Status
+    reasons: list[str] = Field(description="Criteria that settled an ineligible/not_indicated")
+    criteria: list[CriterionOut]
+    cautions: list[CriterionOut]
+    risks: list[FactOut]
+    outcomes: list[FactOut]
+    missing: list[str] = Field(description="Features whose values would decide an indeterminate")
+    citations: list[EvidenceSpec]
+    notes: list[str]
+
+
+class EvaluationResponse(_Out):
+    id: str
+    evaluated_at: datetime
+    rules_hash: str
+    results: list[DecisionOut]
+
+
+class RulesetSummary(RulesetRef):
+    criteria: int
+    cautions: int
+    risks: int
+
+
+class RulesetList(_Out):
+    rules_hash: str
+    rulesets: list[RulesetSummary]
+
+
+class RulesetDetail(RulesetRef):
+    file: str
+    criteria: list[CriterionSpecOut]
+    cautions: list[CriterionSpecOut]
+    risks: list[FactOut]
+    outcomes: list[FactOut]
+    notes: list[str]
+    citations: list[EvidenceSpec]
+
+
+class FeatureList(_Out):
+    features: list[FeatureSpec]
+
+
+class EvidenceList(_Out):
+    evidence: list[EvidenceSpec]
+
+
+class ProblemField(_Out):
+    field: str
+    code: str
+    message: str
+
+
+class Problem(_Out):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] | None = None

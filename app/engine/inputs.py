@@ -1,0 +1,153 @@
+"""Patient input: raw feature values in, canonical typed values out.
+
+The input contract (DESIGN.md): a feature is a number in its canonical unit, a
+`{"value": …, "unit": …}` quantity, a boolean, an enum string, or null / absent for unknown.
+Anything else is an input error that names the field: an unknown id, a wrong type, a
+non-finite number, a unit UCUM cannot convert, or a value outside the plausible range.
+Every problem in a payload is reported at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.engine.model import Feature, Scalar
+from app.engine.schema import FeatureType
+from app.engine.units import UnitError, converter
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a value came from: the caller, or (later) a FHIR resource."""
+
+    source: str = "input"
+    resource: str | None = None
+    date: str | None = None
+
+
+INPUT = Provenance()
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValue:
+    value: Scalar
+    unit: str | None
+    given_value: Scalar
+    given_unit: str | None
+    provenance: Provenance = INPUT
+
+
+@dataclass(frozen=True, slots=True)
+class InputIssue:
+    field: str
+    code: str
+    message: str
+
+
+class InvalidInput(ValueError):
+    def __init__(self, issues: list[InputIssue]) -> None:
+        self.issues = issues
+        super().__init__("; ".join(f"{i.field}: {i.message}" for i in issues))
+
+
+class _Issue(Exception):
+    def __init__(self, code: str, message: str, suffix: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.suffix = suffix
+
+
+def normalise(
+    raw: Mapping[str, Any],
+    features: Mapping[str, Feature],
+    *,
+    prefix: str = "features",
+    provenance: Provenance = INPUT,
+) -> dict[str, FeatureValue]:
+    """Validate and convert a feature mapping; raise InvalidInput listing every problem."""
+    values: dict[str, FeatureValue] = {}
+    issues: list[InputIssue] = []
+    for key, given in raw.items():
+        feature = features.get(key)
+        if feature is None:
+            issues.append(
+                InputIssue(
+                    f"{prefix}.{key}",
+                    "unknown_feature",
+                    f"unknown feature {key!r}; see GET /v1/features",
+                )
+            )
+            continue
+        if given is None:
+            continue  # explicit null: unknown, exactly like an absent key
+        try:
+            values[key] = _value(feature, given, provenance)
+        except _Issue as issue:
+            issues.append(InputIssue(f"{prefix}.{key}{issue.suffix}", issue.code, str(issue)))
+    if issues:
+        raise InvalidInput(issues)
+    return values
+
+
+def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
+    if feature.type is FeatureType.NUMBER:
+        return _number(feature, given, provenance)
+    if feature.type is FeatureType.BOOLEAN:
+        if not isinstance(given, bool):
+            raise _Issue("wrong_type", f"expected true or false, got {_describe(given)}")
+        return FeatureValue(given, None, given, None, provenance)
+    allowed = feature.spec.values or []
+    if not isinstance(given, str):
+        raise _Issue("wrong_type", f"expected one of {allowed}, got {_describe(given)}")
+    if given not in allowed:
+        raise _Issue("unknown_value", f"{given!r} is not one of {allowed}")
+    return FeatureValue(given, None, given, None, provenance)
+
+
+def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
+    canonical = feature.unit or "1"
+    unit = canonical
+    if isinstance(given, dict):
+        unknown = set(given) - {"value", "unit"}
+        if unknown:
+            raise _Issue(
+                "unknown_key",
+                f"unexpected key(s) {sorted(unknown)}; "
+                'a quantity is {"value": number, "unit": UCUM string}',
+            )
+        if not isinstance(given.get("unit"), str):
+            raise _Issue("wrong_type", "a quantity needs a UCUM unit string", ".unit")
+        unit, given = given["unit"], given.get("value")
+        suffix = ".value"
+    else:
+        suffix = ""
+    if isinstance(given, bool) or not isinstance(given, int | float):
+        raise _Issue("wrong_type", f"expected a number, got {_describe(given)}", suffix)
+    number = float(given)
+    if not math.isfinite(number):
+        raise _Issue("not_finite", "expected a finite number", suffix)
+    try:
+        value = converter(unit, canonical, feature.spec.molar_mass)(number)
+    except UnitError as exc:
+        raise _Issue("unit", f"{exc}; expected {canonical!r}", ".unit") from None
+    low, high = feature.spec.range or (-math.inf, math.inf)
+    if not low <= value <= high:
+        shown = f"{number:g} {unit}" + (f" (= {value:g} {canonical})" if unit != canonical else "")
+        raise _Issue(
+            "out_of_range",
+            f"{shown} is outside the plausible range {low:g}–{high:g} {canonical}",
+            suffix,
+        )
+    return FeatureValue(value, canonical, given, unit, provenance)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    kind = {bool: "boolean", str: "string", list: "array", dict: "object"}.get(type(value))
+    if kind is None:
+        kind = "number" if isinstance(value, int | float) else type(value).__name__
+    return f"{kind} {value!r}" if kind in ("string", "number", "boolean") else kind

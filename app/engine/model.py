@@ -1,0 +1,164 @@
+"""The compiled rule tree and the catalogue it is checked against.
+
+Everything here is immutable and built once at load time. Thresholds are already in the
+feature's canonical unit, so evaluation never converts a unit and never parses text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeAlias
+
+from app.engine.schema import (
+    EvidenceSpec,
+    EvidenceStatus,
+    FactSpec,
+    FeatureSpec,
+    FeatureType,
+    Indication,
+    ReviewStatus,
+    Therapy,
+)
+
+Scalar: TypeAlias = float | bool | str
+
+
+class Op(StrEnum):
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    EQ = "=="
+    NE = "!="
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`feature op value`. Booleans (`ild_present`) compile to `== true`."""
+
+    feature: str
+    op: Op
+    value: Scalar
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """`feature between low and high`, inclusive at both ends as clinicians read it."""
+
+    feature: str
+    low: float
+    high: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    feature: str
+    values: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+Atom: TypeAlias = Compare | Between | In
+Node: TypeAlias = Compare | Between | In | All | AnyOf | Not
+
+
+def atoms(node: Node) -> list[Atom]:
+    """The comparisons of a tree, left to right."""
+    if isinstance(node, All | AnyOf):
+        return [atom for child in node.children for atom in atoms(child)]
+    if isinstance(node, Not):
+        return atoms(node.child)
+    return [node]
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    spec: FeatureSpec
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def type(self) -> FeatureType:
+        return self.spec.type
+
+    @property
+    def unit(self) -> str | None:
+        return self.spec.unit
+
+
+class CriterionKind(StrEnum):
+    INDICATION = "indication"
+    INCLUSION = "inclusion"
+    EXCLUSION = "exclusion"
+    CAUTION = "caution"
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    id: str
+    kind: CriterionKind
+    title: str
+    when: Node
+    text: str
+    citations: tuple[str, ...]
+    source: str
+    evidence: EvidenceStatus
+    note: str | None
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    id: str
+    version: str
+    hash: str
+    title: str
+    therapy: Therapy
+    indication: Indication
+    protocol: str
+    source: str
+    review_status: ReviewStatus
+    review_note: str
+    file: str
+    indication_criterion: Criterion
+    inclusions: tuple[Criterion, ...]
+    exclusions: tuple[Criterion, ...]
+    cautions: tuple[Criterion, ...]
+    risks: tuple[FactSpec, ...]
+    outcomes: tuple[FactSpec, ...]
+    notes: tuple[str, ...]
+    citations: tuple[str, ...]
+
+    @property
+    def deciding(self) -> tuple[Criterion, ...]:
+        """The criteria that decide the status, in the order a clinician reads them."""
+        return (self.indication_criterion, *self.inclusions, *self.exclusions)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBase:
+    """Everything loaded from one rules directory: the unit of atomic replacement."""
+
+    features: dict[str, Feature]
+    evidence: dict[str, EvidenceSpec]
+    rulesets: dict[str, RuleSet]
+    hash: str

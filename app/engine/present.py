@@ -1,0 +1,136 @@
+"""Decisions and rule sets as the API's JSON (plain dicts), shared by the API and the CLI.
+
+Kept pure and dict-based so `eligo evaluate --json` prints byte-for-byte what the API returns,
+and so the hot path does not pay for building and re-validating response models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.engine.evaluate import AtomTrace, CriterionResult, Decision, decisive
+from app.engine.model import Between, Compare, Criterion, Feature, RuleBase, RuleSet
+from app.engine.schema import EvidenceSpec, FactSpec
+
+
+def ruleset_ref(ruleset: RuleSet) -> dict[str, Any]:
+    return {
+        "id": ruleset.id,
+        "version": ruleset.version,
+        "hash": ruleset.hash,
+        "title": ruleset.title,
+        "therapy": ruleset.therapy.value,
+        "indication": ruleset.indication.value,
+        "protocol": ruleset.protocol,
+        "source": ruleset.source,
+        "review_status": ruleset.review_status.value,
+        "review_note": ruleset.review_note,
+    }
+
+
+def _threshold(trace: AtomTrace) -> Any:
+    atom = trace.atom
+    if isinstance(atom, Between):
+        return {"low": atom.low, "high": atom.high}
+    if isinstance(atom, Compare):
+        return atom.value
+    return list(atom.values)
+
+
+def _atom(trace: AtomTrace, features: dict[str, Feature]) -> dict[str, Any]:
+    atom, given = trace.atom, trace.value
+    entry: dict[str, Any] = {
+        "feature": atom.feature,
+        "expression": atom.text,
+        "comparison": atom.op.value
+        if isinstance(atom, Compare)
+        else ("between" if isinstance(atom, Between) else "in"),
+        "threshold": _threshold(trace),
+        "unit": features[atom.feature].unit,
+        "value": None if given is None else given.value,
+        "margin": trace.margin,
+        "result": "unknown" if trace.result is None else ("met" if trace.result else "not_met"),
+    }
+    if given is not None:
+        entry["given"] = {"value": given.given_value, "unit": given.given_unit}
+        entry["provenance"] = {
+            k: v
+            for k, v in (
+                ("source", given.provenance.source),
+                ("resource", given.provenance.resource),
+                ("date", given.provenance.date),
+            )
+            if v is not None
+        }
+    return entry
+
+
+def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
+    return {
+        **criterion_spec(result.criterion),
+        "result": result.result.value,
+        "features": [_atom(trace, features) for trace in result.trace],
+    }
+
+
+def criterion_spec(criterion: Criterion) -> dict[str, Any]:
+    return {
+        "id": criterion.id,
+        "kind": criterion.kind.value,
+        "title": criterion.title,
+        "expression": criterion.text,
+        "citations": list(criterion.citations),
+        "source": criterion.source,
+        "evidence": criterion.evidence.value,
+        "note": criterion.note,
+    }
+
+
+def fact(spec: FactSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "title": spec.title,
+        "figure": spec.figure,
+        "population": spec.population,
+        "citations": list(spec.cite),
+        "source": spec.source,
+        "evidence": spec.evidence.value,
+        "note": spec.note,
+    }
+
+
+def citation(spec: EvidenceSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
+
+
+def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
+    ruleset = result.ruleset
+    return {
+        "ruleset": ruleset_ref(ruleset),
+        "status": result.status.value,
+        "reasons": [r.criterion.id for r in decisive(result)],
+        "criteria": [criterion_result(r, rules.features) for r in result.criteria],
+        "cautions": [criterion_result(r, rules.features) for r in result.cautions],
+        "risks": [fact(r) for r in ruleset.risks],
+        "outcomes": [fact(o) for o in ruleset.outcomes],
+        "missing": list(result.missing),
+        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
+        "notes": list(ruleset.notes),
+    }
+
+
+def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
+    return {
+        **ruleset_ref(ruleset),
+        "file": ruleset.file,
+        "criteria": [criterion_spec(c) for c in ruleset.deciding],
+        "cautions": [criterion_spec(c) for c in ruleset.cautions],
+        "risks": [fact(r) for r in ruleset.risks],
+        "outcomes": [fact(o) for o in ruleset.outcomes],
+        "notes": list(ruleset.notes),
+        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
+    }
+
+
+def feature(spec: Feature) -> dict[str, Any]:
+    return spec.spec.model_dump(mode="json")

@@ -1,0 +1,114 @@
+"""UCUM unit conversion.
+
+Units are parsed by ucumvert (a UCUM grammar mapped onto pint), never by a hand-written table.
+Conversions are cached per (source, target, molar mass) as a linear map, so after the first
+patient a conversion costs a multiplication. The UCUM registry takes about half a second to
+build, so it is created on first need: a request in canonical units never pays for it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+_ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
+
+
+class UnitError(ValueError):
+    """A unit that is not valid UCUM, or that cannot be converted to the one required."""
+
+
+@dataclass(frozen=True, slots=True)
+class Linear:
+    """value_in_target = value_in_source * scale + offset (offset only for Cel/[degF])."""
+
+    scale: float
+    offset: float
+
+    def __call__(self, value: float) -> float:
+        return round_significant(value * self.scale + self.offset)
+
+
+IDENTITY = Linear(1.0, 0.0)
+
+
+def round_significant(value: float, digits: int = 10) -> float:
+    """Drop float noise from conversions (1 g/(24.h) is 0.0416666667 g/h inside pint).
+
+    Ten significant digits is far beyond any laboratory's precision, and keeps a value entered
+    exactly on a threshold in another unit from landing a hair beside it.
+    """
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+@cache
+def _registry() -> Any:
+    from ucumvert import PintUcumRegistry  # noqa: PLC0415 - deferred: costs ~0.5 s to build
+
+    return PintUcumRegistry()
+
+
+@lru_cache(maxsize=512)
+def _parse(unit: str) -> Any:
+    """A pint Quantity for a UCUM code. Annotation-only units ({score}) are not quantities."""
+    if _ANNOTATION_ONLY.match(unit):
+        raise UnitError(f"{unit!r} is an annotation, only convertible to itself")
+    try:
+        parsed = _registry().from_ucum(unit)
+    except Exception as exc:  # ucumvert raises several parser error types
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnitError(f"{unit!r} is not a valid UCUM unit ({first_line})") from exc
+    if not hasattr(parsed, "to"):
+        raise UnitError(f"{unit!r} is not a valid UCUM unit")
+    return parsed
+
+
+def validate_unit(unit: str) -> None:
+    """Raise UnitError unless `unit` is valid UCUM (annotation-only units are valid)."""
+    if not _ANNOTATION_ONLY.match(unit):
+        _parse(unit)
+
+
+@lru_cache(maxsize=1024)
+def converter(source: str, target: str, molar_mass: float | None = None) -> Linear:
+    """The linear map from `source` to `target` units.
+
+    `molar_mass` (g/mol) lets a substance concentration (umol/L) convert to a mass
+    concentration (mg/dL): that is chemistry, not a unit table, so it comes from the feature
+    catalogue, and pint applies it.
+    """
+    if source == target:
+        return IDENTITY
+    src, dst = _parse(source), _parse(target)
+    candidates = [src]
+    if molar_mass is not None:
+        molar = _parse("g/mol") * molar_mass
+        candidates += [src * molar, src / molar]
+    for candidate in candidates:
+        try:
+            return _linear(candidate, dst)
+        except UnitError:
+            continue
+    raise UnitError(f"{source!r} is not convertible to {target!r}")
+
+
+def _linear(src: Any, dst: Any) -> Linear:
+    try:
+        make = type(src)
+        zero = float(make(0.0, src.units).to(dst.units).magnitude)
+        one = float(make(float(src.magnitude), src.units).to(dst.units).magnitude)
+    except Exception as exc:  # pint.DimensionalityError and friends
+        raise UnitError(str(exc)) from exc
+    # ucumvert folds numeric factors (24 in g/(24.h)) into the quantity's magnitude: one
+    # source unit is `src.magnitude` of `src.units`, and the target's factor is divided out.
+    target_factor = float(dst.magnitude)
+    return Linear((one - zero) / target_factor, zero / target_factor)
+
+
+def convert(value: float, source: str, target: str, molar_mass: float | None = None) -> float:
+    return converter(source, target, molar_mass)(value)
