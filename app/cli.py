@@ -14,7 +14,7 @@ import click
 
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
-from app.engine.evaluate import Decision, Result, Status
+from app.engine.evaluate import AtomTrace, Decision, Result, Status
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.load import check_rules, load_rules
 from app.engine.model import RuleBase
@@ -165,20 +165,26 @@ def render_table(decisions: list[Decision]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _values(trace: Any) -> str:
-    shown = []
-    for atom in trace:
-        given = atom.value
-        value = (
-            "?"
-            if given is None
-            else f"{given.value:g}"
-            if isinstance(given.value, float)
-            else str(given.value).lower()
-        )
-        unit = f" {given.unit}" if given is not None and given.unit else ""
-        shown.append(f"{atom.atom.feature}={value}{unit}")
-    return ", ".join(shown)
+def _values(trace: tuple[AtomTrace, ...]) -> str:
+    return ", ".join(_shown(atom) for atom in trace)
+
+
+def _shown(atom: AtomTrace) -> str:
+    given = atom.value
+    if given is None:
+        return f"{atom.atom.feature}=?"
+    text = f"{atom.atom.feature}={_scalar(given.value)}"
+    if given.unit:
+        text += f" {given.unit}"
+    if given.given_unit and given.given_unit != given.unit:
+        text += f" (given {_scalar(given.given_value)} {given.given_unit})"
+    return text
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
 
 
 @main.group()
@@ -215,3 +221,7 @@ def schema(out: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -91,7 +91,9 @@ class ExpressionCompiler:
     def _predicate(self, pred: Predicate) -> Node:
         feature = self.features.get(pred.feature)
         if feature is None:
-            close = difflib.get_close_matches(pred.feature, self.features, n=1)
+            close = [f for f in self.features if f.startswith(pred.feature)][:1] or (
+                difflib.get_close_matches(pred.feature, self.features, n=1)
+            )
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise _Invalid(
                 Code.UNKNOWN_FEATURE, f"unknown feature {pred.feature!r}{hint}", pred.offset
@@ -109,6 +111,12 @@ class ExpressionCompiler:
                 f"{feature.id!r} is a number: use a comparison or 'between'",
                 pred.offset,
             )
+        if pred.op == "==" and pred.args[0].value is True:
+            raise _Invalid(
+                Code.TYPE_MISMATCH,
+                f"{feature.id!r} is a number, not a yes/no feature: compare it",
+                pred.offset,
+            )
         values = [self._threshold(feature, literal) for literal in pred.args]
         if pred.op == "between":
             low, high = values
@@ -119,12 +127,6 @@ class ExpressionCompiler:
                     pred.args[0].offset,
                 )
             return Between(feature.id, low, high, pred.text)
-        if len(pred.args) == 1 and pred.args[0].value is True and pred.op == "==":
-            raise _Invalid(
-                Code.TYPE_MISMATCH,
-                f"{feature.id!r} is a number, not a yes/no feature: compare it",
-                pred.offset,
-            )
         return Compare(feature.id, Op(pred.op), values[0], pred.text)
 
     def _threshold(self, feature: Feature, literal: Literal) -> float:

@@ -228,7 +228,7 @@ class _Parser:
         """An optional UCUM unit after a number: the next run of non-space characters.
 
         UCUM units contain brackets and parentheses (`mm[Hg]`, `g/(24.h)`), so a closing
-        parenthesis ends the unit only when it does not balance one inside it.
+        parenthesis or bracket ends the unit only when it does not balance one inside it.
         """
         self.skip_space()
         start = self.pos
@@ -236,17 +236,13 @@ class _Parser:
         if start >= len(self.text) or self.text[start] in "),]" or word in KEYWORDS:
             return None, 0
         end = start
-        depth = 0
+        parens = brackets = 0
         while end < len(self.text) and not self.text[end].isspace():
             ch = self.text[end]
-            if ch in "(":
-                depth += 1
-            elif ch == ")":
-                if depth == 0:
-                    break
-                depth -= 1
-            elif ch in ",]" and depth == 0:
+            if (ch == ")" and parens == 0) or (ch in ",]" and brackets == 0):
                 break
+            parens += (ch == "(") - (ch == ")")
+            brackets += (ch == "[") - (ch == "]")
             end += 1
         self.pos = end
         return self.text[start:end], start

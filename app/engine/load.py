@@ -63,6 +63,8 @@ def _parse(path: Path, ctx: _Context) -> LocatedDocument | None:
         return None
     doc, diagnostics = load_located(path, _display(path))
     ctx.diagnostics.extend(diagnostics)
+    if any(d.code is Code.YAML_SYNTAX for d in diagnostics):
+        return None  # nothing trustworthy to validate
     return doc
 
 

@@ -48,7 +48,8 @@ _EXPR_SCHEMA: dict[str, Any] = {
     ],
 }
 
-Expression = Annotated[Any, WithJsonSchema({"$ref": "#/$defs/Expression"})]
+_EXPR_PLACEHOLDER = "eligo:expression"
+Expression = Annotated[Any, WithJsonSchema({"$comment": _EXPR_PLACEHOLDER})]
 
 
 class _Strict(BaseModel):
@@ -197,11 +198,26 @@ class RuleSetSpec(_Strict):
 
 def ruleset_json_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) for rules/therapies/*.yaml, for editors' YAML language servers."""
-    schema = RuleSetSpec.model_json_schema(mode="validation")
+    schema: dict[str, Any] = _link_expressions(RuleSetSpec.model_json_schema(mode="validation"))
     schema.setdefault("$defs", {})["Expression"] = _EXPR_SCHEMA
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://eligo.example/schemas/ruleset.schema.json"
     return schema
+
+
+def _link_expressions(node: Any) -> Any:
+    """Point every expression field at the recursive `Expression` definition.
+
+    pydantic cannot emit a reference to a definition it did not generate, so expression
+    fields carry a placeholder that is swapped for the `$ref` here.
+    """
+    if isinstance(node, dict):
+        if node.get("$comment") == _EXPR_PLACEHOLDER:
+            return {"$ref": "#/$defs/Expression"}
+        return {key: _link_expressions(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_link_expressions(item) for item in node]
+    return node
 
 
 def file_json_schema(kind: Literal["features", "evidence"]) -> dict[str, Any]:

@@ -35,10 +35,10 @@ class Linear:
 IDENTITY = Linear(1.0, 0.0)
 
 
-def round_significant(value: float, digits: int = 10) -> float:
+def round_significant(value: float, digits: int = 9) -> float:
     """Drop float noise from conversions (1 g/(24.h) is 0.0416666667 g/h inside pint).
 
-    Ten significant digits is far beyond any laboratory's precision, and keeps a value entered
+    Nine significant digits is far beyond any laboratory's precision, and keeps a value entered
     exactly on a threshold in another unit from landing a hair beside it.
     """
     if value == 0 or not math.isfinite(value):

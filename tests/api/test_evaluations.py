@@ -1,0 +1,154 @@
+"""POST /v1/evaluations through the real ASGI app, with the shipped rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.schemas import EvaluationResponse, Problem
+from tests.astis_patients import ASTIS_CANDIDATE
+
+
+def evaluate(client: TestClient, features: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    response = client.post("/v1/evaluations", json={"features": features, **extra})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    EvaluationResponse.model_validate(body)  # the documented contract holds
+    return body
+
+
+def astis(body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = next(
+        r for r in body["results"] if r["ruleset"]["id"] == "hsct-ssc-astis"
+    )
+    return result
+
+
+def test_clear_candidate_is_eligible_with_full_explanation(client: TestClient) -> None:
+    body = evaluate(client, ASTIS_CANDIDATE, rulesets=["hsct-ssc-astis"])
+    result = astis(body)
+    assert result["status"] == "eligible"
+    assert result["missing"] == []
+    assert result["ruleset"]["review_status"] == "draft"
+    assert result["ruleset"]["hash"].startswith("sha256:")
+    assert "clinical review" in result["ruleset"]["review_note"]
+    assert all(c["citations"] for c in result["criteria"] + result["cautions"])
+    assert all(r["citations"] for r in result["risks"])
+    cited = {c for item in result["criteria"] + result["risks"] for c in item["citations"]}
+    assert cited <= {c["id"] for c in result["citations"]}
+    pao2 = next(c for c in result["criteria"] if c["id"] == "pao2-below-60")
+    assert pao2["features"][0]["given"] == {"value": 11.5, "unit": "kPa"}
+    assert pao2["features"][0]["value"] == pytest.approx(86.2570827)
+
+
+def test_missing_dlco_is_indeterminate_and_named(client: TestClient) -> None:
+    features = {k: v for k, v in ASTIS_CANDIDATE.items() if k != "dlco_percent_predicted"}
+    result = astis(evaluate(client, features))
+    assert result["status"] == "indeterminate"
+    assert result["missing"] == ["dlco_percent_predicted"]
+
+
+def test_age_outside_astis_range_is_ineligible(client: TestClient) -> None:
+    result = astis(evaluate(client, {**ASTIS_CANDIDATE, "age_years": 66}))
+    assert result["status"] == "ineligible"
+    assert result["reasons"] == ["age-18-to-65"]
+
+
+def test_patient_with_sle_only_is_not_indicated(client: TestClient) -> None:
+    result = astis(evaluate(client, {"ssc_diagnosis": False, "sle_diagnosis": True}))
+    assert result["status"] == "not_indicated"
+
+
+def test_all_rulesets_by_default(client: TestClient) -> None:
+    body = evaluate(client, {})
+    listed = client.get("/v1/rulesets").json()["rulesets"]
+    assert [r["ruleset"]["id"] for r in body["results"]] == [r["id"] for r in listed]
+    assert all(r["status"] == "indeterminate" for r in body["results"])
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    Problem.model_validate(body)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "code"),
+    [
+        ({"features": {"lvef": 50}}, "features.lvef", "unknown_feature"),
+        ({"features": {"lvef_percent": "fifty"}}, "features.lvef_percent", "wrong_type"),
+        ({"features": {"lvef_percent": 150}}, "features.lvef_percent", "out_of_range"),
+        (
+            {"features": {"pao2_mmhg": {"value": 8, "unit": "mg/dL"}}},
+            "features.pao2_mmhg.unit",
+            "unit",
+        ),
+        (
+            {"features": {}, "rulesets": ["hsct-ssc-astis", "nope"]},
+            "rulesets[1]",
+            "unknown_ruleset",
+        ),
+        ({"features": {}, "rulesets": []}, "rulesets", "empty"),
+        ({"features": []}, "features", "dict_type"),
+        ({"features": {}, "rulesets": "hsct-ssc-astis"}, "rulesets", "list_type"),
+        ({"features": {}, "patient": "x"}, "patient", "extra_forbidden"),
+        ({}, "features", "missing"),
+        ([], "body", "model_type"),
+    ],
+)
+def test_invalid_payloads_are_422_naming_the_field(
+    client: TestClient, payload: Any, field: str, code: str
+) -> None:
+    body = problem(client.post("/v1/evaluations", json=payload), 422)
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [(field, code)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"features": {', "malformed JSON at line 1 column 15"),
+        (b'{"features": {"lvef_percent": NaN}}', "NaN is not valid JSON"),
+        (b"", "empty"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_malformed_json_is_400(client: TestClient, content: bytes, message: str) -> None:
+    response = client.post(
+        "/v1/evaluations", content=content, headers={"content-type": "application/json"}
+    )
+    assert message in problem(response, 400)["detail"]
+
+
+def test_wrong_media_type_is_415(client: TestClient) -> None:
+    response = client.post(
+        "/v1/evaluations",
+        content=b"features=1",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    problem(response, 415)
+
+
+def test_oversized_body_is_413(client: TestClient) -> None:
+    padding = "x" * (70 * 1024)
+    response = client.post("/v1/evaluations", json={"features": {}, "pad": padding})
+    assert "exceeds the limit" in problem(response, 413)["detail"]
+
+
+def test_oversized_chunked_body_is_413(client: TestClient) -> None:
+    def chunks() -> Any:
+        for _ in range(80):
+            yield b" " * 1024
+
+    response = client.post(
+        "/v1/evaluations", content=chunks(), headers={"content-type": "application/json"}
+    )
+    problem(response, 413)
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    problem(client.get("/v1/nothing"), 404)
+    problem(client.get("/v1/evaluations"), 405)

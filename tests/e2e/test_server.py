@@ -1,0 +1,46 @@
+"""The service as a real process: `eligo serve` on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.astis_patients import ASTIS_CANDIDATE
+from tests.conftest import SHIPPED_RULES
+from tests.e2e.helpers import eligo_server, run_eligo
+
+pytestmark = pytest.mark.e2e
+
+
+def test_served_evaluation_over_http(tmp_path: Path) -> None:
+    with eligo_server({"ELIGO_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}) as base:
+        response = httpx.post(
+            f"{base}/v1/evaluations",
+            timeout=10,
+            json={"features": ASTIS_CANDIDATE, "rulesets": ["hsct-ssc-astis"]},
+        )
+        assert response.status_code == 200
+        assert response.json()["results"][0]["status"] == "eligible"
+        bad = httpx.post(
+            f"{base}/v1/evaluations",
+            content=b"{",
+            timeout=10,
+            headers={"content-type": "application/json"},
+        )
+        assert bad.status_code == 400
+        assert httpx.get(f"{base}/readyz", timeout=10).json()["status"] == "ready"
+
+
+def test_server_refuses_to_start_on_invalid_rules(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(SHIPPED_RULES, rules)
+    astis = rules / "therapies" / "hsct-ssc-astis.yaml"
+    astis.write_text(astis.read_text().replace("lvef_percent < 45 %", "lvef_pct < 45 %"))
+    result = run_eligo("serve", "--port", "1", env={"ELIGO_RULES_DIR": str(rules)})
+    assert result.returncode == 1
+    assert "E011 unknown-feature: unknown feature 'lvef_pct'" in result.stderr
+    assert "hsct-ssc-astis.yaml:" in result.stderr
+    assert "refusing to start" in result.stderr
