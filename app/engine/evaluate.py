@@ -67,7 +67,7 @@ class Status(StrEnum):
     ELIGIBLE = "eligible"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AtomTrace:
     """One comparison as evaluated: the value used, the threshold, the margin to it."""
 
@@ -77,14 +77,14 @@ class AtomTrace:
     margin: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CriterionResult:
     criterion: Criterion
     result: Result
     trace: tuple[AtomTrace, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     ruleset: RuleSet
     status: Status

@@ -112,8 +112,11 @@ class CriterionKind(StrEnum):
     CAUTION = "caution"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Criterion:
+    """Compared and hashed by identity: each load builds new ones, and presentation caches
+    their static JSON per object."""
+
     id: str
     kind: CriterionKind
     title: str
@@ -126,7 +129,7 @@ class Criterion:
     features: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RuleSet:
     id: str
     version: str
@@ -154,7 +157,7 @@ class RuleSet:
         return (self.indication_criterion, *self.inclusions, *self.exclusions)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class RuleBase:
     """Everything loaded from one rules directory: the unit of atomic replacement."""
 

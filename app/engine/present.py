@@ -1,14 +1,19 @@
 """Decisions and rule sets as the API's JSON (plain dicts), shared by the API and the CLI.
 
 Kept pure and dict-based so `eligo evaluate --json` prints byte-for-byte what the API returns,
-and so the hot path does not pay for building and re-validating response models.
+and so the hot path does not pay for building and re-validating response models. What does
+not depend on the patient (a criterion's text and citations, a rule set's risks and references)
+is built once per loaded object and cached: rule objects hash by identity, so a reload simply
+starts new cache entries. Enum members are emitted as-is: they are `str`, and JSON writes them
+as their value.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from app.engine.evaluate import AtomTrace, CriterionResult, Decision, decisive
+from app.engine.evaluate import AtomTrace, CriterionResult, Decision, as_result, decisive
 from app.engine.model import Between, Compare, Criterion, Feature, RuleBase, RuleSet
 from app.engine.schema import EvidenceSpec, FactSpec
 
@@ -19,11 +24,11 @@ def ruleset_ref(ruleset: RuleSet) -> dict[str, Any]:
         "version": ruleset.version,
         "hash": ruleset.hash,
         "title": ruleset.title,
-        "therapy": ruleset.therapy.value,
-        "indication": ruleset.indication.value,
+        "therapy": ruleset.therapy,
+        "indication": ruleset.indication,
         "protocol": ruleset.protocol,
         "source": ruleset.source,
-        "review_status": ruleset.review_status.value,
+        "review_status": ruleset.review_status,
         "review_note": ruleset.review_note,
     }
 
@@ -42,14 +47,14 @@ def _atom(trace: AtomTrace, features: dict[str, Feature]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "feature": atom.feature,
         "expression": atom.text,
-        "comparison": atom.op.value
+        "comparison": atom.op
         if isinstance(atom, Compare)
         else ("between" if isinstance(atom, Between) else "in"),
         "threshold": _threshold(trace),
         "unit": features[atom.feature].unit,
         "value": None if given is None else given.value,
         "margin": trace.margin,
-        "result": "unknown" if trace.result is None else ("met" if trace.result else "not_met"),
+        "result": as_result(trace.result),
     }
     if given is not None:
         entry["given"] = {"value": given.given_value, "unit": given.given_unit}
@@ -68,20 +73,21 @@ def _atom(trace: AtomTrace, features: dict[str, Feature]) -> dict[str, Any]:
 def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
     return {
         **criterion_spec(result.criterion),
-        "result": result.result.value,
+        "result": result.result,
         "features": [_atom(trace, features) for trace in result.trace],
     }
 
 
+@lru_cache(maxsize=4096)
 def criterion_spec(criterion: Criterion) -> dict[str, Any]:
     return {
         "id": criterion.id,
-        "kind": criterion.kind.value,
+        "kind": criterion.kind,
         "title": criterion.title,
         "expression": criterion.text,
         "citations": list(criterion.citations),
         "source": criterion.source,
-        "evidence": criterion.evidence.value,
+        "evidence": criterion.evidence,
         "note": criterion.note,
     }
 
@@ -94,7 +100,7 @@ def fact(spec: FactSpec) -> dict[str, Any]:
         "population": spec.population,
         "citations": list(spec.cite),
         "source": spec.source,
-        "evidence": spec.evidence.value,
+        "evidence": spec.evidence,
         "note": spec.note,
     }
 
@@ -103,19 +109,30 @@ def citation(spec: EvidenceSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
-def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
-    ruleset = result.ruleset
+@lru_cache(maxsize=256)
+def _static(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
     return {
         "ruleset": ruleset_ref(ruleset),
-        "status": result.status.value,
+        "risks": [fact(r) for r in ruleset.risks],
+        "outcomes": [fact(o) for o in ruleset.outcomes],
+        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
+        "notes": list(ruleset.notes),
+    }
+
+
+def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
+    static = _static(result.ruleset, rules)
+    return {
+        "ruleset": static["ruleset"],
+        "status": result.status,
         "reasons": [r.criterion.id for r in decisive(result)],
         "criteria": [criterion_result(r, rules.features) for r in result.criteria],
         "cautions": [criterion_result(r, rules.features) for r in result.cautions],
-        "risks": [fact(r) for r in ruleset.risks],
-        "outcomes": [fact(o) for o in ruleset.outcomes],
+        "risks": static["risks"],
+        "outcomes": static["outcomes"],
         "missing": list(result.missing),
-        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
-        "notes": list(ruleset.notes),
+        "citations": static["citations"],
+        "notes": static["notes"],
     }
 
 

@@ -1,0 +1,95 @@
+"""Project plumbing that has no engine to run it here: the Dockerfile, the lock files,
+the Alembic environment, the README's commands and CI's entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from app.cli import main
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import ROOT, SHIPPED_RULES
+
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _instruction(name: str) -> list[str]:
+    joined = DOCKERFILE.replace("\\\n", " ")
+    return [
+        line.split(None, 1)[1] for line in joined.splitlines() if line.split(None, 1)[:1] == [name]
+    ]
+
+
+def test_dockerfile_entry_point_is_the_eligo_serve_command() -> None:
+    (cmd,) = _instruction("CMD")
+    program, *args = json.loads(cmd)
+    assert program in PYPROJECT["project"]["scripts"]
+    assert PYPROJECT["project"]["scripts"][program] == "app.cli:main"
+    assert args == ["serve"]
+    assert "serve" in main.commands
+    assert CliRunner().invoke(main, ["serve", "--help"]).exit_code == 0
+
+
+def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
+    (base,) = _instruction("FROM")
+    assert re.fullmatch(r"python:3\.1[1-9]-slim", base)
+    users = _instruction("USER")
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert DOCKERFILE.index("USER") < DOCKERFILE.index("CMD")
+    (check,) = _instruction("HEALTHCHECK")
+    path = re.search(r"127\.0\.0\.1:8000(/\w+)", check)
+    assert path is not None
+    paths = create_app(Settings(rules_dir=SHIPPED_RULES)).openapi()["paths"]
+    assert "get" in paths[path.group(1)]
+
+
+def test_dockerfile_copies_only_what_exists() -> None:
+    for args in _instruction("COPY"):
+        *sources, _ = args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), source
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)", line)
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_runtime_lock_agrees_with_the_full_lock() -> None:
+    full, runtime = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements.runtime.lock")
+    assert runtime
+    assert {name: full.get(name) for name in runtime} == runtime
+
+
+def test_alembic_environment_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env={"ELIGO_DATABASE_URL": url, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"^\s*bash (scripts/\w+\.sh)\s*$", readme, flags=re.MULTILINE)
+    assert commands[:2] == ["scripts/serve.sh", "scripts/test.sh"]
+    assert "bash scripts/test.sh" in ci
