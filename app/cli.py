@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 invalid rules (diagnostics printed); 2 bad usage or bad
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +58,10 @@ def serve(host: str | None, port: int | None) -> None:
     from app.main import create_app  # noqa: PLC0415
 
     settings = Settings()
+    # Request bodies are never logged: they carry patient data.
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         app = create_app(settings)
     except RuleLoadError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,4 +37,4 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
-    log_level: str = Field(default="info")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
