@@ -19,12 +19,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from app.engine.compile import ExpressionCompiler, render
-from app.engine.diagnostics import Code, Diagnostic, RuleLoadError
+from app.engine.diagnostics import Code, Diagnostic, Position, RuleLoadError
 from app.engine.located_yaml import LocatedDocument, PathKey, load_located
 from app.engine.model import Criterion, CriterionKind, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import (
@@ -68,7 +68,7 @@ def _parse(path: Path, ctx: _Context) -> LocatedDocument | None:
     return doc
 
 
-def _doc_position(path: Path) -> Any:
+def _doc_position(path: Path) -> Position:
     return LocatedDocument(_display(path), None).position(())
 
 
@@ -241,27 +241,19 @@ class _RuleSetCompiler:
             )
 
     def duplicate_ids(self) -> None:
-        keys = ["inclusions", "exclusions", "cautions"]
-        self._ids(
-            "criterion",
-            [
-                ("indication_criterion",),
-                *((k, i) for k in keys for i in range(len(getattr(self.spec, k)))),
-            ],
-        )
-        self._ids(
-            "fact",
-            [(k, i) for k in ("risks", "outcomes") for i in range(len(getattr(self.spec, k)))],
-        )
-
-    def _ids(self, what: str, paths: list[PathKey]) -> None:
-        def ident(path: PathKey) -> str:
-            item: Any = self.spec
-            for part in path:
-                item = item[part] if isinstance(part, int) else getattr(item, part)
-            return str(item.id)
-
-        _unique(((ident(p), (*p, "id")) for p in paths), what, self.doc, self.ctx)
+        spec = self.spec
+        criteria = [(spec.indication_criterion.id, ("indication_criterion", "id"))] + [
+            (c.id, (key, i, "id"))
+            for key in ("inclusions", "exclusions", "cautions")
+            for i, c in enumerate(getattr(spec, key))
+        ]
+        facts = [
+            (f.id, (key, i, "id"))
+            for key in ("risks", "outcomes")
+            for i, f in enumerate(getattr(spec, key))
+        ]
+        _unique(iter(criteria), "criterion", self.doc, self.ctx)
+        _unique(iter(facts), "fact", self.doc, self.ctx)
 
     def build(self, indication: Criterion, compiled: dict[str, list[Criterion]]) -> RuleSet:
         spec = self.spec
