@@ -137,15 +137,16 @@ def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
 
 
 def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
+    static = _static(ruleset, rules)
     return {
-        **ruleset_ref(ruleset),
+        **static["ruleset"],
         "file": ruleset.file,
         "criteria": [criterion_spec(c) for c in ruleset.deciding],
         "cautions": [criterion_spec(c) for c in ruleset.cautions],
-        "risks": [fact(r) for r in ruleset.risks],
-        "outcomes": [fact(o) for o in ruleset.outcomes],
-        "notes": list(ruleset.notes),
-        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
+        "risks": static["risks"],
+        "outcomes": static["outcomes"],
+        "notes": static["notes"],
+        "citations": static["citations"],
     }
 
 
