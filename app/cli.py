@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from app import strict_json
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
 from app.engine.evaluate import AtomTrace, Decision, Result, Status
@@ -86,7 +87,7 @@ def serve(host: str | None, port: int | None) -> None:
 def _read_patient(path: Path) -> dict[str, Any]:
     data: Any = None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = strict_json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         _fail(f"{path}: cannot read: {exc.strerror}")
     except json.JSONDecodeError as exc:
@@ -103,10 +104,6 @@ def _read_patient(path: Path) -> dict[str, Any]:
         _fail(f"{path}: unexpected key(s) {sorted(extra)}")
     patient: dict[str, Any] = data
     return patient
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 @main.command()

@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import strict_json
 from app.api.errors import problem
 from app.errors import MalformedRequest, UnsupportedMediaType
 
@@ -67,10 +68,6 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes, content_type: str | None) -> Any:
     """Parse a JSON request body, or raise a 400/415 that says where and why."""
     media = (content_type or "").split(";")[0].strip().lower()
@@ -80,7 +77,7 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
         raise MalformedRequest("request body is empty; expected a JSON object")
     try:
         text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        return strict_json.loads(text)
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"request body is not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
