@@ -27,6 +27,9 @@ class Code(StrEnum):
     DUPLICATE_ID = "E021"
     UNVERIFIED_THRESHOLD = "E022"
     EMPTY_RANGE = "E023"
+    UNKNOWN_RULESET = "E030"
+    UNKNOWN_CRITERION = "E031"
+    INVALID_INPUT = "E032"
 
 
 NAMES: dict[Code, str] = {
@@ -44,6 +47,9 @@ NAMES: dict[Code, str] = {
     Code.DUPLICATE_ID: "duplicate-id",
     Code.UNVERIFIED_THRESHOLD: "unverified-threshold",
     Code.EMPTY_RANGE: "empty-range",
+    Code.UNKNOWN_RULESET: "unknown-ruleset",
+    Code.UNKNOWN_CRITERION: "unknown-criterion",
+    Code.INVALID_INPUT: "invalid-input",
 }
 
 

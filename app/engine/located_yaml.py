@@ -17,6 +17,7 @@ import yaml
 from app.engine.diagnostics import Code, Diagnostic, Position
 
 PathKey = tuple[str | int, ...]
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,14 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        # Merges first, so the spans of explicit keys (built next) are the ones kept.
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged = {**self._merged(value_node, path), **merged}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
             key = self.loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | bool | float) or key is None:
                 key = str(key)
@@ -92,7 +100,25 @@ class _Builder:
                 )
                 continue
             result[key] = self.build(value_node, (*path, key))
-        return result
+        # Explicit keys override merged ones; that is what `<<` is for, not a duplicate.
+        return {**{k: v for k, v in merged.items() if k not in result}, **result}
+
+    def _merged(self, node: yaml.Node, path: PathKey) -> dict[Any, Any]:
+        """The values a `<<: *base` (or `<<: [*a, *b]`, earlier wins) merge key brings in."""
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[Any, Any] = {}
+        for source in reversed(sources):
+            if not isinstance(source, yaml.MappingNode):
+                mark = source.start_mark
+                raise yaml.MarkedYAMLError(
+                    problem="a merge key (<<) needs a mapping or a list of mappings",
+                    problem_mark=mark,
+                )
+            own_span = self.doc.spans.get(path)
+            merged.update(self._mapping(source, path))
+            if own_span is not None:
+                self.doc.spans[path] = own_span
+        return merged
 
 
 def load_located(path: Path, display_name: str) -> tuple[LocatedDocument, list[Diagnostic]]:

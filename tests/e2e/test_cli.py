@@ -40,16 +40,17 @@ def test_evaluate_json_is_the_api_shape(patient: Path) -> None:
     body = json.loads(result.stdout)
     for item in body["results"]:
         DecisionOut.model_validate(item)
-    assert body["results"][0]["status"] == "eligible"
+    by_id = {item["ruleset"]["id"]: item for item in body["results"]}
+    assert by_id["hsct-ssc-astis"]["status"] == "eligible"
 
 
 def test_indeterminate_shows_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     features = {k: v for k, v in ASTIS_CANDIDATE.items() if k != "lvef_percent"}
     path.write_text(json.dumps({"features": features}))
-    result = run_eligo("evaluate", str(path))
+    result = run_eligo("evaluate", str(path), "--ruleset", "hsct-ssc-astis")
     assert "INDETERMINATE" in result.stdout
-    assert "missing: lvef_percent" in result.stdout
+    assert "  missing: lvef_percent\n" in result.stdout
 
 
 @pytest.mark.parametrize(

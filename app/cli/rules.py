@@ -1,0 +1,188 @@
+"""`eligo rules ...`: the rule authoring toolchain (validate, test, coverage, diff, schema).
+
+Every command exits 1 when the rules or their vignettes are wrong, so CI can run them as is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from app.cli.common import EXIT_RULES, fail, load
+from app.engine.diagnostics import Diagnostic, RuleLoadError
+from app.engine.evaluate import Result
+from app.engine.load import check_rules
+from app.engine.model import RuleBase
+from app.engine.report import render_table
+from app.engine.schema import ruleset_json_schema
+from app.engine.vignettes import CriterionCoverage, Outcome, Vignette, coverage, load_vignettes, run
+from app.settings import Settings
+
+_DIR = click.argument("rules_dir", required=False, type=click.Path(path_type=Path))
+
+
+@click.group()
+def rules() -> None:
+    """Rule authoring tools."""
+
+
+def _report(diagnostics: Sequence[Diagnostic]) -> NoReturn:
+    click.echo(RuleLoadError(list(diagnostics)).report(), err=True)
+    sys.exit(EXIT_RULES)
+
+
+def _vignettes(rules_dir: Path, base: RuleBase) -> list[Vignette]:
+    """The vignettes of rules_dir/tests; exits 1 on any diagnostic."""
+    vignettes, diagnostics = load_vignettes(rules_dir / "tests", base)
+    if diagnostics:
+        _report(diagnostics)
+    return vignettes
+
+
+@rules.command("validate")
+@_DIR
+def validate(rules_dir: Path | None) -> None:
+    """Validate rule files and vignettes; print every diagnostic as file:line:col."""
+    directory = rules_dir or Settings().rules_dir
+    base, diagnostics = check_rules(directory)
+    if base is None:
+        _report(diagnostics)
+    vignettes = _vignettes(directory, base)
+    click.echo(
+        f"{directory}: {len(base.rulesets)} rule sets, {len(base.features)} features, "
+        f"{len(base.evidence)} citations, {len(vignettes)} vignettes: OK ({base.hash})"
+    )
+
+
+@rules.command("test")
+@_DIR
+@click.option("--ruleset", "ruleset_ids", multiple=True, help="Only this rule set (repeatable)")
+@click.option("-v", "--verbose", is_flag=True, help="List passing vignettes too")
+def test(rules_dir: Path | None, ruleset_ids: tuple[str, ...], verbose: bool) -> None:
+    """Run the clinical vignettes in RULES_DIR/tests; exit 1 on any failure."""
+    directory = rules_dir or Settings().rules_dir
+    base = load(directory)
+    unknown = sorted(set(ruleset_ids) - set(base.rulesets))
+    if unknown:
+        fail(f"unknown rule set(s): {', '.join(unknown)}")
+    vignettes = [
+        v for v in _vignettes(directory, base) if not ruleset_ids or v.ruleset.id in ruleset_ids
+    ]
+    if not vignettes:
+        fail(f"{directory / 'tests'}: no vignettes to run", EXIT_RULES)
+    outcomes = [run(v) for v in vignettes]
+    for outcome in outcomes:
+        if not outcome.passed:
+            click.echo(_failure(outcome))
+        elif verbose:
+            click.echo(f"ok    {outcome.vignette.label}")
+    failed = sum(not o.passed for o in outcomes)
+    rulesets = len({o.vignette.ruleset.id for o in outcomes})
+    click.echo(
+        f"{len(outcomes)} vignettes over {rulesets} rule sets: "
+        f"{len(outcomes) - failed} passed, {failed} failed"
+    )
+    if failed:
+        sys.exit(EXIT_RULES)
+
+
+def _failure(outcome: Outcome) -> str:
+    lines = [f"FAIL  {outcome.vignette.label}"]
+    lines += [f"      {m}" for m in outcome.mismatches]
+    lines.append("      trace:")
+    return "\n".join(lines) + "\n" + render_table([outcome.decision], indent="        ")
+
+
+@rules.command("coverage")
+@_DIR
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 100),
+    default=None,
+    help="Exit 1 if three-valued coverage is below this percentage",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report")
+def coverage_command(rules_dir: Path | None, fail_under: float | None, as_json: bool) -> None:
+    """Which criteria the vignettes drove to met, not_met and unknown; what never was."""
+    directory = rules_dir or Settings().rules_dir
+    base = load(directory)
+    outcomes = [run(v) for v in _vignettes(directory, base)]
+    report = coverage(base, outcomes)
+    percent = coverage_percent(report)
+    if as_json:
+        click.echo(json.dumps(_coverage_json(report, percent), indent=2))
+    else:
+        click.echo(_coverage_text(report, percent, failed=sum(not o.passed for o in outcomes)))
+    if fail_under is not None and percent < fail_under:
+        click.echo(f"coverage {percent:.1f} % is below {fail_under:g} %", err=True)
+        sys.exit(EXIT_RULES)
+
+
+def coverage_percent(report: list[CriterionCoverage]) -> float:
+    """Share of (criterion, result) pairs exercised, result in met / not_met / unknown."""
+    total = 3 * len(report)
+    return 100.0 * sum(len(c.seen) for c in report) / total if total else 100.0
+
+
+def _coverage_text(report: list[CriterionCoverage], percent: float, failed: int) -> str:
+    lines: list[str] = []
+    current = ""
+    for item in report:
+        if item.ruleset.id != current:
+            current = item.ruleset.id
+            lines.append(f"{current}")
+        marks = "  ".join(f"{r.value}:{'yes' if r in item.seen else 'NO '}" for r in Result)
+        lines.append(f"  {item.criterion.kind.value:<10} {item.criterion.id:<44} {marks}")
+    gaps = [c for c in report if c.unexercised]
+    lines.append("")
+    if gaps:
+        lines.append("never exercised:")
+        lines += [
+            f"  {c.ruleset.id} {c.criterion.id}: {', '.join(r.value for r in c.unexercised)}"
+            for c in gaps
+        ]
+    if failed:
+        lines.append(f"({failed} failing vignettes were not counted)")
+    full = sum(not c.unexercised for c in report)
+    lines.append(
+        f"three-valued coverage: {percent:.1f} % "
+        f"({full}/{len(report)} criteria reached met, not_met and unknown)"
+    )
+    return "\n".join(lines)
+
+
+def _coverage_json(report: list[CriterionCoverage], percent: float) -> dict[str, object]:
+    return {
+        "percent": round(percent, 2),
+        "criteria": [
+            {
+                "ruleset": c.ruleset.id,
+                "criterion": c.criterion.id,
+                "kind": c.criterion.kind.value,
+                "seen": sorted(r.value for r in c.seen),
+                "never": [r.value for r in c.unexercised],
+            }
+            for c in report
+        ],
+    }
+
+
+@rules.command("schema")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write to a file instead of stdout",
+)
+def schema(out: Path | None) -> None:
+    """Print the JSON Schema of rule set files (generated from the models)."""
+    text = json.dumps(ruleset_json_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")

@@ -1,0 +1,56 @@
+"""Plain-text rendering of decisions, for the command line and for vignette failures."""
+
+from __future__ import annotations
+
+from app.engine.evaluate import AtomTrace, Decision, Result, Status
+
+_MARK = {Result.MET: "met", Result.NOT_MET: "not met", Result.UNKNOWN: "unknown"}
+
+
+def render_table(decisions: list[Decision], indent: str = "") -> str:
+    """A plain-text report: one block per rule set, one row per criterion."""
+    lines: list[str] = []
+    for decision in decisions:
+        ruleset = decision.ruleset
+        lines.append(
+            f"{ruleset.id} {ruleset.version} ({ruleset.review_status.value}): "
+            f"{decision.status.value.upper().replace('_', ' ')}"
+        )
+        if decision.status is Status.INDETERMINATE:
+            lines.append(f"  missing: {', '.join(decision.missing)}")
+        rows = [
+            (r.criterion.kind.value, r.criterion.id, _MARK[r.result], _values(r.trace))
+            for r in (*decision.criteria, *decision.cautions)
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        lines += [
+            "  "
+            + "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
+            + "  "
+            + row[3]
+            for row in rows
+        ]
+        lines.append("")
+    return "".join(f"{indent}{line}\n" if line else "\n" for line in lines).rstrip() + "\n"
+
+
+def _values(trace: tuple[AtomTrace, ...]) -> str:
+    return ", ".join(_shown(atom) for atom in trace)
+
+
+def _shown(atom: AtomTrace) -> str:
+    given = atom.value
+    if given is None:
+        return f"{atom.atom.feature}=?"
+    text = f"{atom.atom.feature}={_scalar(given.value)}"
+    if given.unit:
+        text += f" {given.unit}"
+    if given.given_unit and given.given_unit != given.unit:
+        text += f" (given {_scalar(given.given_value)} {given.given_unit})"
+    return text
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
