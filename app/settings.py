@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "rules",
         description="Directory with features.yaml, evidence.yaml and therapies/*.yaml",
     )
+    rules_reload_interval: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds between checks of the rules directory for changed files; "
+        "0 turns polling off (SIGHUP still reloads)",
+    )
     database_url: str = Field(
         default=f"sqlite:///{PROJECT_ROOT / 'data' / 'eligo.db'}",
         description="SQLAlchemy URL; the embedded default is a SQLite file",

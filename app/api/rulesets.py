@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import get_rules
 from app.api.schemas import EvidenceList, FeatureList, Problem, RulesetDetail, RulesetList
@@ -12,15 +12,20 @@ from app.engine import present
 from app.engine.model import RuleBase
 from app.engine.schema import ruleset_json_schema
 from app.errors import NotFound
+from app.reload import ReloadError
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 Rules = Annotated[RuleBase, Depends(get_rules)]
 
 
 @router.get("/rulesets", response_model=RulesetList)
-def list_rulesets(rules: Rules) -> Any:
+def list_rulesets(rules: Rules, request: Request) -> Any:
+    state = request.app.state
+    error: ReloadError | None = state.rules_error
     return {
         "rules_hash": rules.hash,
+        "loaded_at": state.rules_loaded_at,
+        "reload_error": error.as_dict() if error else None,
         "rulesets": [
             {
                 **present.ruleset_ref(r),

@@ -166,8 +166,29 @@ class RulesetSummary(RulesetRef):
     risks: int
 
 
+class DiagnosticOut(_Out):
+    code: str
+    name: str
+    message: str
+    file: str
+    line: int
+    col: int
+
+
+class ReloadErrorOut(_Out):
+    """A refused reload: the rules listed are still the old ones."""
+
+    at: datetime
+    message: str
+    diagnostics: list[DiagnosticOut]
+
+
 class RulesetList(_Out):
     rules_hash: str
+    loaded_at: datetime
+    reload_error: ReloadErrorOut | None = Field(
+        description="Set while the rules directory holds an invalid change that was refused"
+    )
     rulesets: list[RulesetSummary]
 
 

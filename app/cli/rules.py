@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
-from app.cli.common import EXIT_RULES, fail, load
+from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load
 from app.engine.diagnostics import Diagnostic, RuleLoadError
-from app.engine.evaluate import Result
+from app.engine.diff import Change, StatusChange, cohort_changes, diff_rules
+from app.engine.evaluate import Result, Status
+from app.engine.inputs import FeatureValue, InvalidInput, normalise
 from app.engine.load import check_rules
-from app.engine.model import RuleBase
+from app.engine.model import Feature, RuleBase
 from app.engine.report import render_table
 from app.engine.schema import ruleset_json_schema
 from app.engine.vignettes import CriterionCoverage, Outcome, Vignette, coverage, load_vignettes, run
+from app.screening.cohort import CohortError, read_cohort
 from app.settings import Settings
 
 _DIR = click.argument("rules_dir", required=False, type=click.Path(path_type=Path))
@@ -170,6 +174,107 @@ def _coverage_json(report: list[CriterionCoverage], percent: float) -> dict[str,
             for c in report
         ],
     }
+
+
+@rules.command("diff")
+@click.argument("old_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("new_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--cohort",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A .csv or .jsonl cohort: also list the patients whose status changes",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report")
+def diff(old_dir: Path, new_dir: Path, cohort: Path | None, as_json: bool) -> None:
+    """What changed from OLD_DIR to NEW_DIR: criteria, thresholds, citations, risks."""
+    old, new = load(old_dir), load(new_dir)
+    changes = diff_rules(old, new)
+    moved = _cohort_changes(cohort, old, new) if cohort else None
+    if as_json:
+        report: dict[str, object] = {
+            "old": old.hash,
+            "new": new.hash,
+            "changes": [c.as_dict() for c in changes],
+        }
+        if moved is not None:
+            report["cohort"] = {"patients": moved[0], "changes": [_moved(m) for m in moved[1]]}
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(_diff_text(old_dir, new_dir, changes))
+    if moved is not None and cohort is not None:
+        click.echo(_cohort_text(cohort, *moved))
+
+
+def _diff_text(old_dir: Path, new_dir: Path, changes: list[Change]) -> str:
+    lines = [f"--- {old_dir}", f"+++ {new_dir}"]
+    current: object = object()
+    for change in changes:
+        if change.ruleset != current:
+            current = change.ruleset
+            lines.append(change.ruleset or "catalogue (features.yaml, evidence.yaml)")
+        lines.append(f"  {change}")
+    lines.append(f"{len(changes)} change{'s' if len(changes) != 1 else ''}")
+    return "\n".join(lines)
+
+
+def _cohort_changes(path: Path, old: RuleBase, new: RuleBase) -> tuple[int, list[StatusChange]]:
+    """Patients of the cohort whose status moves; exits 2 listing every bad row."""
+    try:
+        patients = read_cohort(path, {**old.features, **new.features})
+    except CohortError as exc:
+        fail(str(exc))
+    rows, problems = [], []
+    for patient in patients:
+        try:
+            rows.append(
+                (
+                    patient.ident,
+                    _normalise(patient.features, old.features),
+                    _normalise(patient.features, new.features),
+                )
+            )
+        except InvalidInput as exc:
+            problems += [f"{patient.where}: {i.field}: {i.message}" for i in exc.issues]
+    if problems:
+        click.echo("\n".join(dict.fromkeys(problems)), err=True)
+        sys.exit(EXIT_INPUT)
+    return len(rows), cohort_changes(old, new, rows)
+
+
+def _normalise(raw: dict[str, Any], features: Mapping[str, Feature]) -> dict[str, FeatureValue]:
+    """A column one side's catalogue lacks is unknown on that side (the feature was added or
+    removed): that is part of what the diff shows, not an input error."""
+    return normalise({k: v for k, v in raw.items() if k in features}, features)
+
+
+def _moved(change: StatusChange) -> dict[str, object]:
+    return {
+        "patient": change.patient,
+        "ruleset": change.ruleset,
+        "old": change.old.value if change.old else None,
+        "new": change.new.value if change.new else None,
+        "reasons": list(change.reasons),
+    }
+
+
+def _cohort_text(path: Path, patients: int, moved: list[StatusChange]) -> str:
+    lines = [f"cohort {path}: {patients} patients, {len(moved)} status changes"]
+    by_ruleset: dict[str, Counter[str]] = {}
+    for m in moved:
+        move = f"{_status(m.old)} -> {_status(m.new)}"
+        by_ruleset.setdefault(m.ruleset, Counter())[move] += 1
+    for ruleset, counts in sorted(by_ruleset.items()):
+        summary = ", ".join(f"{move}: {n}" for move, n in counts.most_common())
+        lines.append(f"  {ruleset}: {sum(counts.values())} patients ({summary})")
+    for m in moved:
+        reasons = f" [{', '.join(m.reasons)}]" if m.reasons else ""
+        lines.append(f"  {m.patient}  {m.ruleset}  {_status(m.old)} -> {_status(m.new)}{reasons}")
+    return "\n".join(lines)
+
+
+def _status(status: Status | None) -> str:
+    return status.value if status else "(no such rule set)"
 
 
 @rules.command("schema")

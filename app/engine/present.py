@@ -120,6 +120,12 @@ def _static(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
     }
 
 
+def clear_caches() -> None:
+    """Forget cached JSON of replaced rule objects (called after a rules reload)."""
+    criterion_spec.cache_clear()
+    _static.cache_clear()
+
+
 def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
     static = _static(result.ruleset, rules)
     return {

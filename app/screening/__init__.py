@@ -1,0 +1,1 @@
+"""Batch evaluation of cohorts and registries."""
