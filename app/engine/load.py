@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.engine.compile import ExpressionCompiler, render
 from app.engine.diagnostics import Code, Diagnostic, Position, RuleLoadError
-from app.engine.located_yaml import LocatedDocument, PathKey, load_located
+from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Criterion, CriterionKind, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import (
     CriterionSpec,
@@ -50,18 +49,13 @@ class _Context:
         self.diagnostics.append(Diagnostic(code, message, doc.position(path)))
 
 
-def _display(path: Path) -> str:
-    relative = os.path.relpath(path)
-    return str(path) if relative.startswith("..") else relative
-
-
 def _parse(path: Path, ctx: _Context) -> LocatedDocument | None:
     if not path.is_file():
         ctx.diagnostics.append(
             Diagnostic(Code.FILE_MISSING, "required file is missing", _doc_position(path))
         )
         return None
-    doc, diagnostics = load_located(path, _display(path))
+    doc, diagnostics = load_located(path, display_path(path))
     ctx.diagnostics.extend(diagnostics)
     if any(d.code is Code.YAML_SYNTAX for d in diagnostics):
         return None  # nothing trustworthy to validate
@@ -69,7 +63,7 @@ def _parse(path: Path, ctx: _Context) -> LocatedDocument | None:
 
 
 def _doc_position(path: Path) -> Position:
-    return LocatedDocument(_display(path), None).position(())
+    return LocatedDocument(display_path(path), None).position(())
 
 
 def _validate(doc: LocatedDocument, model: type[M], ctx: _Context) -> M | None:

@@ -8,6 +8,7 @@ value's path (the same tuples pydantic reports in `loc`) to its 1-based line and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,12 @@ class _Builder:
             if own_span is not None:
                 self.doc.spans[path] = own_span
         return merged
+
+
+def display_path(path: Path) -> str:
+    """A path as diagnostics show it: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def load_located(path: Path, display_name: str) -> tuple[LocatedDocument, list[Diagnostic]]:

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.engine.diagnostics import Code, Diagnostic, Position
 from app.engine.evaluate import Decision, Result, Status, decide, decisive
 from app.engine.inputs import FeatureValue, InvalidInput, normalise
-from app.engine.located_yaml import LocatedDocument, PathKey, load_located
+from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Criterion, RuleBase, RuleSet
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -50,8 +52,10 @@ class CaseSpec(_Strict):
 
 
 class VignetteFileSpec(_Strict):
+    """The envelope; cases are validated one by one so that one bad case hides no other."""
+
     ruleset: str | None = None
-    cases: list[CaseSpec] = Field(min_length=1)
+    cases: list[dict[str, Any]] = Field(min_length=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,31 +95,37 @@ class _Loader:
         self.diagnostics.extend(diagnostics)
         if diagnostics:
             return []
-        try:
-            spec = VignetteFileSpec.model_validate(doc.data)
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                loc = tuple(error["loc"])
-                where = ".".join(str(part) for part in loc) or "document"
-                self.error(Code.SCHEMA, f"{where}: {error['msg']}", doc, loc)
+        spec = self.validate(VignetteFileSpec, doc.data, doc, ())
+        if spec is None:
             return []
-        self.duplicate_names(spec, doc)
-        cases = (
-            self.case(case, spec.ruleset, doc, ("cases", i)) for i, case in enumerate(spec.cases)
-        )
-        return [v for v in cases if v is not None]
-
-    def duplicate_names(self, spec: VignetteFileSpec, doc: LocatedDocument) -> None:
-        seen: set[str] = set()
-        for i, case in enumerate(spec.cases):
-            if case.name in seen:
+        vignettes: list[Vignette] = []
+        names: set[str] = set()
+        for i, raw in enumerate(spec.cases):
+            case = self.validate(CaseSpec, raw, doc, ("cases", i))
+            if case is None:
+                continue
+            if case.name in names:
                 self.error(
                     Code.DUPLICATE_ID,
                     f"duplicate case name {case.name!r}",
                     doc,
                     ("cases", i, "name"),
                 )
-            seen.add(case.name)
+            names.add(case.name)
+            vignette = self.case(case, spec.ruleset, doc, ("cases", i))
+            if vignette is not None:
+                vignettes.append(vignette)
+        return vignettes
+
+    def validate(self, model: type[M], data: Any, doc: LocatedDocument, path: PathKey) -> M | None:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                loc = (*path, *error["loc"])
+                where = ".".join(str(part) for part in loc) or "document"
+                self.error(Code.SCHEMA, f"{where}: {error['msg']}", doc, loc)
+            return None
 
     def case(
         self, case: CaseSpec, default: str | None, doc: LocatedDocument, path: PathKey
@@ -123,7 +133,7 @@ class _Loader:
         ruleset_id = case.ruleset or default
         ruleset = self.rules.rulesets.get(ruleset_id or "")
         if ruleset is None:
-            where = (*path, "ruleset") if case.ruleset else ("ruleset",)
+            where = (*path, "ruleset") if case.ruleset else ("ruleset",) if default else path
             known = ", ".join(sorted(self.rules.rulesets))
             self.error(
                 Code.UNKNOWN_RULESET,
@@ -186,12 +196,8 @@ def load_vignettes(tests_dir: Path, rules: RuleBase) -> tuple[list[Vignette], li
     loader = _Loader(rules)
     vignettes: list[Vignette] = []
     for path in sorted(tests_dir.glob("*.yaml")):
-        vignettes += loader.file(path, _display(path, tests_dir))
+        vignettes += loader.file(path, display_path(path))
     return vignettes, loader.diagnostics
-
-
-def _display(path: Path, tests_dir: Path) -> str:
-    return str(tests_dir / path.name) if not tests_dir.is_absolute() else str(path)
 
 
 def run(vignette: Vignette) -> Outcome:

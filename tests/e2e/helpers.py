@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,37 +39,63 @@ def run_eligo(
     )
 
 
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def eligo_process(env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[Server]:
+    """`eligo serve` as a real process on a free loopback port, its output in a file (a pipe
+    nobody reads would fill up and stall the server under load)."""
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        if log is None:
+            log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "server.log"
+        handle = stack.enter_context(log.open("wb"))
+        process = subprocess.Popen(
+            [ELIGO, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **(env or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        server = Server(f"http://127.0.0.1:{port}", process, log)
+        try:
+            _wait_healthy(server)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(server: Server) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.output()}"
+            )
+        try:
+            if httpx.get(f"{server.base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("server did not become healthy within 30 s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def eligo_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """`eligo serve` as a real process on a free loopback port; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [ELIGO, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                raise RuntimeError(f"server exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become healthy within 30 s")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """`eligo serve` on a free loopback port; yields its base URL."""
+    with eligo_process(env) as server:
+        yield server.base
