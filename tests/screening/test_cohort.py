@@ -1,0 +1,90 @@
+"""Cohort files for `eligo rules diff --cohort`: typed by the catalogue, errors at file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.engine.model import RuleBase
+from app.screening.cohort import CohortError, read_cohort
+
+
+def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def test_csv_cells_are_typed_by_the_catalogue(golden_rules: RuleBase, tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "c.csv",
+        "id,has_disease,score,subtype,serum_creatinine[umol/L],organ_a\n"
+        "p1,yes,1,diffuse,150,1\n"
+        "\n"
+        "p2,FALSE,,limited,,0\n",
+    )
+    p1, p2 = read_cohort(path, golden_rules.features)
+    assert p1.features == {
+        "has_disease": True,
+        "score": 1.0,
+        "subtype": "diffuse",
+        "serum_creatinine": {"value": 150.0, "unit": "umol/L"},
+        "organ_a": True,
+    }
+    assert (p2.ident, p2.where, p2.features) == (
+        "p2",
+        f"{path}:4",
+        {"has_disease": False, "subtype": "limited", "organ_a": False},
+    )
+
+
+def test_jsonl_rows_are_the_api_input(golden_rules: RuleBase, tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "c.jsonl",
+        '{"id": "a", "features": {"lvef_percent": 50}}\n\n{"id": 7, "features": {}}\n',
+    )
+    a, seven = read_cohort(path, golden_rules.features)
+    assert (a.features, seven.ident, seven.where) == ({"lvef_percent": 50}, "7", f"{path}:3")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("c.csv", "", "c.csv:1: empty file"),
+        ("c.csv", "id,lvef\n", "c.csv:1: column 2: unknown feature 'lvef'"),
+        ("c.csv", "id,lvef percent\n", "c.csv:1: column 2 'lvef percent' is not a feature"),
+        ("c.csv", "score\n1\n", "c.csv:1: no `id` column"),
+        ("c.csv", "id,score,score\n", "c.csv:1: duplicate column(s) score"),
+        ("c.csv", "id,score\np1,1,2\n", "c.csv:2: 3 cells, the header has 2"),
+        ("c.csv", "id,has_disease\np1,maybe\n", "c.csv:2: has_disease: expected true/false"),
+        ("c.csv", "id,score\np1,high\n", "c.csv:2: score: expected a number, got 'high'"),
+        ("c.csv", "id,score\n,1\n", "c.csv:2: empty id"),
+        ("c.csv", "id,score\np1,1\np1,2\n", "c.csv:3: duplicate id (first at"),
+        ("c.jsonl", '{"id": "a", "features": {}}\n{"id": "b", ', "c.jsonl:2:13: malformed JSON"),
+        ("c.jsonl", '{"id": "a", "features": {"x": NaN}}\n', "c.jsonl:1: NaN"),
+        ("c.jsonl", '{"id": "a"}\n', 'c.jsonl:1: expected {"id": ..., "features": {...}}'),
+        ("c.jsonl", '{"id": true, "features": {}}\n', "c.jsonl:1: id must be"),
+        ("c.jsonl", '{"id": 1, "features": {}, "x": 1}\n', "c.jsonl:1: unexpected key(s) ['x']"),
+        ("c.parquet", "", "c.parquet: unsupported cohort format"),
+        ("c.csv", b"id,score\n\xff\xfe,1\n", "c.csv: not UTF-8 text"),
+    ],
+)
+def test_bad_cohort_files_name_the_line(
+    golden_rules: RuleBase, tmp_path: Path, name: str, content: str | bytes, message: str
+) -> None:
+    path = _write(tmp_path, name, content)
+    with pytest.raises(CohortError) as error:
+        read_cohort(path, golden_rules.features)
+    assert str(error.value).startswith(f"{tmp_path}/")
+    assert message in str(error.value)
+
+
+def test_a_missing_file_is_an_error(golden_rules: RuleBase, tmp_path: Path) -> None:
+    with pytest.raises(CohortError, match="cannot read"):
+        read_cohort(tmp_path / "none.csv", golden_rules.features)
