@@ -27,6 +27,9 @@ def random_patient(rules: RuleBase, rng: random.Random, missing: float = 0.15) -
         else:
             low, high = spec.range or (0.0, 1.0)
             patient[spec.id] = round(rng.uniform(low, high), 1)
-    # most patients in a referral clinic have the disease in question
-    patient["ssc_diagnosis"] = rng.random() < 0.8
+    # A referral clinic sees mostly one of the two diseases, so most rule sets get past their
+    # indication and the evaluator does the full work.
+    ssc = rng.random() < 0.5
+    patient["ssc_diagnosis"] = ssc and rng.random() < 0.9
+    patient["sle_diagnosis"] = not ssc and rng.random() < 0.9
     return patient

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine with only Python: creates .venv, installs the locked
-# dependencies, then lint, format check, type check and pytest. CI runs exactly this (.ci/run).
+# dependencies, then lint, format check, type check, the rule toolchain (validate, clinical
+# vignettes, full three-valued coverage) and pytest. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
+echo "== eligo rules validate / test / coverage"
+.venv/bin/eligo rules validate rules
+.venv/bin/eligo rules test rules
+# The full table only when something was never exercised; otherwise its last line.
+coverage=$(.venv/bin/eligo rules coverage rules --fail-under 100) || { echo "$coverage"; exit 1; }
+echo "${coverage##*$'\n'}"
 echo "== pytest"; .venv/bin/pytest "$@"
