@@ -2,8 +2,9 @@
 
 Criteria are matched by id within a rule set. A criterion whose tree has the same shape (the
 same features, operators and connectives) but other values is reported threshold by
-threshold, in canonical units, so re-writing `pao2_mmhg < 8 kPa` as `< 60 mm[Hg]` is no change
-and `< 40 %` to `< 45 %` is one threshold change. Anything else is a logic change, shown whole.
+threshold, in canonical units: re-writing `serum_creatinine > 177 umol/L` as `> 2.002224 mg/dL`
+is no change, `< 40 %` to `< 45 %` is one threshold change, and so is `< 8 kPa` to
+`< 60 mm[Hg]` (8 kPa is 60.0049 mmHg). Anything else is a logic change, shown whole.
 A cohort diff (which patients change status) lives in `cohort_changes`.
 """
 

@@ -38,7 +38,7 @@ def test_clear_candidate_is_eligible_with_full_explanation(client: TestClient) -
     assert all(r["citations"] for r in result["risks"])
     cited = {c for item in result["criteria"] + result["risks"] for c in item["citations"]}
     assert cited <= {c["id"] for c in result["citations"]}
-    pao2 = next(c for c in result["criteria"] if c["id"] == "pao2-below-60")
+    pao2 = next(c for c in result["criteria"] if c["id"] == "pao2-below-8-kpa")
     assert pao2["features"][0]["given"] == {"value": 11.5, "unit": "kPa"}
     assert pao2["features"][0]["value"] == pytest.approx(86.2570827)
 
