@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from app.api.body import parse_json
 from app.api.deps import get_rules
 from app.api.errors import invalid_input, validation_errors
+from app.api.responses import FastJSONResponse
 from app.api.schemas import EvaluationRequest, EvaluationResponse, Problem
 from app.engine import present
 from app.engine.inputs import InvalidInput, normalise
@@ -58,7 +58,7 @@ async def create_evaluation(
     decisions = evaluate_all(rulesets, values)
     # Returning a Response skips FastAPI's re-validation through EvaluationResponse, which
     # would only cost time; a contract test validates real responses against the model.
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "id": str(uuid.uuid4()),
             "evaluated_at": datetime.now(UTC).isoformat(),
