@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from app.engine.evaluate import Decision, Status, decide, decisive
 from app.engine.inputs import FeatureValue
@@ -67,10 +68,20 @@ class Change:
         }
 
 
+T = TypeVar("T")
+
+
+def _pairs(
+    before: Mapping[str, T], after: Mapping[str, T]
+) -> Iterator[tuple[str, T | None, T | None]]:
+    """Match two id-keyed collections: the old ids in their order, then the new ones."""
+    for ident in [*before, *(k for k in after if k not in before)]:
+        yield ident, before.get(ident), after.get(ident)
+
+
 def diff_rules(old: RuleBase, new: RuleBase) -> list[Change]:
     changes = list(_catalogue(old, new))
-    for ident in sorted(old.rulesets.keys() | new.rulesets.keys()):
-        before, after = old.rulesets.get(ident), new.rulesets.get(ident)
+    for ident, before, after in _pairs(old.rulesets, new.rulesets):
         if before is None and after is not None:
             changes.append(Change(ident, "ruleset", ident, ChangeKind.ADDED, new=after.title))
         elif after is None and before is not None:
@@ -86,8 +97,8 @@ def _catalogue(old: RuleBase, new: RuleBase) -> Iterator[Change]:
         ("evidence", old.evidence, new.evidence),
     ]
     for subject, before, after in tables:
-        for ident in sorted(before.keys() | after.keys()):
-            yield from _compare(None, subject, ident, before.get(ident), after.get(ident))
+        for ident, a, b in _pairs(before, after):
+            yield from _compare(None, subject, ident, a, b)
 
 
 def _specs(features: Mapping[str, Feature]) -> dict[str, object]:
@@ -168,10 +179,8 @@ def _criteria(
     old_features: Mapping[str, Feature],
     new_features: Mapping[str, Feature],
 ) -> list[Change]:
-    a_all, b_all = _all_criteria(before), _all_criteria(after)
     changes: list[Change] = []
-    for ident in [*a_all, *(k for k in b_all if k not in a_all)]:
-        a, b = a_all.get(ident), b_all.get(ident)
+    for ident, a, b in _pairs(_all_criteria(before), _all_criteria(after)):
         if b is None and a is not None:
             changes.append(
                 Change(ruleset, a.kind.value, ident, ChangeKind.REMOVED, old=f"{a.title}: {a.text}")
@@ -259,11 +268,8 @@ def canonical(atom: Compare | Between | In, features: Mapping[str, Feature]) -> 
 def _facts(
     ruleset: str, subject: str, before: Iterable[FactSpec], after: Iterable[FactSpec]
 ) -> list[Change]:
-    a_map, b_map = {f.id: f for f in before}, {f.id: f for f in after}
-    changes: list[Change] = []
-    for ident in [*a_map, *(k for k in b_map if k not in a_map)]:
-        changes += _compare(ruleset, subject, ident, a_map.get(ident), b_map.get(ident))
-    return changes
+    pairs = _pairs({f.id: f for f in before}, {f.id: f for f in after})
+    return [change for ident, a, b in pairs for change in _compare(ruleset, subject, ident, a, b)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,23 +15,14 @@ import httpx
 import pytest
 
 from tests.conftest import GOLDEN_RULES
+from tests.demo_patients import DEMO_CANDIDATE
 from tests.e2e.helpers import Server, eligo_process
 
 pytestmark = pytest.mark.e2e
 
 DEMO = "therapies/demo.yaml"
-# Eligible under the demo rules; LVEF 47 % is excluded once the threshold moves to < 50 %.
-PATIENT: dict[str, Any] = {
-    "has_disease": True,
-    "age_years": 40,
-    "subtype": "diffuse",
-    "score": 20,
-    "organ_a": True,
-    "organ_b": False,
-    "lvef_percent": 47,
-    "pao2_mmhg": 90,
-    "serum_creatinine": 1.0,
-}
+# LVEF 47 % is eligible under the demo rules and excluded once the threshold moves to < 50 %.
+PATIENT: dict[str, Any] = {**DEMO_CANDIDATE, "lvef_percent": 47}
 
 
 @pytest.fixture

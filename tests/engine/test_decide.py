@@ -10,22 +10,11 @@ from app.engine import present
 from app.engine.evaluate import Decision, Result, Status, decide
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
-
-CANDIDATE: dict[str, Any] = {
-    "has_disease": True,
-    "age_years": 40,
-    "subtype": "diffuse",
-    "score": 20,
-    "organ_a": True,
-    "organ_b": False,
-    "lvef_percent": 60,
-    "pao2_mmhg": 80,
-    "serum_creatinine": 1.0,
-}
+from tests.demo_patients import DEMO_CANDIDATE
 
 
 def run(rules: RuleBase, **changes: Any) -> Decision:
-    features = {k: v for k, v in {**CANDIDATE, **changes}.items() if v is not None}
+    features = {k: v for k, v in {**DEMO_CANDIDATE, **changes}.items() if v is not None}
     return decide(rules.rulesets["demo"], normalise(features, rules.features))
 
 

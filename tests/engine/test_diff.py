@@ -11,6 +11,7 @@ from app.engine.inputs import normalise
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from tests.conftest import GOLDEN_RULES
+from tests.demo_patients import DEMO_CANDIDATE
 
 
 def _edited(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> RuleBase:
@@ -109,15 +110,7 @@ def test_cohort_changes_lists_patients_whose_status_moves(
     new = _edited(
         tmp_path, {"therapies/demo.yaml": [("lvef_percent < 45 %", "lvef_percent < 50 %")]}
     )
-    base = {
-        "has_disease": True,
-        "age_years": 40,
-        "subtype": "diffuse",
-        "score": 20,
-        "organ_a": True,
-        "pao2_mmhg": 90,
-        "serum_creatinine": 1.0,
-    }
+    base = {k: v for k, v in DEMO_CANDIDATE.items() if k != "lvef_percent"}
     patients = {
         "moves": {**base, "lvef_percent": 47},
         "stays-eligible": {**base, "lvef_percent": 60},
