@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,11 +151,11 @@ class RuleReloader:
                     await watcher
 
 
-def _listen(loop: asyncio.AbstractEventLoop, callback: object) -> bool:
+def _listen(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> bool:
     """Install the SIGHUP handler where signals can be handled (the main thread of a server
     process; not an in-process test client's thread, nor Windows)."""
     try:
-        loop.add_signal_handler(signal.SIGHUP, callback)  # type: ignore[arg-type]
+        loop.add_signal_handler(signal.SIGHUP, callback)
     except (ValueError, RuntimeError, NotImplementedError, AttributeError):
         log.debug("SIGHUP reload unavailable in this thread")
         return False
