@@ -5,11 +5,16 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from app.db import models  # noqa: F401 - registers the tables on Base.metadata
 from app.db.base import Base
+from app.db.session import normalise_url
 from app.settings import Settings
 
 config = context.config
-config.set_main_option("sqlalchemy.url", Settings().database_url)
+if not config.get_main_option("sqlalchemy.url"):  # the `alembic` CLI: use Eligo's settings
+    config.set_main_option(
+        "sqlalchemy.url", normalise_url(Settings().database_url).replace("%", "%%")
+    )
 target_metadata = Base.metadata
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine with only Python: creates .venv, installs the locked
-# dependencies, then lint, format check, type check, the rule toolchain (validate, clinical
-# vignettes, full three-valued coverage) and pytest. CI runs exactly this (.ci/run).
+# The whole test suite on a fresh machine with Python and PostgreSQL: creates .venv, installs
+# the locked dependencies, then lint, format check, type check, the rule toolchain (validate, clinical
+# vignettes, full three-valued coverage) and pytest, whose database tests run on SQLite and on
+# the local PostgreSQL (started if it is down). CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
+source scripts/postgres.sh
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy

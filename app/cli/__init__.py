@@ -15,6 +15,7 @@ import click
 
 from app import strict_json
 from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load
+from app.cli.db import db as db_group
 from app.cli.rules import rules as rules_group
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
@@ -121,6 +122,7 @@ def evaluate(
 
 
 main.add_command(rules_group)
+main.add_command(db_group)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,87 @@
+"""The audit trail's tables: what was decided, for whom (pseudonymised), by which caller, with
+which exact rule set versions, and the rule set contents needed to replay it.
+
+Types are portable between SQLite and PostgreSQL: JSON is JSONB on PostgreSQL (indexable,
+compact) and JSON text on SQLite; times are timezone-aware and stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Time = DateTime(timezone=True)
+
+
+class RulesetVersion(Base):
+    """Every rule set version ever served, by content hash, with what is needed to rebuild it:
+    the validated rule set and the definitions of the features and citations it uses."""
+
+    __tablename__ = "ruleset_versions"
+
+    hash: Mapped[str] = mapped_column(String(71), primary_key=True)  # "sha256:" + 64 hex
+    ruleset_id: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str] = mapped_column(String(32))
+    content: Mapped[dict[str, Any]] = mapped_column(Json)
+    first_served_at: Mapped[datetime] = mapped_column(Time)
+
+
+class Evaluation(Base):
+    """One answer, recorded in the transaction that gives it."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    created_at: Mapped[datetime] = mapped_column(Time, index=True)
+    channel: Mapped[str] = mapped_column(
+        String(16), index=True
+    )  # api | cds-hooks | form | screening
+    client_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(64), index=True)  # keyed HMAC
+    rules_hash: Mapped[str] = mapped_column(String(71))
+    input_received: Mapped[dict[str, Any]] = mapped_column(Json)
+    input_normalised: Mapped[dict[str, Any]] = mapped_column(Json)
+    result: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    decisions: Mapped[list[EvaluationDecision]] = relationship(
+        back_populates="evaluation",
+        cascade="all, delete-orphan",
+        order_by="EvaluationDecision.position",
+    )
+
+
+class EvaluationDecision(Base):
+    """One rule set's status within an evaluation: what filters and replays work on."""
+
+    __tablename__ = "evaluation_decisions"
+    __table_args__ = (Index("ix_evaluation_decisions_ruleset_status", "ruleset_id", "status"),)
+
+    evaluation_id: Mapped[str] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(primary_key=True)
+    ruleset_id: Mapped[str] = mapped_column(String(100))
+    ruleset_hash: Mapped[str] = mapped_column(ForeignKey("ruleset_versions.hash"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+
+    evaluation: Mapped[Evaluation] = relationship(back_populates="decisions")
+
+
+class ApiClient(Base):
+    """A caller with scopes; only a hash of its secret is kept."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Time)
+    revoked_at: Mapped[datetime | None] = mapped_column(Time)
