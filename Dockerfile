@@ -10,6 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ELIGO_HOST=0.0.0.0 \
     ELIGO_PORT=8000 \
     ELIGO_RULES_DIR=/app/rules \
+    ELIGO_MIGRATIONS_DIR=/app/migrations \
     ELIGO_DATABASE_URL=sqlite:////data/eligo.db
 
 RUN groupadd --system --gid 10001 eligo \

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "rules",
         description="Directory with features.yaml, evidence.yaml and therapies/*.yaml",
     )
+    migrations_dir: Path = Field(
+        default=PROJECT_ROOT / "migrations",
+        description="Alembic scripts (set in images where the package is installed elsewhere)",
+    )
     rules_reload_interval: float = Field(
         default=2.0,
         ge=0,

@@ -14,14 +14,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from app.db.session import normalise_url
-from app.settings import PROJECT_ROOT
-
-MIGRATIONS = PROJECT_ROOT / "migrations"
+from app.settings import Settings
 
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(Settings().migrations_dir))
     # ConfigParser interpolation: a literal % (e.g. in a password) must be doubled.
     config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     return config
