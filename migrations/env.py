@@ -7,14 +7,12 @@ from sqlalchemy import engine_from_config, pool
 
 from app.db import models  # noqa: F401 - registers the tables on Base.metadata
 from app.db.base import Base
-from app.db.session import normalise_url
+from app.db.migrate import url_option
 from app.settings import Settings
 
 config = context.config
 if not config.get_main_option("sqlalchemy.url"):  # the `alembic` CLI: use Eligo's settings
-    config.set_main_option(
-        "sqlalchemy.url", normalise_url(Settings().database_url).replace("%", "%%")
-    )
+    config.set_main_option("sqlalchemy.url", url_option(Settings().database_url))
 target_metadata = Base.metadata
 
 

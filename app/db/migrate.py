@@ -20,9 +20,14 @@ from app.settings import Settings
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Settings().migrations_dir))
-    # ConfigParser interpolation: a literal % (e.g. in a password) must be doubled.
-    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", url_option(url))
     return config
+
+
+def url_option(url: str) -> str:
+    """A database URL as an Alembic config value: psycopg 3 for PostgreSQL, and a literal %
+    (e.g. in a password) doubled for ConfigParser interpolation."""
+    return normalise_url(url).replace("%", "%%")
 
 
 def upgrade(url: str, revision: str = "head") -> None:

@@ -66,15 +66,29 @@ def _doc_position(path: Path) -> Position:
     return LocatedDocument(display_path(path), None).position(())
 
 
-def _validate(doc: LocatedDocument, model: type[M], ctx: _Context) -> M | None:
+def validate_model(
+    model: type[M],
+    data: object,
+    doc: LocatedDocument,
+    diagnostics: list[Diagnostic],
+    path: PathKey = (),
+) -> M | None:
+    """Validate `data` (found at `path` in `doc`) against a pydantic model; on failure append
+    one E003 diagnostic per error, positioned at the offending value, and return None."""
     try:
-        return model.model_validate(doc.data)
+        return model.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            loc = tuple(error["loc"])
+            loc = (*path, *error["loc"])
             where = ".".join(str(part) for part in loc) or "document"
-            ctx.error(Code.SCHEMA, f"{where}: {error['msg']}", doc, loc)
+            diagnostics.append(
+                Diagnostic(Code.SCHEMA, f"{where}: {error['msg']}", doc.position(loc))
+            )
         return None
+
+
+def _validate(doc: LocatedDocument, model: type[M], ctx: _Context) -> M | None:
+    return validate_model(model, doc.data, doc, ctx.diagnostics)
 
 
 def _check_feature(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: _Context) -> None:

@@ -16,17 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.engine.diagnostics import Code, Diagnostic, Position
 from app.engine.evaluate import Decision, Result, Status, decide, decisive
 from app.engine.inputs import FeatureValue, InvalidInput, normalise
+from app.engine.load import validate_model
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Criterion, RuleBase, RuleSet
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -95,13 +94,13 @@ class _Loader:
         self.diagnostics.extend(diagnostics)
         if diagnostics:
             return []
-        spec = self.validate(VignetteFileSpec, doc.data, doc, ())
+        spec = validate_model(VignetteFileSpec, doc.data, doc, self.diagnostics)
         if spec is None:
             return []
         vignettes: list[Vignette] = []
         names: set[str] = set()
         for i, raw in enumerate(spec.cases):
-            case = self.validate(CaseSpec, raw, doc, ("cases", i))
+            case = validate_model(CaseSpec, raw, doc, self.diagnostics, ("cases", i))
             if case is None:
                 continue
             if case.name in names:
@@ -116,16 +115,6 @@ class _Loader:
             if vignette is not None:
                 vignettes.append(vignette)
         return vignettes
-
-    def validate(self, model: type[M], data: Any, doc: LocatedDocument, path: PathKey) -> M | None:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False):
-                loc = (*path, *error["loc"])
-                where = ".".join(str(part) for part in loc) or "document"
-                self.error(Code.SCHEMA, f"{where}: {error['msg']}", doc, loc)
-            return None
 
     def case(
         self, case: CaseSpec, default: str | None, doc: LocatedDocument, path: PathKey
