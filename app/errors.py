@@ -19,15 +19,48 @@ class EligoError(Exception):
     status = 500
     title = "Internal error"
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers
 
 
 class MalformedRequest(EligoError):
     status = 400
     title = "Malformed request"
+
+
+class Unauthorized(EligoError):
+    """No valid credential. RFC 6750: the challenge says what was wrong with it."""
+
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, error: str | None = "invalid_token") -> None:
+        challenge = 'Bearer realm="eligo"'
+        if error:
+            challenge += f', error="{error}", error_description="{detail}"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(EligoError):
+    status = 403
+    title = "Forbidden"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            f"this client lacks the {scope!r} scope",
+            headers={
+                "WWW-Authenticate": f'Bearer realm="eligo", error="insufficient_scope", '
+                f'scope="{scope}"'
+            },
+        )
 
 
 class NotFound(EligoError):
@@ -55,3 +88,19 @@ class InvalidPayload(EligoError):
 class NotReady(EligoError):
     status = 503
     title = "Not ready"
+
+
+class AuditUnavailable(EligoError):
+    """The database could not be written or read. For an evaluation this means no decision is
+    given: advice that was not recorded must not be served."""
+
+    status = 503
+    title = "Audit trail unavailable"
+
+
+class StartupRefused(Exception):
+    """The configuration is unsafe or incomplete for serving; every reason is listed."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons

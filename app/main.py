@@ -7,13 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.api import errors, evaluations, health, rulesets
 from app.api.body import BodySizeLimit
+from app.api.headers import SecurityHeaders
+from app.db.audit import StoredVersions
+from app.db.migrate import SchemaBehind, prepare
+from app.db.session import make_engine, session_factory
 from app.engine.load import load_rules
+from app.errors import StartupRefused
 from app.reload import RuleReloader, fingerprint
-from app.settings import Settings
+from app.settings import Environment, Settings
 
 log = logging.getLogger("eligo")
 
@@ -32,11 +38,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     reloader: RuleReloader = app.state.reloader
     async with reloader.running():
         yield
+    app.state.engine.dispose()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; raises RuleLoadError (with every diagnostic) if the rules are invalid."""
+def create_app(settings: Settings | None = None, host: str | None = None) -> FastAPI:
+    """Build the app, or refuse: RuleLoadError (with every diagnostic) if the rules are
+    invalid, StartupRefused if the configuration is unsafe or the database schema is behind."""
     settings = settings or Settings()
+    refusals = settings.refusals(host or settings.host)
+    if refusals:
+        raise StartupRefused(refusals)
+    _prepare_database(settings)
     # Fingerprint before loading: an edit landing during the load is then seen as a change.
     seen = fingerprint(settings.rules_dir)
     rules = load_rules(settings.rules_dir)
@@ -46,11 +58,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reloader = RuleReloader(
         app.state, settings.rules_dir, settings.rules_reload_interval, seen
     )
+    app.state.engine = make_engine(settings.database_url)
+    app.state.sessions = session_factory(app.state.engine)
+    app.state.stored = StoredVersions()
     errors.install(app)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    _middleware(app, settings)
     for module in (evaluations, rulesets, health):
         app.include_router(module.router)
     log.info(
         "loaded %d rule sets (%s) from %s", len(rules.rulesets), rules.hash[:19], settings.rules_dir
     )
     return app
+
+
+def _prepare_database(settings: Settings) -> None:
+    """Migration policy: development upgrades by itself, production refuses while behind."""
+    try:
+        before = prepare(
+            settings.database_url, auto_upgrade=settings.env is Environment.DEVELOPMENT
+        )
+    except SchemaBehind as exc:
+        raise StartupRefused([str(exc)]) from None
+    if before is not None:
+        log.info("development mode: upgraded the database schema from %s", before)
+
+
+def _middleware(app: FastAPI, settings: Settings) -> None:
+    # Added innermost first: the size limit sees the body before anything parses it, and the
+    # headers land on every response, including CORS preflights and 413s.
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)

@@ -6,10 +6,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
+DEV_PSEUDONYM_KEY = "eligo-development-only-pseudonym-key"
+MIN_KEY_LENGTH = 32
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class Environment(StrEnum):
@@ -48,3 +52,40 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    auth: bool = Field(
+        default=True,
+        description="Require an API client's Bearer token; `off` only for local development "
+        "bound to a loopback address",
+    )
+    pseudonym_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC that pseudonymises patient identifiers before they are "
+        f"stored; at least {MIN_KEY_LENGTH} characters, required in production",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to call the API from a browser (JSON list, e.g. ["https://ehr.example"])',
+    )
+
+    def pseudonym_secret(self) -> bytes:
+        """The HMAC key; development without one uses a published key (never in production)."""
+        key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else DEV_PSEUDONYM_KEY
+        return key.encode()
+
+    def refusals(self, host: str) -> list[str]:
+        """Why this configuration must not serve (empty: it may)."""
+        problems = []
+        if not self.auth and self.env is Environment.PRODUCTION:
+            problems.append("authentication is off (ELIGO_AUTH) in production")
+        if not self.auth and host not in LOOPBACK:
+            problems.append(
+                "authentication is off, so the service may only bind to a loopback address, "
+                f"not {host!r}"
+            )
+        if self.env is Environment.PRODUCTION:
+            key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else None
+            if key is None or key == DEV_PSEUDONYM_KEY:
+                problems.append("ELIGO_PSEUDONYM_KEY is unset or the published development key")
+            elif len(key) < MIN_KEY_LENGTH:
+                problems.append(f"ELIGO_PSEUDONYM_KEY is shorter than {MIN_KEY_LENGTH} characters")
+        return problems

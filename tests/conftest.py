@@ -1,17 +1,22 @@
-"""Shared fixtures: the golden test catalogue, the shipped rules, and the ASGI app."""
+"""Shared fixtures: the golden test catalogue, the shipped rules, and the ASGI app (on a fresh
+database of the kind `ELIGO_TEST_DATABASE` names, with authentication on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.db import clients
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from app.main import create_app
+from app.security import Scope
 from app.settings import Settings
+from tests.databases import app_database
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_RULES = ROOT / "tests" / "golden" / "rules"
@@ -28,8 +33,31 @@ def shipped_rules() -> RuleBase:
     return load_rules(SHIPPED_RULES)
 
 
+def add_client(app: FastAPI, name: str, scopes: Iterable[Scope]) -> str:
+    """Create an API client in the app's database; its token."""
+    with app.state.sessions() as session:
+        _, credential = clients.create(session, name, scopes)
+        session.commit()
+    return credential.token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture(scope="session")
-def client() -> Iterator[TestClient]:
-    settings = Settings(rules_dir=SHIPPED_RULES, max_body_bytes=64 * 1024)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+def app_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with app_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def client(app_database_url: str) -> Iterator[TestClient]:
+    """The app with every scope granted to the test client's token."""
+    settings = Settings(
+        rules_dir=SHIPPED_RULES, max_body_bytes=64 * 1024, database_url=app_database_url
+    )
+    app = create_app(settings)
+    token = add_client(app, "test suite", Scope)
+    with TestClient(app, raise_server_exceptions=False, headers=bearer(token)) as test_client:
         yield test_client

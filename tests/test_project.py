@@ -11,11 +11,11 @@ import tomllib
 from pathlib import Path
 
 from click.testing import CliRunner
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from app.cli import main
-from app.main import create_app
-from app.settings import Settings
-from tests.conftest import ROOT, SHIPPED_RULES
+from tests.conftest import ROOT
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -38,7 +38,7 @@ def test_dockerfile_entry_point_is_the_eligo_serve_command() -> None:
     assert CliRunner().invoke(main, ["serve", "--help"]).exit_code == 0
 
 
-def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
+def test_dockerfile_is_slim_non_root_and_health_checked(client: TestClient) -> None:
     (base,) = _instruction("FROM")
     assert re.fullmatch(r"python:3\.1[1-9]-slim", base)
     users = _instruction("USER")
@@ -48,7 +48,8 @@ def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
     (check,) = _instruction("HEALTHCHECK")
     path = re.search(r"127\.0\.0\.1:8000(/\w+)", check)
     assert path is not None
-    paths = create_app(Settings(rules_dir=SHIPPED_RULES)).openapi()["paths"]
+    assert isinstance(client.app, FastAPI)
+    paths = client.app.openapi()["paths"]
     assert "get" in paths[path.group(1)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import strict_json
@@ -86,3 +87,8 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
         ) from None
     except ValueError as exc:
         raise MalformedRequest(f"malformed JSON: {exc}") from None
+
+
+async def json_body(request: Request) -> Any:
+    """A dependency: the parsed JSON body (read here, so the endpoint itself can be sync)."""
+    return parse_json(await request.body(), request.headers.get("content-type"))

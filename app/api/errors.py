@@ -13,14 +13,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.engine.inputs import InvalidInput
-from app.errors import EligoError, FieldError, InvalidPayload
+from app.errors import AuditUnavailable, EligoError, FieldError, InvalidPayload
 
 log = logging.getLogger("eligo.api")
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
 
 
 def problem(
@@ -61,7 +63,24 @@ def validation_errors(errors: list[Any]) -> list[FieldError]:
 
 async def _eligo_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EligoError)
-    return problem(exc.status, exc.title, exc.detail, exc.errors)
+    return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # The class and SQLSTATE only: messages can quote statements, and engines hide parameters.
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    log.error(
+        "database error on %s %s: %s %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        code or "",
+    )
+    error = AuditUnavailable(
+        "the database could not be reached or written; no decision was given. Retry shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+    return await _eligo_error(request, error)
 
 
 async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -88,6 +107,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(EligoError, _eligo_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,68 +1,150 @@
-"""POST /v1/evaluations: one patient against the shipped rule sets."""
+"""Evaluations: decide for one patient (recorded), and read, list and replay the records."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
-from app.api.body import parse_json
-from app.api.deps import get_rules
+from app.api.body import json_body
+from app.api.deps import Caller, DbSession, get_rules, get_settings, require
 from app.api.errors import invalid_input, validation_errors
 from app.api.responses import FastJSONResponse
-from app.api.schemas import EvaluationRequest, EvaluationResponse, Problem
-from app.engine import present
-from app.engine.inputs import InvalidInput, normalise
+from app.api.schemas import (
+    EvaluationPage,
+    EvaluationRecord,
+    EvaluationRequest,
+    EvaluationResponse,
+    Problem,
+    Replay,
+)
+from app.db import audit
+from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
-from app.engine.run import evaluate_all, select
-from app.errors import InvalidPayload
+from app.errors import FieldError, InvalidPayload, NotFound
+from app.security import Scope, pseudonym
+from app.services import evaluations as service
+from app.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 413, 415, 422)
-}
+Rules = Annotated[RuleBase, Depends(get_rules)]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in codes}
 
 
 @router.post(
     "/evaluations",
     response_model=EvaluationResponse,
-    responses=_ERRORS,
+    responses=_errors(400, 401, 403, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": EvaluationRequest.model_json_schema()}},
         }
     },
-    summary="Evaluate one patient against the rule sets",
+    summary="Evaluate one patient against the rule sets (recorded in the audit trail)",
 )
-async def create_evaluation(
-    request: Request, rules: Annotated[RuleBase, Depends(get_rules)]
+def create_evaluation(
+    *,
+    request: Request,
+    payload: Annotated[Any, Depends(json_body)],
+    rules: Rules,
+    settings: Annotated[Settings, Depends(get_settings)],
+    caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],
+    session: DbSession,
 ) -> Any:
-    payload = parse_json(await request.body(), request.headers.get("content-type"))
     try:
         body = EvaluationRequest.model_validate(payload)
     except ValidationError as exc:
         raise InvalidPayload(
             "request validation failed", validation_errors(list(exc.errors()))
         ) from None
+    patient = pseudonym(settings.pseudonym_secret(), body.patient_id) if body.patient_id else None
+    asked = service.Asked(body.features, body.rulesets, "api", caller.client_id, patient)
     try:
-        rulesets = select(rules, body.rulesets)
-        values = normalise(body.features, rules.features)
+        answer = service.decide_and_record(session, rules, request.app.state.stored, asked)
     except InvalidInput as exc:
         raise invalid_input(exc) from None
-    decisions = evaluate_all(rulesets, values)
     # Returning a Response skips FastAPI's re-validation through EvaluationResponse, which
     # would only cost time; a contract test validates real responses against the model.
-    return FastJSONResponse(
-        {
-            "id": str(uuid.uuid4()),
-            "evaluated_at": datetime.now(UTC).isoformat(),
-            "rules_hash": rules.hash,
-            "results": [present.decision(d, rules) for d in decisions],
-        }
-    )
+    return FastJSONResponse(answer)
+
+
+Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
+Channel = Literal["api", "cds-hooks", "form", "screening"]
+
+
+@router.get(
+    "/evaluations",
+    response_model=EvaluationPage,
+    responses=_errors(401, 403, 422, 503),
+    summary="List recorded evaluations, newest first",
+)
+def list_evaluations(
+    *,
+    session: DbSession,
+    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+    since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(description="Before this time")] = None,
+    ruleset: Annotated[str | None, Query(description="Evaluated with this rule set")] = None,
+    status: Annotated[
+        Status | None, Query(description="With this status (for `ruleset`, if given)")
+    ] = None,
+    channel: Channel | None = None,
+    client: Annotated[str | None, Query(description="Asked by this API client id")] = None,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> Any:
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidPayload(
+                "times need a UTC offset",
+                [FieldError(name, "naive_datetime", "give an offset, e.g. 2026-11-22T08:00Z")],
+            )
+    filters = audit.Filters(since, until, ruleset, status, channel, client)
+    try:
+        rows, next_cursor = audit.page(session, filters, limit, cursor)
+    except audit.BadCursor as exc:
+        raise InvalidPayload("bad cursor", [FieldError("cursor", "bad_cursor", str(exc))]) from None
+    return {"items": service.summaries(session, rows), "next_cursor": next_cursor}
+
+
+def _evaluation(session: DbSession, evaluation_id: str) -> Any:
+    evaluation = audit.get(session, evaluation_id)
+    if evaluation is None:
+        raise NotFound(f"no evaluation {evaluation_id!r}")
+    return evaluation
+
+
+@router.get(
+    "/evaluations/{evaluation_id}",
+    response_model=EvaluationRecord,
+    responses=_errors(401, 403, 404, 503),
+    summary="One recorded evaluation: caller, input as received and normalised, full result",
+)
+def get_evaluation(
+    evaluation_id: str,
+    session: DbSession,
+    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+) -> Any:
+    return FastJSONResponse(service.full_record(session, _evaluation(session, evaluation_id)))
+
+
+@router.post(
+    "/evaluations/{evaluation_id}/replay",
+    response_model=Replay,
+    responses=_errors(401, 403, 404, 503),
+    summary="Re-evaluate a record with its recorded rule set versions and with today's rules",
+)
+def replay_evaluation(
+    evaluation_id: str,
+    session: DbSession,
+    rules: Rules,
+    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+) -> Any:
+    return service.replay(session, rules, _evaluation(session, evaluation_id))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from sqlalchemy import text
 
-from app.api.deps import get_rules
+from app.api.deps import DbSession, get_rules
 from app.engine.model import RuleBase
 
 router = APIRouter(tags=["health"])
@@ -17,6 +18,10 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: rules are loaded and can be served")
-def readyz(rules: Annotated[RuleBase, Depends(get_rules)]) -> dict[str, Any]:
+@router.get(
+    "/readyz",
+    summary="Readiness: rules are loaded and the audit database answers (503 if it does not)",
+)
+def readyz(rules: Annotated[RuleBase, Depends(get_rules)], session: DbSession) -> dict[str, Any]:
+    session.execute(text("SELECT 1"))  # a database error becomes the 503 of the error handler
     return {"status": "ready", "rulesets": len(rules.rulesets), "rules_hash": rules.hash}

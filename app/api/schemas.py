@@ -59,6 +59,13 @@ class EvaluationRequest(BaseModel):
     rulesets: list[str] | None = Field(
         default=None, description="Rule set ids to evaluate; all shipped ones when omitted"
     )
+    patient_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Your identifier for the patient (e.g. system|MRN). Stored only as a keyed "
+        "pseudonym, which links this patient's evaluations; never stored or logged as given.",
+    )
 
 
 class _Out(BaseModel):
@@ -158,6 +165,87 @@ class EvaluationResponse(_Out):
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionOut]
+
+
+class ClientRef(_Out):
+    id: str
+    name: str | None
+
+
+class DecisionRef(_Out):
+    ruleset_id: str
+    version: str | None
+    hash: str
+    status: Status
+
+
+class EvaluationSummary(_Out):
+    id: str
+    created_at: datetime
+    channel: Literal["api", "cds-hooks", "form", "screening"]
+    client: ClientRef | None = Field(description="The API client that asked; null: auth off")
+    patient_pseudonym: str | None
+    rules_hash: str
+    decisions: list[DecisionRef]
+
+
+class EvaluationPage(_Out):
+    items: list[EvaluationSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+class RecordedInput(_Out):
+    received: dict[str, Any] = Field(description="As sent, with the patient id pseudonymised")
+    normalised: dict[str, Any] = Field(description="Canonical units, as the rules saw them")
+
+
+class EvaluationRecord(EvaluationSummary):
+    input: RecordedInput
+    result: EvaluationResponse = Field(description="Exactly what was answered")
+
+
+class ReplayDifference(_Out):
+    field: Literal["status", "reasons", "missing", "criterion"]
+    id: str | None = None
+    recorded: Any
+    replayed: Any
+
+
+class ReplayOutcome(_Out):
+    version: str | None = None
+    hash: str | None = None
+    status: Status | None = None
+    same_as_recorded: bool | None = None
+    differences: list[ReplayDifference] = []
+    rule_changes: list[dict[str, str | None]] | None = Field(
+        default=None, description="How today's rule set differs from the recorded version"
+    )
+    error: str | None = Field(default=None, description="Why this replay could not run")
+
+
+class RecordedVersion(_Out):
+    version: str
+    hash: str
+    status: Status
+
+
+class RulesetReplay(_Out):
+    ruleset_id: str
+    recorded: RecordedVersion
+    recorded_version: ReplayOutcome = Field(
+        description="Re-evaluated with the exact rule set version recorded; should be the same"
+    )
+    today: ReplayOutcome | None = Field(
+        default=None, description="Re-evaluated with the rule set as served today"
+    )
+
+
+class Replay(_Out):
+    evaluation_id: str
+    recorded_at: datetime
+    replayed_at: datetime
+    rules_hash_today: str
+    rulesets: list[RulesetReplay]
 
 
 class RulesetSummary(RulesetRef):

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from app import strict_json
-from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load
+from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
 from app.cli.rules import rules as rules_group
 from app.engine import present
@@ -22,7 +22,8 @@ from app.engine.diagnostics import RuleLoadError
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.report import render_table
 from app.engine.run import evaluate_all, select
-from app.settings import Environment, Settings
+from app.errors import StartupRefused
+from app.settings import Settings
 
 
 @click.group()
@@ -43,29 +44,38 @@ def serve(host: str | None, port: int | None) -> None:
     from app.main import create_app  # noqa: PLC0415
 
     settings = Settings()
+    host = host or settings.host
     # Request bodies are never logged: they carry patient data.
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        app = create_app(settings)
+        app = create_app(settings, host)
     except RuleLoadError as exc:
         click.echo(exc.report(), err=True)
-        click.echo("refusing to start: the rules are invalid", err=True)
-        sys.exit(EXIT_RULES)
-    if settings.env is Environment.DEVELOPMENT:
-        click.echo(
-            "Eligo is running in DEVELOPMENT mode: local use only, no authentication. "
-            "Rule sets are drafts that need local clinical review.",
-            err=True,
-        )
+        fail("refusing to start: the rules are invalid", EXIT_RULES)
+    except StartupRefused as exc:
+        fail("refusing to start: " + "; ".join(exc.reasons), EXIT_CONFIG)
+    click.echo(_announcement(settings), err=True)
     uvicorn.run(
         app,
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         log_level=settings.log_level,
         proxy_headers=False,
     )
+
+
+def _announcement(settings: Settings) -> str:
+    parts = [f"Eligo {settings.env.value} mode."]
+    if not settings.auth:
+        parts.append(
+            "DEVELOPMENT MODE: authentication is OFF; local use on a loopback address only."
+        )
+    if settings.pseudonym_key is None:
+        parts.append("Patient pseudonyms use the published development key.")
+    parts.append("Rule sets are drafts that need local clinical review.")
+    return " ".join(parts)
 
 
 def _read_patient(path: Path) -> dict[str, Any]:

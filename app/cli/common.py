@@ -14,6 +14,7 @@ from app.engine.model import RuleBase
 
 EXIT_RULES = 1  # invalid rules, failing vignettes, incomplete coverage
 EXIT_INPUT = 2  # bad usage or a bad input file
+EXIT_CONFIG = 3  # the service refuses this configuration (production checks, schema behind)
 
 
 def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:

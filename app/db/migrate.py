@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from app.db.session import normalise_url
+from app.db.session import make_engine, normalise_url
 from app.settings import Settings
 
 
@@ -47,3 +47,26 @@ def head() -> str:
 def current(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+class SchemaBehind(RuntimeError):
+    pass
+
+
+def prepare(url: str, *, auto_upgrade: bool) -> str | None:
+    """Bring the schema to head, or refuse (the start-up policy above). Returns the revision
+    the database was at before, if an upgrade ran."""
+    engine = make_engine(url)
+    try:
+        before = current(engine)
+    finally:
+        engine.dispose()
+    if before == head():
+        return None
+    if not auto_upgrade:
+        raise SchemaBehind(
+            f"the database is at revision {before or '(empty)'} and this version needs "
+            f"{head()}: run `eligo db upgrade` (with the same ELIGO_DATABASE_URL), then start"
+        )
+    upgrade(url)
+    return before or "(empty)"

@@ -7,17 +7,41 @@ compact) and JSON text on SQLite; times are timezone-aware and stored in UTC.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, String, Text, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
 
 Json = JSON().with_variant(JSONB(), "postgresql")
-Time = DateTime(timezone=True)
+
+
+class Time(TypeDecorator[datetime]):
+    """An aware UTC time on both databases: SQLite keeps no offset, so every value is stored
+    as UTC and read back as UTC, which also keeps range filters and cursors exact."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002 - the signature SQLAlchemy calls
+    ) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class RulesetVersion(Base):
@@ -30,7 +54,7 @@ class RulesetVersion(Base):
     ruleset_id: Mapped[str] = mapped_column(String(100), index=True)
     version: Mapped[str] = mapped_column(String(32))
     content: Mapped[dict[str, Any]] = mapped_column(Json)
-    first_served_at: Mapped[datetime] = mapped_column(Time)
+    first_served_at: Mapped[datetime] = mapped_column(Time())
 
 
 class Evaluation(Base):
@@ -39,7 +63,7 @@ class Evaluation(Base):
     __tablename__ = "evaluations"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
-    created_at: Mapped[datetime] = mapped_column(Time, index=True)
+    created_at: Mapped[datetime] = mapped_column(Time(), index=True)
     channel: Mapped[str] = mapped_column(
         String(16), index=True
     )  # api | cds-hooks | form | screening
@@ -83,5 +107,5 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(200))
     secret_hash: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]] = mapped_column(Json)
-    created_at: Mapped[datetime] = mapped_column(Time)
-    revoked_at: Mapped[datetime | None] = mapped_column(Time)
+    created_at: Mapped[datetime] = mapped_column(Time())
+    revoked_at: Mapped[datetime | None] = mapped_column(Time())

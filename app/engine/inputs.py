@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.engine.model import Feature, Scalar
@@ -151,3 +151,29 @@ def _describe(value: Any) -> str:
     if kind is None:
         kind = "number" if isinstance(value, int | float) else type(value).__name__
     return f"{kind} {value!r}" if kind in ("string", "number", "boolean") else kind
+
+
+def values_to_json(values: Mapping[str, FeatureValue]) -> dict[str, Any]:
+    """Normalised values as JSON, as the audit trail stores them (`values_from_json` inverts)."""
+    return {
+        key: {
+            "value": v.value,
+            "unit": v.unit,
+            "given": {"value": v.given_value, "unit": v.given_unit},
+            "provenance": {k: p for k, p in asdict(v.provenance).items() if p is not None},
+        }
+        for key, v in values.items()
+    }
+
+
+def values_from_json(data: Mapping[str, Any]) -> dict[str, FeatureValue]:
+    return {
+        key: FeatureValue(
+            v["value"],
+            v["unit"],
+            v["given"]["value"],
+            v["given"]["unit"],
+            Provenance(**v["provenance"]),
+        )
+        for key, v in data.items()
+    }

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -282,10 +282,11 @@ class _RuleSetCompiler:
                 for f in c.features
             }
         )
+        snapshot = self.snapshot(used, citations)
         return RuleSet(
             id=spec.id,
             version=spec.version,
-            hash=self.content_hash(used, citations),
+            hash=content_hash(snapshot),
             title=spec.title,
             therapy=spec.therapy,
             indication=spec.indication,
@@ -302,20 +303,24 @@ class _RuleSetCompiler:
             outcomes=tuple(spec.outcomes),
             notes=tuple(spec.notes),
             citations=citations,
+            snapshot=snapshot,
         )
 
-    def content_hash(self, used: list[str], citations: tuple[str, ...]) -> str:
-        """Hash of what the rule set means: its content and the definitions it relies on.
+    def snapshot(self, used: list[str], citations: tuple[str, ...]) -> dict[str, Any]:
+        """What the rule set means: its content and the definitions it relies on, as JSON.
 
-        A changed feature range or citation changes the hash; reformatting the file does not.
+        A changed feature range or citation changes it; reformatting the file does not.
         """
-        payload = {
+        return {
             "ruleset": self.spec.model_dump(mode="json"),
             "features": {f: self.features[f].spec.model_dump(mode="json") for f in used},
             "evidence": {e: self.evidence[e].model_dump(mode="json") for e in citations},
         }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def content_hash(snapshot: Mapping[str, Any]) -> str:
+    canonical = json.dumps(snapshot, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _rulesets(
@@ -371,3 +376,44 @@ def load_rules(rules_dir: Path) -> RuleBase:
     if base is None:
         raise RuleLoadError(diagnostics)
     return base
+
+
+def rebuild(snapshot: Mapping[str, Any], expected_hash: str) -> RuleBase:
+    """Rebuild one rule set from a stored snapshot, as a rule base holding only it.
+
+    This is how a recorded decision is replayed with the exact rule set version that gave it.
+    The snapshot goes through the same validation and compilation as a file; the result must
+    hash to `expected_hash`, or the snapshot is not the version it claims to be.
+    """
+    ctx = _Context()
+    doc = LocatedDocument(f"<stored {expected_hash[:19]}>", snapshot)
+    parts = snapshot if isinstance(snapshot, Mapping) else {}
+    features = _snapshot_part(parts, "features", FeatureSpec, doc, ctx)
+    evidence = _snapshot_part(parts, "evidence", EvidenceSpec, doc, ctx)
+    spec = validate_model(RuleSetSpec, parts.get("ruleset"), doc, ctx.diagnostics, ("ruleset",))
+    ruleset = None
+    if spec is not None and not ctx.diagnostics:
+        catalogue = {f.id: Feature(f) for f in features}
+        citations = {e.id: e for e in evidence}
+        ruleset = _RuleSetCompiler(doc, spec, catalogue, citations, ctx).compile()
+    if ruleset is not None and ruleset.hash != expected_hash:
+        ctx.error(Code.SCHEMA, f"snapshot hashes to {ruleset.hash}, not {expected_hash}", doc, ())
+    if ruleset is None or ctx.diagnostics:
+        raise RuleLoadError(ctx.diagnostics)
+    return RuleBase(
+        {f.id: Feature(f) for f in features},
+        {e.id: e for e in evidence},
+        {ruleset.id: ruleset},
+        ruleset.hash,
+    )
+
+
+def _snapshot_part(
+    parts: Mapping[str, Any], key: str, model: type[M], doc: LocatedDocument, ctx: _Context
+) -> list[M]:
+    items = parts.get(key)
+    if not isinstance(items, Mapping):
+        ctx.error(Code.SCHEMA, f"{key}: expected a mapping", doc, (key,))
+        return []
+    valid = (validate_model(model, v, doc, ctx.diagnostics, (key, k)) for k, v in items.items())
+    return [v for v in valid if v is not None]

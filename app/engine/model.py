@@ -6,9 +6,10 @@ feature's canonical unit, so evaluation never converts a unit and never parses t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from app.engine.schema import (
     EvidenceSpec,
@@ -150,6 +151,9 @@ class RuleSet:
     outcomes: tuple[FactSpec, ...]
     notes: tuple[str, ...]
     citations: tuple[str, ...]
+    # What `hash` is the hash of: the validated rule set and the definitions of the features and
+    # citations it uses, as JSON. Stored with every decision so the rule set can be rebuilt.
+    snapshot: Mapping[str, Any]
 
     @property
     def deciding(self) -> tuple[Criterion, ...]:

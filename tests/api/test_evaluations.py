@@ -151,4 +151,4 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
 
 def test_unknown_route_and_method(client: TestClient) -> None:
     problem(client.get("/v1/nothing"), 404)
-    problem(client.get("/v1/evaluations"), 405)
+    problem(client.delete("/v1/evaluations"), 405)

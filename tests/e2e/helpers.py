@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.databases import app_database
+
 ELIGO = str(Path(sys.executable).with_name("eligo"))
 
 
@@ -52,19 +54,22 @@ class Server:
 @contextmanager
 def eligo_process(env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[Server]:
     """`eligo serve` as a real process on a free loopback port, its output in a file (a pipe
-    nobody reads would fill up and stall the server under load)."""
+    nobody reads would fill up and stall the server under load). Unless `env` says otherwise
+    it runs like the quick start (development, authentication off) on a fresh database."""
     port = free_port()
     with contextlib.ExitStack() as stack:
-        if log is None:
-            log = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "server.log"
-        handle = stack.enter_context(log.open("wb"))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = {"ELIGO_AUTH": "off", **(env or {})}
+        if "ELIGO_DATABASE_URL" not in env:
+            env["ELIGO_DATABASE_URL"] = stack.enter_context(app_database(scratch))
+        handle = stack.enter_context((log or scratch / "server.log").open("wb"))
         process = subprocess.Popen(
             [ELIGO, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **env},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
-        server = Server(f"http://127.0.0.1:{port}", process, log)
+        server = Server(f"http://127.0.0.1:{port}", process, Path(handle.name))
         try:
             _wait_healthy(server)
             yield server

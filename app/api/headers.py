@@ -1,0 +1,58 @@
+"""Security headers on every response, stricter ones on HTML.
+
+API responses carry patient data: `no-store` keeps them out of browser and proxy caches unless
+an endpoint says otherwise. HTML (today the OpenAPI pages, later the clinician form) may not
+be framed (clickjacking) and runs only the scripts its policy names. The docs pages load
+Swagger UI and ReDoc from jsDelivr with an inline bootstrap script, so their policy allows
+exactly that and nothing else.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ALWAYS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+HTML = {
+    "x-frame-options": "DENY",
+    "content-security-policy": "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
+            "font-src 'self' https://fonts.gstatic.com",
+            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+            "worker-src 'self' blob:",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+        ]
+    ),
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in ALWAYS.items():
+                    headers.setdefault(name, value)
+                headers.setdefault("cache-control", "no-store")
+                if headers.get("content-type", "").startswith("text/html"):
+                    for name, value in HTML.items():
+                        headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -1,0 +1,196 @@
+"""The audit trail's queries: record a decision, read one back, list them, and the rule set
+versions they were made with. Functions take the request's session and never commit: the
+session dependency commits, so a decision and its record succeed or fail together."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, event, exists, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, defer, selectinload
+
+from app.db.models import Evaluation, EvaluationDecision, RulesetVersion
+from app.engine.model import RuleSet
+
+MAX_PAGE = 500
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvaluation:
+    id: str
+    created_at: datetime
+    channel: str
+    client_id: str | None
+    patient_pseudonym: str | None
+    rules_hash: str
+    input_received: dict[str, Any]
+    input_normalised: dict[str, Any]
+    result: dict[str, Any]
+    rulesets: list[RuleSet]
+    statuses: list[str]
+
+
+class StoredVersions:
+    """Hashes of rule set versions known to be in the database, so each is inserted once per
+    process rather than once per decision. A hash joins the set only when the transaction that
+    stored it commits: a failed write never leaves a version believed stored that is not."""
+
+    def __init__(self) -> None:
+        self._known: set[str] = set()
+
+    def missing(self, rulesets: Iterable[RuleSet]) -> list[RuleSet]:
+        return [r for r in {r.hash: r for r in rulesets}.values() if r.hash not in self._known]
+
+    def mark_on_commit(self, session: Session, hashes: list[str]) -> None:
+        if hashes:
+            event.listen(session, "after_commit", lambda _: self._known.update(hashes), once=True)
+
+
+def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None:
+    """Add the decision and any rule set version not yet stored; written only at commit."""
+    versions = stored.missing(new.rulesets)
+    if versions:
+        _store_versions(session, versions, new.created_at)
+        stored.mark_on_commit(session, [r.hash for r in versions])
+    evaluation = Evaluation(
+        id=new.id,
+        created_at=new.created_at,
+        channel=new.channel,
+        client_id=new.client_id,
+        patient_pseudonym=new.patient_pseudonym,
+        rules_hash=new.rules_hash,
+        input_received=new.input_received,
+        input_normalised=new.input_normalised,
+        result=new.result,
+    )
+    evaluation.decisions = [
+        EvaluationDecision(position=i, ruleset_id=r.id, ruleset_hash=r.hash, status=status)
+        for i, (r, status) in enumerate(zip(new.rulesets, new.statuses, strict=True))
+    ]
+    session.add(evaluation)
+
+
+def _store_versions(session: Session, rulesets: list[RuleSet], now: datetime) -> None:
+    """Insert-or-ignore: another process may have stored the same version meanwhile. A write
+    first, never a read then a write, so SQLite takes its write lock (waiting its busy timeout)
+    rather than failing to upgrade a read transaction."""
+    rows = [
+        {
+            "hash": r.hash,
+            "ruleset_id": r.id,
+            "version": r.version,
+            "content": dict(r.snapshot),
+            "first_served_at": now,
+        }
+        for r in rulesets
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(RulesetVersion).values(rows).on_conflict_do_nothing(index_elements=["hash"])
+    session.execute(statement)
+
+
+def get(session: Session, evaluation_id: str) -> Evaluation | None:
+    return session.get(Evaluation, evaluation_id, options=[selectinload(Evaluation.decisions)])
+
+
+def versions(session: Session, hashes: Iterable[str]) -> dict[str, RulesetVersion]:
+    rows = session.scalars(select(RulesetVersion).where(RulesetVersion.hash.in_(set(hashes))))
+    return {row.hash: row for row in rows}
+
+
+def version_numbers(session: Session, hashes: Iterable[str]) -> dict[str, str]:
+    """Version strings by hash, without loading the stored contents."""
+    statement = select(RulesetVersion.hash, RulesetVersion.version).where(
+        RulesetVersion.hash.in_(set(hashes))
+    )
+    return {h: v for h, v in session.execute(statement).all()}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    since: datetime | None = None
+    until: datetime | None = None
+    ruleset: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    client_id: str | None = None
+
+
+def page(
+    session: Session, filters: Filters, limit: int, cursor: str | None
+) -> tuple[list[Evaluation], str | None]:
+    """Newest first; the cursor is the (time, id) of the last row returned, so pages stay
+    stable while new decisions are recorded (no offsets that shift)."""
+    statement = _filtered(filters)
+    if cursor is not None:
+        at, last_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(
+                Evaluation.created_at < at,
+                and_(Evaluation.created_at == at, Evaluation.id < last_id),
+            )
+        )
+    statement = statement.order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+    rows = list(session.scalars(statement.limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1]) if more else None
+
+
+def _filtered(filters: Filters) -> Select[Evaluation]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.since is not None:
+        conditions.append(Evaluation.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(Evaluation.created_at < filters.until)
+    if filters.channel is not None:
+        conditions.append(Evaluation.channel == filters.channel)
+    if filters.client_id is not None:
+        conditions.append(Evaluation.client_id == filters.client_id)
+    decision: list[ColumnElement[bool]] = []
+    if filters.ruleset is not None:
+        decision.append(EvaluationDecision.ruleset_id == filters.ruleset)
+    if filters.status is not None:
+        decision.append(EvaluationDecision.status == filters.status)
+    if decision:
+        # ruleset and status together mean one decision with both, not one of each
+        conditions.append(
+            exists().where(EvaluationDecision.evaluation_id == Evaluation.id, *decision)
+        )
+    # A listing shows who, when and what status; the inputs and full results stay unread.
+    heavy = (Evaluation.input_received, Evaluation.input_normalised, Evaluation.result)
+    return (
+        select(Evaluation)
+        .where(*conditions)
+        .options(selectinload(Evaluation.decisions), *(defer(column) for column in heavy))
+    )
+
+
+def encode_cursor(row: Evaluation) -> str:
+    payload = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, last_id = json.loads(raw)
+        when = datetime.fromisoformat(at)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise BadCursor("not a cursor this service returned") from exc
+    if not isinstance(last_id, str) or when.tzinfo is None:
+        raise BadCursor("not a cursor this service returned")
+    return when.astimezone(UTC), last_id

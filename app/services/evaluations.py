@@ -1,0 +1,193 @@
+"""Evaluations as a service: decide and record in one go, read records back, replay them.
+
+Every channel (the API now; CDS Hooks, the form and screening later) decides through
+`decide_and_record`, so no channel can give advice that skips the audit trail. Nothing here
+commits: the caller's session does, and the answer is sent only after it has.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import audit, clients
+from app.db.models import Evaluation, RulesetVersion
+from app.engine import present
+from app.engine.diagnostics import RuleLoadError
+from app.engine.diff import diff_rules
+from app.engine.evaluate import decide
+from app.engine.inputs import InvalidInput, normalise, values_from_json, values_to_json
+from app.engine.load import rebuild
+from app.engine.model import RuleBase, RuleSet
+from app.engine.replay import differences
+from app.engine.run import evaluate_all, select
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """One evaluation request, whichever channel it came through."""
+
+    features: Mapping[str, Any]
+    rulesets: Sequence[str] | None
+    channel: str
+    client_id: str | None
+    patient_pseudonym: str | None
+
+
+def decide_and_record(
+    session: Session, rules: RuleBase, stored: audit.StoredVersions, asked: Asked
+) -> dict[str, Any]:
+    """The answer to give, already added to the session; raises InvalidInput on bad input."""
+    rulesets = select(rules, asked.rulesets)
+    values = normalise(asked.features, rules.features)
+    decisions = evaluate_all(rulesets, values)
+    now = datetime.now(UTC)
+    answer: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "evaluated_at": now.isoformat(),
+        "rules_hash": rules.hash,
+        "results": [present.decision(d, rules) for d in decisions],
+    }
+    received = {"features": dict(asked.features), "rulesets": asked.rulesets}
+    new = audit.NewEvaluation(
+        id=answer["id"],
+        created_at=now,
+        channel=asked.channel,
+        client_id=asked.client_id,
+        patient_pseudonym=asked.patient_pseudonym,
+        rules_hash=rules.hash,
+        input_received=received,
+        input_normalised=values_to_json(values),
+        result=answer,
+        rulesets=rulesets,
+        statuses=[d.status.value for d in decisions],
+    )
+    audit.record(session, new, stored)
+    return answer
+
+
+def summary(
+    evaluation: Evaluation, versions: Mapping[str, str], names: Mapping[str, str]
+) -> dict[str, Any]:
+    client = evaluation.client_id
+    return {
+        "id": evaluation.id,
+        "created_at": evaluation.created_at,
+        "channel": evaluation.channel,
+        "client": {"id": client, "name": names.get(client)} if client else None,
+        "patient_pseudonym": evaluation.patient_pseudonym,
+        "rules_hash": evaluation.rules_hash,
+        "decisions": [
+            {
+                "ruleset_id": d.ruleset_id,
+                "version": versions.get(d.ruleset_hash),
+                "hash": d.ruleset_hash,
+                "status": d.status,
+            }
+            for d in evaluation.decisions
+        ],
+    }
+
+
+def summaries(session: Session, rows: Sequence[Evaluation]) -> list[dict[str, Any]]:
+    versions = audit.version_numbers(session, (d.ruleset_hash for e in rows for d in e.decisions))
+    names = clients.names(session, (e.client_id for e in rows if e.client_id))
+    return [summary(e, versions, names) for e in rows]
+
+
+def full_record(session: Session, evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        **summaries(session, [evaluation])[0],
+        "input": {
+            "received": evaluation.input_received,
+            "normalised": evaluation.input_normalised,
+        },
+        "result": evaluation.result,
+    }
+
+
+def replay(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[str, Any]:
+    """Decide the recorded patient again, with the recorded rule set versions and with
+    today's rules, and say what differs from what was recorded."""
+    stored = audit.versions(session, (d.ruleset_hash for d in evaluation.decisions))
+    recorded_results = evaluation.result["results"]
+    return {
+        "evaluation_id": evaluation.id,
+        "recorded_at": evaluation.created_at,
+        "replayed_at": datetime.now(UTC),
+        "rules_hash_today": rules.hash,
+        "rulesets": [
+            _replay_one(evaluation, recorded_results[d.position], stored[d.ruleset_hash], rules)
+            for d in evaluation.decisions
+        ],
+    }
+
+
+def _replay_one(
+    evaluation: Evaluation, recorded: dict[str, Any], version: RulesetVersion, rules: RuleBase
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ruleset_id": version.ruleset_id,
+        "recorded": {
+            "version": version.version,
+            "hash": version.hash,
+            "status": recorded["status"],
+        },
+    }
+    try:
+        then = rebuild(version.content, version.hash)
+    except RuleLoadError as exc:
+        out["recorded_version"] = {"error": f"cannot rebuild the stored version: {exc.report()}"}
+        return out
+    ruleset = then.rulesets[version.ruleset_id]
+    values = values_from_json(evaluation.input_normalised)
+    again = present.decision(decide(ruleset, values), then)
+    out["recorded_version"] = _outcome(ruleset, again, recorded)
+    out["today"] = _today(evaluation, recorded, then, rules)
+    return out
+
+
+def _today(
+    evaluation: Evaluation, recorded: dict[str, Any], then: RuleBase, rules: RuleBase
+) -> dict[str, Any]:
+    ruleset_id = next(iter(then.rulesets))
+    current = rules.rulesets.get(ruleset_id)
+    if current is None:
+        return {"error": f"rule set {ruleset_id!r} is no longer served"}
+    try:
+        values = normalise(evaluation.input_received["features"], rules.features)
+    except InvalidInput as exc:
+        return {"error": f"the recorded input is not valid against today's catalogue: {exc}"}
+    now = present.decision(decide(current, values), rules)
+    return {
+        **_outcome(current, now, recorded),
+        "rule_changes": [c.as_dict() for c in diff_rules(then, _alone(current, rules))],
+    }
+
+
+def _outcome(
+    ruleset: RuleSet, decision: dict[str, Any], recorded: dict[str, Any]
+) -> dict[str, Any]:
+    found = differences(recorded, decision)
+    return {
+        "version": ruleset.version,
+        "hash": ruleset.hash,
+        "status": decision["status"],
+        "same_as_recorded": not found,
+        "differences": found,
+    }
+
+
+def _alone(ruleset: RuleSet, rules: RuleBase) -> RuleBase:
+    """One rule set with the catalogue entries it uses, comparable to a rebuilt snapshot."""
+    return RuleBase(
+        {f: rules.features[f] for f in ruleset.snapshot["features"]},
+        {e: rules.evidence[e] for e in ruleset.snapshot["evidence"]},
+        {ruleset.id: ruleset},
+        ruleset.hash,
+    )
