@@ -70,7 +70,9 @@ def _authenticate(request: Request) -> Caller:
     kind, _, token = header.partition(" ")
     parsed = parse_token(token.strip()) if kind.lower() == "bearer" else None
     if parsed is None:
-        raise Unauthorized("malformed credential; expected Authorization: Bearer eligo_…")
+        raise Unauthorized(
+            "malformed credential; expected Authorization: Bearer eligo_<id>_<secret>"
+        )
     client_id, secret = parsed
     # Its own short session: the request's session then starts with a write (see db.audit).
     with _sessions(request)() as session:

@@ -104,13 +104,19 @@ def list_evaluations(
         if value is not None and value.tzinfo is None:
             raise InvalidPayload(
                 "times need a UTC offset",
-                [FieldError(name, "naive_datetime", "give an offset, e.g. 2026-11-22T08:00Z")],
+                [
+                    FieldError(
+                        f"query.{name}", "naive_datetime", "give an offset, e.g. 2026-11-22T08:00Z"
+                    )
+                ],
             )
     filters = audit.Filters(since, until, ruleset, status, channel, client)
     try:
         rows, next_cursor = audit.page(session, filters, limit, cursor)
     except audit.BadCursor as exc:
-        raise InvalidPayload("bad cursor", [FieldError("cursor", "bad_cursor", str(exc))]) from None
+        raise InvalidPayload(
+            "bad cursor", [FieldError("query.cursor", "bad_cursor", str(exc))]
+        ) from None
     return {"items": service.summaries(session, rows), "next_cursor": next_cursor}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from app import strict_json
+from app.cli.clients import clients as clients_group
 from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
 from app.cli.rules import rules as rules_group
@@ -133,6 +134,7 @@ def evaluate(
 
 main.add_command(rules_group)
 main.add_command(db_group)
+main.add_command(clients_group)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,105 @@
+"""`eligo clients ...`: API clients and their scopes (ELIGO_DATABASE_URL).
+
+A token is printed once, at creation, and only its hash is stored: lose it and create a new
+client. Clients are revoked, never deleted, so the audit trail can always name who asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.cli.common import fail
+from app.db import clients as repository
+from app.db.migrate import current, head
+from app.db.models import ApiClient
+from app.db.session import make_engine, session_factory
+from app.security import Scope
+from app.settings import Settings
+
+SCOPES = [s.value for s in Scope]
+
+
+@click.group()
+def clients() -> None:
+    """API clients: create (token shown once), list, revoke."""
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session on the configured database, committed on success; the schema must be at
+    head (a clear message instead of a missing-table error)."""
+    engine = make_engine(Settings().database_url)
+    try:
+        if current(engine) != head():
+            fail("the database schema is not at head: run `eligo db upgrade` first")
+        with session_factory(engine)() as session:
+            yield session
+            session.commit()
+    except SQLAlchemyError as exc:
+        fail(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+    finally:
+        engine.dispose()
+
+
+@clients.command("create")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="Grant this scope (repeatable)",
+)
+def create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a client NAME and print its token, once."""
+    if not name.strip() or len(name) > 200:
+        fail("NAME must be 1 to 200 characters")
+    with _session() as session:
+        client, credential = repository.create(session, name.strip(), map(Scope, scopes))
+    click.echo(f"created client {client.id} ({client.name}) with scopes {' '.join(client.scopes)}")
+    click.echo("token (shown once, store it now; only its hash is kept):", err=True)
+    click.echo(credential.token)
+
+
+def _row(client: ApiClient) -> dict[str, object]:
+    return {
+        "id": client.id,
+        "name": client.name,
+        "scopes": client.scopes,
+        "created_at": client.created_at.isoformat(),
+        "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+    }
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
+def list_clients(as_json: bool) -> None:
+    """List clients, revoked ones included (never their secrets)."""
+    with _session() as session:
+        found = repository.all_clients(session)
+    if as_json:
+        click.echo(json.dumps([_row(c) for c in found], indent=2))
+        return
+    for client in found:
+        state = f"revoked {client.revoked_at.isoformat()}" if client.revoked_at else "active"
+        click.echo(f"{client.id}  {client.name}  [{' '.join(client.scopes)}]  {state}")
+
+
+@clients.command("revoke")
+@click.argument("client_id")
+def revoke(client_id: str) -> None:
+    """Revoke CLIENT_ID: its token stops working at once."""
+    with _session() as session:
+        client = repository.find(session, client_id)
+        if client is None:
+            fail(f"no client {client_id!r}; see `eligo clients list`")
+        if not repository.revoke(client):
+            fail(f"client {client_id} was already revoked")
+    click.echo(f"revoked {client_id}")
