@@ -69,6 +69,7 @@ async def _eligo_error(_: Request, exc: Exception) -> JSONResponse:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     # The class and SQLSTATE only: messages can quote statements, and engines hide parameters.
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    request.app.state.stored.forget()
     log.error(
         "database error on %s %s: %s %s",
         request.method,

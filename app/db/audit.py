@@ -53,6 +53,11 @@ class StoredVersions:
     def missing(self, rulesets: Iterable[RuleSet]) -> list[RuleSet]:
         return [r for r in {r.hash: r for r in rulesets}.values() if r.hash not in self._known]
 
+    def forget(self) -> None:
+        """After a database error: the database may have been restored without these rows,
+        and re-inserting (insert-or-ignore) costs one statement, so assume nothing."""
+        self._known.clear()
+
     def mark_on_commit(self, session: Session, hashes: list[str]) -> None:
         if hashes:
             event.listen(session, "after_commit", lambda _: self._known.update(hashes), once=True)

@@ -1,0 +1,86 @@
+"""Rule set snapshots (stored with every decision) rebuild the exact rule set, and recorded
+values round-trip, so a decision can be replayed years later."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from app.engine import present
+from app.engine.diagnostics import RuleLoadError
+from app.engine.evaluate import decide
+from app.engine.inputs import normalise, values_from_json, values_to_json
+from app.engine.load import rebuild
+from app.engine.model import RuleBase
+from app.engine.replay import differences
+from tests.astis_patients import ASTIS_CANDIDATE
+
+
+def test_every_shipped_rule_set_rebuilds_from_its_json_snapshot(shipped_rules: RuleBase) -> None:
+    for ruleset in shipped_rules.rulesets.values():
+        stored = json.loads(json.dumps(ruleset.snapshot))  # as the database gives it back
+        rebuilt = rebuild(stored, ruleset.hash)
+        again = rebuilt.rulesets[ruleset.id]
+        assert again.hash == ruleset.hash
+        assert [c.id for c in again.deciding] == [c.id for c in ruleset.deciding]
+        assert set(rebuilt.features) == set(ruleset.snapshot["features"])
+
+
+def test_a_tampered_snapshot_is_refused(shipped_rules: RuleBase) -> None:
+    ruleset = shipped_rules.rulesets["hsct-ssc-astis"]
+    tampered = copy.deepcopy(dict(ruleset.snapshot))
+    tampered["ruleset"]["inclusions"][0]["when"] = "age_years between 18 and 70"
+    with pytest.raises(RuleLoadError) as error:
+        rebuild(tampered, ruleset.hash)
+    assert "hashes to" in error.value.report()
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        {},
+        {"ruleset": {}, "features": {}, "evidence": {}},
+        {"ruleset": None, "features": [], "evidence": "x"},
+    ],
+)
+def test_a_broken_snapshot_is_a_diagnostic_not_a_crash(snapshot: dict[str, object]) -> None:
+    with pytest.raises(RuleLoadError) as error:
+        rebuild(snapshot, "sha256:0")
+    assert error.value.diagnostics
+
+
+def test_recorded_values_round_trip_and_decide_the_same(shipped_rules: RuleBase) -> None:
+    values = normalise(ASTIS_CANDIDATE, shipped_rules.features)
+    stored = json.loads(json.dumps(values_to_json(values)))
+    assert values_from_json(stored) == values
+    ruleset = shipped_rules.rulesets["hsct-ssc-astis"]
+    before = present.decision(decide(ruleset, values), shipped_rules)
+    after = present.decision(decide(ruleset, values_from_json(stored)), shipped_rules)
+    assert differences(before, after) == []
+
+
+def test_differences_name_status_grounds_and_criteria() -> None:
+    recorded = {
+        "status": "eligible",
+        "reasons": [],
+        "missing": [],
+        "criteria": [{"id": "a", "result": "met"}, {"id": "gone", "result": "met"}],
+        "cautions": [],
+    }
+    replayed = {
+        "status": "ineligible",
+        "reasons": ["a"],
+        "missing": [],
+        "criteria": [{"id": "a", "result": "not_met"}, {"id": "new", "result": "unknown"}],
+        "cautions": [],
+        "risks": ["wording changes are not differences"],
+    }
+    assert differences(recorded, replayed) == [
+        {"field": "status", "recorded": "eligible", "replayed": "ineligible"},
+        {"field": "reasons", "recorded": [], "replayed": ["a"]},
+        {"field": "criterion", "id": "a", "recorded": "met", "replayed": "not_met"},
+        {"field": "criterion", "id": "gone", "recorded": "met", "replayed": None},
+        {"field": "criterion", "id": "new", "recorded": None, "replayed": "unknown"},
+    ]
