@@ -15,7 +15,7 @@ from app.api.body import BodySizeLimit
 from app.api.headers import SecurityHeaders
 from app.db.audit import StoredVersions
 from app.db.migrate import SchemaBehind, prepare
-from app.db.session import make_engine, session_factory
+from app.db.session import commit_lock, make_engine, session_factory
 from app.engine.load import load_rules
 from app.errors import StartupRefused
 from app.reload import RuleReloader, fingerprint
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     )
     app.state.engine = make_engine(settings.database_url)
     app.state.sessions = session_factory(app.state.engine)
+    app.state.commit_lock = commit_lock(app.state.engine)
     app.state.stored = StoredVersions()
     errors.install(app)
     _middleware(app, settings)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine with Python and PostgreSQL: creates .venv, installs
 # the locked dependencies, then lint, format check, type check, the rule toolchain (validate, clinical
-# vignettes, full three-valued coverage) and pytest, whose database tests run on SQLite and on
-# the local PostgreSQL (started if it is down). CI runs exactly this (.ci/run).
+# vignettes, full three-valued coverage) and pytest twice: the application on SQLite (the
+# embedded default), then again on the local PostgreSQL (started if it is down). The database
+# layer's own tests use both in each pass. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -16,4 +17,7 @@ echo "== eligo rules validate / test / coverage"
 # The full table only when something was never exercised; otherwise its last line.
 coverage=$(.venv/bin/eligo rules coverage rules --fail-under 100) || { echo "$coverage"; exit 1; }
 echo "${coverage##*$'\n'}"
-echo "== pytest"; .venv/bin/pytest "$@"
+echo "== pytest (application database: SQLite)"
+ELIGO_TEST_DATABASE=sqlite .venv/bin/pytest "$@"
+echo "== pytest (application database: PostgreSQL)"
+ELIGO_TEST_DATABASE=postgres .venv/bin/pytest "$@"

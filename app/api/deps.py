@@ -42,7 +42,8 @@ def get_session(request: Request) -> Iterator[Session]:
     answers 503 instead of the decision: nothing is served that was not recorded."""
     with _sessions(request)() as session:
         yield session
-        session.commit()
+        with request.app.state.commit_lock:
+            session.commit()
 
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]

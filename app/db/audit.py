@@ -88,9 +88,10 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
 
 
 def _store_versions(session: Session, rulesets: list[RuleSet], now: datetime) -> None:
-    """Insert-or-ignore: another process may have stored the same version meanwhile. A write
-    first, never a read then a write, so SQLite takes its write lock (waiting its busy timeout)
-    rather than failing to upgrade a read transaction."""
+    """Insert-or-ignore (another process may have stored the same version meanwhile), run at
+    commit, before the flush that writes the decisions referring to them. Nothing is written
+    before the commit, so a session's whole write happens within it: on SQLite that is one
+    short write lock, taken in the commit and never held while a request is still computing."""
     rows = [
         {
             "hash": r.hash,
@@ -104,7 +105,12 @@ def _store_versions(session: Session, rulesets: list[RuleSet], now: datetime) ->
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(RulesetVersion).values(rows).on_conflict_do_nothing(index_elements=["hash"])
-    session.execute(statement)
+
+    def store(session: Session) -> None:
+        with session.no_autoflush:  # the versions first: the decisions refer to them
+            session.execute(statement)
+
+    event.listen(session, "before_commit", store, once=True)
 
 
 def get(session: Session, evaluation_id: str) -> Evaluation | None:
