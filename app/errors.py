@@ -68,6 +68,13 @@ class NotFound(EligoError):
     title = "Not found"
 
 
+class RulesRefused(EligoError):
+    """A requested reload found invalid rules; the previous ones keep serving."""
+
+    status = 409
+    title = "Rules refused"
+
+
 class PayloadTooLarge(EligoError):
     status = 413
     title = "Payload too large"

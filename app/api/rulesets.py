@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from app.api.deps import get_rules
+from app.api.deps import Caller, get_rules, require
 from app.api.schemas import EvidenceList, FeatureList, Problem, RulesetDetail, RulesetList
 from app.engine import present
 from app.engine.model import RuleBase
 from app.engine.schema import ruleset_json_schema
-from app.errors import NotFound
-from app.reload import ReloadError
+from app.errors import FieldError, NotFound, RulesRefused
+from app.reload import ReloadError, RuleReloader
+from app.security import Scope
 
 router = APIRouter(prefix="/v1", tags=["rules"])
 Rules = Annotated[RuleBase, Depends(get_rules)]
@@ -36,6 +37,27 @@ def list_rulesets(rules: Rules, request: Request) -> Any:
             for r in rules.rulesets.values()
         ],
     }
+
+
+@router.post(
+    "/rulesets/reload",
+    response_model=RulesetList,
+    responses={409: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}},
+    summary="Reload the rules directory now (as SIGHUP does); 409 if the change is refused",
+)
+async def reload_rulesets(
+    request: Request, caller: Annotated[Caller, Depends(require(Scope.RULES_ADMIN))]
+) -> Any:
+    reloader: RuleReloader = request.app.state.reloader
+    await reloader.reload(f"requested by client {caller.client_id or '(auth off)'}")
+    error: ReloadError | None = request.app.state.rules_error
+    if error is not None:
+        raise RulesRefused(
+            f"the rules directory holds an invalid change; still serving "
+            f"{request.app.state.rules.hash}",
+            [FieldError(f"{d.position}", d.code.value, d.message) for d in error.diagnostics],
+        )
+    return list_rulesets(request.app.state.rules, request)
 
 
 @router.get(
