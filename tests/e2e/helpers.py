@@ -52,7 +52,11 @@ class Server:
 
 
 @contextmanager
-def eligo_process(env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[Server]:
+def eligo_process(
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    command: tuple[str, ...] = (ELIGO, "serve"),
+) -> Iterator[Server]:
     """`eligo serve` as a real process on a free loopback port, its output in a file (a pipe
     nobody reads would fill up and stall the server under load). Unless `env` says otherwise
     it runs like the quick start (development, authentication off) on a fresh database."""
@@ -64,7 +68,7 @@ def eligo_process(env: dict[str, str] | None = None, log: Path | None = None) ->
             env["ELIGO_DATABASE_URL"] = stack.enter_context(app_database(scratch))
         handle = stack.enter_context((log or scratch / "server.log").open("wb"))
         process = subprocess.Popen(
-            [ELIGO, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, **env},
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from tests.astis_patients import ASTIS_CANDIDATE
-from tests.conftest import SHIPPED_RULES
-from tests.e2e.helpers import eligo_server, run_eligo
+from tests.conftest import ROOT, SHIPPED_RULES
+from tests.e2e.helpers import eligo_process, eligo_server, run_eligo
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +32,32 @@ def test_served_evaluation_over_http(tmp_path: Path) -> None:
         )
         assert bad.status_code == 400
         assert httpx.get(f"{base}/readyz", timeout=10).json()["status"] == "ready"
+
+
+def test_the_readme_quick_start_serves_in_announced_development_mode(tmp_path: Path) -> None:
+    """`bash scripts/serve.sh`: no token needed, said so, bound to loopback, and recorded."""
+    # ELIGO_AUTH empty, as on a fresh machine: serve.sh itself must choose "off".
+    env = {"ELIGO_DATABASE_URL": f"sqlite:///{tmp_path / 'q.db'}", "ELIGO_AUTH": ""}
+    quick_start = ("bash", str(ROOT / "scripts" / "serve.sh"))
+    with eligo_process(env, command=quick_start) as server:
+        body = {"features": ASTIS_CANDIDATE, "rulesets": ["hsct-ssc-astis"], "patient_id": "P-1"}
+        response = httpx.post(f"{server.base}/v1/evaluations", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        record = httpx.get(f"{server.base}/v1/evaluations/{response.json()['id']}", timeout=10)
+        assert record.json()["client"] is None
+        assert "DEVELOPMENT MODE: authentication is OFF" in server.output()
+        assert "P-1" not in server.output()
+
+
+def test_production_refuses_to_start_without_a_pseudonym_key(tmp_path: Path) -> None:
+    env = {
+        "ELIGO_ENV": "production",
+        "ELIGO_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "ELIGO_AUTH": "on",
+    }
+    result = run_eligo("serve", "--port", "1", env=env)
+    assert result.returncode == 3
+    assert "ELIGO_PSEUDONYM_KEY is unset" in result.stderr
 
 
 def test_server_refuses_to_start_on_invalid_rules(tmp_path: Path) -> None:
