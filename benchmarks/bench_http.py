@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -149,9 +150,10 @@ async def _load(
 
 def _cluster(action: str) -> None:
     version = next(iter(Path("/etc/postgresql").iterdir())).name
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True
-    )
+    command = shutil.which("pg_ctlcluster")
+    if command is None:
+        raise SystemExit("--outage needs pg_ctlcluster (Debian's postgresql-common)")
+    subprocess.run([command, "--skip-systemctl-redirect", version, "main", action], check=True)
 
 
 async def _outage(

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.api.body import json_body
 from app.api.deps import Caller, DbSession, get_rules, get_settings, require
 from app.api.errors import invalid_input, validation_errors
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
+    Channel,
     EvaluationPage,
     EvaluationRecord,
     EvaluationRequest,
     EvaluationResponse,
     Problem,
     Replay,
+    Status,
 )
 from app.db import audit
+from app.db.models import Evaluation
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload, NotFound
@@ -31,6 +35,7 @@ from app.settings import Settings
 router = APIRouter(prefix="/v1", tags=["evaluations"])
 
 Rules = Annotated[RuleBase, Depends(get_rules)]
+AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -75,10 +80,6 @@ def create_evaluation(
     return FastJSONResponse(answer)
 
 
-Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
-Channel = Literal["api", "cds-hooks", "form", "screening"]
-
-
 @router.get(
     "/evaluations",
     response_model=EvaluationPage,
@@ -88,7 +89,7 @@ Channel = Literal["api", "cds-hooks", "form", "screening"]
 def list_evaluations(
     *,
     session: DbSession,
-    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+    _: AuditReader,
     since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="Before this time")] = None,
     ruleset: Annotated[str | None, Query(description="Evaluated with this rule set")] = None,
@@ -120,7 +121,7 @@ def list_evaluations(
     return {"items": service.summaries(session, rows), "next_cursor": next_cursor}
 
 
-def _evaluation(session: DbSession, evaluation_id: str) -> Any:
+def _evaluation(session: Session, evaluation_id: str) -> Evaluation:
     evaluation = audit.get(session, evaluation_id)
     if evaluation is None:
         raise NotFound(f"no evaluation {evaluation_id!r}")
@@ -136,7 +137,7 @@ def _evaluation(session: DbSession, evaluation_id: str) -> Any:
 def get_evaluation(
     evaluation_id: str,
     session: DbSession,
-    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+    _: AuditReader,
 ) -> Any:
     return FastJSONResponse(service.full_record(session, _evaluation(session, evaluation_id)))
 
@@ -151,6 +152,6 @@ def replay_evaluation(
     evaluation_id: str,
     session: DbSession,
     rules: Rules,
-    _: Annotated[Caller, Depends(require(Scope.AUDIT_READ))],
+    _: AuditReader,
 ) -> Any:
     return service.replay(session, rules, _evaluation(session, evaluation_id))

@@ -32,6 +32,7 @@ _FEATURE_VALUE_SCHEMA: dict[str, Any] = {
 FeatureInput = Annotated[Any, WithJsonSchema(_FEATURE_VALUE_SCHEMA)]
 Result = Literal["met", "not_met", "unknown"]
 Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
+Channel = Literal["api", "cds-hooks", "form", "screening"]
 
 
 class EvaluationRequest(BaseModel):
@@ -182,7 +183,7 @@ class DecisionRef(_Out):
 class EvaluationSummary(_Out):
     id: str
     created_at: datetime
-    channel: Literal["api", "cds-hooks", "form", "screening"]
+    channel: Channel
     client: ClientRef | None = Field(description="The API client that asked; null: auth off")
     patient_pseudonym: str | None
     rules_hash: str
