@@ -89,6 +89,11 @@ class FeatureSpec(_Strict):
         default=None, gt=0, description="How old an observation may be and still count"
     )
     codes: list[Coding] = Field(default_factory=list)
+    absent_in_record: Literal["unknown", "false"] = Field(
+        default="unknown",
+        description="What a FHIR record without an active, confirmed Condition coded for this "
+        "feature means: unknown, or false for a diagnosis the problem list would carry",
+    )
 
 
 class FeatureFile(_Strict):

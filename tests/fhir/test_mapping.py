@@ -1,0 +1,172 @@
+"""FHIR R4 Bundles to features: real Synthea records and an SSc patient of our own."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.engine.inputs import InvalidInput
+from app.engine.model import RuleBase
+from app.fhir.mapping import map_bundle
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
+SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json"))
+TODAY = date(2026, 11, 22)
+
+
+def ssc_bundle() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / "ssc-patient.json").read_text())
+    return data
+
+
+def resource(bundle: dict[str, Any], resource_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id
+    )
+    return found
+
+
+@pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.name[:16])
+def test_every_synthea_bundle_maps(path: Path, shipped_rules: RuleBase) -> None:
+    mapped = map_bundle(json.loads(path.read_text()), shipped_rules.features, date(2021, 3, 1))
+    assert mapped.patient_id is not None
+    assert mapped.values["age_years"].provenance.resource == mapped.patient_id
+    assert mapped.values["ssc_diagnosis"].value is False  # no SSc on the problem list
+    assert "indication_ssc" not in mapped.values
+    for value in mapped.values.values():
+        assert value.provenance.source == "fhir"
+
+
+def test_egfr_in_either_synthea_unit_is_the_same_number(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    egfr = resource(bundle, "obs-8")
+    egfr["valueQuantity"].update(unit="mL/min", code="mL/min")
+    as_ml_min = map_bundle(bundle, shipped_rules.features, TODAY).values["egfr"]
+    assert as_ml_min.value == 85
+    assert as_ml_min.given_unit == "mL/min"
+    assert as_ml_min.unit == "mL/min/{1.73_m2}"
+
+
+def test_the_ssc_patient(shipped_rules: RuleBase) -> None:
+    mapped = map_bundle(ssc_bundle(), shipped_rules.features, TODAY)
+    values = {k: v.value for k, v in mapped.values.items()}
+    assert values["age_years"] == 46  # born 1980-03-15: completed years
+    assert values["sex"] == "female"
+    assert values["ssc_diagnosis"] is True
+    assert values["sle_diagnosis"] is False
+    assert values["ild_present"] is True
+    assert values["mrss"] == 25  # local code system
+    assert values["lvef_percent"] == 60  # the 2021 echo does not count
+    assert mapped.values["lvef_percent"].provenance.resource == "Observation/obs-4"
+    assert mapped.values["lvef_percent"].provenance.date == "2026-09-01"
+    assert values["serum_creatinine"] == pytest.approx(80 / 88.42, rel=1e-3)
+    skipped = {(n.resource, n.feature) for n in mapped.skipped}
+    assert ("Observation/obs-5", "lvef_percent") in skipped
+
+
+def test_age_counts_completed_years(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "ssc-1")["birthDate"] = "1980-11-23"
+    assert map_bundle(bundle, shipped_rules.features, TODAY).values["age_years"].value == 45
+    resource(bundle, "ssc-1")["birthDate"] = "1980-11-22"
+    assert map_bundle(bundle, shipped_rules.features, TODAY).values["age_years"].value == 46
+
+
+def test_an_old_value_is_not_used_at_all(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "obs-4")["effectiveDateTime"] = "2024-01-01"
+    mapped = map_bundle(bundle, shipped_rules.features, TODAY)
+    assert "lvef_percent" not in mapped.values
+
+
+def test_contradictory_conditions_leave_the_feature_unknown(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    refuted = copy.deepcopy(resource(bundle, "cond-2"))
+    refuted["id"] = "cond-9"
+    refuted["verificationStatus"]["coding"][0]["code"] = "refuted"
+    bundle["entry"].append({"resource": refuted})
+    mapped = map_bundle(bundle, shipped_rules.features, TODAY)
+    assert "ild_present" not in mapped.values
+    assert any("contradicted by Condition/cond-9" in n.reason for n in mapped.skipped)
+
+
+def test_resolved_or_unconfirmed_conditions_do_not_count(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "cond-2")["clinicalStatus"]["coding"][0]["code"] = "resolved"
+    assert "ild_present" not in map_bundle(bundle, shipped_rules.features, TODAY).values
+    resource(bundle, "cond-1")["verificationStatus"]["coding"][0]["code"] = "provisional"
+    values = map_bundle(bundle, shipped_rules.features, TODAY).values
+    assert values["ssc_diagnosis"].value is False
+
+
+def test_an_observation_without_a_value_is_skipped_with_its_reason(
+    shipped_rules: RuleBase,
+) -> None:
+    bundle = ssc_bundle()
+    dlco = resource(bundle, "obs-2")
+    del dlco["valueQuantity"]
+    dlco["dataAbsentReason"] = {"text": "patient unable to perform"}
+    mapped = map_bundle(bundle, shipped_rules.features, TODAY)
+    assert "dlco_percent_predicted" not in mapped.values
+    assert any("patient unable to perform" in n.reason for n in mapped.skipped)
+
+
+def _issues(data: Any, rules: RuleBase) -> list[tuple[str, str]]:
+    with pytest.raises(InvalidInput) as error:
+        map_bundle(data, rules.features, TODAY)
+    return [(i.field, i.code) for i in error.value.issues]
+
+
+def test_bad_bundles_name_the_place(shipped_rules: RuleBase) -> None:
+    assert _issues({"resourceType": "Patient"}, shipped_rules) == [("fhir", "not_a_bundle")]
+    assert _issues([], shipped_rules) == [("fhir", "not_a_bundle")]
+    assert _issues({"resourceType": "Bundle", "entry": {}}, shipped_rules) == [
+        ("fhir.entry", "wrong_type")
+    ]
+    bundle = ssc_bundle()
+    bundle["entry"].append({"resource": {"resourceType": "Spaceship", "id": "x"}})
+    bundle["entry"].append({"fullUrl": "urn:uuid:x"})
+    assert _issues(bundle, shipped_rules) == [
+        ("fhir.entry[11].resource.resourceType", "unknown_type"),
+        ("fhir.entry[12].resource", "missing"),
+    ]
+
+
+def test_unusable_values_are_errors_that_name_the_resource(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "obs-2")["valueQuantity"].update(unit="kg", code="kg")  # DLCO in kg
+    resource(bundle, "obs-4")["valueQuantity"]["value"] = 400  # LVEF 400 %
+    issues = _issues(bundle, shipped_rules)
+    assert issues == [
+        ("fhir.entry[4].resource.value[x]", "unit"),
+        ("fhir.entry[6].resource.value[x]", "out_of_range"),
+    ]
+
+
+def test_resources_that_are_not_valid_fhir_name_the_field(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "obs-6")["effectiveDateTime"] = "yesterday"
+    resource(bundle, "obs-7")["valueQuantity"]["value"] = "eighty"
+    issues = _issues(bundle, shipped_rules)
+    fields = [field for field, _ in issues]
+    assert any(f.startswith("fhir.entry[8].resource.effectiveDateTime") for f in fields), issues
+    assert any(f.startswith("fhir.entry[9].resource.valueQuantity") for f in fields), issues
+    assert {code for _, code in issues} == {"fhir"}
+
+
+def test_a_future_birth_date_is_an_error(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    resource(bundle, "ssc-1")["birthDate"] = "2030-01-01"
+    assert _issues(bundle, shipped_rules) == [("fhir.entry[0].resource.birthDate", "future")]
+
+
+def test_display_text_never_decides(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    condition = resource(bundle, "cond-1")
+    condition["code"]["coding"][0]["code"] = "000000"  # display still says Systemic sclerosis
+    assert map_bundle(bundle, shipped_rules.features, TODAY).values["ssc_diagnosis"].value is False
