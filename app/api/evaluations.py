@@ -28,11 +28,12 @@ from app.db.models import Evaluation
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload, NotFound
-from app.security import Scope, pseudonym
+from app.security import Scope
 from app.services import evaluations as service
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
+FHIR_JSON = "application/fhir+json"
 
 Rules = Annotated[RuleBase, Depends(get_rules)]
 AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
@@ -49,7 +50,10 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EvaluationRequest.model_json_schema()}},
+            "content": {
+                "application/json": {"schema": EvaluationRequest.model_json_schema()},
+                FHIR_JSON: {"schema": {"type": "object", "description": "A FHIR R4 Bundle"}},
+            },
         }
     },
     summary="Evaluate one patient against the rule sets (recorded in the audit trail)",
@@ -63,16 +67,26 @@ def create_evaluation(
     caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],
     session: DbSession,
 ) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() == FHIR_JSON:
+        payload = {"fhir": payload}  # the body is the Bundle itself
     try:
         body = EvaluationRequest.model_validate(payload)
     except ValidationError as exc:
         raise InvalidPayload(
             "request validation failed", validation_errors(list(exc.errors()))
         ) from None
-    patient = pseudonym(settings.pseudonym_secret(), body.patient_id) if body.patient_id else None
-    asked = service.Asked(body.features, body.rulesets, "api", caller.client_id, patient)
+    if body.fhir is None and "features" not in body.model_fields_set:
+        raise InvalidPayload(
+            "request validation failed",
+            [FieldError("features", "missing", "Field required (or send a FHIR Bundle as `fhir`)")],
+        )
+    asked = service.Asked(
+        body.features, body.rulesets, "api", caller.client_id, body.patient_id, body.fhir
+    )
     try:
-        answer = service.decide_and_record(session, rules, request.app.state.stored, asked)
+        answer = service.decide_and_record(
+            session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
+        )
     except InvalidInput as exc:
         raise invalid_input(exc) from None
     # Returning a Response skips FastAPI's re-validation through EvaluationResponse, which

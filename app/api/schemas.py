@@ -55,7 +55,14 @@ class EvaluationRequest(BaseModel):
     )
 
     features: dict[str, FeatureInput] = Field(
-        description="Feature id -> value; see GET /v1/features. Missing means unknown."
+        default_factory=dict,
+        description="Feature id -> value; see GET /v1/features. Missing means unknown. "
+        "Given alongside `fhir`, these override the values derived from it.",
+    )
+    fhir: dict[str, Any] | None = Field(
+        default=None,
+        description="A FHIR R4 Bundle (Patient, Condition, Observation) to derive features "
+        "from, by the codes in the catalogue",
     )
     rulesets: list[str] | None = Field(
         default=None, description="Rule set ids to evaluate; all shipped ones when omitted"
@@ -161,11 +168,34 @@ class DecisionOut(_Out):
     notes: list[str]
 
 
+class FhirValue(_Out):
+    value: float | bool | str
+    unit: str | None
+    resource: str | None
+    date: str | None
+
+
+class FhirSkipped(_Out):
+    resource: str
+    feature: str
+    reason: str
+
+
+class FhirUse(_Out):
+    patient: str | None
+    used: dict[str, FhirValue] = Field(description="Values taken from the bundle")
+    overridden_by_features: list[str] = Field(
+        description="Derived from the bundle but overridden by an explicit feature"
+    )
+    skipped: list[FhirSkipped] = Field(description="Matching resources not used, and why")
+
+
 class EvaluationResponse(_Out):
     id: str
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionOut]
+    fhir: FhirUse | None = None
 
 
 class ClientRef(_Out):

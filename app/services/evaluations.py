@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,11 +21,20 @@ from app.engine import present
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
 from app.engine.evaluate import decide
-from app.engine.inputs import InvalidInput, normalise, values_from_json, values_to_json
+from app.engine.inputs import (
+    FeatureValue,
+    InputIssue,
+    InvalidInput,
+    normalise,
+    values_from_json,
+    values_to_json,
+)
 from app.engine.load import rebuild
-from app.engine.model import RuleBase, RuleSet
+from app.engine.model import Feature, RuleBase, RuleSet
 from app.engine.replay import differences
 from app.engine.run import evaluate_all, select
+from app.fhir.mapping import Mapped, map_bundle
+from app.security import pseudonym
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,30 +45,75 @@ class Asked:
     rulesets: Sequence[str] | None
     channel: str
     client_id: str | None
-    patient_pseudonym: str | None
+    patient_id: str | None = None  # pseudonymised before it is stored
+    fhir: Any = None  # a FHIR R4 Bundle, or None
+
+
+def patient_values(
+    asked: Asked, features: Mapping[str, Feature], on: date
+) -> tuple[dict[str, FeatureValue], Mapped | None]:
+    """Explicit features over FHIR-derived ones; every input problem of both, at once."""
+    issues: list[InputIssue] = []
+    explicit: dict[str, FeatureValue] = {}
+    mapped = None
+    try:
+        explicit = normalise(asked.features, features)
+    except InvalidInput as exc:
+        issues += exc.issues
+    if asked.fhir is not None:
+        try:
+            mapped = map_bundle(asked.fhir, features, on)
+        except InvalidInput as exc:
+            issues += exc.issues
+    if issues:
+        raise InvalidInput(issues)
+    return ({**mapped.values, **explicit} if mapped else explicit), mapped
+
+
+def _fhir_summary(mapped: Mapped, explicit: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "patient": mapped.patient_id,
+        "used": {
+            k: {
+                "value": v.value,
+                "unit": v.unit,
+                "resource": v.provenance.resource,
+                "date": v.provenance.date,
+            }
+            for k, v in mapped.values.items()
+            if k not in explicit
+        },
+        "overridden_by_features": sorted(k for k in mapped.values if k in explicit),
+        "skipped": [n.as_dict() for n in mapped.skipped],
+    }
 
 
 def decide_and_record(
-    session: Session, rules: RuleBase, stored: audit.StoredVersions, asked: Asked
+    session: Session, rules: RuleBase, stored: audit.StoredVersions, asked: Asked, key: bytes
 ) -> dict[str, Any]:
     """The answer to give, already added to the session; raises InvalidInput on bad input."""
     rulesets = select(rules, asked.rulesets)
-    values = normalise(asked.features, rules.features)
-    decisions = evaluate_all(rulesets, values)
     now = datetime.now(UTC)
+    values, mapped = patient_values(asked, rules.features, now.date())
+    decisions = evaluate_all(rulesets, values)
     answer: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "evaluated_at": now.isoformat(),
         "rules_hash": rules.hash,
         "results": [present.decision(d, rules) for d in decisions],
     }
-    received = {"features": dict(asked.features), "rulesets": asked.rulesets}
+    if mapped is not None:
+        answer["fhir"] = _fhir_summary(mapped, asked.features)
+    patient = asked.patient_id or (mapped.patient_id if mapped else None)
+    received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
+    if asked.fhir is not None:
+        received["fhir"] = asked.fhir
     new = audit.NewEvaluation(
         id=answer["id"],
         created_at=now,
         channel=asked.channel,
         client_id=asked.client_id,
-        patient_pseudonym=asked.patient_pseudonym,
+        patient_pseudonym=pseudonym(key, patient) if patient else None,
         rules_hash=rules.hash,
         input_received=received,
         input_normalised=values_to_json(values),
@@ -159,8 +213,10 @@ def _today(
     current = rules.rulesets.get(ruleset_id)
     if current is None:
         return {"error": f"rule set {ruleset_id!r} is no longer served"}
+    received = evaluation.input_received
+    asked = Asked(received["features"], None, evaluation.channel, None, None, received.get("fhir"))
     try:
-        values = normalise(evaluation.input_received["features"], rules.features)
+        values, _ = patient_values(asked, rules.features, evaluation.created_at.date())
     except InvalidInput as exc:
         return {"error": f"the recorded input is not valid against today's catalogue: {exc}"}
     now = present.decision(decide(current, values), rules)

@@ -13,22 +13,10 @@ import pytest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.mapping import map_bundle
+from tests.fhir.bundles import FIXTURES, WRITTEN_ON, resource, ssc_bundle
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json"))
-TODAY = date(2026, 11, 22)
-
-
-def ssc_bundle() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((FIXTURES / "ssc-patient.json").read_text())
-    return data
-
-
-def resource(bundle: dict[str, Any], resource_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = next(
-        e["resource"] for e in bundle["entry"] if e["resource"]["id"] == resource_id
-    )
-    return found
+TODAY = WRITTEN_ON
 
 
 @pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.name[:16])
