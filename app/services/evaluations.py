@@ -70,7 +70,10 @@ def patient_values(
     return ({**mapped.values, **explicit} if mapped else explicit), mapped
 
 
-def _fhir_summary(mapped: Mapped, explicit: Mapping[str, Any]) -> dict[str, Any]:
+def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[str, Any]:
+    """What the bundle gave: used, overridden by an explicit feature (an explicit null is
+    "unknown", like an absent key, so it overrides nothing), and skipped."""
+    won = {k: v for k, v in mapped.values.items() if values.get(k) is v}
     return {
         "patient": mapped.patient_id,
         "used": {
@@ -80,10 +83,9 @@ def _fhir_summary(mapped: Mapped, explicit: Mapping[str, Any]) -> dict[str, Any]
                 "resource": v.provenance.resource,
                 "date": v.provenance.date,
             }
-            for k, v in mapped.values.items()
-            if k not in explicit
+            for k, v in won.items()
         },
-        "overridden_by_features": sorted(k for k in mapped.values if k in explicit),
+        "overridden_by_features": sorted(k for k in mapped.values if k not in won),
         "skipped": [n.as_dict() for n in mapped.skipped],
     }
 
@@ -103,7 +105,7 @@ def decide_and_record(
         "results": [present.decision(d, rules) for d in decisions],
     }
     if mapped is not None:
-        answer["fhir"] = _fhir_summary(mapped, asked.features)
+        answer["fhir"] = _fhir_summary(mapped, values)
     patient = asked.patient_id or (mapped.patient_id if mapped else None)
     received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
     if asked.fhir is not None:

@@ -69,6 +69,13 @@ def test_explicit_features_override_the_bundle_and_say_so(client: TestClient) ->
     assert all(u["value"] == 45 and u["provenance"] == {"source": "input"} for u in uses)
 
 
+def test_an_explicit_null_is_unknown_and_does_not_hide_the_bundle(client: TestClient) -> None:
+    body = {"fhir": ssc_bundle(today()), "features": {"mrss": None}, "rulesets": [ASTIS]}
+    answer = _post(client, body)
+    assert answer["fhir"]["overridden_by_features"] == []
+    assert answer["fhir"]["used"]["mrss"]["resource"] == "Observation/obs-1"
+
+
 def test_the_bundle_as_application_fhir_json(client: TestClient) -> None:
     response = client.post(
         "/v1/evaluations",
