@@ -182,7 +182,6 @@ class FhirSkipped(_Out):
 
 
 class FhirUse(_Out):
-    patient: str | None
     used: dict[str, FhirValue] = Field(description="Values taken from the bundle")
     overridden_by_features: list[str] = Field(
         description="Derived from the bundle but overridden by an explicit feature"

@@ -98,3 +98,48 @@ def _take(
         found.conditions.append((path, parsed))
     elif isinstance(parsed, Observation):
         found.observations.append((path, parsed))
+
+
+# What the mapping reads, per resource type: all a replay needs, and nothing that names or
+# locates the patient (names, identifiers, narrative, notes, references to other resources).
+KEPT = {
+    "Patient": ("resourceType", "birthDate", "gender"),
+    "Condition": (
+        "resourceType",
+        "id",
+        "clinicalStatus",
+        "verificationStatus",
+        "code",
+        "onsetDateTime",
+        "recordedDate",
+    ),
+    "Observation": (
+        "resourceType",
+        "id",
+        "status",
+        "code",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "issued",
+        "valueQuantity",
+        "valueInteger",
+        "valueBoolean",
+        "dataAbsentReason",
+    ),
+}
+
+
+def minimise(data: dict[str, Any], known: frozenset[CodeKey]) -> dict[str, Any]:
+    """The bundle as the audit trail keeps it: only the resources a feature can come from,
+    only the elements the mapping reads. Call it on a bundle `read_bundle` accepted."""
+    entries = []
+    for entry in data.get("entry", []):
+        resource = entry["resource"]
+        kind = resource.get("resourceType")
+        if kind not in KEPT or (kind != "Patient" and not known.intersection(codes_of(resource))):
+            continue
+        kept = {k: resource[k] for k in KEPT[kind] if k in resource}
+        if kind == "Condition":
+            kept["subject"] = {"display": "the patient"}  # required in R4; no reference kept
+        entries.append({"resource": kept})
+    return {"resourceType": "Bundle", "type": "collection", "entry": entries}

@@ -25,7 +25,7 @@ from fhir.resources.R4B.observation import Observation
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput, Provenance, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.fhir.bundle import CodeKey, Resources, read_bundle
+from app.fhir.bundle import CodeKey, Resources, minimise, read_bundle
 
 FINAL = {"final", "amended", "corrected"}
 ACTIVE = {"active", "recurrence", "relapse"}
@@ -47,7 +47,8 @@ class Note:
 class Mapped:
     values: dict[str, FeatureValue] = field(default_factory=dict)
     skipped: list[Note] = field(default_factory=list)
-    patient_id: str | None = None
+    patient_id: str | None = None  # `Patient/<id>`: to pseudonymise, never to store
+    minimised: dict[str, Any] = field(default_factory=dict)  # what the audit trail keeps
 
 
 def code_index(features: Mapping[str, Feature]) -> dict[CodeKey, Feature]:
@@ -64,6 +65,7 @@ def map_bundle(data: Any, features: Mapping[str, Feature], today: date) -> Mappe
     mapper.observations(resources)
     if mapper.issues:
         raise InvalidInput(mapper.issues)
+    mapper.mapped.minimised = minimise(data, frozenset(index))
     return mapper.mapped
 
 
@@ -97,7 +99,8 @@ class _Mapper:
             return
         path, patient = resources.patient
         self.mapped.patient_id = f"Patient/{patient.id}" if patient.id else None
-        provenance = Provenance("fhir", self.mapped.patient_id or "Patient", None)
+        # "Patient", not its id: the trace and the record must not carry an identifier.
+        provenance = Provenance("fhir", "Patient", None)
         birth = _as_date(patient.birthDate)
         if birth is not None and "age_years" in self.features:
             if birth > self.today:

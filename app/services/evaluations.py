@@ -75,7 +75,6 @@ def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[st
     "unknown", like an absent key, so it overrides nothing), and skipped."""
     won = {k: v for k, v in mapped.values.items() if values.get(k) is v}
     return {
-        "patient": mapped.patient_id,
         "used": {
             k: {
                 "value": v.value,
@@ -108,8 +107,8 @@ def decide_and_record(
         answer["fhir"] = _fhir_summary(mapped, values)
     patient = asked.patient_id or (mapped.patient_id if mapped else None)
     received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
-    if asked.fhir is not None:
-        received["fhir"] = asked.fhir
+    if mapped is not None:
+        received["fhir"] = mapped.minimised
     new = audit.NewEvaluation(
         id=answer["id"],
         created_at=now,

@@ -48,7 +48,6 @@ def test_a_bundle_drives_the_decision_with_provenance(client: TestClient) -> Non
             "resource": "Observation/obs-4",
             "date": echo_day,
         }
-    assert answer["fhir"]["patient"] == "Patient/ssc-1"
     assert answer["fhir"]["used"]["mrss"]["resource"] == "Observation/obs-1"
     skipped = {(s["resource"], s["feature"]) for s in answer["fhir"]["skipped"]}
     assert ("Observation/obs-5", "lvef_percent") in skipped  # the 2021 echo
@@ -83,13 +82,18 @@ def test_the_bundle_as_application_fhir_json(client: TestClient) -> None:
         headers={"content-type": "application/fhir+json"},
     )
     assert response.status_code == 200, response.text
-    assert response.json()["fhir"]["patient"] == "Patient/ssc-1"
+    assert response.json()["fhir"]["used"]["mrss"]["resource"] == "Observation/obs-1"
 
 
 def test_the_record_keeps_the_bundle_and_a_pseudonym_of_the_patient(client: TestClient) -> None:
     answer = _post(client, {"fhir": ssc_bundle(today()), "rulesets": [ASTIS]})
     record = client.get(f"/v1/evaluations/{answer['id']}").json()
-    assert record["input"]["received"]["fhir"]["resourceType"] == "Bundle"
+    stored = record["input"]["received"]["fhir"]
+    assert stored["resourceType"] == "Bundle"
+    # Minimised: the resources a feature can come from, without names, identifiers or ids.
+    assert len(stored["entry"]) == 1 + 2 + 8  # Patient, 2 Conditions, 8 Observations
+    for secret in ("MRN-SSC-0001", "Sclero", "Example", "ssc-1"):
+        assert secret not in json.dumps(record)
     assert record["input"]["normalised"]["mrss"]["provenance"]["resource"] == "Observation/obs-1"
     assert record["patient_pseudonym"] is not None
     assert "ssc-1" not in record["patient_pseudonym"]
