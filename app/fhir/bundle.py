@@ -41,6 +41,15 @@ def codes_of(resource: Mapping[str, Any]) -> Iterable[CodeKey]:
             yield str(coding.get("system")), str(coding.get("code"))
 
 
+def usable(resource: Mapping[str, Any], known: frozenset[CodeKey]) -> bool:
+    """Can a feature come from this resource: the Patient, or a Condition or Observation
+    carrying a catalogue code. Decides both what is validated and what the record keeps."""
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        return True
+    return kind in ("Condition", "Observation") and bool(known.intersection(codes_of(resource)))
+
+
 def read_bundle(data: Any, known: frozenset[CodeKey], prefix: str = "fhir") -> Resources:
     """Raise InvalidInput naming every problem; return the usable resources."""
     issues: list[InputIssue] = []
@@ -79,10 +88,8 @@ def _take(
             )
         )
         return
-    if kind in ("Condition", "Observation") and not known.intersection(codes_of(resource)):
-        return  # no feature uses it
-    if kind not in ("Patient", "Condition", "Observation"):
-        return
+    if not usable(resource, known):
+        return  # no feature can come from it
     try:
         parsed = model.model_validate(resource)
     except ValidationError as exc:
@@ -135,9 +142,9 @@ def minimise(data: dict[str, Any], known: frozenset[CodeKey]) -> dict[str, Any]:
     entries = []
     for entry in data.get("entry", []):
         resource = entry["resource"]
-        kind = resource.get("resourceType")
-        if kind not in KEPT or (kind != "Patient" and not known.intersection(codes_of(resource))):
+        if not usable(resource, known):
             continue
+        kind = resource["resourceType"]
         kept = {k: resource[k] for k in KEPT[kind] if k in resource}
         if kind == "Condition":
             kept["subject"] = {"display": "the patient"}  # required in R4; no reference kept
