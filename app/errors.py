@@ -68,6 +68,13 @@ class NotFound(EligoError):
     title = "Not found"
 
 
+class PreconditionFailed(EligoError):
+    """CDS Hooks: the data the rules need could be neither prefetched nor fetched."""
+
+    status = 412
+    title = "Precondition failed"
+
+
 class RulesRefused(EligoError):
     """A requested reload found invalid rules; the previous ones keep serving."""
 

@@ -6,14 +6,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
-from app.api import errors, evaluations, health, rulesets
+from app.api import cds_hooks, errors, evaluations, health, rulesets
 from app.api.body import BodySizeLimit
-from app.api.headers import SecurityHeaders
+from app.api.headers import PathCORS, SecurityHeaders
+from app.cds.jwt import ClientTokenVerifier
 from app.db.audit import StoredVersions
+from app.db.cds import DatabaseReplayGuard
 from app.db.migrate import SchemaBehind, prepare
 from app.db.session import commit_lock, make_engine, session_factory
 from app.engine.load import load_rules
@@ -38,6 +41,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     reloader: RuleReloader = app.state.reloader
     async with reloader.running():
         yield
+    app.state.fhir_http.close()
+    app.state.jwks_http.close()
     app.state.engine.dispose()
 
 
@@ -45,6 +50,9 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     """Build the app, or refuse: RuleLoadError (with every diagnostic) if the rules are
     invalid, StartupRefused if the configuration is unsafe or the database schema is behind."""
     settings = settings or Settings()
+    # httpx logs each request's URL at INFO, and FHIR URLs carry patient ids: never log them.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     refusals = settings.refusals(host or settings.host)
     if refusals:
         raise StartupRefused(refusals)
@@ -62,14 +70,28 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     app.state.sessions = session_factory(app.state.engine)
     app.state.commit_lock = commit_lock(app.state.engine)
     app.state.stored = StoredVersions()
+    _cds_hooks(app, settings)
     errors.install(app)
     _middleware(app, settings)
-    for module in (evaluations, rulesets, health):
+    for module in (evaluations, rulesets, cds_hooks, health):
         app.include_router(module.router)
     log.info(
         "loaded %d rule sets (%s) from %s", len(rules.rulesets), rules.hash[:19], settings.rules_dir
     )
     return app
+
+
+def _cds_hooks(app: FastAPI, settings: Settings) -> None:
+    """HTTP clients for the EHRs' FHIR servers and JWK Sets (never following redirects: a
+    redirect could lead a bearer token or a key lookup somewhere unvetted), and the verifier."""
+    timeout = httpx.Timeout(settings.fhir_timeout_seconds)
+    app.state.fhir_http = httpx.Client(timeout=timeout, follow_redirects=False)
+    app.state.jwks_http = httpx.Client(timeout=timeout, follow_redirects=False)
+    app.state.cds_verifier = ClientTokenVerifier(
+        settings.cds_issuers,
+        DatabaseReplayGuard(app.state.sessions, app.state.commit_lock),
+        http=app.state.jwks_http,
+    )
 
 
 def _prepare_database(settings: Settings) -> None:
@@ -96,4 +118,6 @@ def _middleware(app: FastAPI, settings: Settings) -> None:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    if settings.cds_cors_origins:
+        app.add_middleware(PathCORS, prefix="/cds-services", origins=settings.cds_cors_origins)
     app.add_middleware(SecurityHeaders)

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.cds.jwt import IssuerConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
 DEV_PSEUDONYM_KEY = "eligo-development-only-pseudonym-key"
@@ -65,6 +67,34 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins allowed to call the API from a browser (JSON list, e.g. ["https://ehr.example"])',
+    )
+
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="The URL callers reach this service at (behind a proxy), without a "
+        "trailing slash: the audience CDS Hooks JWTs must name and the base of card links; "
+        "by default the URL of the request",
+    )
+    cds_issuers: dict[str, IssuerConfig] = Field(
+        default_factory=dict,
+        description="Trusted CDS Hooks clients by JWT `iss`, each with its keys (JSON, e.g. "
+        '{"https://ehr.example": {"jwks_url": "https://ehr.example/.well-known/jwks.json"}}); '
+        "with none, every CDS call is refused (unless authentication is off)",
+    )
+    cds_fhir_servers: list[str] = Field(
+        default_factory=list,
+        description="Base URLs (prefixes) of the FHIR servers the CDS service may fetch from "
+        "when a prefetch is incomplete; any other fhirServer gets 412",
+    )
+    cds_cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Browser origins allowed to call /cds-services. Every call carries a JWT "
+        "signed by a trusted issuer and no cookie is used, so `*` lets browser-based EHRs in "
+        "without exposing anything to other sites",
+    )
+    fhir_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Per-request timeout when fetching from a FHIR server"
     )
 
     def pseudonym_secret(self) -> bytes:

@@ -10,6 +10,7 @@ exactly that and nothing else.
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALWAYS = {
@@ -56,3 +57,25 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class PathCORS:
+    """CORS for one path prefix only (CDS Hooks' browser-based clients), leaving the rest of
+    the API to its own policy."""
+
+    def __init__(self, app: ASGIApp, prefix: str, origins: list[str]) -> None:
+        self.app, self.prefix = app, prefix
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

@@ -215,6 +215,7 @@ class EvaluationSummary(_Out):
     channel: Channel
     client: ClientRef | None = Field(description="The API client that asked; null: auth off")
     patient_pseudonym: str | None
+    hook_instance: str | None = Field(description="CDS Hooks only: the client's hookInstance")
     rules_hash: str
     decisions: list[DecisionRef]
 
@@ -229,9 +230,15 @@ class RecordedInput(_Out):
     normalised: dict[str, Any] = Field(description="Canonical units, as the rules saw them")
 
 
+class RecordedResult(EvaluationResponse):
+    cards: list[dict[str, Any]] | None = Field(
+        default=None, description="CDS Hooks only: the cards sent, as sent"
+    )
+
+
 class EvaluationRecord(EvaluationSummary):
     input: RecordedInput
-    result: EvaluationResponse = Field(description="Exactly what was answered")
+    result: RecordedResult = Field(description="Exactly what was answered")
 
 
 class ReplayDifference(_Out):

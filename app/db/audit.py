@@ -40,6 +40,7 @@ class NewEvaluation:
     result: dict[str, Any]
     rulesets: list[RuleSet]
     statuses: list[str]
+    hook_instance: str | None = None
 
 
 class StoredVersions:
@@ -79,6 +80,7 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
         input_received=new.input_received,
         input_normalised=new.input_normalised,
         result=new.result,
+        hook_instance=new.hook_instance,
     )
     evaluation.decisions = [
         EvaluationDecision(position=i, ruleset_id=r.id, ruleset_hash=r.hash, status=status)

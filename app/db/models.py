@@ -73,6 +73,8 @@ class Evaluation(Base):
     input_received: Mapped[dict[str, Any]] = mapped_column(Json)
     input_normalised: Mapped[dict[str, Any]] = mapped_column(Json)
     result: Mapped[dict[str, Any]] = mapped_column(Json)
+    # CDS Hooks: the client's hookInstance, so a call can be found from the EHR's side.
+    hook_instance: Mapped[str | None] = mapped_column(String(64), index=True)
 
     decisions: Mapped[list[EvaluationDecision]] = relationship(
         back_populates="evaluation",
@@ -109,3 +111,48 @@ class ApiClient(Base):
     scopes: Mapped[list[str]] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(Time())
     revoked_at: Mapped[datetime | None] = mapped_column(Time())
+
+
+class CdsCard(Base):
+    """A card served by a CDS Hooks service: feedback names the card, this names the decision."""
+
+    __tablename__ = "cds_cards"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    evaluation_id: Mapped[str] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), index=True
+    )
+    service_id: Mapped[str] = mapped_column(String(64))
+    ruleset_id: Mapped[str] = mapped_column(String(100))
+
+    # Declared so that a flush inserts the evaluation before the cards that refer to it.
+    evaluation: Mapped[Evaluation] = relationship()
+
+
+class CdsFeedback(Base):
+    """What the clinician did with a card (accepted / overridden, and why)."""
+
+    __tablename__ = "cds_feedback"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(
+        ForeignKey("cds_cards.uuid", ondelete="CASCADE"), index=True
+    )
+    service_id: Mapped[str] = mapped_column(String(64))
+    issuer: Mapped[str | None] = mapped_column(String(500))
+    outcome: Mapped[str] = mapped_column(String(16))  # accepted | overridden
+    accepted_suggestions: Mapped[list[Any]] = mapped_column(Json)
+    override_reason: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    outcome_timestamp: Mapped[datetime] = mapped_column(Time())
+    received_at: Mapped[datetime] = mapped_column(Time())
+
+
+class CdsTokenUse(Base):
+    """A CDS client JWT id already accepted: a second use is a replay. Rows can go once the
+    token has expired, since an expired token is refused anyway."""
+
+    __tablename__ = "cds_token_uses"
+
+    issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(Time(), index=True)

@@ -8,7 +8,7 @@ commits: the caller's session does, and the answer is sent only after it has.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -47,6 +47,8 @@ class Asked:
     client_id: str | None
     patient_id: str | None = None  # pseudonymised before it is stored
     fhir: Any = None  # a FHIR R4 Bundle, or None
+    hook_instance: str | None = None  # CDS Hooks: the client's id of the call
+    call: Mapping[str, Any] | None = None  # CDS Hooks: what else the record keeps of the call
 
 
 def patient_values(
@@ -89,10 +91,21 @@ def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[st
     }
 
 
+Extra = Callable[[dict[str, Any]], dict[str, Any]]
+
+
 def decide_and_record(
-    session: Session, rules: RuleBase, stored: audit.StoredVersions, asked: Asked, key: bytes
+    session: Session,
+    rules: RuleBase,
+    stored: audit.StoredVersions,
+    asked: Asked,
+    key: bytes,
+    *,
+    extra: Extra | None = None,
 ) -> dict[str, Any]:
-    """The answer to give, already added to the session; raises InvalidInput on bad input."""
+    """The answer to give, already added to the session; raises InvalidInput on bad input.
+    `extra` adds a channel's own part of the answer (CDS Hooks: its cards), which the record
+    then keeps too, since it is what was sent."""
     rulesets = select(rules, asked.rulesets)
     now = datetime.now(UTC)
     values, mapped = patient_values(asked, rules.features, now.date())
@@ -105,10 +118,14 @@ def decide_and_record(
     }
     if mapped is not None:
         answer["fhir"] = _fhir_summary(mapped, values)
+    if extra is not None:
+        answer.update(extra(answer))
     patient = asked.patient_id or (mapped.patient_id if mapped else None)
     received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
     if mapped is not None:
         received["fhir"] = mapped.minimised
+    if asked.call is not None:
+        received["call"] = dict(asked.call)
     new = audit.NewEvaluation(
         id=answer["id"],
         created_at=now,
@@ -121,6 +138,7 @@ def decide_and_record(
         result=answer,
         rulesets=rulesets,
         statuses=[d.status.value for d in decisions],
+        hook_instance=asked.hook_instance,
     )
     audit.record(session, new, stored)
     return answer
@@ -136,6 +154,7 @@ def summary(
         "channel": evaluation.channel,
         "client": {"id": client, "name": names.get(client)} if client else None,
         "patient_pseudonym": evaluation.patient_pseudonym,
+        "hook_instance": evaluation.hook_instance,
         "rules_hash": evaluation.rules_hash,
         "decisions": [
             {

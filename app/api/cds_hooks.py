@@ -1,0 +1,112 @@
+"""CDS Hooks 2.0: discovery, the hook services and their feedback, at /cds-services.
+
+Calls are authenticated by the CDS client's signed JWT (app.cds.jwt), not by Eligo API tokens:
+an EHR registers Eligo once, with its issuer and keys trusted here (ELIGO_CDS_ISSUERS).
+Discovery is public, like the rule sets it describes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ValidationError
+
+from app.api.body import json_body
+from app.api.deps import DbSession, get_rules, get_settings
+from app.api.errors import invalid_input, validation_errors
+from app.api.responses import FastJSONResponse
+from app.cds.jwt import ClientTokenVerifier
+from app.cds.schemas import Discovery, FeedbackRequest, HookRequest
+from app.engine.inputs import InvalidInput
+from app.engine.model import RuleBase
+from app.errors import InvalidPayload
+from app.services import cds_hooks as service
+from app.settings import Settings
+
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
+
+Rules = Annotated[RuleBase, Depends(get_rules)]
+Config = Annotated[Settings, Depends(get_settings)]
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """This service's public URL: configured behind a proxy, else as the request reached us."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def cds_client(request: Request) -> str | None:
+    """The verified issuer of the call's JWT, whose `aud` must be exactly the URL called.
+    None only in the announced development mode without authentication."""
+    settings = get_settings(request)
+    if not settings.auth:
+        return None
+    verifier: ClientTokenVerifier = request.app.state.cds_verifier
+    audience = base_url(request, settings) + request.url.path
+    return verifier.verify(request.headers.get("authorization"), audience).issuer
+
+
+Issuer = Annotated[str | None, Depends(cds_client)]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], payload: Any) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidPayload(
+            "request validation failed", validation_errors(list(exc.errors()))
+        ) from None
+
+
+@router.get("", response_model=Discovery, summary="CDS Hooks discovery")
+def discover(rules: Rules) -> Any:
+    return FastJSONResponse(service.discovery(rules))
+
+
+@router.post("/{service_id}", summary="Answer a hook call with eligibility cards")
+def answer_hook(
+    *,
+    issuer: Issuer,
+    service_id: str,
+    request: Request,
+    payload: Annotated[Any, Depends(json_body)],
+    rules: Rules,
+    settings: Config,
+    session: DbSession,
+) -> Any:
+    service.service(service_id)  # an unknown service is a 404 before the body is judged
+    body = _parse(HookRequest, payload)
+    http: httpx.Client = request.app.state.fhir_http
+    context = service.Context(
+        issuer=issuer,
+        http=http,
+        fhir_servers=settings.cds_fhir_servers,
+        base_url=base_url(request, settings),
+        key=settings.pseudonym_secret(),
+    )
+    try:
+        answer = service.call(
+            session, rules, request.app.state.stored, service_id, request=body, context=context
+        )
+    except InvalidInput as exc:
+        raise invalid_input(exc) from None
+    return FastJSONResponse(answer)
+
+
+@router.post("/{service_id}/feedback", summary="Record what the clinician did with cards")
+def give_feedback(
+    *,
+    issuer: Issuer,
+    service_id: str,
+    payload: Annotated[Any, Depends(json_body)],
+    session: DbSession,
+) -> Any:
+    service.service(service_id)
+    body = _parse(FeedbackRequest, payload)
+    return FastJSONResponse({"recorded": service.feedback(session, service_id, body, issuer)})

@@ -1,0 +1,191 @@
+"""Decisions -> CDS Hooks cards: one card per therapy (HSCT, MSC, CAR-T) that has an answer
+worth a clinician's glance, none for therapies whose protocols are all `not_indicated`.
+
+A card sums up the therapy's protocols in its summary (under 140 characters, as the spec
+requires) and explains each protocol in the Markdown detail: what ruled the patient out, what
+is still unknown (what to measure next), the cautions that apply, the documented risks with
+their figures, and the references. Pure: works on the API's decision JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SUMMARY_LIMIT = 139  # the spec: "<140 characters"
+THERAPIES = {"hsct": "Autologous HSCT", "msc": "MSC", "car_t": "CD19 CAR-T"}
+INDICATIONS = {"ssc": "SSc", "sle": "SLE"}
+# Status words for clinicians; order = how good the news is for the summary.
+WORDS = {
+    "eligible": "candidate",
+    "indeterminate": "undecided",
+    "ineligible": "ruled out",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    card: dict[str, Any]  # the CDS Hooks card as sent
+    rulesets: tuple[str, ...]  # the rule sets it speaks for (recorded with the card)
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    form: str  # the clinician form, opened on this evaluation
+    rulesets: str  # the base URL of the rule sets' public description
+
+
+def cards(
+    results: Sequence[Mapping[str, Any]], labels: Mapping[str, str], links: Links
+) -> list[Card]:
+    """`labels`: feature id -> label, to say what to measure in words."""
+    by_therapy: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for result in results:
+        if result["status"] == "not_indicated":
+            continue
+        ruleset = result["ruleset"]
+        by_therapy.setdefault((ruleset["therapy"], ruleset["indication"]), []).append(result)
+    return [
+        _card(therapy, indication, group, labels, links)
+        for (therapy, indication), group in by_therapy.items()
+    ]
+
+
+def _card(
+    therapy: str,
+    indication: str,
+    results: list[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    links: Links,
+) -> Card:
+    ids = tuple(r["ruleset"]["id"] for r in results)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": summary(therapy, indication, results),
+        "indicator": indicator(results),
+        "detail": "\n\n".join([*(_protocol(r, labels) for r in results), _references(results)]),
+        "source": {
+            "label": "Eligo eligibility rules (draft, need local clinical review)",
+            "url": links.rulesets + (ids[0] if len(ids) == 1 else ""),
+            "topic": {
+                "system": "https://eligo.example/fhir/CodeSystem/eligo-therapies",
+                "code": therapy,
+                "display": THERAPIES.get(therapy, therapy),
+            },
+        },
+        "links": [{"label": "Open in Eligo", "url": links.form, "type": "absolute"}],
+    }
+    return Card(card, ids)
+
+
+def short_name(ruleset: Mapping[str, Any]) -> str:
+    """ "… (ASTIS criteria)" -> "ASTIS": the protocol's name as clinicians say it."""
+    found = re.search(r"\(([^()]*)\)\s*$", str(ruleset["title"]))
+    if not found:
+        return str(ruleset["id"])
+    return re.sub(r"\s+criteria$", "", found.group(1))
+
+
+def summary(therapy: str, indication: str, results: Sequence[Mapping[str, Any]]) -> str:
+    head = f"{THERAPIES.get(therapy, therapy)} for {INDICATIONS.get(indication, indication)}"
+    status = next(s for s in WORDS if any(r["status"] == s for r in results))
+    names = [short_name(r["ruleset"]) for r in results if r["status"] == status]
+    tail = ""
+    if status == "indeterminate":
+        missing = {f for r in results for f in r["missing"]}
+        tail = f"; {len(missing)} value{'s' * (len(missing) != 1)} missing to decide"
+    of = f" ({len(names)} of {len(results)} protocols)" if len(results) > 1 else ""
+    text = f"{head}: {WORDS[status]} under {', '.join(names)}{of}{tail}"
+    if len(text) > SUMMARY_LIMIT:  # too many names: the count says it
+        text = f"{head}: {WORDS[status]} under {len(names)} of {len(results)} protocols{tail}"
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+def indicator(results: Sequence[Mapping[str, Any]]) -> str:
+    """`warning` when the patient is a candidate and a caution applies to them (a risk the
+    clinician must weigh before referring); `info` otherwise. Nothing here is `critical`: an
+    eligibility opinion is never an emergency in the chart."""
+    for result in results:
+        if result["status"] == "eligible" and any(c["result"] == "met" for c in result["cautions"]):
+            return "warning"
+    return "info"
+
+
+def _protocol(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+    ruleset = result["ruleset"]
+    lines = [
+        f"**{_md(short_name(ruleset))}**: **{_md(result['status'])}** "
+        f"({_md(ruleset['title'])}; rule set `{ruleset['id']}` {_md(ruleset['version'])}, "
+        f"review status {_md(ruleset['review_status'])})"
+    ]
+    lines += _criteria(result, "Rules the patient out", _decisive)
+    if result["status"] == "indeterminate":
+        lines += _criteria(result, "Not yet known", lambda c: c["result"] == "unknown")
+        measure = ", ".join(_md(labels.get(f, f)) for f in result["missing"])
+        lines.append(f"- *What to measure next:* {measure}")
+    lines += [f"- *Caution:* {_criterion(c)}" for c in result["cautions"] if c["result"] == "met"]
+    lines += [
+        f"- *Documented risk:* {_md(r['title'])}: {_md(r['figure'])} ({_md(r['population'])}) "
+        f"{_cite(r['citations'])}"
+        for r in result["risks"]
+    ]
+    return "\n".join(lines)
+
+
+def _references(results: Sequence[Mapping[str, Any]]) -> str:
+    """Each reference once per card, though several protocols cite it."""
+    cited = {c["id"]: c for r in results for c in r["citations"]}
+    return "**References**\n" + "\n".join(f"- {_reference(c)}" for c in cited.values())
+
+
+def _decisive(criterion: Mapping[str, Any]) -> bool:
+    kind, result = str(criterion["kind"]), str(criterion["result"])
+    return (kind, result) in {("inclusion", "not_met"), ("exclusion", "met")}
+
+
+def _criteria(result: Mapping[str, Any], heading: str, chosen: Any) -> list[str]:
+    return [
+        f"- *{heading}:* {_criterion(c)}"
+        for c in result["criteria"]
+        if c["kind"] in ("inclusion", "exclusion") and chosen(c)
+    ]
+
+
+def _criterion(criterion: Mapping[str, Any]) -> str:
+    shown = dict.fromkeys(_value(f) for f in criterion["features"] if f["value"] is not None)
+    values = "; ".join(shown)  # a feature used twice in the expression is shown once
+    given = f" (patient: {values})" if values else ""
+    return (
+        f"{_md(criterion['title'])}: `{criterion['expression']}`{given} "
+        f"{_cite(criterion['citations'])}"
+    )
+
+
+def _value(atom: Mapping[str, Any]) -> str:
+    unit = f" {atom['unit']}" if atom["unit"] else ""
+    where = atom.get("provenance", {}).get("resource")
+    source = f", from {_md(where)}" if where else ""
+    return f"{atom['feature']} = {_md(str(atom['value']))}{_md(unit)}{source}"
+
+
+def _cite(ids: Sequence[str]) -> str:
+    return "[" + ", ".join(ids) + "]" if ids else ""
+
+
+def _reference(citation: Mapping[str, Any]) -> str:
+    text = f"[{citation['id']}] {_md(citation['authors'] or '')} {_md(citation['title'])}"
+    if citation.get("year"):
+        text += f" ({citation['year']})"
+    url = citation.get("url")
+    return f"{text}. <{url}>" if url else text
+
+
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")
+
+
+def _md(text: Any) -> str:
+    """Plain text made safe inside Markdown: no emphasis, links or HTML sneak in."""
+    return _SPECIAL.sub(r"\\\1", str(text))

@@ -1,0 +1,162 @@
+"""Eligo as a CDS Hooks 2.0 service: what it offers (discovery), how it answers a hook call
+(gather the record, decide and record, cards), and the feedback on its cards.
+
+Every call decides through `decide_and_record`, so each CDS answer is in the audit trail with
+channel `cds-hooks`, its hookInstance and the cards exactly as sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.cds import cards as cds_cards
+from app.cds.gather import gather
+from app.cds.schemas import FeedbackRequest, HookRequest
+from app.db import audit
+from app.db import cds as records
+from app.engine.model import RuleBase
+from app.errors import FieldError, InvalidPayload, NotFound
+from app.fhir.queries import searches
+from app.services.evaluations import Asked, decide_and_record
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    hook: str
+    title: str
+    description: str
+
+
+SERVICES = {
+    "eligo-patient-view": Offered(
+        "patient-view",
+        "Cellular therapy eligibility",
+        "When a chart with systemic sclerosis or SLE opens: which of autologous HSCT, MSC and "
+        "CD19 CAR-T the patient could have under each protocol, what rules them out, what is "
+        "still missing to decide, the documented risks and the evidence. Decision support "
+        "only; the rule sets need local clinical review.",
+    ),
+    "eligo-order-select": Offered(
+        "order-select",
+        "Cellular therapy eligibility while ordering",
+        "While orders are being selected for a patient with systemic sclerosis or SLE: the "
+        "same eligibility cards as at chart opening, to inform a referral or a treatment "
+        "choice. Decision support only; the rule sets need local clinical review.",
+    ),
+}
+
+
+def service(service_id: str) -> Offered:
+    offered = SERVICES.get(service_id)
+    if offered is None:
+        raise NotFound(f"no CDS service {service_id!r}; GET /cds-services lists them")
+    return offered
+
+
+def discovery(rules: RuleBase) -> dict[str, Any]:
+    prefetch = {s.key: s.query for s in searches(rules.features)}
+    return {
+        "services": [
+            {
+                "hook": offered.hook,
+                "id": service_id,
+                "title": offered.title,
+                "description": offered.description,
+                "prefetch": prefetch,
+            }
+            for service_id, offered in SERVICES.items()
+        ]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a hook call needs besides the request: who called and where things are."""
+
+    issuer: str | None  # the verified JWT issuer (None in development without auth)
+    http: httpx.Client
+    fhir_servers: Sequence[str]
+    base_url: str  # public URL of this service, for links (ends without "/")
+    key: bytes  # the pseudonym key
+
+
+def call(
+    session: Session,
+    rules: RuleBase,
+    stored: audit.StoredVersions,
+    service_id: str,
+    *,
+    request: HookRequest,
+    context: Context,
+) -> dict[str, Any]:
+    """The CDS response ({"cards": [...]}); the decision and its cards are in the session."""
+    offered = service(service_id)
+    if request.hook != offered.hook:
+        raise InvalidPayload(
+            "wrong hook",
+            [FieldError("hook", "wrong_hook", f"{service_id} answers {offered.hook!r}")],
+        )
+    gathered = gather(request, searches(rules.features), context.http, context.fhir_servers)
+    asked = Asked(
+        features={},
+        rulesets=None,
+        channel="cds-hooks",
+        client_id=None,
+        fhir=gathered.bundle,
+        hook_instance=request.hookInstance,
+        call={
+            "service": service_id,
+            "hook": request.hook,
+            "issuer": context.issuer,
+            "user": request.context.userId,
+            "prefetched": gathered.prefetched,
+            "fetched": gathered.fetched,
+        },
+    )
+    served: list[cds_cards.Card] = []
+
+    def with_cards(answer: dict[str, Any]) -> dict[str, Any]:
+        links = cds_cards.Links(
+            form=f"{context.base_url}/?evaluation={answer['id']}",
+            rulesets=f"{context.base_url}/v1/rulesets/",
+        )
+        labels = {f.id: f.spec.label for f in rules.features.values()}
+        served.extend(cds_cards.cards(answer["results"], labels, links))
+        return {"cards": [c.card for c in served]}
+
+    answer = decide_and_record(session, rules, stored, asked, context.key, extra=with_cards)
+    records.record_cards(
+        session, answer["id"], service_id, [(c.card["uuid"], c.rulesets[0]) for c in served]
+    )
+    return {"cards": answer["cards"]}
+
+
+def feedback(
+    session: Session, service_id: str, body: FeedbackRequest, issuer: str | None
+) -> list[str]:
+    """Store every item or none: a card this service did not serve is a 404 naming it."""
+    service(service_id)
+    known = records.cards_of(session, service_id, (f.card for f in body.feedback))
+    unknown = [
+        FieldError(f"feedback[{i}].card", "unknown_card", f"no card {f.card!r} from {service_id}")
+        for i, f in enumerate(body.feedback)
+        if f.card not in known
+    ]
+    if unknown:
+        raise NotFound("feedback on unknown cards", unknown)
+    items = [
+        records.NewFeedback(
+            card_uuid=f.card,
+            outcome=f.outcome,
+            accepted_suggestions=f.acceptedSuggestions,
+            override_reason=f.overrideReason.model_dump(mode="json") if f.overrideReason else None,
+            outcome_timestamp=f.outcomeTimestamp,
+        )
+        for f in body.feedback
+    ]
+    return records.record_feedback(session, service_id, issuer, items)

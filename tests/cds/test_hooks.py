@@ -1,0 +1,290 @@
+"""The CDS Hooks service end to end: discovery, patient-view with full, partial and no
+prefetch (then fetched from a real loopback FHIR server), 412 when the data cannot be had,
+cards, the audit trail, feedback, JWT and CORS wiring, and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.db import cds as records
+from tests.cds.conftest import EHR_TOKEN, CdsClient
+from tests.cds.fhir_server import Behaviour, FhirStore
+
+SERVICE = "eligo-patient-view"
+
+
+@pytest.fixture(scope="module")
+def templates(cds: CdsClient) -> dict[str, str]:
+    services = cds.http.get("/cds-services").json()["services"]
+    found: dict[str, str] = next(s for s in services if s["id"] == SERVICE)["prefetch"]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def fresh(store: FhirStore) -> FhirStore:
+    """The FHIR server as it starts, with its request log emptied, for every test."""
+    store.behaviour = Behaviour()
+    store.requests.clear()
+    return store
+
+
+def test_discovery_offers_patient_view_and_order_select(cds: CdsClient) -> None:
+    services = {s["id"]: s for s in cds.http.get("/cds-services").json()["services"]}
+    assert {s["hook"] for s in services.values()} == {"patient-view", "order-select"}
+    prefetch = services[SERVICE]["prefetch"]
+    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    assert "http://snomed.info/sct|89155008" in prefetch["conditions"]
+    lvef = prefetch["obs-lvef_percent"]
+    assert "code=http://loinc.org|10230-1" in lvef
+    assert lvef.endswith("&status=final,amended,corrected&_sort=-date&_count=1")
+    assert all(s["description"] and s["title"] for s in services.values())
+
+
+def _cards(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    cards: list[dict[str, Any]] = response.json()["cards"]
+    return cards
+
+
+def test_full_prefetch_gives_cards_without_fetching(
+    cds: CdsClient, templates: dict[str, str], fresh: FhirStore
+) -> None:
+    prefetch = cds.prefetch(templates)
+    fresh.requests.clear()
+    cards = _cards(cds.call(SERVICE, cds.body(prefetch=prefetch)))
+    assert fresh.requests == []  # everything came with the call
+    # The SSc patient: cards for HSCT, MSC and CAR-T in SSc, none for the SLE rule sets.
+    topics = sorted(c["source"]["topic"]["code"] for c in cards)
+    assert topics == ["car_t", "hsct", "msc"]
+    assert all(" for SSc: " in c["summary"] for c in cards)
+    for card in cards:
+        assert len(card["summary"]) < 140
+        assert card["indicator"] in {"info", "warning", "critical"}
+        assert card["uuid"]
+        assert card["links"][0]["type"] == "absolute"
+        assert "?evaluation=" in card["links"][0]["url"]
+    hsct = next(c for c in cards if c["source"]["topic"]["code"] == "hsct")
+    assert "*What to measure next:*" in hsct["detail"]
+    assert "**References**\n- [" in hsct["detail"]
+    assert "<https://doi.org/" in hsct["detail"]
+    assert "*Documented risk:*" in hsct["detail"]
+
+
+def test_the_decision_is_audited_with_hook_instance_and_cards(
+    cds: CdsClient, templates: dict[str, str], client: TestClient
+) -> None:
+    body = cds.body(prefetch=cds.prefetch(templates))
+    cards = _cards(cds.call(SERVICE, body))
+    evaluation_id = cards[0]["links"][0]["url"].rsplit("=", 1)[1]
+    record = client.get(f"/v1/evaluations/{evaluation_id}").json()
+    assert record["channel"] == "cds-hooks"
+    assert record["hook_instance"] == body["hookInstance"]
+    assert record["result"]["cards"] == cards
+    assert record["input"]["received"]["call"]["fetched"] == []
+    assert record["patient_pseudonym"]  # the EHR's patient id, only as a pseudonym
+    assert "ssc-1" not in str(record)
+
+
+def test_without_prefetch_the_service_fetches_with_the_ehr_token(
+    cds: CdsClient, templates: dict[str, str], fresh: FhirStore
+) -> None:
+    fetched = _cards(cds.call(SERVICE, cds.body()))
+    assert len(fresh.requests) == len(templates)
+    assert {auth for _, auth in fresh.requests} == {f"Bearer {EHR_TOKEN}"}
+    prefetched = _cards(cds.call(SERVICE, cds.body(prefetch=cds.prefetch(templates))))
+    same = [(c["summary"], c["indicator"], c["detail"]) for c in fetched]
+    assert same == [(c["summary"], c["indicator"], c["detail"]) for c in prefetched]
+
+
+def test_null_and_absent_keys_are_fetched_and_only_they(
+    cds: CdsClient, templates: dict[str, str], fresh: FhirStore
+) -> None:
+    prefetch: dict[str, Any] = cds.prefetch(templates)
+    prefetch["obs-lvef_percent"] = None
+    del prefetch["conditions"]
+    fresh.requests.clear()
+    _cards(cds.call(SERVICE, cds.body(prefetch=prefetch)))
+    paths = sorted(path.split("?")[0].rsplit("/", 1)[1] for path, _ in fresh.requests)
+    assert paths == ["Condition", "Observation"]
+
+
+def test_fhir_server_errors_are_retried(cds: CdsClient, fresh: FhirStore) -> None:
+    fresh.behaviour = Behaviour(fail_times=2)
+    _cards(cds.call(SERVICE, cds.body()))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [
+        (Behaviour(fail_times=10_000), "HTTP 500 after 3 attempts"),
+        (Behaviour(token="another-token"), "HTTP 401"),  # noqa: S106 - a test token
+    ],
+)
+def test_data_that_cannot_be_had_is_412(
+    cds: CdsClient, fresh: FhirStore, behaviour: Behaviour, reason: str
+) -> None:
+    fresh.behaviour = behaviour
+    response = cds.call(SERVICE, cds.body())
+    assert response.status_code == 412, response.text
+    assert reason in response.json()["detail"]
+
+
+def test_missing_prefetch_without_fhir_server_is_412(cds: CdsClient) -> None:
+    body = cds.body()
+    del body["fhirServer"]
+    response = cds.call(SERVICE, body)
+    assert response.status_code == 412
+    assert "no fhirServer" in response.json()["detail"]
+
+
+def test_a_fhir_server_not_allowed_is_never_contacted(cds: CdsClient) -> None:
+    body = cds.body(fhirServer="http://127.0.0.1:9/fhir")
+    response = cds.call(SERVICE, body)
+    assert response.status_code == 412
+    assert "not an allowed FHIR server" in response.json()["detail"]
+
+
+def test_another_patients_data_is_refused(cds: CdsClient, templates: dict[str, str]) -> None:
+    prefetch = cds.prefetch(templates)
+    prefetch["patient"] = {**prefetch["patient"], "id": "someone-else"}
+    lvef = prefetch["obs-lvef_percent"]["entry"][0]["resource"]
+    lvef["subject"] = {"reference": "Patient/someone-else"}
+    response = cds.call(SERVICE, cds.body(prefetch=prefetch))
+    assert response.status_code == 422
+    fields = {e["field"] for e in response.json()["errors"]}
+    assert fields == {"prefetch.patient", "prefetch.obs-lvef_percent"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hook": "order-sign"}, "hook"),
+        ({"context": {"patientId": "ssc-1&code=x"}}, "context.patientId"),
+        ({"context": {"userId": "Practitioner/1"}}, "context.patientId"),
+        ({"hookInstance": 7}, "hookInstance"),
+        ({"fhirServer": "file:///etc/passwd"}, "fhirServer"),
+        ({"prefetch": {"patient": "Patient/ssc-1"}}, "prefetch.patient"),
+        ({"prefetch": []}, "prefetch"),
+        ({"fhirAuthorization": {"access_token": "x", "token_type": "MAC"}}, "fhirAuthorization"),
+    ],
+)
+def test_bad_requests_name_the_field(cds: CdsClient, change: dict[str, Any], field: str) -> None:
+    response = cds.call(SERVICE, {**cds.body(), **change})
+    assert response.status_code == 422, response.text
+    assert any(e["field"].startswith(field) for e in response.json()["errors"])
+
+
+def test_malformed_json_unknown_service_and_oversized_bodies(cds: CdsClient) -> None:
+    path = f"/cds-services/{SERVICE}"
+    headers = {**cds.headers(path), "Content-Type": "application/json"}
+    malformed = cds.http.post(path, content=b'{"hook": ', headers=headers)
+    assert malformed.status_code == 400
+    assert cds.call("no-such-service", cds.body()).status_code == 404
+    huge = {**cds.body(), "prefetch": {"patient": {"resourceType": "Patient", "x": "a" * 2**21}}}
+    assert cds.call(SERVICE, huge).status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"aud": "http://testserver/cds-services/another"}, "aud"),
+        ({"exp": 1_000_000_000, "iat": 999_999_000}, "expired"),
+        ({"iss": "https://unknown.example"}, "iss"),
+    ],
+)
+def test_calls_need_a_valid_client_jwt(cds: CdsClient, claims: dict[str, Any], reason: str) -> None:
+    response = cds.call(SERVICE, cds.body(), **claims)
+    assert response.status_code == 401
+    assert reason in response.json()["detail"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_no_token_and_a_replayed_token_are_401(cds: CdsClient) -> None:
+    path = f"/cds-services/{SERVICE}"
+    assert cds.http.post(path, json=cds.body()).status_code == 401
+    headers = cds.headers(path)
+    first = cds.http.post(path, json=cds.body(fhirServer=None), headers=headers)
+    assert first.status_code == 412  # authenticated; the data was missing
+    again = cds.http.post(path, json=cds.body(), headers=headers)
+    assert again.status_code == 401
+    assert "jti" in again.json()["detail"]
+
+
+def test_feedback_is_stored_and_linked_to_the_decision(
+    cds: CdsClient, templates: dict[str, str]
+) -> None:
+    cards = _cards(cds.call(SERVICE, cds.body(prefetch=cds.prefetch(templates))))
+    path = f"/cds-services/{SERVICE}/feedback"
+    feedback = {
+        "feedback": [
+            {
+                "card": cards[0]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"userComment": "discussed at the MDT"},
+                "outcomeTimestamp": "2026-11-22T10:00:00Z",
+            },
+            {
+                "card": cards[1]["uuid"],
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-22T10:01:00+01:00",
+            },
+        ]
+    }
+    response = cds.http.post(path, json=feedback, headers=cds.headers(path))
+    assert response.status_code == 200, response.text
+    assert len(response.json()["recorded"]) == 2
+    evaluation_id = cards[0]["links"][0]["url"].rsplit("=", 1)[1]
+    with cds.http.app.state.sessions() as session:  # type: ignore[attr-defined]
+        stored = records.feedback_of(session, evaluation_id)
+    assert [(f.card_uuid, f.outcome) for f in stored] == [
+        (cards[0]["uuid"], "overridden"),
+        (cards[1]["uuid"], "accepted"),
+    ]
+    assert stored[0].override_reason == {"reason": None, "userComment": "discussed at the MDT"}
+    assert stored[0].issuer == "https://sandbox.cds-hooks.org"
+
+
+def test_feedback_on_an_unknown_card_stores_nothing(cds: CdsClient) -> None:
+    path = f"/cds-services/{SERVICE}/feedback"
+    unknown = {
+        "feedback": [
+            {
+                "card": "no-such-card",
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-22T10:00:00Z",
+            }
+        ]
+    }
+    response = cds.http.post(path, json=unknown, headers=cds.headers(path))
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["field"] == "feedback[0].card"
+    naive = {"feedback": [{**unknown["feedback"][0], "outcomeTimestamp": "2026-11-22T10:00:00"}]}
+    response = cds.http.post(path, json=naive, headers=cds.headers(path))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "feedback[0].outcomeTimestamp"
+
+
+def test_cors_answers_cds_preflights_only(cds: CdsClient) -> None:
+    preflight = {
+        "Origin": "https://sandbox.cds-hooks.org",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    answer = cds.http.options(f"/cds-services/{SERVICE}", headers=preflight)
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert "authorization" in answer.headers["access-control-allow-headers"].lower()
+    api = cds.http.options("/v1/evaluations", headers=preflight)
+    assert "access-control-allow-origin" not in api.headers
+
+
+def test_search_pages_are_followed(cds: CdsClient, fresh: FhirStore) -> None:
+    fresh.behaviour = Behaviour(page_size=1)
+    paged = _cards(cds.call(SERVICE, cds.body()))
+    assert any("_offset=1" in path for path, _ in fresh.requests)  # the second diagnosis
+    fresh.behaviour = Behaviour()
+    whole = _cards(cds.call(SERVICE, cds.body()))
+    assert [c["detail"] for c in paged] == [c["detail"] for c in whole]
