@@ -8,6 +8,9 @@
 - A number feature takes the latest final Observation within its freshness window
   (`max_age_days`), converted with UCUM by the same code as the API's input; an LVEF from five
   years ago does not count. Skipped observations are listed with the reason.
+- Prior cyclophosphamide (cumulative IV dose, courses, months) and exposure to an alkylating
+  agent come from MedicationAdministration, MedicationStatement and MedicationRequest
+  records (`app.fhir.medication`, which says when a total is known and when it is not).
 
 Each value carries its provenance (resource type/id and date), which the trace shows.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.condition import Condition
@@ -25,22 +28,14 @@ from fhir.resources.R4B.observation import Observation
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput, Provenance, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.fhir.bundle import CodeKey, Resources, minimise, read_bundle
+from app.fhir import medication
+from app.fhir.bundle import CodeKey, Note, Resources, as_date, minimise, read_bundle
 
 FINAL = {"final", "amended", "corrected"}
 ACTIVE = {"active", "recurrence", "relapse"}
 
 
-@dataclass(frozen=True, slots=True)
-class Note:
-    """Something in the bundle that was not used, and why."""
-
-    resource: str
-    feature: str
-    reason: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"resource": self.resource, "feature": self.feature, "reason": self.reason}
+__all__ = ["Mapped", "Note", "code_index", "map_bundle"]
 
 
 @dataclass
@@ -52,20 +47,29 @@ class Mapped:
 
 
 def code_index(features: Mapping[str, Feature]) -> dict[CodeKey, Feature]:
-    return {(c.system, c.code): f for f in features.values() for c in f.spec.codes}
+    """(system, code) -> the feature a Condition or Observation with that code gives. Features
+    derived from medication records are not in it: several share one drug's codes."""
+    return {
+        (c.system, c.code): f
+        for f in features.values()
+        if f.id not in medication.DERIVED
+        for c in f.spec.codes
+    }
 
 
 def map_bundle(data: Any, features: Mapping[str, Feature], today: date) -> Mapped:
     """Raise InvalidInput (fields under `fhir.`) on a bad bundle or an unusable value."""
     index = code_index(features)
-    resources = read_bundle(data, frozenset(index))
+    known = frozenset(index) | medication.codes_of_derived(features)
+    resources = read_bundle(data, known)
     mapper = _Mapper(features, index, today)
     mapper.patient(resources)
     mapper.conditions(resources)
     mapper.observations(resources)
+    mapper.medications(resources)
     if mapper.issues:
         raise InvalidInput(mapper.issues)
-    mapper.mapped.minimised = minimise(data, frozenset(index))
+    mapper.mapped.minimised = minimise(data, known)
     return mapper.mapped
 
 
@@ -101,7 +105,7 @@ class _Mapper:
         self.mapped.patient_id = f"Patient/{patient.id}" if patient.id else None
         # "Patient", not its id: the trace and the record must not carry an identifier.
         provenance = Provenance("fhir", "Patient", None)
-        birth = _as_date(patient.birthDate)
+        birth = as_date(patient.birthDate)
         if birth is not None and "age_years" in self.features:
             if birth > self.today:
                 self.issues.append(
@@ -163,6 +167,17 @@ class _Mapper:
                 provenance = Provenance("fhir", reference, when.isoformat() if when else None)
                 self.convert(feature, _given(observation), f"{path}.value[x]", provenance)
 
+    def medications(self, resources: Resources) -> None:
+        records = [
+            medication.read_record(path, resource, codes, self.today)
+            for path, resource, codes in resources.medications
+        ]
+        outcome = medication.derive(records, self.features, resources.unresolved)
+        self.mapped.skipped += outcome.notes
+        self.issues += outcome.issues
+        for derived in outcome.values:
+            self.convert(derived.feature, derived.given, derived.path, derived.provenance)
+
 
 def _status(concept: Any) -> set[str]:
     codings = getattr(concept, "coding", None) or []
@@ -171,7 +186,7 @@ def _status(concept: Any) -> set[str]:
 
 def _observation_date(observation: Observation) -> date | None:
     period = observation.effectivePeriod
-    return _as_date(
+    return as_date(
         observation.effectiveDateTime or (period.start if period else None) or observation.issued
     )
 
@@ -213,19 +228,6 @@ def _text(concept: Any) -> str | None:
     return getattr(concept, "text", None) or next((str(c.code) for c in codings if c.code), None)
 
 
-def _as_date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return date.fromisoformat(value[:10]) if len(value) >= 10 else None
-        except ValueError:
-            return None
-    return None
-
-
 def _iso(value: Any) -> str | None:
-    day = _as_date(value)
+    day = as_date(value)
     return day.isoformat() if day else None

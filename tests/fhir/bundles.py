@@ -1,4 +1,4 @@
-"""The hand-written FHIR fixtures, optionally moved in time: the SSc patient's observations
+"""The hand-written FHIR fixtures, optionally moved in time: the SSc and SLE patients' records
 were written relative to 2026-11-22, and freshness windows are judged at the evaluation date,
 so a test evaluating "now" shifts every date by the days since then."""
 
@@ -12,17 +12,34 @@ from typing import Any
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 WRITTEN_ON = date(2026, 11, 22)
 DATED = ("effectiveDateTime", "onsetDateTime", "birthDate")
+PERIODS = ("effectivePeriod",)
 
 
 def ssc_bundle(on: date = WRITTEN_ON) -> dict[str, Any]:
-    bundle: dict[str, Any] = json.loads((FIXTURES / "ssc-patient.json").read_text())
+    return _shifted("ssc-patient.json", on)
+
+
+def sle_bundle(on: date = WRITTEN_ON) -> dict[str, Any]:
+    return _shifted("sle-patient.json", on)
+
+
+def _shifted(name: str, on: date) -> dict[str, Any]:
+    bundle: dict[str, Any] = json.loads((FIXTURES / name).read_text())
     shift = timedelta(days=(on - WRITTEN_ON).days)
     for entry in bundle["entry"]:
         resource = entry["resource"]
         for key in DATED:
             if key in resource:
-                resource[key] = (date.fromisoformat(resource[key][:10]) + shift).isoformat()
+                resource[key] = _moved(resource[key], shift)
+        for key in PERIODS:
+            for end in ("start", "end"):
+                if end in resource.get(key, {}):
+                    resource[key][end] = _moved(resource[key][end], shift)
     return bundle
+
+
+def _moved(day: str, shift: timedelta) -> str:
+    return (date.fromisoformat(day[:10]) + shift).isoformat()
 
 
 def today() -> date:
