@@ -6,6 +6,15 @@ observed feature, newest final value first and only one of it, because the mappi
 the latest final value (`_count=1` keeps a long record from sending years of results); one
 search for every coded diagnosis, since a refuted Condition must be seen to contradict a
 confirmed one.
+
+Medication records are searched by patient alone, with the Medications they refer to
+(`_include`), and filtered by code here: a cumulative dose summed from the records a
+narrower search happened to find would be too low, and too low is the unsafe side. Search by
+`code` misses records that name the drug through a Medication reference, and chained
+searches (`medication.code`) are not something every EHR supports; patient + `_include` is
+what US Core asks servers to support. Orders count only when completed, so only those are
+asked for; administrations and statements of every status are needed, since one in progress
+makes a total unknown.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from dataclasses import dataclass
 
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
+from app.fhir.medication import DERIVED
 
 PATIENT = "{{context.patientId}}"
 # Observation.status values the mapping uses (app.fhir.mapping.FINAL), as a search parameter.
@@ -33,7 +43,8 @@ def _codes(features: list[Feature]) -> str:
 
 def searches(features: Mapping[str, Feature]) -> list[Search]:
     """Every search the rules need; keys are stable (`patient`, `conditions`, `obs-<feature>`)."""
-    coded = [f for f in sorted(features.values(), key=lambda f: f.id) if f.spec.codes]
+    ordered = sorted(features.values(), key=lambda f: f.id)
+    coded = [f for f in ordered if f.spec.codes and f.id not in DERIVED]
     diagnoses = [f for f in coded if f.type is FeatureType.BOOLEAN]
     observed = [f for f in coded if f.type is not FeatureType.BOOLEAN]
     found = [Search("patient", f"Patient/{PATIENT}")]
@@ -47,7 +58,22 @@ def searches(features: Mapping[str, Feature]) -> list[Search]:
         )
         for f in observed
     ]
+    if any(f.id in DERIVED and f.spec.codes for f in ordered):
+        found += [
+            Search(f"medications-{kind[len('Medication') :].lower()}", query)
+            for kind, query in _MEDICATION_SEARCHES
+        ]
     return found
+
+
+_MEDICATION_SEARCHES = [
+    (kind, f"{kind}?patient={PATIENT}{extra}&_include={kind}:medication")
+    for kind, extra in (
+        ("MedicationAdministration", ""),
+        ("MedicationStatement", ""),
+        ("MedicationRequest", "&status=completed"),
+    )
+]
 
 
 def fill(query: str, patient_id: str) -> str:

@@ -18,7 +18,7 @@ from app.settings import Settings
 from tests.cds.fhir_server import FhirStore, fhir_server
 from tests.cds.keys import SANDBOX_ISSUER, claims, sandbox_jwks, sign
 from tests.conftest import SHIPPED_RULES
-from tests.fhir.bundles import ssc_bundle, today
+from tests.fhir.bundles import sle_bundle, ssc_bundle, today
 
 EHR_TOKEN = "ehr-access-token-for-eligo"  # noqa: S105 - a test token: what the EHR hands over in fhirAuthorization
 PATIENT = "ssc-1"
@@ -28,6 +28,7 @@ PATIENT = "ssc-1"
 def store() -> FhirStore:
     store = FhirStore()
     store.load(ssc_bundle(today()))
+    store.load(sle_bundle(today()))
     return store
 
 
@@ -60,11 +61,13 @@ class CdsClient:
             found[key] = response.json()
         return found
 
-    def body(self, hook: str = "patient-view", **extra: Any) -> dict[str, Any]:
+    def body(
+        self, hook: str = "patient-view", patient: str = PATIENT, **extra: Any
+    ) -> dict[str, Any]:
         return {
             "hook": hook,
             "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/example", "patientId": PATIENT},
+            "context": {"userId": "Practitioner/example", "patientId": patient},
             "fhirServer": self.fhir_base,
             "fhirAuthorization": {
                 "access_token": EHR_TOKEN,

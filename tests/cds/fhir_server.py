@@ -2,7 +2,8 @@
 fixtures) through the REST reads and searches the CDS service runs, and records every request.
 
 Searches implement what Eligo's queries use: `patient`, `code` (system|code, comma = or),
-`status`, `_sort=-date` and `_count`, with `next` links for paging. Like a real server that
+`status`, `_sort=-date`, `_count` and `_include=<Type>:medication`, with `next` links for
+paging. Like a real server that
 imported a transaction bundle, references come back as `Type/id`. A test can make it fail:
 answer 500 a number of times, refuse tokens, or stall.
 """
@@ -126,20 +127,33 @@ class _Handler(BaseHTTPRequestHandler):
         matches = search(self.store, parts[0], params)
         offset = int(params.pop("_offset", ["0"])[0])
         size = self.store.behaviour.page_size
+        page = matches[offset : offset + size]
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(matches),
-            "entry": [
-                {"resource": r, "search": {"mode": "match"}}
-                for r in matches[offset : offset + size]
-            ],
+            "entry": [{"resource": r, "search": {"mode": "match"}} for r in page]
+            + [{"resource": r, "search": {"mode": "include"}} for r in self._included(page)],
         }
         if offset + size < len(matches):
             query = "&".join(f"{k}={v[0]}" for k, v in params.items())
             next_url = f"{self.server_base()}{parts[0]}?{query}&_offset={offset + size}"
             bundle["link"] = [{"relation": "next", "url": next_url}]
         self._send(200, bundle)
+
+    def _included(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`_include=…:medication`: the Medications the page's records refer to."""
+        if not any(
+            v.endswith(":medication")
+            for v in parse_qs(urlsplit(self.path).query).get("_include", [])
+        ):
+            return []
+        wanted = {r["medicationReference"]["reference"] for r in page if "medicationReference" in r}
+        return [
+            m
+            for m in self.store.resources.get("Medication", [])
+            if f"Medication/{m['id']}" in wanted
+        ]
 
     def server_base(self) -> str:
         assert isinstance(self.server, ThreadingHTTPServer)
