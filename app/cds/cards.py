@@ -81,6 +81,47 @@ def _card(
     return Card(card, ids)
 
 
+def changes(
+    results: Sequence[Mapping[str, Any]],
+    before: Mapping[str, str],
+    labels: Mapping[str, str],
+    links: Links,
+) -> list[Card]:
+    """order-select: one card per therapy whose status under some protocol the order would
+    change (`before`: rule set id -> status without it); nothing when it changes none."""
+    changed = [r for r in results if before.get(r["ruleset"]["id"], r["status"]) != r["status"]]
+    made = []
+    for card in cards(changed, labels, links):
+        group = [r for r in changed if r["ruleset"]["id"] in card.rulesets]
+        card.card["summary"] = _change_summary(group, before)
+        card.card["indicator"] = "warning" if any(_lost(r, before) for r in group) else "info"
+        made.append(card)
+    return made
+
+
+def _lost(result: Mapping[str, Any], before: Mapping[str, str]) -> bool:
+    """Given, the order would rule out a patient who was a candidate or still undecided."""
+    was = before[result["ruleset"]["id"]]
+    return result["status"] == "ineligible" and was in ("eligible", "indeterminate")
+
+
+def _change_summary(group: Sequence[Mapping[str, Any]], before: Mapping[str, str]) -> str:
+    ruleset = group[0]["ruleset"]
+    head = (
+        f"If given, this order changes {THERAPIES.get(ruleset['therapy'], ruleset['therapy'])}"
+        f" for {INDICATIONS.get(ruleset['indication'], ruleset['indication'])}"
+    )
+    moves = [
+        f"{WORDS.get(before[r['ruleset']['id']], before[r['ruleset']['id']])} to "
+        f"{WORDS.get(r['status'], r['status'])} under {short_name(r['ruleset'])}"
+        for r in group
+    ]
+    text = f"{head}: {'; '.join(moves)}"
+    if len(text) > SUMMARY_LIMIT:
+        text = f"{head} under {len(group)} protocols"
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
 def short_name(ruleset: Mapping[str, Any]) -> str:
     """ "… (ASTIS criteria)" -> "ASTIS": the protocol's name as clinicians say it."""
     found = re.search(r"\(([^()]*)\)\s*$", str(ruleset["title"]))

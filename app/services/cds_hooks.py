@@ -7,22 +7,26 @@ channel `cds-hooks`, its hookInstance and the cards exactly as sent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session
 
 from app.cds import cards as cds_cards
-from app.cds.gather import gather
+from app.cds.gather import Gathered, gather
+from app.cds.orders import as_given, selected_orders
 from app.cds.schemas import FeedbackRequest, HookRequest
 from app.db import audit
 from app.db import cds as records
 from app.engine.model import RuleBase
+from app.engine.run import evaluate_all, select
 from app.errors import FieldError, InvalidPayload, NotFound
+from app.fhir.medication import codes_of_derived
 from app.fhir.queries import searches
-from app.services.evaluations import Asked, decide_and_record
+from app.services.evaluations import Asked, decide_and_record, patient_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +48,10 @@ SERVICES = {
     "eligo-order-select": Offered(
         "order-select",
         "Cellular therapy eligibility while ordering",
-        "While orders are being selected for a patient with systemic sclerosis or SLE: the "
-        "same eligibility cards as at chart opening, to inform a referral or a treatment "
-        "choice. Decision support only; the rule sets need local clinical review.",
+        "When a cyclophosphamide order is selected: which protocols' eligibility (HSCT, MSC, "
+        "CAR-T) it would change if given, counted as one dose today, since prior "
+        "cyclophosphamide limits exclude. No card when it changes none. Decision support "
+        "only; the rule sets need local clinical review.",
     ),
 }
 
@@ -101,39 +106,100 @@ def call(
             "wrong hook",
             [FieldError("hook", "wrong_hook", f"{service_id} answers {offered.hook!r}")],
         )
+    call = _Call(session, rules, stored, service_id, request, context)
+    if offered.hook == "order-select":
+        return call.order_select()
     gathered = gather(request, searches(rules.features), context.http, context.fhir_servers)
-    asked = Asked(
-        features={},
-        rulesets=None,
-        channel="cds-hooks",
-        client_id=None,
-        fhir=gathered.bundle,
-        hook_instance=request.hookInstance,
-        call={
-            "service": service_id,
+    labels = call.labels()
+    return call.decide(gathered, lambda results, links: cds_cards.cards(results, labels, links))
+
+
+MakeCards = Callable[[list[dict[str, Any]], cds_cards.Links], list[cds_cards.Card]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    session: Session
+    rules: RuleBase
+    stored: audit.StoredVersions
+    service_id: str
+    request: HookRequest
+    context: Context
+
+    def labels(self) -> dict[str, str]:
+        return {f.id: f.spec.label for f in self.rules.features.values()}
+
+    def order_select(self) -> dict[str, Any]:
+        """Cards only for the therapies the selected orders would change, if given."""
+        request, today = self.request, datetime.now(UTC).date()
+        orders = selected_orders(request.context.draftOrders, request.context.selections or [])
+        tracked = codes_of_derived(self.rules.features)
+        given = as_given(orders, tracked, request.context.patientId, today)
+        if not given:
+            return {"cards": []}  # nothing selected bears on eligibility: no decision, no noise
+        context = self.context
+        gathered = gather(
+            request, searches(self.rules.features), context.http, context.fhir_servers
+        )
+        before = self._statuses(gathered.bundle, today)
+        gathered.bundle["entry"] += [{"resource": r} for r in given]
+        labels = self.labels()
+        return self.decide(
+            gathered,
+            lambda results, links: cds_cards.changes(results, before, labels, links),
+            what_if=[f"MedicationRequest/{o.get('id')}" for o in orders],
+        )
+
+    def _statuses(self, bundle: dict[str, Any], today: date) -> dict[str, str]:
+        """Each rule set's status without the orders (not recorded: only the answer is)."""
+        asked = Asked({}, None, "cds-hooks", None, fhir=bundle)
+        values, _ = patient_values(asked, self.rules.features, today)
+        decisions = evaluate_all(select(self.rules, None), values)
+        return {d.ruleset.id: d.status.value for d in decisions}
+
+    def decide(
+        self, gathered: Gathered, make: MakeCards, what_if: list[str] | None = None
+    ) -> dict[str, Any]:
+        request, context = self.request, self.context
+        call: dict[str, Any] = {
+            "service": self.service_id,
             "hook": request.hook,
             "issuer": context.issuer,
             "user": request.context.userId,
             "prefetched": gathered.prefetched,
             "fetched": gathered.fetched,
-        },
-    )
-    served: list[cds_cards.Card] = []
-
-    def with_cards(answer: dict[str, Any]) -> dict[str, Any]:
-        links = cds_cards.Links(
-            form=f"{context.base_url}/?evaluation={answer['id']}",
-            rulesets=f"{context.base_url}/v1/rulesets/",
+        }
+        if what_if is not None:
+            call["what_if"] = what_if
+        asked = Asked(
+            features={},
+            rulesets=None,
+            channel="cds-hooks",
+            client_id=None,
+            fhir=gathered.bundle,
+            hook_instance=request.hookInstance,
+            call=call,
         )
-        labels = {f.id: f.spec.label for f in rules.features.values()}
-        served.extend(cds_cards.cards(answer["results"], labels, links))
-        return {"cards": [c.card for c in served]}
+        served: list[cds_cards.Card] = []
 
-    answer = decide_and_record(session, rules, stored, asked, context.key, extra=with_cards)
-    records.record_cards(
-        session, answer["id"], service_id, [(c.card["uuid"], c.rulesets[0]) for c in served]
-    )
-    return {"cards": answer["cards"]}
+        def with_cards(answer: dict[str, Any]) -> dict[str, Any]:
+            links = cds_cards.Links(
+                form=f"{context.base_url}/?evaluation={answer['id']}",
+                rulesets=f"{context.base_url}/v1/rulesets/",
+            )
+            served.extend(make(answer["results"], links))
+            return {"cards": [c.card for c in served]}
+
+        answer = decide_and_record(
+            self.session, self.rules, self.stored, asked, context.key, extra=with_cards
+        )
+        records.record_cards(
+            self.session,
+            answer["id"],
+            self.service_id,
+            [(c.card["uuid"], c.rulesets[0]) for c in served],
+        )
+        return {"cards": answer["cards"]}
 
 
 def feedback(

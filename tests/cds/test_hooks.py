@@ -288,3 +288,78 @@ def test_search_pages_are_followed(cds: CdsClient, fresh: FhirStore) -> None:
     fresh.behaviour = Behaviour()
     whole = _cards(cds.call(SERVICE, cds.body()))
     assert [c["detail"] for c in paged] == [c["detail"] for c in whole]
+
+
+def test_the_sle_patient_gets_cumulative_cyclophosphamide_from_the_ehr(
+    cds: CdsClient, templates: dict[str, str], client: TestClient
+) -> None:
+    prefetch = cds.prefetch(templates, patient="sle-1")
+    included = prefetch["medications-administration"]["entry"]
+    assert {e["search"]["mode"] for e in included} == {"match", "include"}  # the Medication
+    cards = _cards(cds.call(SERVICE, cds.body(patient="sle-1", prefetch=prefetch)))
+    assert all(" for SLE: " in c["summary"] for c in cards)
+    evaluation_id = cards[0]["links"][0]["url"].rsplit("=", 1)[1]
+    used = client.get(f"/v1/evaluations/{evaluation_id}").json()["result"]["fhir"]["used"]
+    assert used["prior_cyclophosphamide_iv_g"]["value"] == 3.0
+    assert used["prior_cyclophosphamide_iv_courses"]["value"] == 6
+    assert used["prior_cyclophosphamide_iv_g"]["resource"].startswith("MedicationAdministration/")
+    fetched = _cards(cds.call(SERVICE, cds.body(patient="sle-1")))  # no prefetch: same cards
+    assert [c["detail"] for c in fetched] == [c["detail"] for c in cards]
+
+
+def _draft(order_id: str, rxnorm: str, mg: float) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": order_id,
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/ssc-1"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": rxnorm}]
+        },
+        "dosageInstruction": [
+            {
+                "route": {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]},
+                "doseAndRate": [{"doseQuantity": {"value": mg, "unit": "mg", "code": "mg"}}],
+            }
+        ],
+    }
+
+
+def _order_select(cds: CdsClient, selections: list[str]) -> Any:
+    drafts = [_draft("cyc", "3002", 750), _draft("mmf", "68149", 1000)]
+    context = {
+        "userId": "Practitioner/example",
+        "patientId": "ssc-1",
+        "selections": selections,
+        "draftOrders": {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": d} for d in drafts],
+        },
+    }
+    return cds.call("eligo-order-select", cds.body(hook="order-select", context=context))
+
+
+def test_order_select_says_what_a_cyclophosphamide_order_would_change(
+    cds: CdsClient, client: TestClient
+) -> None:
+    cards = _cards(_order_select(cds, ["MedicationRequest/cyc"]))
+    assert [c["summary"] for c in cards] == [
+        "If given, this order changes Autologous HSCT for SSc: undecided to ruled out under UPSIDE"
+    ]
+    assert cards[0]["indicator"] == "warning"
+    assert "prior_alkylating_or_irradiation" in cards[0]["detail"]
+    evaluation_id = cards[0]["links"][0]["url"].rsplit("=", 1)[1]
+    record = client.get(f"/v1/evaluations/{evaluation_id}").json()
+    assert record["input"]["received"]["call"]["what_if"] == ["MedicationRequest/cyc"]
+    used = record["result"]["fhir"]["used"]["prior_alkylating_or_irradiation"]
+    assert used["resource"] == "MedicationAdministration/what-if-cyc"
+
+
+def test_order_select_is_silent_for_orders_that_change_nothing(
+    cds: CdsClient, fresh: FhirStore
+) -> None:
+    assert _cards(_order_select(cds, ["MedicationRequest/mmf"])) == []
+    assert _cards(_order_select(cds, [])) == []  # the cyclophosphamide order is not selected
+    assert fresh.requests == []  # nothing to decide, so nothing fetched
