@@ -8,14 +8,16 @@ about someone else is refused, never silently mixed in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from app.cds.schemas import HookRequest
+from app.engine.inputs import InvalidInput
 from app.errors import FieldError, InvalidPayload, PreconditionFailed
 from app.fhir.client import FhirServer, FhirUnavailable, fetch
 from app.fhir.queries import Search, fill
@@ -23,6 +25,7 @@ from app.fhir.queries import Search, fill
 # Searches run in parallel: an EHR's FHIR server answers each in tens of milliseconds, and
 # thirty of them one after another would keep the clinician waiting.
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eligo-fhir")
+_ENTRY = re.compile(r"^fhir\.entry\[(\d+)\]\.resource")
 
 
 @dataclass
@@ -30,6 +33,23 @@ class Gathered:
     bundle: dict[str, Any]
     prefetched: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # per bundle entry: where it came from
+
+    def add(self, origin: str, resources: list[Any]) -> None:
+        self.bundle["entry"] += [{"resource": r} for r in resources]
+        self.origins += [origin] * len(resources)
+
+    def located(self, exc: InvalidInput) -> InvalidInput:
+        """The mapping's errors, naming the prefetch key or search the resource came from
+        (`prefetch.obs-lvef_percent.value[x]`) instead of a place in a bundle the caller
+        never saw."""
+        return InvalidInput([replace(i, field=self._locate(i.field)) for i in exc.issues])
+
+    def _locate(self, where: str) -> str:
+        found = _ENTRY.match(where)
+        if not found or int(found.group(1)) >= len(self.origins):
+            return where
+        return self.origins[int(found.group(1))] + where[found.end() :]
 
 
 def gather(
@@ -59,7 +79,8 @@ def gather(
     _check_patient(resources, patient_id)
     if not any(r.get("resourceType") == "Patient" for _, r in resources):
         raise PreconditionFailed(f"Patient/{patient_id} could not be read")
-    gathered.bundle["entry"] = [{"resource": r} for _, r in resources]
+    for origin, resource in resources:
+        gathered.add(origin, [resource])
     return gathered
 
 

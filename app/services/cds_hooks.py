@@ -21,6 +21,7 @@ from app.cds.orders import as_given, selected_orders
 from app.cds.schemas import FeedbackRequest, HookRequest
 from app.db import audit
 from app.db import cds as records
+from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.engine.run import evaluate_all, select
 from app.errors import FieldError, InvalidPayload, NotFound
@@ -141,8 +142,8 @@ class _Call:
         gathered = gather(
             request, searches(self.rules.features), context.http, context.fhir_servers
         )
-        before = self._statuses(gathered.bundle, today)
-        gathered.bundle["entry"] += [{"resource": r} for r in given]
+        before = self._statuses(gathered, today)
+        gathered.add("context.draftOrders", given)
         labels = self.labels()
         return self.decide(
             gathered,
@@ -150,10 +151,13 @@ class _Call:
             what_if=[f"MedicationRequest/{o.get('id')}" for o in orders],
         )
 
-    def _statuses(self, bundle: dict[str, Any], today: date) -> dict[str, str]:
+    def _statuses(self, gathered: Gathered, today: date) -> dict[str, str]:
         """Each rule set's status without the orders (not recorded: only the answer is)."""
-        asked = Asked({}, None, "cds-hooks", None, fhir=bundle)
-        values, _ = patient_values(asked, self.rules.features, today)
+        asked = Asked({}, None, "cds-hooks", None, fhir=gathered.bundle)
+        try:
+            values, _ = patient_values(asked, self.rules.features, today)
+        except InvalidInput as exc:
+            raise gathered.located(exc) from None
         decisions = evaluate_all(select(self.rules, None), values)
         return {d.ruleset.id: d.status.value for d in decisions}
 
@@ -190,9 +194,12 @@ class _Call:
             served.extend(make(answer["results"], links))
             return {"cards": [c.card for c in served]}
 
-        answer = decide_and_record(
-            self.session, self.rules, self.stored, asked, context.key, extra=with_cards
-        )
+        try:
+            answer = decide_and_record(
+                self.session, self.rules, self.stored, asked, context.key, extra=with_cards
+            )
+        except InvalidInput as exc:
+            raise gathered.located(exc) from None
         records.record_cards(
             self.session,
             answer["id"],

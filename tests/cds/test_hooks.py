@@ -363,3 +363,29 @@ def test_order_select_is_silent_for_orders_that_change_nothing(
     assert _cards(_order_select(cds, ["MedicationRequest/mmf"])) == []
     assert _cards(_order_select(cds, [])) == []  # the cyclophosphamide order is not selected
     assert fresh.requests == []  # nothing to decide, so nothing fetched
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "code"),
+    [
+        (
+            {"valueQuantity": {"value": 60, "unit": "furlong", "code": "[fur_us]"}},
+            "value[x]",
+            "unit",
+        ),
+        ({"valueQuantity": {"value": 160, "unit": "%", "code": "%"}}, "value[x]", "out_of_range"),
+        ({"effectiveDateTime": "last Tuesday"}, "effectiveDateTime", "fhir"),
+        ({"resourceType": "NotAResource"}, "resourceType", "unknown_type"),
+    ],
+)
+def test_bad_prefetched_resources_are_named_by_their_prefetch_key(
+    cds: CdsClient, templates: dict[str, str], change: dict[str, Any], field: str, code: str
+) -> None:
+    prefetch = cds.prefetch(templates)
+    entry = prefetch["obs-lvef_percent"]["entry"][0]
+    entry["resource"] = {**entry["resource"], **change}
+    response = cds.call(SERVICE, cds.body(prefetch=prefetch))
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == [f"prefetch.obs-lvef_percent.{field}"]
+    assert errors[0]["code"].startswith(code)
