@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -31,6 +30,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from tests.cds.conftest import hook_request
 from tests.cds.fhir_server import FhirStore, fhir_server
 from tests.cds.keys import SANDBOX_ISSUER, claims, sandbox_jwks, sign
 from tests.e2e.helpers import Server, eligo_process
@@ -38,7 +38,6 @@ from tests.fhir.bundles import FIXTURES, ssc_bundle, today
 
 SERVICE = "eligo-patient-view"
 SYNTHEA = FIXTURES / "synthea" / "Tristan_Gleason_0a22e990-5251-4a91-8395-2afbab2fbc7d.json"
-TOKEN = "bench-ehr-token"  # noqa: S105 - the loopback FHIR server's test token
 
 
 def _patients(store: FhirStore) -> dict[str, str]:
@@ -79,19 +78,7 @@ def _prefetch(server: Server, fhir: str, patient: str) -> dict[str, Any]:
 
 
 def _body(fhir: str, patient: str, prefetch: dict[str, Any] | None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "hook": "patient-view",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/bench", "patientId": patient},
-        "fhirServer": fhir,
-        "fhirAuthorization": {
-            "access_token": TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 3600,
-            "scope": "patient/*.read",
-            "subject": "eligo",
-        },
-    }
+    body = hook_request(fhir, patient)
     if prefetch is not None:
         body["prefetch"] = prefetch
     return body

@@ -38,6 +38,23 @@ def fhir_base(store: FhirStore) -> Iterator[str]:
         yield base
 
 
+def hook_request(fhir_base: str, patient: str, hook: str = "patient-view") -> dict[str, Any]:
+    """A hook call as an EHR makes it: context, its FHIR server and a token for it."""
+    return {
+        "hook": hook,
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/example", "patientId": patient},
+        "fhirServer": fhir_base,
+        "fhirAuthorization": {
+            "access_token": EHR_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "eligo",
+        },
+    }
+
+
 @dataclass
 class CdsClient:
     """Plays the EHR: signs each call for the URL it calls, prefetches like an EHR would."""
@@ -64,20 +81,7 @@ class CdsClient:
     def body(
         self, hook: str = "patient-view", patient: str = PATIENT, **extra: Any
     ) -> dict[str, Any]:
-        return {
-            "hook": hook,
-            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/example", "patientId": patient},
-            "fhirServer": self.fhir_base,
-            "fhirAuthorization": {
-                "access_token": EHR_TOKEN,
-                "token_type": "Bearer",
-                "expires_in": 300,
-                "scope": "patient/*.read",
-                "subject": "eligo",
-            },
-            **extra,
-        }
+        return {**hook_request(self.fhir_base, patient, hook), **extra}
 
     def call(self, service: str, body: dict[str, Any], **claims: Any) -> httpx.Response:
         path = f"/cds-services/{service}"

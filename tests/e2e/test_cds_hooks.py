@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.cds.conftest import EHR_TOKEN, PATIENT
+from tests.cds.conftest import PATIENT, hook_request
 from tests.cds.fhir_server import FhirStore, fhir_server
 from tests.cds.keys import SANDBOX_ISSUER, claims, sandbox_jwks, sign
 from tests.e2e.helpers import Server, eligo_process
@@ -47,19 +47,7 @@ def test_patient_view_fetches_decides_records_and_takes_feedback(
     server: Server, fhir_base: str
 ) -> None:
     url = f"{server.base}/cds-services/{SERVICE}"
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "3f6a0e0c-2b1f-4a55-9b7e-7d8d2c1f0a11",
-        "context": {"userId": "Practitioner/1", "patientId": PATIENT},
-        "fhirServer": fhir_base,
-        "fhirAuthorization": {
-            "access_token": EHR_TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "eligo",
-        },
-    }
+    body = hook_request(fhir_base, PATIENT)
     answer = httpx.post(url, json=body, headers=_signed(url), timeout=30)
     assert answer.status_code == 200, answer.text
     cards = answer.json()["cards"]
@@ -74,9 +62,9 @@ def test_patient_view_fetches_decides_records_and_takes_feedback(
     }
     stored = httpx.post(feedback_url, json={"feedback": [item]}, headers=_signed(feedback_url))
     assert stored.status_code == 200, stored.text
-    # A token signed for the service is not good for its feedback URL, nor twice.
-    reused = _signed(url)
-    assert httpx.post(feedback_url, json={"feedback": [item]}, headers=reused).status_code == 401
+    # A token signed for the service URL is not good for its feedback URL.
+    other = _signed(url)
+    assert httpx.post(feedback_url, json={"feedback": [item]}, headers=other).status_code == 401
     assert "ssc-1" not in server.output()  # the patient id never reaches the log
 
 
