@@ -36,19 +36,23 @@ def _medication(order: dict[str, Any]) -> dict[str, Any]:
     return concept if isinstance(concept, dict) else {}
 
 
-def as_given(
-    orders: Iterable[dict[str, Any]], tracked: frozenset[CodeKey], patient_id: str, today: date
+def of_tracked_drugs(
+    orders: Iterable[dict[str, Any]], tracked: frozenset[CodeKey]
 ) -> list[dict[str, Any]]:
-    """Each MedicationRequest of a tracked drug as one completed administration today."""
-    given = []
-    for order in orders:
-        medication = _medication(order)
-        if order.get("resourceType") != "MedicationRequest":
-            continue
-        if not tracked.intersection(codes_of({"code": medication})):
-            continue
-        given.append(_administration(order, medication, patient_id, today))
-    return given
+    """The MedicationRequests among `orders` for a drug features are derived from."""
+    return [
+        order
+        for order in orders
+        if order.get("resourceType") == "MedicationRequest"
+        and tracked.intersection(codes_of({"code": _medication(order)}))
+    ]
+
+
+def as_given(
+    orders: Iterable[dict[str, Any]], patient_id: str, today: date
+) -> list[dict[str, Any]]:
+    """Each order as one completed administration today."""
+    return [_administration(order, _medication(order), patient_id, today) for order in orders]
 
 
 def _administration(

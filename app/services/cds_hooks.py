@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.cds import cards as cds_cards
 from app.cds.gather import Gathered, gather
-from app.cds.orders import as_given, selected_orders
+from app.cds.orders import as_given, of_tracked_drugs, selected_orders
 from app.cds.schemas import FeedbackRequest, HookRequest
 from app.db import audit
 from app.db import cds as records
@@ -133,9 +133,9 @@ class _Call:
     def order_select(self) -> dict[str, Any]:
         """Cards only for the therapies the selected orders would change, if given."""
         request, today = self.request, datetime.now(UTC).date()
-        orders = selected_orders(request.context.draftOrders, request.context.selections or [])
-        tracked = codes_of_derived(self.rules.features)
-        given = as_given(orders, tracked, request.context.patientId, today)
+        selected = selected_orders(request.context.draftOrders, request.context.selections or [])
+        orders = of_tracked_drugs(selected, codes_of_derived(self.rules.features))
+        given = as_given(orders, request.context.patientId, today)
         if not given:
             return {"cards": []}  # nothing selected bears on eligibility: no decision, no noise
         context = self.context

@@ -344,7 +344,7 @@ def _order_select(cds: CdsClient, selections: list[str]) -> Any:
 def test_order_select_says_what_a_cyclophosphamide_order_would_change(
     cds: CdsClient, client: TestClient
 ) -> None:
-    cards = _cards(_order_select(cds, ["MedicationRequest/cyc"]))
+    cards = _cards(_order_select(cds, ["MedicationRequest/cyc", "MedicationRequest/mmf"]))
     assert [c["summary"] for c in cards] == [
         "If given, this order changes Autologous HSCT for SSc: undecided to ruled out under UPSIDE"
     ]
