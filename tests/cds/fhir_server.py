@@ -168,11 +168,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops the connections of a client fetching 8
+    # searches at once, and the kernel's 1 s SYN retry then shows up as latency.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 @contextmanager
 def fhir_server(store: FhirStore) -> Iterator[str]:
     """Serve `store` on a free loopback port; yields the base URL (ending in `/fhir`)."""
     handler = type("Handler", (_Handler,), {"store": store})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
