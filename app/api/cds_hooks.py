@@ -7,21 +7,19 @@ Discovery is public, like the rule sets it describes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ValidationError
 
 from app.api.body import json_body
 from app.api.deps import DbSession, get_rules, get_settings
-from app.api.errors import invalid_input, validation_errors
+from app.api.errors import invalid_input, parse_body
 from app.api.responses import FastJSONResponse
 from app.cds.jwt import ClientTokenVerifier
 from app.cds.schemas import Discovery, FeedbackRequest, HookRequest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
-from app.errors import InvalidPayload
 from app.services import cds_hooks as service
 from app.settings import Settings
 
@@ -52,18 +50,6 @@ def cds_client(request: Request) -> str | None:
 Issuer = Annotated[str | None, Depends(cds_client)]
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], payload: Any) -> M:
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidPayload(
-            "request validation failed", validation_errors(list(exc.errors()))
-        ) from None
-
-
 @router.get("", response_model=Discovery, summary="CDS Hooks discovery")
 def discover(rules: Rules) -> Any:
     return FastJSONResponse(service.discovery(rules))
@@ -81,7 +67,7 @@ def answer_hook(
     session: DbSession,
 ) -> Any:
     service.service(service_id)  # an unknown service is a 404 before the body is judged
-    body = _parse(HookRequest, payload)
+    body = parse_body(HookRequest, payload)
     http: httpx.Client = request.app.state.fhir_http
     context = service.Context(
         issuer=issuer,
@@ -108,5 +94,5 @@ def give_feedback(
     session: DbSession,
 ) -> Any:
     service.service(service_id)
-    body = _parse(FeedbackRequest, payload)
+    body = parse_body(FeedbackRequest, payload)
     return FastJSONResponse({"recorded": service.feedback(session, service_id, body, issuer)})

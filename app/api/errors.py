@@ -8,11 +8,12 @@ which never receives request bodies (they may hold patient data).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -59,6 +60,19 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 def validation_errors(errors: list[Any]) -> list[FieldError]:
     return [FieldError(_field(tuple(e["loc"])), str(e["type"]), str(e["msg"])) for e in errors]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], payload: Any) -> M:
+    """A parsed JSON body as `model`, or 422 naming each field at fault."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidPayload(
+            "request validation failed", validation_errors(list(exc.errors()))
+        ) from None
 
 
 async def _eligo_error(_: Request, exc: Exception) -> JSONResponse:

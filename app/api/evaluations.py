@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.api.body import json_body
 from app.api.deps import Caller, DbSession, get_rules, get_settings, require
-from app.api.errors import invalid_input, validation_errors
+from app.api.errors import invalid_input, parse_body
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
     Channel,
@@ -69,12 +68,7 @@ def create_evaluation(
 ) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() == FHIR_JSON:
         payload = {"fhir": payload}  # the body is the Bundle itself
-    try:
-        body = EvaluationRequest.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidPayload(
-            "request validation failed", validation_errors(list(exc.errors()))
-        ) from None
+    body = parse_body(EvaluationRequest, payload)
     if body.fhir is None and "features" not in body.model_fields_set:
         raise InvalidPayload(
             "request validation failed",
