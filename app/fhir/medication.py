@@ -302,6 +302,14 @@ def derive(
         feature = features.get(feature_id)
         if feature is None or not feature.spec.codes:
             continue
+        if unresolved and how.aggregate is not Aggregate.GIVEN:
+            # A record whose drug cannot be identified may be this drug: a total without it
+            # could be too low, which is the unsafe side, so there is no total.
+            reason = (
+                "its Medication is not in the bundle and may be this drug, so this total is unknown"
+            )
+            outcome.notes.append(Note(named(unresolved), feature.id, reason))
+            continue
         codes = {(c.system, c.code) for c in feature.spec.codes}
         _derive(feature, how, [r for r in records if r.codes & codes], outcome)
         if unresolved:
