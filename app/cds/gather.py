@@ -19,7 +19,7 @@ import httpx
 from app.cds.schemas import HookRequest
 from app.engine.inputs import InvalidInput
 from app.errors import FieldError, InvalidPayload, PreconditionFailed
-from app.fhir.client import FhirServer, FhirUnavailable, fetch
+from app.fhir.client import FhirServer, FhirUnavailable, fetch, searchset_resources
 from app.fhir.queries import Search, fill
 
 # Searches run in parallel: an EHR's FHIR server answers each in tens of milliseconds, and
@@ -92,13 +92,7 @@ def _resources_of(value: Any, key: str) -> list[Any]:
         )
     if value["resourceType"] != "Bundle":
         return [value]
-    return [
-        e["resource"]
-        for e in value.get("entry") or []
-        if isinstance(e, dict)
-        and isinstance(e.get("resource"), dict)
-        and (e.get("search") or {}).get("mode") != "outcome"
-    ]
+    return searchset_resources(value)
 
 
 def _server(request: HookRequest, allowed: Sequence[str], keys: list[str]) -> FhirServer:

@@ -84,13 +84,7 @@ def fetch(http: httpx.Client, server: FhirServer, query: str, retries: int = 2) 
             raise FhirUnavailable("the answer is not a FHIR resource")
         if data["resourceType"] != "Bundle":
             return [data]
-        found += [
-            e["resource"]
-            for e in data.get("entry") or []
-            if isinstance(e, dict)
-            and isinstance(e.get("resource"), dict)
-            and (e.get("search") or {}).get("mode") != "outcome"
-        ]
+        found += searchset_resources(data)
         if len(found) > MAX_RESOURCES:
             raise FhirUnavailable(f"more than {MAX_RESOURCES} resources")
         following = _next(data, server)
@@ -98,6 +92,17 @@ def fetch(http: httpx.Client, server: FhirServer, query: str, retries: int = 2) 
             return found
         url = following
     raise FhirUnavailable(f"more than {MAX_PAGES} pages")
+
+
+def searchset_resources(bundle: dict[str, Any]) -> list[Any]:
+    """A search result's resources: matches and includes, not the server's OperationOutcomes."""
+    return [
+        e["resource"]
+        for e in bundle.get("entry") or []
+        if isinstance(e, dict)
+        and isinstance(e.get("resource"), dict)
+        and (e.get("search") or {}).get("mode") != "outcome"
+    ]
 
 
 def _next(bundle: dict[str, Any], server: FhirServer) -> str | None:
