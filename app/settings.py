@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.cds.jwt import IssuerConfig
@@ -97,6 +98,41 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=60, description="Per-request timeout when fetching from a FHIR server"
     )
 
+    sign_in: Literal["local", "proxy"] = Field(
+        default="local",
+        description="How clinicians sign in to the web form when authentication is on: `local` "
+        "accounts (`eligo users`, Argon2id password hashes) or `proxy`, a trusted reverse "
+        "proxy's identity header (ELIGO_PROXY_USER_HEADER from ELIGO_TRUSTED_PROXIES only)",
+    )
+    proxy_user_header: str = Field(
+        default="X-Forwarded-User",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="`proxy` sign-in: the header carrying the signed-in clinician's user name",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="`proxy` sign-in: addresses or networks (CIDR) of the proxies whose identity "
+        "header is believed; the header from anyone else is refused",
+    )
+    session_idle_minutes: int = Field(
+        default=30, ge=1, le=24 * 60, description="A web session ends after this long unused"
+    )
+    session_max_hours: int = Field(
+        default=12, ge=1, le=7 * 24, description="A web session ends this long after sign-in"
+    )
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark cookies Secure (https only, `__Host-` names). Default: always in "
+        "production; in development only for requests that arrived over https",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry
+        return value
+
     def pseudonym_secret(self) -> bytes:
         """The HMAC key; development without one uses a published key (never in production)."""
         key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else DEV_PSEUDONYM_KEY
@@ -112,6 +148,10 @@ class Settings(BaseSettings):
                 "authentication is off, so the service may only bind to a loopback address, "
                 f"not {host!r}"
             )
+        if self.auth and self.sign_in == "proxy" and not self.trusted_proxies:
+            problems.append("proxy sign-in needs ELIGO_TRUSTED_PROXIES (the proxies to believe)")
+        if self.env is Environment.PRODUCTION and self.cookie_secure is False:
+            problems.append("cookies must be Secure in production (ELIGO_COOKIE_SECURE)")
         if self.env is Environment.PRODUCTION:
             key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else None
             if key is None or key == DEV_PSEUDONYM_KEY:
