@@ -18,6 +18,7 @@ from app.cli.clients import clients as clients_group
 from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
 from app.cli.rules import rules as rules_group
+from app.cli.users import users as users_group
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
 from app.engine.inputs import InvalidInput, normalise
@@ -135,6 +136,7 @@ def evaluate(
 main.add_command(rules_group)
 main.add_command(db_group)
 main.add_command(clients_group)
+main.add_command(users_group)
 
 if __name__ == "__main__":
     main()

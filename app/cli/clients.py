@@ -7,20 +7,13 @@ client. Clients are revoked, never deleted, so the audit trail can always name w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from app.cli.common import fail
+from app.cli.common import database_session, fail
 from app.db import clients as repository
-from app.db.migrate import current, head
 from app.db.models import ApiClient
-from app.db.session import make_engine, session_factory
 from app.security import Scope
-from app.settings import Settings
 
 SCOPES = [s.value for s in Scope]
 
@@ -28,23 +21,6 @@ SCOPES = [s.value for s in Scope]
 @click.group()
 def clients() -> None:
     """API clients: create (token shown once), list, revoke."""
-
-
-@contextmanager
-def _session() -> Iterator[Session]:
-    """A session on the configured database, committed on success; the schema must be at
-    head (a clear message instead of a missing-table error)."""
-    engine = make_engine(Settings().database_url)
-    try:
-        if current(engine) != head():
-            fail("the database schema is not at head: run `eligo db upgrade` first")
-        with session_factory(engine)() as session:
-            yield session
-            session.commit()
-    except SQLAlchemyError as exc:
-        fail(f"database error: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
-    finally:
-        engine.dispose()
 
 
 @clients.command("create")
@@ -61,7 +37,7 @@ def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a client NAME and print its token, once."""
     if not name.strip() or len(name) > 200:
         fail("NAME must be 1 to 200 characters")
-    with _session() as session:
+    with database_session() as session:
         client, credential = repository.create(session, name.strip(), map(Scope, scopes))
     click.echo(f"created client {client.id} ({client.name}) with scopes {' '.join(client.scopes)}")
     click.echo("token (shown once, store it now; only its hash is kept):", err=True)
@@ -82,7 +58,7 @@ def _row(client: ApiClient) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 def list_clients(as_json: bool) -> None:
     """List clients, revoked ones included (never their secrets)."""
-    with _session() as session:
+    with database_session() as session:
         found = repository.all_clients(session)
     if as_json:
         click.echo(json.dumps([_row(c) for c in found], indent=2))
@@ -96,7 +72,7 @@ def list_clients(as_json: bool) -> None:
 @click.argument("client_id")
 def revoke(client_id: str) -> None:
     """Revoke CLIENT_ID: its token stops working at once."""
-    with _session() as session:
+    with database_session() as session:
         client = repository.find(session, client_id)
         if client is None:
             fail(f"no client {client_id!r}; see `eligo clients list`")

@@ -75,6 +75,8 @@ class Evaluation(Base):
     result: Mapped[dict[str, Any]] = mapped_column(Json)
     # CDS Hooks: the client's hookInstance, so a call can be found from the EHR's side.
     hook_instance: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The web form: the user name of the clinician who asked (null for the other channels).
+    clinician: Mapped[str | None] = mapped_column(String(100), index=True)
 
     decisions: Mapped[list[EvaluationDecision]] = relationship(
         back_populates="evaluation",
@@ -156,3 +158,41 @@ class CdsTokenUse(Base):
     issuer: Mapped[str] = mapped_column(String(500), primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(Time(), index=True)
+
+
+class Clinician(Base):
+    """A local account for the web form. Never deleted, so the audit trail's `clinician` always
+    names someone who existed; disabled instead. Only an Argon2id hash of the password is kept,
+    and the lockout state lives here so it holds across workers and restarts."""
+
+    __tablename__ = "clinicians"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    # Stripped and casefolded, so "Dr.Ng" and "dr.ng " are one account.
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id PHC string
+    created_at: Mapped[datetime] = mapped_column(Time())
+    disabled_at: Mapped[datetime | None] = mapped_column(Time())
+    failed_attempts: Mapped[int] = mapped_column(default=0)  # consecutive, since the last lock
+    locked_until: Mapped[datetime | None] = mapped_column(Time())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(Time())
+    password_changed_at: Mapped[datetime] = mapped_column(Time())
+
+
+class WebSession(Base):
+    """A signed-in browser. The row is keyed by the SHA-256 of the cookie's token, so a copy of
+    the database holds no usable session: the token itself is never stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex
+    clinician_id: Mapped[str] = mapped_column(
+        ForeignKey("clinicians.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(Time())
+    last_seen_at: Mapped[datetime] = mapped_column(Time())
+    expires_at: Mapped[datetime] = mapped_column(Time())  # absolute end, however active
+
+    # Declared so that a flush inserts the clinician before the sessions that refer to it.
+    clinician: Mapped[Clinician] = relationship()

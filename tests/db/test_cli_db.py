@@ -9,8 +9,8 @@ def test_current_is_behind_until_upgrade(database_url: str) -> None:
     env = {"ELIGO_DATABASE_URL": database_url}
     behind = run_eligo("db", "current", env=env)
     assert behind.returncode == 1
-    assert "database at revision (empty) (head 0002)" in behind.stdout
+    assert "database at revision (empty) (head 0003)" in behind.stdout
     upgraded = run_eligo("db", "upgrade", env=env)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "database at revision 0002 (head 0002)" in upgraded.stdout
+    assert "database at revision 0003 (head 0003)" in upgraded.stdout
     assert run_eligo("db", "current", env=env).returncode == 0
