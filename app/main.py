@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import cds_hooks, errors, evaluations, health, rulesets
+from app.api import cds_hooks, errors, evaluations, health, rulesets, web
 from app.api.body import BodySizeLimit
 from app.api.headers import PathCORS, SecurityHeaders
 from app.cds.jwt import ClientTokenVerifier
@@ -73,8 +74,9 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     _cds_hooks(app, settings)
     errors.install(app)
     _middleware(app, settings)
-    for module in (evaluations, rulesets, cds_hooks, health):
+    for module in (evaluations, rulesets, cds_hooks, health, web):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=web.WEB / "static"), name="static")
     log.info(
         "loaded %d rule sets (%s) from %s", len(rules.rulesets), rules.hash[:19], settings.rules_dir
     )

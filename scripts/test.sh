@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine with Python and PostgreSQL: creates .venv, installs
-# the locked dependencies, then lint, format check, type check, the rule toolchain (validate, clinical
-# vignettes, full three-valued coverage) and pytest twice: the application on SQLite (the
+# the locked dependencies and the browser tests' Chromium and axe-core, then lint, format check,
+# type check, the rule toolchain (validate, clinical vignettes, full three-valued coverage) and
+# pytest twice: the application on SQLite (the
 # embedded default), then again on the local PostgreSQL (started if it is down). The database
 # layer's own tests use both in each pass. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/postgres.sh
+source scripts/browser.sh  # Debian's Chromium and axe-core (npm ci) for tests/e2e/browser
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -94,3 +95,37 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = re.findall(r"^\s*bash (scripts/\w+\.sh)\s*$", readme, flags=re.MULTILINE)
     assert commands[:2] == ["scripts/serve.sh", "scripts/test.sh"]
     assert "bash scripts/test.sh" in ci
+
+
+def test_the_installed_package_carries_the_forms_templates_and_static_files(
+    tmp_path: Path,
+) -> None:
+    """The Docker image installs the package (not the source tree): every file the form
+    serves must be in the wheel."""
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("eligo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    web = ROOT / "app" / "web"
+    shipped = {
+        p.relative_to(ROOT).as_posix() for p in [*web.glob("templates/*"), *web.glob("static/*")]
+    }
+    assert shipped
+    assert shipped <= names, sorted(shipped - names)

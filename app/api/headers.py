@@ -1,8 +1,8 @@
 """Security headers on every response, stricter ones on HTML.
 
 API responses carry patient data: `no-store` keeps them out of browser and proxy caches unless
-an endpoint says otherwise. HTML (today the OpenAPI pages, later the clinician form) may not
-be framed (clickjacking) and runs only the scripts its policy names. The docs pages load
+an endpoint says otherwise. HTML may not be framed (clickjacking) and runs only the scripts its
+policy names. The clinician form runs its own files and nothing inline; the docs pages load
 Swagger UI and ReDoc from jsDelivr with an inline bootstrap script, so their policy allows
 exactly that and nothing else.
 """
@@ -17,6 +17,20 @@ ALWAYS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+# The clinician form: its own scripts and styles only, nothing inline, nothing from elsewhere.
+FORM_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ]
+)
+DOCS = ("/docs", "/redoc")
 HTML = {
     "x-frame-options": "DENY",
     "content-security-policy": "; ".join(
@@ -36,6 +50,11 @@ HTML = {
 }
 
 
+def _is_form_page(scope: Scope, headers: MutableHeaders) -> bool:
+    is_html = headers.get("content-type", "").startswith("text/html")
+    return is_html and not str(scope["path"]).startswith(DOCS)
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -48,6 +67,11 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                if _is_form_page(scope, headers):
+                    headers.setdefault("content-security-policy", FORM_POLICY)
+                    # The form's own POSTs must carry their Origin (the CSRF check reads it);
+                    # under no-referrer browsers send `Origin: null`. Nothing leaves the site.
+                    headers.setdefault("referrer-policy", "same-origin")
                 for name, value in ALWAYS.items():
                     headers.setdefault(name, value)
                 headers.setdefault("cache-control", "no-store")

@@ -216,6 +216,9 @@ class EvaluationSummary(_Out):
     client: ClientRef | None = Field(description="The API client that asked; null: auth off")
     patient_pseudonym: str | None
     hook_instance: str | None = Field(description="CDS Hooks only: the client's hookInstance")
+    clinician: str | None = Field(
+        description="The web form only: the user name of the clinician who asked"
+    )
     rules_hash: str
     decisions: list[DecisionRef]
 

@@ -41,6 +41,7 @@ class NewEvaluation:
     rulesets: list[RuleSet]
     statuses: list[str]
     hook_instance: str | None = None
+    clinician: str | None = None
 
 
 class StoredVersions:
@@ -81,6 +82,7 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
         input_normalised=new.input_normalised,
         result=new.result,
         hook_instance=new.hook_instance,
+        clinician=new.clinician,
     )
     evaluation.decisions = [
         EvaluationDecision(position=i, ruleset_id=r.id, ruleset_hash=r.hash, status=status)

@@ -49,6 +49,7 @@ class Asked:
     fhir: Any = None  # a FHIR R4 Bundle, or None
     hook_instance: str | None = None  # CDS Hooks: the client's id of the call
     call: Mapping[str, Any] | None = None  # CDS Hooks: what else the record keeps of the call
+    clinician: str | None = None  # the web form: the signed-in clinician's user name
 
 
 def patient_values(
@@ -139,6 +140,7 @@ def decide_and_record(
         rulesets=rulesets,
         statuses=[d.status.value for d in decisions],
         hook_instance=asked.hook_instance,
+        clinician=asked.clinician,
     )
     audit.record(session, new, stored)
     return answer
@@ -155,6 +157,7 @@ def summary(
         "client": {"id": client, "name": names.get(client)} if client else None,
         "patient_pseudonym": evaluation.patient_pseudonym,
         "hook_instance": evaluation.hook_instance,
+        "clinician": evaluation.clinician,
         "rules_hash": evaluation.rules_hash,
         "decisions": [
             {

@@ -1,0 +1,385 @@
+"""The clinician web form: server-rendered HTML that works without JavaScript.
+
+`GET /` is the form; `POST /` decides (recorded, channel `form`) and redirects to
+`/?evaluation=<id>`, which shows the form filled in with the results beneath it, the page the
+CDS Hooks cards link to. A FHIR bundle pasted or uploaded at `POST /fhir` fills the form the
+same way, each value saying which resource it came from. `/report/<id>` is the printable
+report. Everything decides through the evaluation service, like the API.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData, UploadFile
+
+from app import strict_json
+from app.api import web_auth
+from app.api.deps import DbSession, get_rules, get_settings
+from app.db import audit
+from app.db.models import Evaluation
+from app.engine.inputs import InvalidInput
+from app.engine.model import RuleBase
+from app.services import accounts
+from app.services import evaluations as service
+from app.settings import Settings
+from app.web import forms, view
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+templates = Jinja2Templates(directory=WEB / "templates")
+templates.env.filters["unit_words"] = view.unit_words
+templates.env.filters["number"] = view.number
+templates.env.globals["cite_link"] = view.link
+router = APIRouter(include_in_schema=False)
+
+Rules = Annotated[RuleBase, Depends(get_rules)]
+Config = Annotated[Settings, Depends(get_settings)]
+_EVALUATION_ID = re.compile(r"^[0-9a-f-]{36}$")
+
+
+async def form_data(request: Request) -> FormData:
+    """The posted form, parsed before the (synchronous) endpoint runs. Multipart parts may
+    be as large as a whole request (a pasted FHIR bundle); the body limit still applies."""
+    limit = get_settings(request).max_body_bytes
+    return await request.form(max_files=1, max_fields=500, max_part_size=limit)
+
+
+Posted = Annotated[FormData, Depends(form_data)]
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def _page(
+    request: Request,
+    settings: Settings,
+    name: str,
+    context: Mapping[str, Any],
+    status: int = 200,
+) -> Response:
+    token, new = web_auth.csrf_value(request, settings)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"csrf": token, "development": not settings.auth, **context},
+        status_code=status,
+    )
+    if new:
+        web_auth.set_cookie(response, request, settings, "csrf", token, samesite="strict")
+    return response
+
+
+def _sign_in_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/sign-in?next={quote(target, safe='')}", status_code=303)
+
+
+def _who(request: Request, session: Session, settings: Settings) -> web_auth.Viewer | None:
+    try:
+        return web_auth.viewer(request, session, settings)
+    except web_auth.SignInNeeded:
+        return None
+
+
+def _no_viewer(request: Request, settings: Settings) -> Response:
+    """Local accounts: to the sign-in page. Proxy: the proxy should have signed them in."""
+    if settings.sign_in == "proxy":
+        return _page(
+            request,
+            settings,
+            "message.html",
+            {
+                "title": "Not signed in",
+                "message": "Sign-in is handled by your organisation's single sign-on, and this "
+                "request did not come through it. Open Eligo from its usual address.",
+            },
+            401,
+        )
+    return _sign_in_redirect(request)
+
+
+def _form_context(
+    rules: RuleBase,
+    viewer: web_auth.Viewer,
+    entries: Mapping[str, forms.Entry],
+    errors: Mapping[str, str],
+    *,
+    evaluation: Evaluation | None = None,
+    fhir_text: str = "",
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "viewer": viewer,
+        "sections": view.sections(rules.features),
+        "entries": entries,
+        "errors": errors,
+        "labels": {k: f.spec.label for k, f in rules.features.items()},
+        "fhir_text": fhir_text,
+        "evaluation": None,
+    }
+    if evaluation is not None:
+        context.update(_evaluation_context(evaluation, rules))
+    return context
+
+
+def _evaluation_context(evaluation: Evaluation, rules: RuleBase) -> dict[str, Any]:
+    result = evaluation.result
+    fhir = result.get("fhir")
+    return {
+        "evaluation": evaluation,
+        "results": view.results(result["results"], rules.features),
+        "rulesets": [r["ruleset"] for r in result["results"]],
+        "fhir": fhir,
+        "fhir_from": evaluation.id if "fhir" in evaluation.input_received else None,
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+def form_page(
+    request: Request,
+    session: DbSession,
+    rules: Rules,
+    settings: Config,
+    evaluation: str | None = None,
+) -> Response:
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    if evaluation is None:
+        return _page(request, settings, "form.html", _form_context(rules, viewer, {}, {}))
+    found = _find(session, evaluation)
+    if found is None:
+        return _not_found(request, settings, evaluation)
+    entries = forms.entries_of(found.input_normalised, rules.features)
+    return _page(
+        request, settings, "form.html", _form_context(rules, viewer, entries, {}, evaluation=found)
+    )
+
+
+def _find(session: Session, evaluation_id: str) -> Evaluation | None:
+    if not _EVALUATION_ID.match(evaluation_id):
+        return None
+    return audit.get(session, evaluation_id)
+
+
+def _not_found(request: Request, settings: Settings, evaluation_id: str) -> Response:
+    return _page(
+        request,
+        settings,
+        "message.html",
+        {
+            "title": "Evaluation not found",
+            "message": f"There is no evaluation {evaluation_id[:40]!r}. Check the link, or start "
+            "a new evaluation.",
+        },
+        404,
+    )
+
+
+@router.post("/", response_class=HTMLResponse)
+def evaluate_form(
+    request: Request,
+    posted: Posted,
+    session: DbSession,
+    rules: Rules,
+    settings: Config,
+) -> Response:
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    refused = _csrf(request, settings, posted)
+    if refused is not None:
+        return refused
+    fields = [(k, v) for k, v in posted.multi_items() if isinstance(v, str)]
+    parsed = forms.parse(fields, rules.features)
+    fhir = None
+    source = _find(session, str(posted.get("fhir_from") or ""))
+    if source is not None and "fhir" in source.input_received:
+        fhir = source.input_received["fhir"]
+        _keep_fhir_values(parsed, forms.entries_of(source.input_normalised, rules.features))
+    if parsed.errors:
+        forms.check(parsed, rules.features)
+    else:
+        asked = service.Asked(
+            parsed.features, None, "form", None, fhir=fhir, clinician=viewer.username
+        )
+        try:
+            answer = service.decide_and_record(
+                session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
+            )
+        except InvalidInput as exc:
+            parsed.errors.update(forms.engine_errors(exc.issues))
+        else:
+            return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
+    return _page(
+        request,
+        settings,
+        "form.html",
+        _form_context(rules, viewer, parsed.entries, parsed.errors),
+        422,
+    )
+
+
+def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]) -> None:
+    """A value still as FHIR gave it is left to FHIR (so it keeps its provenance); a value
+    the clinician changed is sent as theirs and replaces FHIR's."""
+    for key, entry in from_fhir.items():
+        shown = parsed.entries.get(key)
+        if entry.source and shown and (shown.value, shown.unit) == (entry.value, entry.unit):
+            parsed.features.pop(key, None)
+            shown.source = entry.source
+
+
+def _csrf(request: Request, settings: Settings, posted: FormData) -> Response | None:
+    token = posted.get(web_auth.CSRF_FIELD)
+    try:
+        web_auth.check_csrf(request, settings, token if isinstance(token, str) else None)
+    except web_auth.CrossSiteRefused as exc:
+        return _page(
+            request,
+            settings,
+            "message.html",
+            {"title": "Form refused", "message": str(exc)},
+            403,
+        )
+    return None
+
+
+@router.post("/fhir", response_class=HTMLResponse)
+async def load_fhir(
+    request: Request,
+    posted: Posted,
+    session: DbSession,
+    rules: Rules,
+    settings: Config,
+) -> Response:
+    """Async only to read an uploaded file; the deciding is quick and in-process."""
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    refused = _csrf(request, settings, posted)
+    if refused is not None:
+        return refused
+    text = await _bundle_text(posted)
+    error, bundle = _read_bundle(text)
+    if error is None:
+        asked = service.Asked({}, None, "form", None, fhir=bundle, clinician=viewer.username)
+        try:
+            answer = service.decide_and_record(
+                session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
+            )
+        except InvalidInput as exc:
+            error = "; ".join(forms.engine_errors(exc.issues).values())
+        else:
+            return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
+    context = _form_context(rules, viewer, {}, {"fhir": error}, fhir_text=text[:200_000])
+    return _page(request, settings, "form.html", context, 422)
+
+
+async def _bundle_text(posted: FormData) -> str:
+    upload = posted.get("bundle_file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        raw = await upload.read()
+        return raw.decode("utf-8", errors="replace")
+    pasted = posted.get("bundle")
+    return pasted if isinstance(pasted, str) else ""
+
+
+def _read_bundle(text: str) -> tuple[str | None, Any]:
+    """(error, bundle): the JSON problem with line and column, in words."""
+    if not text.strip():
+        return "paste a FHIR R4 Bundle (JSON) or choose a file", None
+    try:
+        bundle = strict_json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", None
+    except ValueError as exc:
+        return f"not valid JSON: {exc}", None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return 'this JSON is not a FHIR Bundle (resourceType must be "Bundle")', None
+    return None, bundle
+
+
+@router.get("/report/{evaluation_id}", response_class=HTMLResponse)
+def report(
+    evaluation_id: str,
+    request: Request,
+    session: DbSession,
+    rules: Rules,
+    settings: Config,
+) -> Response:
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    found = _find(session, evaluation_id)
+    if found is None:
+        return _not_found(request, settings, evaluation_id)
+    context = _form_context(
+        rules,
+        viewer,
+        forms.entries_of(found.input_normalised, rules.features),
+        {},
+        evaluation=found,
+    )
+    return _page(request, settings, "report.html", context)
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+def sign_in_page(request: Request, settings: Config, next: str = "/") -> Response:
+    if not settings.auth or settings.sign_in != "local":
+        return RedirectResponse(web_auth.safe_next(next), status_code=303)
+    return _page(
+        request, settings, "sign_in.html", {"next": web_auth.safe_next(next), "username": ""}
+    )
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+def sign_in(request: Request, posted: Posted, session: DbSession, settings: Config) -> Response:
+    target = web_auth.safe_next(str(posted.get("next") or "/"))
+    if not settings.auth or settings.sign_in != "local":
+        return RedirectResponse(target, status_code=303)
+    refused = _csrf(request, settings, posted)
+    if refused is not None:
+        return refused
+    username = str(posted.get("username") or "")[:100]
+    password = str(posted.get("password") or "")
+    try:
+        clinician = accounts.sign_in(session, username, password, web_auth.now())
+    except accounts.SignInRefused as exc:
+        context = {"next": target, "username": username, "error": str(exc)}
+        return _page(request, settings, "sign_in.html", context, 401)
+    token = accounts.start_session(session, clinician, web_auth.now(), settings.session_max_hours)
+    response = RedirectResponse(target, status_code=303)
+    web_auth.set_cookie(response, request, settings, "session", token)
+    # A new CSRF token with the new session: one planted before sign-in is worth nothing.
+    web_auth.set_cookie(response, request, settings, "csrf", web_auth.new_csrf(), samesite="strict")
+    return response
+
+
+@router.post("/sign-out", response_class=HTMLResponse)
+def sign_out(request: Request, posted: Posted, session: DbSession, settings: Config) -> Response:
+    refused = _csrf(request, settings, posted)
+    if refused is not None:
+        return refused
+    token = request.cookies.get(web_auth.cookie_name("session", request, settings))
+    if token:
+        accounts.end_session(session, token)
+    response = RedirectResponse("/sign-in", status_code=303)
+    response.delete_cookie(
+        web_auth.cookie_name("session", request, settings),
+        path="/",
+        secure=web_auth.secure(request, settings),
+        httponly=True,
+    )
+    return response

@@ -1,0 +1,12 @@
+// Progressive enhancement only: every page works without this file.
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  // A print button where scripts run (the browser's own Print works everywhere).
+  for (const button of document.querySelectorAll("[data-print]")) {
+    button.hidden = false;
+    button.addEventListener("click", () => window.print());
+  }
+  // Move focus to the error summary so screen-reader and keyboard users land on it.
+  const summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
+});

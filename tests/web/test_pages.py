@@ -1,0 +1,226 @@
+"""The form over HTTP in the quick start's development mode: decide, show, keep what was typed,
+refuse forged posts, load FHIR, open a recorded evaluation and its report."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.db.models import Evaluation
+from tests.astis_patients import ASTIS_CANDIDATE
+from tests.fhir.bundles import ssc_bundle
+from tests.web.conftest import csrf_of, form_fields, sessions
+
+
+def _count(client: TestClient) -> int:
+    with sessions(client)() as session:
+        return int(session.scalar(select(func.count()).select_from(Evaluation)) or 0)
+
+
+def _post(client: TestClient, fields: dict[str, str], path: str = "/") -> httpx.Response:
+    token = csrf_of(client.get("/").text)
+    answer: httpx.Response = client.post(
+        path, data={**fields, "csrf_token": token}, follow_redirects=False
+    )
+    return answer
+
+
+def _panel(html: str, ruleset: str) -> str:
+    start = html.index(f'id="rs-{ruleset}"')
+    return html[start : html.index("</article>", start)]
+
+
+def test_the_form_is_generated_from_the_catalogue_and_announces_development(
+    development: TestClient,
+) -> None:
+    page = development.get("/")
+    assert page.status_code == 200
+    html = page.text
+    for heading in ("Demographics and diagnosis", "Lung", "Heart", "Kidney", "Prior treatment"):
+        assert f"<h3>{heading}</h3>" in html
+    assert 'id="f-dlco_percent_predicted"' in html
+    assert '<label for="f-lvef_percent">LVEF</label>' in html
+    assert '<option value="kPa">kPa</option>' in html  # PaO2's other unit
+    assert "Development mode:" in html
+    assert "novalidate" in html
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "eligo-csrf" in page.headers["set-cookie"]
+    assert "SameSite=strict" in page.headers["set-cookie"]
+
+
+def test_a_clear_candidate_is_a_candidate_and_recorded(development: TestClient) -> None:
+    answer = _post(development, form_fields(ASTIS_CANDIDATE))
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    evaluation_id = re.fullmatch(r"/\?evaluation=([0-9a-f-]{36})", location)
+    assert evaluation_id
+    html = development.get(location).text
+    astis = _panel(html, "hsct-ssc-astis")
+    assert "✓</span> Candidate" in astis
+    assert "86.26 mmHg (given as 11.5 kPa)" in astis
+    assert 'role="img" aria-label="dlco_percent_predicted: patient 55 %' in astis
+    assert "https://doi.org/10.1136/rmdopen-2017-000533" in astis
+    assert "review status <strong>draft</strong> (needs local clinical review)" in astis
+    # the form is filled in again as typed, units included
+    assert re.search(r'id="f-pao2_mmhg"[^>]*value="11.5"', html)
+    assert '<option value="kPa" selected>' in html
+    record = development.get(f"/v1/evaluations/{evaluation_id.group(1)}").json()
+    assert record["channel"] == "form"
+    assert record["clinician"] is None  # development mode: nobody signed in
+
+
+def test_without_dlco_astis_is_undecided_and_dlco_is_what_to_measure(
+    development: TestClient,
+) -> None:
+    fields = form_fields(ASTIS_CANDIDATE)
+    del fields["dlco_percent_predicted"]
+    location = _post(development, fields).headers["location"]
+    astis = _panel(development.get(location).text, "hsct-ssc-astis")
+    assert "Undecided: values missing" in astis
+    measure = astis[astis.index("What to measure next") :]
+    assert '<a href="#f-dlco_percent_predicted">DLCO</a>' in measure
+
+
+def test_an_impossible_value_is_named_and_nothing_typed_is_lost(
+    development: TestClient,
+) -> None:
+    before = _count(development)
+    fields = {**form_fields(ASTIS_CANDIDATE), "lvef_percent": "150", "mrss": "lots"}
+    answer = _post(development, fields)
+    assert answer.status_code == 422
+    html = answer.text
+    assert _count(development) == before
+    assert 'id="e-lvef_percent"' in html
+    assert "150 % is outside the plausible range 5–90 %" in html
+    assert "&#39;lots&#39; is not a number" in html
+    assert re.search(r'id="f-lvef_percent"[^>]*value="150"', html)
+    assert re.search(r'id="f-lvef_percent"[^>]*aria-invalid="true"', html)
+    assert re.search(r'id="f-age_years"[^>]*value="45"', html)
+    assert re.search(r'value="yes" checked', html)  # radios kept too
+    assert '<a href="#f-lvef_percent">LVEF: 150 %' in html  # the summary links to the field
+
+
+def test_forged_posts_are_refused_and_record_nothing(development: TestClient) -> None:
+    fields = form_fields(ASTIS_CANDIDATE)
+    development.get("/")
+    no_token = development.post("/", data=fields, follow_redirects=False)
+    assert no_token.status_code == 403
+    assert "security token" in no_token.text
+    token = csrf_of(development.get("/").text)
+    wrong = development.post("/", data={**fields, "csrf_token": token[::-1]})
+    assert wrong.status_code == 403
+    other_site = development.post(
+        "/",
+        data={**fields, "csrf_token": token},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert other_site.status_code == 403
+    cross = development.post(
+        "/",
+        data={**fields, "csrf_token": token},
+        headers={"Sec-Fetch-Site": "cross-site"},
+        follow_redirects=False,
+    )
+    assert cross.status_code == 403
+    assert _count(development) == 0
+
+
+def test_a_pasted_bundle_fills_the_form_and_says_where_values_came_from(
+    development: TestClient,
+) -> None:
+    bundle = json.dumps(ssc_bundle(datetime.now(UTC).date()))
+    token = csrf_of(development.get("/").text)
+    answer = development.post(
+        "/fhir",
+        data={"csrf_token": token, "bundle": bundle},
+        files={"bundle_file": ("", b"")},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text[:500]
+    html = development.get(answer.headers["location"]).text
+    assert "From the FHIR bundle" in html
+    assert re.search(r'id="s-dlco_percent_predicted">From FHIR: Observation/[^<]+\(\d{4}-', html)
+    assert re.search(r"from Observation/[^<]+, \d{4}-\d\d-\d\d", html)  # in the criteria
+    assert 'name="fhir_from"' in html
+
+
+def test_resubmitting_a_fhir_filled_form_keeps_provenance_for_unchanged_values(
+    development: TestClient,
+) -> None:
+    bundle = json.dumps(ssc_bundle(datetime.now(UTC).date()))
+    token = csrf_of(development.get("/").text)
+    first = development.post(
+        "/fhir", data={"csrf_token": token, "bundle": bundle}, follow_redirects=False
+    )
+    first_id = first.headers["location"].split("=")[1]
+    shown = development.get(f"/v1/evaluations/{first_id}").json()["input"]["normalised"]
+    dlco = shown["dlco_percent_predicted"]
+    fields = {"fhir_from": first_id, "csrf_token": token, "lvef_percent": "50"}
+    fields["dlco_percent_predicted"] = str(dlco["given"]["value"]).removesuffix(".0")
+    second = development.post("/", data=fields, follow_redirects=False)
+    assert second.status_code == 303, second.text[:1000]
+    record = development.get(f"/v1/evaluations/{second.headers['location'].split('=')[1]}").json()
+    values = record["input"]["normalised"]
+    assert values["dlco_percent_predicted"]["provenance"]["source"] == "fhir"
+    assert values["lvef_percent"]["provenance"] == {"source": "input"}
+    assert values["lvef_percent"]["value"] == 50
+
+
+def test_bad_bundles_are_named_next_to_the_bundle(development: TestClient) -> None:
+    token = csrf_of(development.get("/").text)
+    cases = {
+        '{"resourceType": "Bundle",\n "entry": [}': "not valid JSON: Expecting value at line 2",
+        "[1, 2]": "not a FHIR Bundle",
+        "": "paste a FHIR R4 Bundle",
+        '{"resourceType": "Bundle", "type": "collection", "entry": [{"resource": '
+        '{"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": '
+        '"http://loinc.org", "code": "10230-1"}]}, "valueQuantity": {"value": 150, '
+        '"unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}, '
+        '"effectiveDateTime": "2026-11-01"}}]}': "outside the plausible range",
+    }
+    for text, message in cases.items():
+        answer = development.post("/fhir", data={"csrf_token": token, "bundle": text})
+        assert answer.status_code == 422, text
+        assert 'id="e-bundle"' in answer.text
+        assert message in answer.text, answer.text[answer.text.find('id="e-bundle"') :][:300]
+        assert "<details open>" in answer.text
+    assert _count(development) == 0
+
+
+def test_a_recorded_evaluation_opens_by_id_and_prints(development: TestClient) -> None:
+    made = development.post("/v1/evaluations", json={"features": ASTIS_CANDIDATE}).json()
+    page = development.get(f"/?evaluation={made['id']}")
+    assert page.status_code == 200
+    assert made["id"] in page.text
+    assert "the API" in page.text
+    report = development.get(f"/report/{made['id']}")
+    assert report.status_code == 200
+    html = report.text
+    assert made["id"] in html
+    assert "<td>hsct-ssc-astis</td>" not in html  # ids are in <code>
+    assert "<code>hsct-ssc-astis</code>" in html
+    assert "<td>1.0.0</td><td><code>sha256:" in html
+    assert "<td>draft</td>" in html
+    assert "Patient values" in html
+    assert "11.5 kPa" in html
+
+
+def test_unknown_evaluations_are_404_pages(development: TestClient) -> None:
+    for path in (
+        "/?evaluation=00000000-0000-0000-0000-000000000000",
+        "/?evaluation=<script>",
+        "/report/nope",
+    ):
+        page = development.get(path)
+        assert page.status_code == 404
+        assert "Evaluation not found" in page.text
+        assert "<script>" not in page.text

@@ -1,0 +1,174 @@
+"""Clinician sign-in for the form: local accounts with server-side sessions, a trusted proxy's
+identity header, and what each refuses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from app.main import create_app
+from app.services import accounts
+from app.settings import Settings
+from tests.astis_patients import ASTIS_CANDIDATE
+from tests.conftest import SHIPPED_RULES
+from tests.databases import app_database
+from tests.web.conftest import csrf_of, form_fields, sessions
+
+PASSWORD = "a long enough clinic passphrase"  # noqa: S105 - a test account's
+WRONG_PASSWORD = "not the passphrase at all"  # noqa: S105
+
+
+def _add_clinician(client: TestClient, username: str = "dr.ng") -> None:
+    with sessions(client)() as session:
+        accounts.create_clinician(session, username, "Dr Ng", PASSWORD, datetime.now(UTC))
+        session.commit()
+
+
+def _sign_in(client: TestClient, password: str = PASSWORD, next_: str = "/") -> httpx.Response:
+    token = csrf_of(client.get("/sign-in").text)
+    answer: httpx.Response = client.post(
+        "/sign-in",
+        data={"username": "Dr.Ng", "password": password, "next": next_, "csrf_token": token},
+        follow_redirects=False,
+    )
+    return answer
+
+
+def test_the_form_needs_a_signed_in_clinician(accounts_app: TestClient) -> None:
+    page = accounts_app.get("/?evaluation=abc", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/sign-in?next=%2F%3Fevaluation%3Dabc"
+    posted = accounts_app.post("/", data=form_fields(ASTIS_CANDIDATE), follow_redirects=False)
+    assert posted.status_code == 303
+    assert posted.headers["location"].startswith("/sign-in")
+    sign_in = accounts_app.get("/sign-in")
+    assert "Development mode" not in sign_in.text
+    assert 'autocomplete="current-password"' in sign_in.text
+
+
+def test_signing_in_opens_the_form_and_records_the_clinician(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    answer = _sign_in(accounts_app, next_="/?evaluation=x")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/?evaluation=x"
+    cookies = answer.headers.get_list("set-cookie")
+    session_cookie = next(c for c in cookies if c.startswith("eligo-session="))
+    assert "HttpOnly" in session_cookie
+    assert "SameSite=lax" in session_cookie
+    token = session_cookie.split(";")[0].split("=", 1)[1]
+    with sessions(accounts_app)() as session:
+        stored = session.scalars(text("SELECT token_hash FROM web_sessions")).all()
+    assert stored
+    assert token not in stored  # only a hash is kept
+    form = accounts_app.get("/")
+    assert "Signed in as <strong>Dr Ng</strong>" in form.text
+    fields = {**form_fields(ASTIS_CANDIDATE), "csrf_token": csrf_of(form.text)}
+    made = accounts_app.post("/", data=fields, follow_redirects=False)
+    assert made.status_code == 303
+    page = accounts_app.get(made.headers["location"])
+    assert ", by dr.ng" in page.text
+
+
+def test_a_wrong_password_says_only_that_and_keeps_the_name(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    wrong = _sign_in(accounts_app, password=WRONG_PASSWORD)
+    assert wrong.status_code == 401
+    html = wrong.text
+    assert "wrong user name or password" in html
+    assert 'value="Dr.Ng"' in html
+    assert "eligo-session" not in str(wrong.headers)
+    assert accounts_app.get("/", follow_redirects=False).status_code == 303
+
+
+def test_ten_failures_lock_the_account(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    for _ in range(10):
+        _sign_in(accounts_app, password=WRONG_PASSWORD)
+    locked = _sign_in(accounts_app)  # even the right password, while locked
+    assert locked.status_code == 401
+    assert "too many failed attempts" in locked.text
+
+
+def test_signing_out_ends_the_session_on_the_server(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    _sign_in(accounts_app)
+    cookie = accounts_app.cookies.get("eligo-session")
+    assert cookie
+    token = csrf_of(accounts_app.get("/").text)
+    out = accounts_app.post("/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303
+    assert accounts_app.get("/", follow_redirects=False).status_code == 303
+    # the old cookie, replayed, is worth nothing
+    accounts_app.cookies.set("eligo-session", cookie)
+    assert accounts_app.get("/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_needs_the_csrf_token_and_goes_nowhere_else(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    accounts_app.get("/sign-in")
+    forged = accounts_app.post(
+        "/sign-in", data={"username": "dr.ng", "password": PASSWORD}, follow_redirects=False
+    )
+    assert forged.status_code == 403
+    for target in ("//evil.example/x", "https://evil.example", "/\\evil"):
+        answer = _sign_in(accounts_app, next_=target)
+        assert answer.headers["location"] == "/", target
+
+
+@pytest.fixture
+def proxied(tmp_path: Path) -> Iterator[TestClient]:
+    """Sign-in by a reverse proxy on 10.0.0.0/8; the test client's address is `testclient`
+    unless the transport says otherwise."""
+    with app_database(tmp_path) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES,
+            database_url=url,
+            sign_in="proxy",
+            trusted_proxies=["127.0.0.1/32"],
+        )
+        app = create_app(settings)
+        with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 5000)) as c:
+            yield c
+
+
+def test_a_trusted_proxys_header_signs_the_clinician_in(proxied: TestClient) -> None:
+    page = proxied.get("/", headers={"X-Forwarded-User": "jdoe@hospital.example"})
+    assert page.status_code == 200
+    assert "Signed in as <strong>jdoe@hospital.example</strong>" in page.text
+    refused = proxied.get("/")
+    assert refused.status_code == 401
+    assert "single sign-on" in refused.text
+
+
+def test_the_header_from_anyone_else_is_ignored(tmp_path: Path) -> None:
+    with app_database(tmp_path) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES,
+            database_url=url,
+            sign_in="proxy",
+            trusted_proxies=["10.0.0.0/8"],
+        )
+        with TestClient(create_app(settings), client=("192.0.2.7", 5000)) as client:
+            page = client.get("/", headers={"X-Forwarded-User": "admin"})
+    assert page.status_code == 401
+    assert re.search(r"Signed in as", page.text) is None
+
+
+def test_secure_cookies_get_host_only_names(tmp_path: Path) -> None:
+    """Behind https (or ELIGO_COOKIE_SECURE): Secure cookies with the `__Host-` prefix."""
+    with app_database(tmp_path) as url:
+        settings = Settings(rules_dir=SHIPPED_RULES, database_url=url, cookie_secure=True)
+        with TestClient(create_app(settings), base_url="https://eligo.example") as client:
+            _add_clinician(client)
+            answer = _sign_in(client)
+    cookies = answer.headers.get_list("set-cookie")
+    names = sorted(c.split("=")[0] for c in cookies)
+    assert names == ["__Host-eligo-csrf", "__Host-eligo-session"]
+    assert all("Secure" in c and "Path=/" in c and "Domain" not in c for c in cookies)

@@ -1,0 +1,148 @@
+"""The form's view models: sections from the catalogue, pictures of numeric criteria, words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.engine import present
+from app.engine.inputs import normalise
+from app.engine.model import RuleBase
+from app.engine.run import evaluate_all, select
+from app.web import view
+from tests.astis_patients import ASTIS_CANDIDATE
+
+
+def _decisions(rules: RuleBase, patient: dict[str, Any]) -> list[dict[str, Any]]:
+    values = normalise(patient, rules.features)
+    return [present.decision(d, rules) for d in evaluate_all(select(rules, None), values)]
+
+
+def _astis(shown: view.Results) -> view.Panel:
+    return next(p for t in shown.therapies for p in t.panels if p.ruleset["id"] == "hsct-ssc-astis")
+
+
+def test_every_feature_is_in_one_section_in_clinical_order(shipped_rules: RuleBase) -> None:
+    sections = view.sections(shipped_rules.features)
+    ids = [f.id for s in sections for f in s.fields]
+    assert sorted(ids) == sorted(shipped_rules.features)
+    titles = [s.title for s in sections]
+    assert titles[:3] == ["Demographics and diagnosis", "Skin", "Lung"]
+    assert (
+        titles.index("Kidney")
+        < titles.index("Prior treatment")
+        < titles.index("Comorbidities and safety")
+    )
+    pao2 = next(f for s in sections for f in s.fields if f.id == "pao2_mmhg")
+    assert pao2.units == (("mm[Hg]", "mmHg"), ("kPa", "kPa"))
+    assert pao2.range == ("20", "150")
+
+
+def test_a_group_no_section_names_still_gets_a_section(shipped_rules: RuleBase) -> None:
+    feature = shipped_rules.features["lvef_percent"]
+    moved = type(feature)(feature.spec.model_copy(update={"group": "imaging_other"}))
+    sections = view.sections({"lvef_percent": moved})
+    assert [(s.title, [f.id for f in s.fields]) for s in sections] == [
+        ("Imaging other", ["lvef_percent"])
+    ]
+
+
+def _atom(**kw: Any) -> dict[str, Any]:
+    return {"feature": "dlco_percent_predicted", "unit": "%", "result": "not_met", **kw}
+
+
+def test_scale_below_a_threshold_shades_the_low_side(shipped_rules: RuleBase) -> None:
+    atom = _atom(value=55.0, threshold=40.0, comparison="<")
+    drawn = view.scale(atom, shipped_rules.features["dlco_percent_predicted"], "%")
+    assert drawn is not None
+    assert drawn.shaded[0] == 0
+    ((tick, label),) = drawn.ticks
+    assert label == "40"
+    assert drawn.shaded[1] == tick
+    assert tick < drawn.marker < 100  # 55 is right of 40, inside the window
+    assert "patient 55 %" in drawn.text
+    assert "< 40 %" in drawn.text
+    assert float(drawn.low) <= 40
+    assert float(drawn.high) >= 55
+
+
+def test_scale_between_shades_the_band_and_stays_in_the_plausible_range(
+    shipped_rules: RuleBase,
+) -> None:
+    atom = _atom(
+        feature="age_years",
+        unit="a",
+        value=70.0,
+        threshold={"low": 18.0, "high": 65.0},
+        comparison="between",
+    )
+    drawn = view.scale(atom, shipped_rules.features["age_years"], "years")
+    assert drawn is not None
+    (low_tick, _), (high_tick, _) = drawn.ticks
+    assert drawn.shaded == (low_tick, high_tick)
+    assert drawn.marker > high_tick  # 70 is past the band's end
+    assert float(drawn.low) >= 0  # never below the catalogue's 0-120
+
+
+@pytest.mark.parametrize(
+    "atom",
+    [
+        _atom(value=None, threshold=40.0, comparison="<"),
+        _atom(value=True, threshold=True, comparison="=="),
+        _atom(value="III", threshold=["III", "IV"], comparison="in"),
+    ],
+)
+def test_no_scale_without_a_known_number(atom: dict[str, Any]) -> None:
+    assert view.scale(atom, None, "") is None
+
+
+def test_numbers_read_as_written() -> None:
+    assert view.number(45.0) == "45"
+    assert view.number(1.5) == "1.5"
+    assert view.number(86.25604) == "86.26"
+
+
+def test_results_lead_with_what_applies(shipped_rules: RuleBase) -> None:
+    patient = {**ASTIS_CANDIDATE, "sle_diagnosis": False}
+    shown = view.results(_decisions(shipped_rules, patient), shipped_rules.features)
+    assert {t.title for t in shown.therapies} == {
+        "Autologous HSCT for SSc",
+        "MSC for SSc",
+        "CD19 CAR-T for SSc",
+    }
+    assert all(p.status == "not_indicated" for p in shown.not_indicated)
+    assert {p.ruleset["indication"] for p in shown.not_indicated} == {"sle"}
+    astis = _astis(shown)
+    assert (astis.status_words, astis.symbol) == ("Candidate", "✓")
+    pao2 = next(a for c in astis.criteria for a in c.atoms if a.feature == "pao2_mmhg")
+    assert pao2.value == "86.26 mmHg (given as 11.5 kPa)"
+    assert pao2.threshold == "< 60 mmHg"
+
+
+def test_an_undecided_panel_says_what_to_measure_in_words(shipped_rules: RuleBase) -> None:
+    patient = {k: v for k, v in ASTIS_CANDIDATE.items() if k != "dlco_percent_predicted"}
+    shown = view.results(_decisions(shipped_rules, patient), shipped_rules.features)
+    astis = _astis(shown)
+    assert astis.status == "indeterminate"
+    assert astis.missing == (("dlco_percent_predicted", "DLCO"),)
+    assert astis.deciding == ()
+
+
+def test_a_ruled_out_panel_names_what_rules_out(shipped_rules: RuleBase) -> None:
+    shown = view.results(
+        _decisions(shipped_rules, {**ASTIS_CANDIDATE, "lvef_percent": 40}),
+        shipped_rules.features,
+    )
+    astis = _astis(shown)
+    assert astis.status_words == "Ruled out"
+    (deciding,) = astis.deciding
+    assert [(a.label, a.value, a.threshold) for a in deciding.atoms] == [("LVEF", "40 %", "< 45 %")]
+
+
+def test_citation_links_prefer_doi_then_pubmed() -> None:
+    assert view.link({"doi": "10.1/x", "pmid": "1", "url": "u"}) == "https://doi.org/10.1/x"
+    assert view.link({"doi": None, "pmid": "25058083", "url": "u"}) == (
+        "https://pubmed.ncbi.nlm.nih.gov/25058083/"
+    )
+    assert view.link({"doi": None, "pmid": None, "url": None}) is None
