@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import strict_json
@@ -60,13 +61,32 @@ class BodySizeLimit:
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(
-            413,
-            "Payload too large",
-            f"request body exceeds the limit of {self.limit} bytes",
-            headers={"Connection": "close"},
-        )
+        detail = f"request body exceeds the limit of {self.limit} bytes"
+        response: Response
+        if _is_html_form(scope):
+            # A browser posting the clinician form gets a page, not JSON; its Back button
+            # brings the form back as it was.
+            response = HTMLResponse(
+                _TOO_LARGE_PAGE.format(limit=self.limit // (1024 * 1024) or 1),
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+        else:
+            response = problem(413, "Payload too large", detail, headers={"Connection": "close"})
         await response(scope, receive, send)
+
+
+_TOO_LARGE_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Too large · Eligo</title><link rel="stylesheet" href="/static/eligo.css"></head>
+<body><main><h1>Too large to send</h1><p>What you sent is larger than the {limit} MB this
+service accepts. Go back (nothing was evaluated or recorded): a FHIR bundle this large is
+better sent by the EHR, or trimmed to the patient's recent resources.</p>
+<p><a href="/">Start a new evaluation</a></p></main></body></html>"""
+
+
+def _is_html_form(scope: Scope) -> bool:
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip()
+    return content_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 def parse_json(body: bytes, content_type: str | None) -> Any:

@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.db.models import Evaluation
+from app.main import create_app
+from app.settings import Settings
 from tests.astis_patients import ASTIS_CANDIDATE
+from tests.conftest import SHIPPED_RULES
+from tests.databases import app_database
 from tests.fhir.bundles import ssc_bundle
 from tests.web.conftest import csrf_of, form_fields, sessions
 
@@ -224,3 +229,32 @@ def test_unknown_evaluations_are_404_pages(development: TestClient) -> None:
         assert page.status_code == 404
         assert "Evaluation not found" in page.text
         assert "<script>" not in page.text
+
+
+def test_an_oversized_bundle_gets_a_page_and_records_nothing(tmp_path: Path) -> None:
+    with app_database(tmp_path) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES, database_url=url, auth=False, max_body_bytes=64 * 1024
+        )
+        with TestClient(create_app(settings)) as client:
+            token = csrf_of(client.get("/").text)
+            answer = client.post("/fhir", data={"csrf_token": token, "bundle": "x" * 70_000})
+            assert answer.status_code == 413
+            assert answer.headers["content-type"].startswith("text/html")
+            assert "Too large to send" in answer.text
+            assert _count(client) == 0
+
+
+def test_malformed_form_bodies_are_4xx(development: TestClient) -> None:
+    token = csrf_of(development.get("/").text)
+    broken = development.post(
+        "/fhir",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="bundle"\r\n\r\nunterminated',
+        headers={"content-type": "multipart/form-data"},  # no boundary: unreadable
+    )
+    assert broken.status_code == 400
+    too_many = development.post(
+        "/", data={"csrf_token": token, **{f"x{i}": "1" for i in range(600)}}
+    )
+    assert too_many.status_code == 400
+    assert _count(development) == 0
