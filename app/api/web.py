@@ -200,10 +200,9 @@ def evaluate_form(
         return refused
     fields = [(k, v) for k, v in posted.multi_items() if isinstance(v, str)]
     parsed = forms.parse(fields, rules.features)
-    fhir = None
     source = _find(session, str(posted.get("fhir_from") or ""))
-    if source is not None and "fhir" in source.input_received:
-        fhir = source.input_received["fhir"]
+    fhir = source.input_received.get("fhir") if source is not None else None
+    if source is not None and fhir is not None:
         _keep_fhir_values(parsed, forms.entries_of(source.input_normalised, rules.features))
     if parsed.errors:
         forms.check(parsed, rules.features)
@@ -211,21 +210,27 @@ def evaluate_form(
         asked = service.Asked(
             parsed.features, None, "form", None, fhir=fhir, clinician=viewer.username
         )
-        try:
-            answer = service.decide_and_record(
-                session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
-            )
-        except InvalidInput as exc:
-            parsed.errors.update(forms.engine_errors(exc.issues))
-        else:
-            return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
-    return _page(
-        request,
-        settings,
-        "form.html",
-        _form_context(rules, viewer, parsed.entries, parsed.errors),
-        422,
-    )
+        decided = _decide(request, session, rules, settings, asked)
+        if isinstance(decided, Response):
+            return decided
+        parsed.errors.update(decided)
+    context = _form_context(rules, viewer, parsed.entries, parsed.errors)
+    context["fhir_from"] = source.id if source is not None and fhir is not None else None
+    return _page(request, settings, "form.html", context, 422)
+
+
+def _decide(
+    request: Request, session: Session, rules: RuleBase, settings: Settings, asked: service.Asked
+) -> Response | dict[str, str]:
+    """Decide and record, then redirect to the recorded evaluation (post/redirect/get, so a
+    reload never decides twice); or the input errors by field."""
+    try:
+        answer = service.decide_and_record(
+            session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
+        )
+    except InvalidInput as exc:
+        return forms.engine_errors(exc.issues)
+    return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
 
 
 def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]) -> None:
@@ -272,14 +277,10 @@ async def load_fhir(
     error, bundle = _read_bundle(text)
     if error is None:
         asked = service.Asked({}, None, "form", None, fhir=bundle, clinician=viewer.username)
-        try:
-            answer = service.decide_and_record(
-                session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
-            )
-        except InvalidInput as exc:
-            error = "; ".join(forms.engine_errors(exc.issues).values())
-        else:
-            return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
+        decided = _decide(request, session, rules, settings, asked)
+        if isinstance(decided, Response):
+            return decided
+        error = "; ".join(decided.values())
     context = _form_context(rules, viewer, {}, {"fhir": error}, fhir_text=text[:200_000])
     return _page(request, settings, "form.html", context, 422)
 

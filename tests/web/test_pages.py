@@ -178,6 +178,10 @@ def test_resubmitting_a_fhir_filled_form_keeps_provenance_for_unchanged_values(
     assert values["dlco_percent_predicted"]["provenance"]["source"] == "fhir"
     assert values["lvef_percent"]["provenance"] == {"source": "input"}
     assert values["lvef_percent"]["value"] == 50
+    # a mistake in such a form keeps the link to the bundle
+    wrong = development.post("/", data={**fields, "lvef_percent": "150"})
+    assert wrong.status_code == 422
+    assert f'name="fhir_from" value="{first_id}"' in wrong.text
 
 
 def test_bad_bundles_are_named_next_to_the_bundle(development: TestClient) -> None:
