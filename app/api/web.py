@@ -192,12 +192,9 @@ def evaluate_form(
     rules: Rules,
     settings: Config,
 ) -> Response:
-    viewer = _who(request, session, settings)
-    if viewer is None:
-        return _no_viewer(request, settings)
-    refused = _csrf(request, settings, posted)
-    if refused is not None:
-        return refused
+    viewer = _admit(request, session, settings, posted)
+    if isinstance(viewer, Response):
+        return viewer
     fields = [(k, v) for k, v in posted.multi_items() if isinstance(v, str)]
     parsed = forms.parse(fields, rules.features)
     source = _find(session, str(posted.get("fhir_from") or ""))
@@ -243,6 +240,16 @@ def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]
             shown.source = entry.source
 
 
+def _admit(
+    request: Request, session: Session, settings: Settings, posted: FormData
+) -> web_auth.Viewer | Response:
+    """Who posts this form, or the page to answer instead (sign in; a forged post)."""
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    return _csrf(request, settings, posted) or viewer
+
+
 def _csrf(request: Request, settings: Settings, posted: FormData) -> Response | None:
     token = posted.get(web_auth.CSRF_FIELD)
     try:
@@ -267,12 +274,9 @@ async def load_fhir(
     settings: Config,
 ) -> Response:
     """Async only to read an uploaded file; the deciding is quick and in-process."""
-    viewer = _who(request, session, settings)
-    if viewer is None:
-        return _no_viewer(request, settings)
-    refused = _csrf(request, settings, posted)
-    if refused is not None:
-        return refused
+    viewer = _admit(request, session, settings, posted)
+    if isinstance(viewer, Response):
+        return viewer
     text = await _bundle_text(posted)
     error, bundle = _read_bundle(text)
     if error is None:
