@@ -18,7 +18,7 @@ from typing import Any
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.web.view import number
+from app.web.view import number, source
 
 # Form fields that are not features.
 RESERVED = frozenset({"csrf_token", "fhir_from"})
@@ -130,7 +130,7 @@ def entries_of(normalised: Mapping[str, Any], features: Mapping[str, Feature]) -
         feature = features.get(key)
         if feature is None:
             continue  # a feature since removed from the catalogue
-        entries[key] = Entry(*_shown(feature, stored), source=_provenance(stored))
+        entries[key] = Entry(*_shown(feature, stored), source=source(stored.get("provenance")))
     return entries
 
 
@@ -143,11 +143,3 @@ def _shown(feature: Feature, stored: Mapping[str, Any]) -> tuple[str, str | None
     if given.get("unit") in _units(feature) and isinstance(given.get("value"), int | float):
         return number(given["value"]), given["unit"]
     return number(value), feature.unit
-
-
-def _provenance(stored: Mapping[str, Any]) -> str | None:
-    provenance = stored.get("provenance") or {}
-    if provenance.get("source", "input") == "input":
-        return None
-    where = provenance.get("resource") or provenance["source"]
-    return f"{where} ({provenance['date']})" if provenance.get("date") else str(where)

@@ -230,8 +230,9 @@ def _value(atom: Mapping[str, Any], unit: str) -> str:
     return str(value).replace("_", " ")
 
 
-def _source(atom: Mapping[str, Any]) -> str | None:
-    provenance = atom.get("provenance") or {}
+def source(provenance: Mapping[str, Any] | None) -> str | None:
+    """Where a value came from, in words ("Observation/x, 2026-10-01"); None if typed in."""
+    provenance = provenance or {}
     if provenance.get("source", "input") == "input":
         return None
     where = provenance.get("resource") or provenance["source"]
@@ -299,7 +300,7 @@ def _atom(atom: Mapping[str, Any], features: Mapping[str, Feature]) -> Atom:
         atom["result"],
         _value(atom, unit),
         _threshold(atom, unit),
-        _source(atom),
+        source(atom.get("provenance")),
         scale(atom, feature, unit),
     )
 

@@ -86,4 +86,4 @@ def test_a_recorded_value_is_shown_as_given(shipped_rules: RuleBase) -> None:
         "date": "2026-10-01",
     }
     shown = forms.entries_of(recorded, shipped_rules.features)
-    assert shown["lvef_percent"].source == "Observation/echo-1 (2026-10-01)"
+    assert shown["lvef_percent"].source == "Observation/echo-1, 2026-10-01"

@@ -153,7 +153,7 @@ def test_a_pasted_bundle_fills_the_form_and_says_where_values_came_from(
     assert answer.status_code == 303, answer.text[:500]
     html = development.get(answer.headers["location"]).text
     assert "From the FHIR bundle" in html
-    assert re.search(r'id="s-dlco_percent_predicted">From FHIR: Observation/[^<]+\(\d{4}-', html)
+    assert re.search(r'id="s-dlco_percent_predicted">From FHIR: Observation/[^<]+, \d{4}-', html)
     assert re.search(r"from Observation/[^<]+, \d{4}-\d\d-\d\d", html)  # in the criteria
     assert 'name="fhir_from"' in html
 
