@@ -364,7 +364,10 @@ def sign_in(request: Request, posted: Posted, session: DbSession, settings: Conf
     except accounts.SignInRefused as exc:
         context = {"next": target, "username": username, "error": str(exc)}
         return _page(request, settings, "sign_in.html", context, 401)
-    token = accounts.start_session(session, clinician, web_auth.now(), settings.session_max_hours)
+    now = web_auth.now()
+    # Housekeeping at a moment that is rare and not hurried: sessions nobody can use any more.
+    accounts.purge_sessions(session, now, settings.session_idle_minutes)
+    token = accounts.start_session(session, clinician, now, settings.session_max_hours)
     response = RedirectResponse(target, status_code=303)
     web_auth.set_cookie(response, request, settings, "session", token)
     # A new CSRF token with the new session: one planted before sign-in is worth nothing.

@@ -172,3 +172,17 @@ def test_secure_cookies_get_host_only_names(tmp_path: Path) -> None:
     names = sorted(c.split("=")[0] for c in cookies)
     assert names == ["__Host-eligo-csrf", "__Host-eligo-session"]
     assert all("Secure" in c and "Path=/" in c and "Domain" not in c for c in cookies)
+
+
+def test_signing_in_clears_away_sessions_nobody_can_use(accounts_app: TestClient) -> None:
+    _add_clinician(accounts_app)
+    with sessions(accounts_app)() as session:
+        clinician = accounts.find_clinician(session, "dr.ng")
+        assert clinician is not None
+        long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+        accounts.start_session(session, clinician, long_ago, max_hours=12)
+        session.commit()
+    _sign_in(accounts_app)
+    with sessions(accounts_app)() as session:
+        left = session.scalars(text("SELECT created_at FROM web_sessions")).all()
+    assert len(left) == 1  # only the new one
