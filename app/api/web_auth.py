@@ -22,6 +22,7 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
@@ -66,16 +67,23 @@ def cookie_name(kind: str, request: Request, settings: Settings) -> str:
 
 
 def set_cookie(
-    response: Response, request: Request, settings: Settings, kind: str, value: str, **kw: object
+    response: Response,
+    request: Request,
+    settings: Settings,
+    kind: str,
+    value: str,
+    *,
+    samesite: Literal["lax", "strict"] = "lax",
 ) -> None:
+    """HttpOnly always (no script reads them). The session is Lax, so a link from the EHR
+    (a CDS card) opens signed in; the CSRF cookie is Strict."""
     response.set_cookie(
         cookie_name(kind, request, settings),
         value,
         path="/",
         secure=secure(request, settings),
         httponly=True,
-        samesite=kw.pop("samesite", "lax"),  # type: ignore[arg-type]
-        **kw,  # type: ignore[arg-type]
+        samesite=samesite,
     )
 
 
