@@ -39,6 +39,7 @@ templates = Jinja2Templates(directory=WEB / "templates")
 templates.env.filters["unit_words"] = view.unit_words
 templates.env.filters["number"] = view.number
 templates.env.globals["cite_link"] = view.link
+templates.env.globals["result_words"] = view.RESULT
 router = APIRouter(include_in_schema=False)
 
 Rules = Annotated[RuleBase, Depends(get_rules)]
