@@ -71,6 +71,8 @@ def test_a_clear_candidate_is_a_candidate_and_recorded(development: TestClient) 
     astis = _panel(html, "hsct-ssc-astis")
     assert "✓</span> Candidate" in astis
     assert "86.26 mmHg (given as 11.5 kPa)" in astis
+    dlco_row = astis[astis.index("DLCO below 40") :][:2000]
+    assert '<span aria-hidden="true">○</span> not met</span>' in dlco_row
     assert 'role="img" aria-label="dlco_percent_predicted: patient 55 %' in astis
     assert "https://doi.org/10.1136/rmdopen-2017-000533" in astis
     assert "review status <strong>draft</strong> (needs local clinical review)" in astis
