@@ -16,10 +16,6 @@ def add_clinician(session: Session, clinician: Clinician) -> None:
     session.add(clinician)
 
 
-def find(session: Session, clinician_id: str) -> Clinician | None:
-    return session.get(Clinician, clinician_id)
-
-
 def find_by_username(session: Session, username: str) -> Clinician | None:
     """`username` as stored (normalised by the caller)."""
     return session.scalars(select(Clinician).where(Clinician.username == username)).one_or_none()
