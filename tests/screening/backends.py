@@ -1,0 +1,126 @@
+"""Run one SQLAlchemy Core SELECT over a small patients table on each real engine.
+
+Each backend creates the table with real column types (DOUBLE, BOOLEAN, text), loads the
+rows and returns the result rows as tuples. SQLite and PostgreSQL go through SQLAlchemy;
+DuckDB and Spark take the SQL text `app.screening.dialects` prints, as a screening does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+
+from app.screening.dialects import duckdb_sql, spark_sql
+
+Row = dict[str, Any]
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(
+        self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]
+    ) -> list[tuple[Any, ...]]: ...
+
+
+class SQLAlchemyBackend:
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.engine = sa.create_engine(url)
+
+    def run(
+        self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]
+    ) -> list[tuple[Any, ...]]:
+        with self.engine.begin() as connection:
+            table.drop(connection, checkfirst=True)
+            table.create(connection)
+            if rows:
+                connection.execute(table.insert(), list(rows))
+            return [tuple(r) for r in connection.execute(query)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+    if isinstance(column.type, sa.Boolean):
+        return pa.bool_()
+    if isinstance(column.type, sa.Double | sa.Float):
+        return pa.float64()
+    if isinstance(column.type, sa.Integer):
+        return pa.int64()
+    return pa.string()
+
+
+class DuckDBBackend:
+    name = "duckdb"
+
+    def __init__(self) -> None:
+        self.connection = duckdb.connect()
+
+    def run(
+        self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]
+    ) -> list[tuple[Any, ...]]:
+        schema = pa.schema([(c.name, _arrow_type(c)) for c in table.columns])
+        data = pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
+        self.connection.register(table.name, data)
+        return [tuple(r) for r in self.connection.execute(duckdb_sql(query)).fetchall()]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _spark_type(column: sa.Column[Any]) -> Any:
+    from pyspark.sql import types  # noqa: PLC0415 - Spark is imported only where it runs
+
+    if isinstance(column.type, sa.Boolean):
+        return types.BooleanType()
+    if isinstance(column.type, sa.Double | sa.Float):
+        return types.DoubleType()
+    if isinstance(column.type, sa.Integer):
+        return types.LongType()
+    return types.StringType()
+
+
+class SparkBackend:
+    name = "spark"
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def run(
+        self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]
+    ) -> list[tuple[Any, ...]]:
+        from pyspark.sql import types  # noqa: PLC0415
+
+        schema = types.StructType(
+            [types.StructField(c.name, _spark_type(c), True) for c in table.columns]
+        )
+        names = [c.name for c in table.columns]
+        frame = self.session.createDataFrame([[r.get(n) for n in names] for r in rows], schema)
+        frame.createOrReplaceTempView(table.name)
+        return [tuple(r) for r in self.session.sql(spark_sql(query)).collect()]
+
+
+def spark_session() -> Iterator[Any]:
+    """A local Spark on two cores, bound to loopback, with no UI."""
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("eligo-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    try:
+        yield session
+    finally:
+        session.stop()
