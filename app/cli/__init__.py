@@ -18,6 +18,8 @@ from app.cli.clients import clients as clients_group
 from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
 from app.cli.rules import rules as rules_group
+from app.cli.screen import screen_command
+from app.cli.synth import synth as synth_command
 from app.cli.users import users as users_group
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
@@ -137,6 +139,8 @@ main.add_command(rules_group)
 main.add_command(db_group)
 main.add_command(clients_group)
 main.add_command(users_group)
+main.add_command(screen_command)
+main.add_command(synth_command)
 
 if __name__ == "__main__":
     main()

@@ -1,18 +1,31 @@
 """SQL text for the engines that take a string instead of a SQLAlchemy connection.
 
 DuckDB and Spark SQL run the screening from SQL text with every literal inlined (the rule
-thresholds are the only literals, and they are ours, not user input). DuckDB speaks
-PostgreSQL's dialect closely enough for these expressions: CASE, AND/OR/NOT, comparisons,
-BETWEEN, IN, IS NULL, CAST(... AS DOUBLE PRECISION), TRY_CAST. Spark SQL needs its own small
-dialect: backquoted identifiers (the generic compiler already prints `DOUBLE`).
+thresholds and the mapping's codes, which are ours or the operator's, never a patient's).
+DuckDB speaks PostgreSQL's dialect closely enough to print with it, except that it has
+TRY_CAST; Spark SQL needs backquoted identifiers, TRY_CAST and STRING as the text type.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import compiler
-from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.elements import ClauseElement, TryCast
+
+
+class DuckDBDialect(PGDialect):
+    name = "duckdb"
+    # PostgreSQL's pyformat would print '%' as '%%' in a literal (printf's format).
+    default_paramstyle = "qmark"
+
+
+class _SparkTypes(compiler.GenericTypeCompiler):
+    def visit_string(self, type_: Any, **kw: Any) -> str:  # noqa: ARG002 - SQLAlchemy's signature
+        return "STRING"
 
 
 class SparkDialect(DefaultDialect):
@@ -20,6 +33,9 @@ class SparkDialect(DefaultDialect):
 
     name = "spark"
     supports_native_boolean = True
+    type_compiler_cls = _SparkTypes
+    # Spark reads a backslash in a string literal as an escape; the string literals printed
+    # are enum values, status labels and problem texts from the rules and the mapping.
 
     def __init__(self) -> None:
         super().__init__()
@@ -27,21 +43,27 @@ class SparkDialect(DefaultDialect):
             self, initial_quote="`", escape_quote="``"
         )
 
-    # Spark reads a backslash in a string literal as an escape. The only string literals
-    # printed are enum values and status labels from the validated rules (snake_case).
+
+@compiles(TryCast, "duckdb")
+@compiles(TryCast, "spark")
+def _try_cast(element: TryCast[Any], compiler: compiler.SQLCompiler, **kw: Any) -> str:
+    inner = compiler.process(element.clause, **kw)
+    return f"TRY_CAST({inner} AS {compiler.dialect.type_compiler_instance.process(element.type)})"
 
 
-_DUCKDB = PGDialect()  # type: ignore[no-untyped-call]  # not annotated upstream
+_DUCKDB = DuckDBDialect()  # type: ignore[no-untyped-call]  # not annotated upstream
 _SPARK = SparkDialect()
+DIALECTS: dict[str, DefaultDialect] = {"duckdb": _DUCKDB, "spark": _SPARK}
 
 
-def _text(statement: ClauseElement, dialect: DefaultDialect) -> str:
-    return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def render(statement: ClauseElement, dialect: str) -> str:
+    compiled = statement.compile(dialect=DIALECTS[dialect], compile_kwargs={"literal_binds": True})
+    return str(compiled)
 
 
 def duckdb_sql(statement: ClauseElement) -> str:
-    return _text(statement, _DUCKDB)
+    return render(statement, "duckdb")
 
 
 def spark_sql(statement: ClauseElement) -> str:
-    return _text(statement, _SPARK)
+    return render(statement, "spark")

@@ -7,7 +7,7 @@ DuckDB and Spark take the SQL text `app.screening.dialects` prints, as a screeni
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import duckdb
@@ -104,23 +104,3 @@ class SparkBackend:
         frame = self.session.createDataFrame([[r.get(n) for n in names] for r in rows], schema)
         frame.createOrReplaceTempView(table.name)
         return [tuple(r) for r in self.session.sql(spark_sql(query)).collect()]
-
-
-def spark_session() -> Iterator[Any]:
-    """A local Spark on two cores, bound to loopback, with no UI."""
-    from pyspark.sql import SparkSession  # noqa: PLC0415
-
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("eligo-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "2")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    try:
-        yield session
-    finally:
-        session.stop()

@@ -45,7 +45,6 @@ from tests.screening.backends import (
     Row,
     SparkBackend,
     SQLAlchemyBackend,
-    spark_session,
 )
 
 NUMBERS = ("n1", "n2", "n3")
@@ -260,8 +259,8 @@ def duckdb_backend() -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[Backend]:
-    yield from (SparkBackend(session) for session in spark_session())
+def spark_backend(spark: Any) -> Backend:
+    return SparkBackend(spark)
 
 
 # Examples per engine: Spark takes ~0.3 s a query, so it gets fewer, larger cases.
@@ -269,7 +268,7 @@ RUNS = {
     "sqlite": (300, cases()),
     "duckdb_backend": (300, cases()),
     "postgres": (150, cases()),
-    "spark": (25, cases(most_rulesets=6, most_patients=40)),
+    "spark_backend": (25, cases(most_rulesets=6, most_patients=40)),
 }
 
 

@@ -1,0 +1,140 @@
+"""`eligo screen`: a whole registry against the rule sets, where the data lies."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.cli.common import EXIT_INPUT, fail, load
+from app.engine.evaluate import Status
+from app.engine.inputs import InvalidInput
+from app.screening.bulk import BulkError
+from app.screening.engines import SourceError
+from app.screening.mapping import MappingError, load_mapping
+from app.screening.runner import Outcome, Request, is_url, screen, side_file
+from app.settings import Settings
+
+SHOWN_REJECTED = 10
+
+
+@click.command("screen")
+@click.argument("source")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Results file: .parquet or .csv (the report and rejected rows go beside it)",
+)
+@click.option(
+    "--mapping", type=click.Path(path_type=Path, dir_okay=False), help="Column mapping (YAML)"
+)
+@click.option(
+    "--ruleset", "ruleset_ids", multiple=True, help="Rule set id (repeatable) [default: all]"
+)
+@click.option(
+    "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
+)
+@click.option("--table", help="Table (or schema.table) when SOURCE is a database URL")
+@click.option("--spark-master", help="Spark master URL [default: SPARK_MASTER or local[*]]")
+@click.option(
+    "--as-of",
+    type=click.DateTime(["%Y-%m-%d"]),
+    help="FHIR Bulk: the evaluation day [default: today]",
+)
+@click.option("--rules-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]"
+)
+def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls it
+    source: str,
+    out: Path,
+    mapping: Path | None,
+    ruleset_ids: tuple[str, ...],
+    engine: str,
+    table: str | None,
+    spark_master: str | None,
+    as_of: Any,
+    rules_dir: Path | None,
+    progress: bool | None,
+) -> None:
+    """Screen SOURCE: a CSV, Parquet or NDJSON file, a FHIR Bulk Data export folder, or a
+    database URL with --table (the query runs inside that database)."""
+    rules = load(rules_dir or Settings().rules_dir)
+    if out.suffix.lower() not in {".parquet", ".csv"}:
+        fail(f"{out}: --out must end in .parquet or .csv")
+    if not out.parent.is_dir():
+        fail(f"{out.parent}: no such directory")
+    if not is_url(source) and not Path(source).exists():
+        fail(f"{source}: no such file or folder")
+    request = Request(
+        source=source,
+        out=out,
+        table=table,
+        mapping=_mapping(mapping, rules.features) if mapping else None,
+        rulesets=list(ruleset_ids) or None,
+        engine=engine,
+        as_of=as_of.date() if as_of else date.today(),
+        spark_master=spark_master,
+    )
+    show = sys.stderr.isatty() if progress is None else progress
+    outcome = _run(request, rules, show)
+    click.echo(_summary(outcome), err=True)
+
+
+def _mapping(path: Path, features: Any) -> Any:
+    try:
+        return load_mapping(path, features)
+    except MappingError as exc:
+        fail("invalid mapping:\n" + str(exc))
+
+
+def _run(request: Request, rules: Any, show: bool) -> Outcome:
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if not show:
+            return
+        if bar is None:
+            bar = click.progressbar(length=max(total, 1), label="screening", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        return screen(request, rules, progress=progress)
+    except (SourceError, BulkError) as exc:
+        fail(str(exc))
+    except MappingError as exc:
+        fail("the source's columns do not fit:\n" + str(exc))
+    except InvalidInput as exc:
+        fail("; ".join(f"{i.field}: {i.message}" for i in exc.issues))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    sys.exit(EXIT_INPUT)  # pragma: no cover - fail() exits
+
+
+def _summary(outcome: Outcome) -> str:
+    report = outcome.report
+    lines = [
+        f"screened {report['screened']:,} of {report['rows']:,} rows; "
+        f"{report['rejected']['count']:,} rejected",
+    ]
+    for rejected in outcome.rejected[:SHOWN_REJECTED]:
+        lines.append(f"  {rejected.where}: {rejected.problems}")
+    if len(outcome.rejected) > SHOWN_REJECTED:
+        lines.append(f"  … all in {outcome.rejected_file}")
+    header = ["rule set", *(s.value for s in Status)]
+    rows = [[r["id"], *(f"{r['counts'][s.value]:,}" for s in Status)] for r in report["rulesets"]]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    lines.append(f"results: {outcome.results}")
+    lines.append(f"report:  {side_file(outcome.results, '.report.json')}")
+    lines.append(f"funnels: {side_file(outcome.results, '.funnels')}/")
+    lines.append(report["review"])
+    return "\n".join(lines)

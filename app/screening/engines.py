@@ -1,0 +1,288 @@
+"""Where a screening runs: DuckDB over files (the embedded default), the user's own database
+(the query is pushed down; only results come out), or Spark.
+
+An engine opens a source as a relation named `raw_source` with a `_row` column (the row's
+1-based position in the file, or in key order for a table), says what kind each column
+holds, and streams the rows of a SELECT back as Arrow record batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.expression import FromClause
+
+from app.screening.dialects import render
+from app.screening.mapping import RawKind
+from app.screening.validate import ROW
+
+BATCH_ROWS = 100_000
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+
+
+class SourceError(ValueError):
+    """The source cannot be read: the message names the file or table."""
+
+
+class Engine(Protocol):
+    dialect: str
+
+    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]: ...
+
+    def count(self) -> int: ...
+
+    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]: ...
+
+    def close(self) -> None: ...
+
+
+def file_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise SourceError(f"{path}: unsupported format {path.suffix!r} (use {known}, or a folder)")
+    return fmt
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _scan(fmt: str, path: Path) -> str:
+    """The SELECT behind `raw_source`. The path is the only interpolated text, and _quoted
+    doubles its quotes."""
+    quoted = _quoted(path)
+    if fmt == "parquet":
+        reader = f"read_parquet({quoted}, file_row_number = true)"
+        return f"SELECT file_row_number + 1 AS {ROW}, * EXCLUDE (file_row_number) FROM {reader}"  # noqa: S608
+    if fmt == "csv":
+        reader = f"read_csv({quoted}, header = true, all_varchar = true)"
+    else:
+        reader = f"read_json({quoted}, format = 'newline_delimited')"
+    return f"SELECT row_number() OVER () AS {ROW}, * FROM {reader}"  # noqa: S608
+
+
+def _duckdb_kind(type_name: str) -> RawKind:
+    upper = type_name.upper()
+    if upper == "BOOLEAN":
+        return RawKind.BOOLEAN
+    if upper == "JSON":  # NDJSON fields whose lines disagree on the type
+        return RawKind.JSON
+    if upper == "VARCHAR" or upper.startswith(("VARCHAR", "ENUM")):
+        return RawKind.TEXT
+    return RawKind.NUMBER
+
+
+def _relation(table: str, kinds: dict[str, RawKind]) -> FromClause:
+    columns = [sa.column(ROW, sa.BigInteger), *(sa.column(name) for name in kinds)]
+    return sa.table(table, *columns)
+
+
+class DuckDBEngine:
+    """In-process DuckDB reading CSV, Parquet and NDJSON where they lie (nothing is loaded
+    first), or an Arrow table (a FHIR Bulk export, mapped in Python)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, *, memory_limit: str | None = None, threads: int | None = None) -> None:
+        self.connection = duckdb.connect()
+        # Row numbers come from the scan order: DuckDB keeps it unless told not to.
+        self.connection.execute("SET preserve_insertion_order = true")
+        if memory_limit:
+            self.connection.execute(f"SET memory_limit = '{memory_limit}'")
+        if threads:
+            self.connection.execute(f"SET threads = {int(threads)}")
+
+    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
+        path = Path(source)
+        if not path.is_file():
+            raise SourceError(f"{path}: no such file")
+        fmt = file_format(path)
+        return self._view(_scan(fmt, path), str(path))
+
+    def open_arrow(self, table: pa.Table) -> tuple[FromClause, dict[str, RawKind]]:
+        self.connection.register("arrow_source", table)
+        return self._view(f"SELECT row_number() OVER () AS {ROW}, * FROM arrow_source", "input")  # noqa: S608
+
+    def _view(self, scan: str, name: str) -> tuple[FromClause, dict[str, RawKind]]:
+        try:
+            self.connection.execute(f"CREATE OR REPLACE TEMP VIEW raw_source AS {scan}").fetchall()
+            described = self.connection.execute("DESCRIBE raw_source").fetchall()
+        except duckdb.Error as exc:
+            raise SourceError(f"{name}: {_first_line(exc)}") from None
+        kinds = {str(row[0]): _duckdb_kind(str(row[1])) for row in described if row[0] != ROW}
+        return _relation("raw_source", kinds), kinds
+
+    def count(self) -> int:
+        found = self.connection.execute("SELECT count(*) FROM raw_source").fetchall()
+        return int(found[0][0])
+
+    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        try:
+            reader = self.connection.sql(render(query, self.dialect)).to_arrow_reader(BATCH_ROWS)
+            yield from _at_least_one(reader, reader.schema)
+        except duckdb.Error as exc:
+            raise SourceError(_first_line(exc)) from None
+
+    def interrupt(self) -> None:
+        self.connection.interrupt()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """The batches, or one empty batch: a screening whose every row was rejected still writes
+    a results file with the right columns."""
+    empty = True
+    for batch in batches:
+        empty = False
+        yield batch
+    if empty:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sql_kind(type_: sa.types.TypeEngine[Any]) -> RawKind:
+    if isinstance(type_, sa.Boolean):
+        return RawKind.BOOLEAN
+    if isinstance(type_, sa.Numeric | sa.Integer | sa.Float):
+        return RawKind.NUMBER
+    return RawKind.TEXT
+
+
+class DatabaseEngine:
+    """A table in the user's own database: validation and verdicts run there as one query;
+    only the result rows come back, streamed with a server-side cursor."""
+
+    def __init__(self, url: str, *, key: str = "id") -> None:
+        try:
+            self.engine = sa.create_engine(url)
+        except (SQLAlchemyError, ValueError) as exc:
+            raise SourceError(f"database URL: {_first_line(exc)}") from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect != "postgresql":
+            raise SourceError(f"database URL: {self.dialect} is not supported (PostgreSQL is)")
+        self.key = key
+        self.table: sa.Table | None = None
+
+    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
+        schema, _, name = source.rpartition(".")
+        try:
+            self.table = sa.Table(
+                name, sa.MetaData(), schema=schema or None, autoload_with=self.engine
+            )
+        except SQLAlchemyError as exc:
+            raise SourceError(f"table {source!r}: {_first_line(exc)}") from None
+        kinds = {c.name: _sql_kind(c.type) for c in self.table.columns}
+        order = self.table.c[self.key] if self.key in self.table.c else sa.literal(1)
+        numbered = sa.select(sa.func.row_number().over(order_by=order).label(ROW), *self.table.c)
+        return numbered.subquery("raw_source"), kinds
+
+    def count(self) -> int:
+        assert self.table is not None
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+            )
+
+    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execution_options(
+                    stream_results=True, yield_per=BATCH_ROWS
+                ).execute(query)
+                names = list(result.keys())
+                batches = (
+                    pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+                    for rows in result.partitions()
+                )
+                yield from _at_least_one(batches, pa.schema([(n, pa.null()) for n in names]))
+        except SQLAlchemyError as exc:
+            raise SourceError(f"database: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def spark_session(master: str | None = None) -> Any:
+    """A Spark session: `master` (e.g. `spark://host:7077`, `yarn`), else SPARK_MASTER, else
+    local mode on every core, bound to loopback with no UI."""
+    from pyspark.sql import SparkSession  # noqa: PLC0415 - only `--engine spark` needs Spark
+
+    chosen = master or os.environ.get("SPARK_MASTER") or "local[*]"
+    builder = SparkSession.builder.master(chosen).appName("eligo-screening")
+    if chosen.startswith("local"):
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.sql.shuffle.partitions", "4")
+        )
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _spark_kind(type_name: str) -> RawKind:
+    if type_name == "boolean":
+        return RawKind.BOOLEAN
+    if type_name in {"string", "binary"}:
+        return RawKind.TEXT
+    return RawKind.NUMBER
+
+
+class SparkEngine:
+    """Spark SQL over files Spark can reach: the same compiled SQL, printed for Spark."""
+
+    dialect = "spark"
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.frame: Any = None
+
+    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
+        from pyspark.sql import functions  # noqa: PLC0415
+        from pyspark.sql.window import Window  # noqa: PLC0415
+
+        fmt = file_format(Path(source))
+        reader = self.session.read
+        try:
+            if fmt == "csv":
+                frame = reader.option("header", "true").csv(source)
+            elif fmt == "parquet":
+                frame = reader.parquet(source)
+            else:
+                frame = reader.json(source)
+        except Exception as exc:  # Spark raises AnalysisException and Py4J errors
+            raise SourceError(f"{source}: {_first_line(exc)}") from None
+        # File order: monotonically_increasing_id grows with partition and position.
+        order = Window.orderBy(functions.monotonically_increasing_id())
+        self.frame = frame.withColumn(ROW, functions.row_number().over(order))
+        self.frame.createOrReplaceTempView("raw_source")
+        kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
+        return _relation("raw_source", kinds), kinds
+
+    def count(self) -> int:
+        return int(self.frame.count())
+
+    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+        try:
+            table = self.session.sql(render(query, self.dialect)).toArrow()
+        except Exception as exc:  # Spark raises AnalysisException and Py4J errors
+            raise SourceError(f"spark: {_first_line(exc)}") from None
+        yield from _at_least_one(table.to_batches(max_chunksize=BATCH_ROWS), table.schema)
+
+    def close(self) -> None:
+        """The session is the caller's: a cluster session outlives one screening."""

@@ -1,0 +1,352 @@
+"""One screening from source to results, rejected rows and report.
+
+    source --engine.open--> raw_source --validated()--> rows with problems --+--> rejected
+                                                                            +--> Screening
+    Screening.verdicts(missing=True) --engine.batches--> results (Parquet or CSV)
+    results --report.build (DuckDB)--> report JSON (+ one funnel SVG per rule set)
+
+Files appear whole or not at all: each is written beside its final name and renamed at the
+end, so a crash or a cancellation never leaves half a results file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from app.engine.inputs import FeatureValue
+from app.engine.model import RuleBase, RuleSet
+from app.engine.run import select
+from app.engine.schema import FeatureType
+from app.engine.sql import Screening
+from app.screening import report
+from app.screening.bulk import BulkCohort, read_bulk
+from app.screening.engines import (
+    DatabaseEngine,
+    DuckDBEngine,
+    Engine,
+    SourceError,
+    SparkEngine,
+    spark_session,
+)
+from app.screening.funnel import funnel_svg
+from app.screening.mapping import MappingFile, Plan, plan
+from app.screening.validate import KEY, PROBLEMS, ROW, VALID, validated
+
+REJECTED_IN_REPORT = 100
+REVIEW = "Rule sets are drafts that need local clinical review before use."
+
+Progress = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """The screening was cancelled; nothing was kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    row: int
+    where: str  # file:line, or "row N"
+    problems: str
+
+
+@dataclass
+class Outcome:
+    results: Path
+    rejected_file: Path
+    report: dict[str, Any]
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _never() -> bool:
+    return False
+
+
+def _quiet(done: int, total: int) -> None:
+    """No progress display."""
+
+
+@dataclass
+class Job:
+    """What to screen and where the files go."""
+
+    engine: Engine
+    source: str
+    rules: RuleBase
+    rulesets: Sequence[RuleSet]
+    out: Path
+    mapping: MappingFile | None = None
+    source_name: str = "source"
+    line_offset: int = 0  # CSV: the header is line 1, so row N is line N + 1
+    progress: Progress = _quiet
+    cancelled: Callable[[], bool] = _never
+    extra_rejected: Sequence[Rejected] = ()  # found before the engine saw the rows (FHIR Bulk)
+
+
+def side_file(out: Path, suffix: str) -> Path:
+    """`results.parquet` -> `results.rejected.csv`, `results.report.json`, …"""
+    return out.with_name(out.name.removesuffix(out.suffix) + suffix)
+
+
+def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
+    raw, kinds = raw_and_kinds
+    columns = plan(kinds, job.rules.features, job.mapping, name=job.source_name)
+    rows = validated(raw, columns, list(job.rules.features.values()), job.engine.dialect)
+    total = job.engine.count()
+    patients = sa.select(rows).where(rows.c[VALID]).subquery("patients")
+    verdicts = Screening(job.rulesets, patients, key=KEY).verdicts(missing=True)
+    # The report reads Parquet; a CSV is made from it at the end.
+    csv_out = job.out.suffix.lower() == ".csv"
+    work = job.out.with_name(f".{job.out.name}.parquet") if csv_out else job.out
+    try:
+        _write(job.engine.batches(verdicts), work, job, total)
+        rejected_file = side_file(job.out, ".rejected.csv")
+        rejected = _rejected(job, rows, rejected_file)
+        screened, per_ruleset, missing = report.build(work, job.rulesets, job.rules.features)
+        if csv_out:
+            _to_csv(work, job.out)
+    finally:
+        if csv_out:
+            work.unlink(missing_ok=True)
+    summary = _summary(job, columns, total, screened, rejected, per_ruleset, missing)
+    return Outcome(job.out, rejected_file, summary, rejected)
+
+
+def _write(batches: Iterator[pa.RecordBatch], out: Path, job: Job, total: int) -> None:
+    partial = out.with_name(f".{out.name}.partial")
+    writer: Any = None
+    done = 0
+    try:
+        for batch in batches:
+            if job.cancelled():
+                raise Cancelled
+            if writer is None:
+                writer = pq.ParquetWriter(str(partial), batch.schema, compression="zstd")
+            writer.write_batch(batch)
+            done += batch.num_rows
+            job.progress(done, total)
+        if writer is None:
+            raise ValueError("the screening query returned no schema")
+        writer.close()
+        writer = None
+        os.replace(partial, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        partial.unlink(missing_ok=True)
+
+
+def _to_csv(parquet: Path, out: Path) -> None:
+    partial = out.with_name(f".{out.name}.partial")
+    source = pq.ParquetFile(str(parquet))
+    try:
+        with pa_csv.CSVWriter(str(partial), source.schema_arrow) as writer:
+            for batch in source.iter_batches():
+                writer.write_batch(batch)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _rejected(job: Job, rows: Any, path: Path) -> list[Rejected]:
+    """Every rejected row goes to the `.rejected.csv` beside the results (with its id, for
+    the registry to correct it); the report keeps row numbers and problems only."""
+    query = (
+        sa.select(rows.c[ROW], rows.c[KEY], rows.c[PROBLEMS])
+        .where(sa.not_(rows.c[VALID]))
+        .order_by(rows.c[ROW])
+    )
+    found = [*job.extra_rejected]
+    ids: list[str | None] = [None] * len(found)
+    for batch in job.engine.batches(query):
+        for row, ident, problems in zip(
+            *(batch.column(i).to_pylist() for i in range(3)), strict=True
+        ):
+            found.append(Rejected(int(row), _where(job, int(row)), str(problems)))
+            ids.append(ident)
+    table = pa.table(
+        {
+            "row": [r.row for r in found],
+            "where": [r.where for r in found],
+            "id": ids,
+            "problems": [r.problems for r in found],
+        }
+    )
+    partial = path.with_name(f".{path.name}.partial")
+    pa_csv.write_csv(table, str(partial))
+    os.replace(partial, path)
+    return found
+
+
+def _where(job: Job, row: int) -> str:
+    if job.line_offset:
+        return f"{job.source_name}:{row + job.line_offset}"
+    return f"{job.source_name}: row {row}"
+
+
+def _summary(  # noqa: PLR0917 - one call site, every argument a part of the summary
+    job: Job,
+    columns: Plan,
+    total: int,
+    screened: int,
+    rejected: Sequence[Rejected],
+    per_ruleset: list[dict[str, Any]],
+    missing: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "rules_hash": job.rules.hash,
+        "review": REVIEW,
+        "source": {"name": job.source_name, "engine": job.engine.dialect},
+        "rows": total + len(job.extra_rejected),
+        "screened": screened,
+        "rejected": {
+            "count": len(rejected),
+            "first": [
+                {"row": r.row, "where": r.where, "problems": r.problems}
+                for r in rejected[:REJECTED_IN_REPORT]
+            ],
+        },
+        "columns": {
+            "used": {c.feature.id: c.column for c in columns.columns},
+            "units": {c.feature.id: c.unit for c in columns.columns if c.unit},
+            "ignored": list(columns.ignored),
+        },
+        "rulesets": per_ruleset,
+        "missing": missing,
+    }
+
+
+@dataclass(frozen=True)
+class Request:
+    """A screening as a user asks for it, by the CLI or POST /v1/screenings."""
+
+    source: str  # a file, a FHIR Bulk folder, or a SQLAlchemy URL (with `table`)
+    out: Path
+    table: str | None = None
+    mapping: MappingFile | None = None
+    rulesets: Sequence[str] | None = None
+    engine: str = "duckdb"  # or "spark"; a URL source runs in its own database
+    as_of: date | None = None  # FHIR freshness windows count back from this day
+    spark_master: str | None = None
+    source_name: str | None = None  # how reports name the source (never a server path)
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def screen(
+    request: Request,
+    rules: RuleBase,
+    *,
+    progress: Progress = _quiet,
+    cancelled: Callable[[], bool] = _never,
+) -> Outcome:
+    """Open the engine the request names, screen, write the report beside the results."""
+    rulesets = select(rules, list(request.rulesets) if request.rulesets else None)
+    engine = _engine(request)
+    try:
+        opened, extra = _open(engine, request, rules)
+        job = Job(
+            engine=engine,
+            source=request.source,
+            rules=rules,
+            rulesets=rulesets,
+            out=request.out,
+            mapping=request.mapping,
+            source_name=_name(request),
+            line_offset=1 if request.source.lower().endswith(".csv") else 0,
+            progress=progress,
+            cancelled=cancelled,
+            extra_rejected=extra,
+        )
+        outcome = run(job, opened)
+    finally:
+        engine.close()
+    _write_report(outcome)
+    return outcome
+
+
+def _name(request: Request) -> str:
+    if request.source_name:
+        return request.source_name
+    if is_url(request.source):
+        return request.table or "table"
+    return Path(request.source).name
+
+
+def _engine(request: Request) -> Engine:
+    if is_url(request.source):
+        if not request.table:
+            raise SourceError("a database source needs a table (--table)")
+        key = request.mapping.key if request.mapping else "id"
+        return DatabaseEngine(request.source, key=key)
+    if request.engine == "spark":
+        return SparkEngine(spark_session(request.spark_master))
+    if request.engine != "duckdb":
+        raise SourceError(f"unknown engine {request.engine!r} (duckdb or spark)")
+    return DuckDBEngine()
+
+
+Opened = tuple[Any, dict[str, Any]]
+
+
+def _open(engine: Engine, request: Request, rules: RuleBase) -> tuple[Opened, list[Rejected]]:
+    if is_url(request.source):
+        return engine.open(request.table or ""), []
+    path = Path(request.source)
+    if not path.is_dir():
+        return engine.open(request.source), []
+    if not isinstance(engine, DuckDBEngine):
+        raise SourceError(f"{path.name}: a FHIR Bulk folder is read with the duckdb engine")
+    cohort = read_bulk(path, rules.features, request.as_of or date.today())
+    problems = [Rejected(0, p.where, p.message) for p in cohort.problems]
+    return engine.open_arrow(_bulk_table(cohort, rules)), problems
+
+
+_ARROW_TYPES = {
+    FeatureType.NUMBER: pa.float64(),
+    FeatureType.BOOLEAN: pa.bool_(),
+    FeatureType.ENUM: pa.string(),
+}
+
+
+def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
+    """The mapped patients as feature-named columns of canonical values: what `validated`
+    reads from any other source (it checks them again, which costs nothing here)."""
+    present = {f for p in cohort.patients for f in p.values}
+    columns: dict[str, pa.Array] = {"id": pa.array([p.ident for p in cohort.patients], pa.string())}
+    for feature in rules.features.values():
+        if feature.id in present:
+            values = [_scalar(p.values.get(feature.id)) for p in cohort.patients]
+            columns[feature.id] = pa.array(values, _ARROW_TYPES[feature.type])
+    return pa.table(columns)
+
+
+def _scalar(value: FeatureValue | None) -> Any:
+    return None if value is None else value.value
+
+
+def _write_report(outcome: Outcome) -> None:
+    """`<out>.report.json` and one CONSORT-style funnel per rule set in `<out>.funnels/`."""
+    _atomic_text(side_file(outcome.results, ".report.json"), json.dumps(outcome.report, indent=2))
+    folder = side_file(outcome.results, ".funnels")
+    folder.mkdir(exist_ok=True)
+    for entry in outcome.report["rulesets"]:
+        _atomic_text(folder / f"{entry['id']}.svg", funnel_svg(entry))
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,214 @@
+"""A registry's raw columns -> canonical, validated feature values, in SQL, row by row.
+
+The same rules as the API's `normalise`, written as SQLAlchemy Core so that they run where
+the data is: a value of the wrong type, an unconvertible or impossible value makes a problem
+("lvef_percent: 150 is outside the plausible range 5–90 %") and keeps the whole row out of the
+verdicts; the row is reported with its row number, never dropped in silence. Conversions
+round to nine significant digits as `units.Linear` does, so a value typed in another unit
+lands on a threshold exactly as it does through the API.
+
+Only the few functions that differ between engines (parsing text as a number, rounding) are
+chosen by dialect name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FromClause
+
+from app.engine.model import Feature
+from app.engine.schema import FeatureType
+from app.engine.sql import number
+from app.screening.mapping import Column, Plan, RawKind
+
+Value = ColumnElement[Any]
+Text = ColumnElement[str]
+
+TRUE_WORDS = ("true", "yes", "y", "1")
+FALSE_WORDS = ("false", "no", "n", "0")
+ROW = "_row"
+PROBLEMS = "_problems"
+VALID = "_valid"
+KEY = "id"
+_NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_JSON_NUMBERS = ("BIGINT", "UBIGINT", "HUGEINT", "DOUBLE", "INTEGER")
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    value: Value  # canonical and typed; NULL when absent or invalid
+    problem: Text  # NULL when the cell is fine
+
+
+def _text(raw: Value) -> Text:
+    return sa.cast(raw, sa.String)
+
+
+def _say(*parts: str | Value) -> Text:
+    """A problem message: literal text and cell values, concatenated in SQL."""
+    pieces = [sa.literal(p, sa.String) if isinstance(p, str) else _text(p) for p in parts]
+    message = pieces[0]
+    for piece in pieces[1:]:
+        message = message + piece
+    return message
+
+
+def parse_number(text: Text, dialect: str) -> Value:
+    """Text -> DOUBLE, NULL when it is not a number."""
+    if dialect == "postgresql":
+        # PostgreSQL has no TRY_CAST; a pattern guards the cast.
+        return sa.case((text.regexp_match(_NUMBER_TEXT), sa.cast(text, sa.Double)), else_=None)
+    return sa.try_cast(text, sa.Double)
+
+
+def round9(value: Value, dialect: str) -> Value:
+    """`units.round_significant`: nine significant digits."""
+    if dialect == "postgresql":
+        digits = 8 - sa.cast(sa.func.floor(sa.func.log(sa.func.abs(value))), sa.Integer)
+        rounded = sa.func.round(sa.cast(value, sa.Numeric), digits)
+        return sa.case((value == 0, value), else_=sa.cast(rounded, sa.Double))
+    if dialect == "spark":
+        # Spark formats NULL as the text 'null', which CAST refuses under ANSI mode.
+        return sa.try_cast(sa.func.format_string("%.9g", value), sa.Double)
+    return sa.cast(sa.func.printf("%.9g", value), sa.Double)
+
+
+def _present(raw: Value, kind: RawKind) -> Value:
+    """The cell holds something: not NULL, and for text not blank."""
+    if kind is RawKind.TEXT:
+        return sa.func.trim(raw) != ""
+    return raw.is_not(None)
+
+
+def _number(column: Column, raw: Value, dialect: str) -> Checked:
+    feature, kind = column.feature, column.kind
+    if kind is RawKind.BOOLEAN:
+        return Checked(
+            sa.cast(sa.null(), sa.Double), _say(f"{feature.id}: expected a number, got ", raw)
+        )
+    parsed = parse_number(sa.func.trim(raw), dialect) if kind is RawKind.TEXT else raw
+    parsed = sa.cast(parsed, sa.Double)
+    linear = column.linear
+    converted = round9(parsed * number(linear.scale) + number(linear.offset), dialect)
+    low, high = feature.spec.range or (None, None)
+    given = f" {column.unit}" if column.unit else ""
+    canonical = feature.unit or ""
+    wrong = sa.and_(_present(raw, kind), parsed.is_(None))
+    if low is None or high is None:
+        bad = sa.case((wrong, _say(f"{feature.id}: expected a number, got '", raw, "'")))
+    else:
+        outside = sa.not_(converted.between(number(low), number(high)))
+        bad = sa.case(
+            (wrong, _say(f"{feature.id}: expected a number, got '", raw, "'")),
+            (
+                outside,
+                _say(
+                    f"{feature.id}: ",
+                    raw,
+                    f"{given} is outside the plausible range {low:g}–{high:g} {canonical}".rstrip(),
+                ),
+            ),
+        )
+    return Checked(sa.case((bad.is_(None), converted)), bad)
+
+
+def _boolean(column: Column, raw: Value) -> Checked:
+    feature, kind = column.feature, column.kind
+    if kind is RawKind.BOOLEAN:
+        return Checked(raw, sa.cast(sa.null(), sa.String))
+    if kind is RawKind.NUMBER:
+        value = sa.case((raw == number(1.0), sa.true()), (raw == number(0.0), sa.false()))
+    else:
+        word = sa.func.lower(sa.func.trim(raw))
+        value = sa.case((word.in_(TRUE_WORDS), sa.true()), (word.in_(FALSE_WORDS), sa.false()))
+    wrong = sa.and_(_present(raw, kind), value.is_(None))
+    expected = "expected true/false, yes/no or 1/0"
+    return Checked(value, sa.case((wrong, _say(f"{feature.id}: {expected}, got '", raw, "'"))))
+
+
+def _enum(column: Column, raw: Value) -> Checked:
+    feature = column.feature
+    text = sa.func.trim(_text(raw))
+    value: Value = text
+    if column.values:
+        codes = [
+            (text == sa.literal(code, sa.String), sa.literal(v, sa.String))
+            for code, v in column.values.items()
+        ]
+        value = sa.case(*codes, else_=text)
+    allowed = list(feature.spec.values or [])
+    value = sa.case((text == "", sa.null()), else_=value)
+    wrong = sa.and_(value.is_not(None), value.not_in(allowed))
+    shown = ", ".join(allowed)
+    return Checked(
+        sa.case((sa.not_(wrong), value)),
+        sa.case((wrong, _say(f"{feature.id}: '", raw, f"' is not one of {shown}"))),
+    )
+
+
+_JSON_TYPES = {
+    FeatureType.NUMBER: ("BIGINT", "UBIGINT", "DOUBLE"),
+    FeatureType.BOOLEAN: ("BOOLEAN",),
+    FeatureType.ENUM: ("VARCHAR",),
+}
+
+
+def _json(column: Column, raw: Value, dialect: str) -> Checked:
+    """A JSON value (DuckDB, NDJSON): of the JSON type the API takes, then read as text.
+    `"52"` for a number is refused, as the API refuses it."""
+    json_type = sa.func.json_type(raw)
+    expected = _JSON_TYPES[column.feature.type]
+    wrong = sa.and_(raw.is_not(None), json_type != "NULL", json_type.not_in(expected))
+    as_text = replace(column, kind=RawKind.TEXT)
+    inner = check(as_text, sa.func.json_extract_string(raw, "$"), dialect)
+    problem = sa.case(
+        (wrong, _say(f"{column.feature.id}: expected {column.feature.type.value}, got ", raw)),
+        else_=inner.problem,
+    )
+    return Checked(sa.case((problem.is_(None), inner.value)), problem)
+
+
+def check(column: Column, raw: Value, dialect: str) -> Checked:
+    """One cell: its canonical value and its problem, as SQL."""
+    if column.kind is RawKind.JSON:
+        return _json(column, raw, dialect)
+    if column.feature.type is FeatureType.NUMBER:
+        return _number(column, raw, dialect)
+    if column.feature.type is FeatureType.BOOLEAN:
+        return _boolean(column, raw)
+    return _enum(column, raw)
+
+
+_NULL_TYPES: dict[FeatureType, sa.types.TypeEngine[Any]] = {
+    FeatureType.NUMBER: sa.Double(),
+    FeatureType.BOOLEAN: sa.Boolean(),
+    FeatureType.ENUM: sa.String(),
+}
+
+
+def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect: str) -> FromClause:
+    """`raw` (with a `_row` column) as: `_row`, `id`, one canonical column per feature (NULL
+    where the source has none), `_problems` (text, NULL when the row is fine) and `_valid`."""
+    checked = {c.feature.id: check(c, raw.c[c.column], dialect) for c in plan.columns}
+    key = sa.func.trim(_text(raw.c[plan.key]))
+    key_problem = sa.case(
+        (sa.or_(key.is_(None), key == ""), sa.literal("id: empty", sa.String)),
+        (
+            sa.func.count().over(partition_by=key) > 1,
+            sa.literal("id: duplicate (another row has the same id)", sa.String),
+        ),
+    )
+    problems = [key_problem, *(c.problem for c in checked.values())]
+    columns: list[Value] = [raw.c[ROW].label(ROW), key.label(KEY)]
+    for feature in features:
+        found = checked.get(feature.id)
+        value = found.value if found else sa.cast(sa.null(), _NULL_TYPES[feature.type])
+        columns.append(sa.cast(value, _NULL_TYPES[feature.type]).label(feature.id))
+    columns.append(sa.func.concat_ws("; ", *problems).label(PROBLEMS))
+    columns.append(sa.and_(*(p.is_(None) for p in problems)).label(VALID))
+    return sa.select(*columns).select_from(raw).subquery("validated")

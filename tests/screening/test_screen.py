@@ -1,0 +1,468 @@
+"""Screening end to end: raw registry cells -> validation -> verdicts -> results, on DuckDB
+(CSV, Parquet, NDJSON), PostgreSQL (a table, pushed down) and Spark (local mode).
+
+The oracle is the API's own path for each row: `normalise` then `decide`. A row `normalise`
+refuses must be rejected with its row number; every other row must get the same status and
+criterion results as the Python evaluator gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.engine.evaluate import Result, decide
+from app.engine.inputs import InvalidInput, normalise
+from app.engine.model import RuleBase
+from app.engine.sql import EXCLUDED_BY, STATUS, column_name
+from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
+from app.screening.mapping import MappingError, RawKind, load_mapping, plan
+from app.screening.runner import Cancelled, Job, Outcome, run, side_file
+from tests.databases import postgres_database
+
+NUMBERS = {
+    "age_years": (0, 120),
+    "mrss": (0, 51),
+    "dlco_percent_predicted": (5, 150),
+    "lvef_percent": (5, 90),
+    "disease_duration_years": (0, 80),
+}
+BOOLEANS = ("ssc_diagnosis", "sle_diagnosis", "ild_present", "internal_organ_involvement")
+ENUMS = {"ssc_subtype": ("diffuse_cutaneous", "limited_cutaneous", "sine_scleroderma")}
+CREATININE = "serum_creatinine[umol/L]"
+TRUE_CELLS = ("true", "Yes", "1", "TRUE", "y")
+FALSE_CELLS = ("false", "no", "0", "N")
+
+
+def _number_cell(low: float, high: float) -> st.SearchStrategy[str | None]:
+    inside = st.floats(low, high, allow_nan=False).map(lambda v: repr(round(v, 3)))
+    edges = st.sampled_from([repr(float(low)), repr(float(high)), str(int(high) + 1), "-1"])
+    return st.one_of(st.none(), inside, edges, st.sampled_from(["abc", "1,5", " 42 "]))
+
+
+@st.composite
+def csv_rows(draw: st.DrawFn) -> dict[str, str | None]:
+    row: dict[str, str | None] = {}
+    for name, (low, high) in NUMBERS.items():
+        row[name] = draw(_number_cell(low, high))
+    for name in BOOLEANS:
+        row[name] = draw(st.none() | st.sampled_from([*TRUE_CELLS, *FALSE_CELLS, "maybe"]))
+    for name, values in ENUMS.items():
+        row[name] = draw(st.none() | st.sampled_from([*values, "diffuse"]))
+    row[CREATININE] = draw(st.none() | st.sampled_from(["70", "88.4", "150", "2000", "x"]))
+    return row
+
+
+def _api_value(column: str, cell: str) -> Any:
+    """A CSV cell as the API's JSON would carry it; ValueError where no JSON value exists."""
+    text = cell.strip()
+    if column in BOOLEANS:
+        lowered = text.lower()
+        if lowered in {c.lower() for c in TRUE_CELLS}:
+            return True
+        if lowered in {c.lower() for c in FALSE_CELLS}:
+            return False
+        raise ValueError(text)
+    if column in ENUMS:
+        return text
+    number = float(text)  # raises ValueError on "abc" and "1,5"
+    return {"value": number, "unit": "umol/L"} if column == CREATININE else number
+
+
+def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | None:
+    """Per rule set (status, excluded_by, criteria), or None when the row must be rejected."""
+    raw: dict[str, Any] = {}
+    for column, cell in row.items():
+        if cell is None or not cell.strip():
+            continue
+        try:
+            raw[column.split("[")[0]] = _api_value(column, cell)
+        except ValueError:
+            return None
+    try:
+        values = normalise(raw, rules.features)
+    except InvalidInput:
+        return None
+    found: dict[str, Any] = {}
+    for ruleset in rules.rulesets.values():
+        decision = decide(ruleset, values)
+        results = [r.result for r in (*decision.criteria, *decision.cautions)]
+        found[ruleset.id] = (decision.status.value, results)
+    return found
+
+
+def _truth(value: Any) -> Result:
+    return Result.UNKNOWN if value is None else (Result.MET if value else Result.NOT_MET)
+
+
+def screened(rules: RuleBase, outcome: Outcome) -> dict[str, dict[str, Any]]:
+    table = pq.read_table(outcome.results).to_pylist()
+    found: dict[str, dict[str, Any]] = {}
+    for row in table:
+        per: dict[str, Any] = {}
+        for ruleset in rules.rulesets.values():
+            every = (*ruleset.deciding, *ruleset.cautions)
+            results = [_truth(row[column_name(ruleset, c.id)]) for c in every]
+            per[ruleset.id] = (row[column_name(ruleset, STATUS)], results)
+        found[row["id"]] = per
+    return found
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]]) -> None:
+    columns = ["id", *rows[0]] if rows else ["id"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for i, row in enumerate(rows):
+            writer.writerow([f"p{i}", *("" if row[c] is None else row[c] for c in columns[1:])])
+
+
+def screen(
+    engine: Engine,
+    rules: RuleBase,
+    source: str,
+    out: Path,
+    table: str | None = None,
+    **options: Any,
+) -> Outcome:
+    job = Job(
+        engine=engine,
+        source=source,
+        rules=rules,
+        rulesets=list(rules.rulesets.values()),
+        out=out,
+        source_name=Path(source).name,
+        **options,
+    )
+    return run(job, engine.open(table or source))
+
+
+def check_against_oracle(
+    rules: RuleBase, rows: Sequence[Mapping[str, str | None]], outcome: Outcome
+) -> None:
+    expected = {f"p{i}": oracle(rules, row) for i, row in enumerate(rows)}
+    rejected_rows = {r.row for r in outcome.rejected}
+    assert rejected_rows == {i + 1 for i, e in enumerate(expected.values()) if e is None}
+    actual = screened(rules, outcome)
+    assert set(actual) == {k for k, e in expected.items() if e is not None}
+    for ident, per in actual.items():
+        assert per == expected[ident], ident
+    assert outcome.report["rows"] == len(rows)
+    assert outcome.report["screened"] + outcome.report["rejected"]["count"] == len(rows)
+
+
+@pytest.fixture
+def duckdb_engine() -> Iterator[DuckDBEngine]:
+    engine = DuckDBEngine()
+    yield engine
+    engine.close()
+
+
+def test_csv_cells_screen_exactly_as_the_api_decides(
+    shipped_rules: RuleBase, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(csv_rows(), min_size=1, max_size=25))
+    def run_case(rows: list[dict[str, str | None]]) -> None:
+        folder = tmp_path_factory.mktemp("csv")
+        write_csv(folder / "cohort.csv", rows)
+        engine = DuckDBEngine()
+        try:
+            outcome = screen(
+                engine,
+                shipped_rules,
+                str(folder / "cohort.csv"),
+                folder / "r.parquet",
+                line_offset=1,
+            )
+        finally:
+            engine.close()
+        check_against_oracle(shipped_rules, rows, outcome)
+
+    run_case()
+
+
+ROWS: list[dict[str, str | None]] = [
+    {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45", "mrss": "20",
+     "lvef_percent": "60", "ild_present": "yes", CREATININE: "80"},
+    {"ssc_diagnosis": "no", "ssc_subtype": None, "age_years": "30", "mrss": None,
+     "lvef_percent": "55", "ild_present": None, CREATININE: None},
+    {"ssc_diagnosis": "true", "ssc_subtype": "limited_cutaneous", "age_years": "abc", "mrss": "10",
+     "lvef_percent": "150", "ild_present": "no", CREATININE: "70"},
+    {"ssc_diagnosis": "1", "ssc_subtype": "diffuse_cutaneous", "age_years": "50", "mrss": "25",
+     "lvef_percent": None, "ild_present": "maybe", CREATININE: "90"},
+]  # fmt: skip
+
+
+def test_bad_rows_are_reported_by_line_and_kept_out(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "cohort.csv", ROWS)
+    outcome = screen(
+        duckdb_engine,
+        shipped_rules,
+        str(tmp_path / "cohort.csv"),
+        tmp_path / "r.parquet",
+        line_offset=1,
+    )
+    first = outcome.report["rejected"]["first"]
+    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
+    assert first[0]["problems"] == (
+        "age_years: expected a number, got 'abc'; "
+        "lvef_percent: 150 is outside the plausible range 5–90 %"
+    )
+    assert first[1]["problems"] == "ild_present: expected true/false, yes/no or 1/0, got 'maybe'"
+    assert outcome.report["screened"] == 2
+    # The ids are in the rejected file for the registry to correct, never in the report.
+    rejected = list(csv.DictReader(side_file(tmp_path / "r.parquet", ".rejected.csv").open()))
+    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3")]
+    assert "p2" not in json.dumps(outcome.report)
+    check_against_oracle(shipped_rules, ROWS, outcome)
+
+
+def test_a_mapping_file_renames_columns_converts_units_and_codes(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "registry.csv").write_text(
+        "PATNO,DX_SSC,SUBTYPE,AGE,CREA_MGDL,EF,NAME\n"
+        "A1,Y,D,45,0.9,60,Jane\n"
+        "A2,Y,L,70,1.2,40,John\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "mapping.yaml").write_text(
+        "id: PATNO\n"
+        "columns:\n"
+        "  ssc_diagnosis: DX_SSC\n"
+        "  ssc_subtype: {column: SUBTYPE, values: {D: diffuse_cutaneous, L: limited_cutaneous}}\n"
+        "  age_years: AGE\n"
+        "  serum_creatinine: {column: CREA_MGDL, unit: mg/dL}\n"
+        "  lvef_percent: EF\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(tmp_path / "registry.csv"), tmp_path / "r.parquet",
+        mapping=mapping, line_offset=1,
+    )  # fmt: skip
+    assert outcome.report["rejected"]["count"] == 0
+    assert outcome.report["columns"]["ignored"] == ["NAME"]
+    assert outcome.report["columns"]["units"] == {"serum_creatinine": "mg/dL"}
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+    assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is True
+    assert rows["A2"][column_name(astis, "diffuse-cutaneous")] is False
+    assert rows["A2"][column_name(astis, EXCLUDED_BY)] == "diffuse-cutaneous"
+    expected = normalise(
+        {"ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous", "age_years": 45,
+         "serum_creatinine": {"value": 0.9, "unit": "mg/dL"}, "lvef_percent": 60},
+        shipped_rules.features,
+    )  # fmt: skip
+    for ruleset in shipped_rules.rulesets.values():
+        assert rows["A1"][column_name(ruleset, STATUS)] == decide(ruleset, expected).status.value
+
+
+def test_mapping_problems_are_all_named_with_their_line(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    (tmp_path / "mapping.yaml").write_text(
+        "columns:\n"
+        "  lvef: EF\n"
+        "  serum_creatinine: {column: CREA, unit: furlong}\n"
+        "  ssc_diagnosis: {column: DX, unit: mg/dL}\n"
+        "  sex: {column: SEX, values: {F: woman}}\n"
+        "  age_years: AGE\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(MappingError) as caught:
+        load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    assert caught.value.problems == [
+        "mapping.yaml:2: unknown feature 'lvef'; see GET /v1/features"
+    ] or caught.value.problems[0].endswith(
+        "mapping.yaml:2: unknown feature 'lvef'; see GET /v1/features"
+    )
+    text = (tmp_path / "mapping.yaml").read_text(encoding="utf-8").replace("  lvef: EF\n", "")
+    (tmp_path / "mapping.yaml").write_text(text, encoding="utf-8")
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    source = dict.fromkeys(["id", "CREA", "DX", "SEX"], RawKind.TEXT)
+    with pytest.raises(MappingError) as caught:
+        plan(source, shipped_rules.features, mapping)
+    problems = [p.split("mapping.yaml:", 1)[-1] for p in caught.value.problems]
+    assert problems[0].startswith("2: serum_creatinine: 'furlong' is not a valid UCUM unit")
+    assert problems[1:] == [
+        "3: ssc_diagnosis is not a number; it has no unit",
+        "4: sex: values ['woman'] are not among ['female', 'male', 'other', 'unknown']",
+        "5: age_years: no column 'AGE' in the source",
+    ]
+
+
+def test_without_a_mapping_every_column_must_be_a_feature(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "c.csv").write_text("id,lvef_percent,NAME,lvef_percent[%]\np1,50,x,50\n")
+    with pytest.raises(MappingError) as caught:
+        screen(duckdb_engine, shipped_rules, str(tmp_path / "c.csv"), tmp_path / "r.parquet")
+    assert caught.value.problems == [
+        "c.csv: column 'NAME' is not a feature id (or `feature[unit]`); give a mapping file "
+        "to rename or leave out a registry's own columns",
+        "c.csv: two columns give 'lvef_percent'",
+    ]
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_a_postgresql_table_is_screened_inside_the_database(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    """Typed columns (DOUBLE PRECISION, BOOLEAN, TEXT) and text columns that need parsing."""
+    with postgres_database() as url:
+        engine = sa.create_engine(url)
+        metadata = sa.MetaData()
+        table = sa.Table(
+            "registry",
+            metadata,
+            sa.Column("id", sa.Text, primary_key=True),
+            sa.Column("ssc_diagnosis", sa.Boolean),
+            sa.Column("ssc_subtype", sa.Text),
+            sa.Column("age_years", sa.Double),
+            sa.Column("mrss", sa.Integer),
+            sa.Column("lvef_percent", sa.Text),
+            sa.Column("ild_present", sa.Text),
+            sa.Column(CREATININE, sa.Double),
+        )
+        metadata.create_all(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                table.insert(),
+                [
+                    {"id": "p0", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous",
+                     "age_years": 45.0, "mrss": 20, "lvef_percent": "60", "ild_present": "yes",
+                     CREATININE: 80.0},
+                    {"id": "p1", "ssc_diagnosis": False, "ssc_subtype": None, "age_years": 30.0,
+                     "mrss": None, "lvef_percent": "55", "ild_present": None, CREATININE: None},
+                    {"id": "p2", "ssc_diagnosis": True, "ssc_subtype": "limited_cutaneous",
+                     "age_years": 200.0, "mrss": 10, "lvef_percent": "abc", "ild_present": "no",
+                     CREATININE: 70.0},
+                ],
+            )  # fmt: skip
+        engine.dispose()
+        outcome = screen(
+            DatabaseEngine(url), shipped_rules, url, tmp_path / "r.parquet", table="registry"
+        )
+    assert outcome.report["source"]["engine"] == "postgresql"
+    assert [(r.row, r.problems) for r in outcome.rejected] == [
+        (3, "age_years: 200 is outside the plausible range 0–120 a; "
+            "lvef_percent: expected a number, got 'abc'")
+    ]  # fmt: skip
+    expected: list[dict[str, str | None]] = [
+        {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
+         "mrss": "20", "lvef_percent": "60", "ild_present": "yes", CREATININE: "80"},
+        {"ssc_diagnosis": "no", "ssc_subtype": None, "age_years": "30", "mrss": None,
+         "lvef_percent": "55", "ild_present": None, CREATININE: None},
+    ]  # fmt: skip
+    actual = screened(shipped_rules, outcome)
+    assert actual == {f"p{i}": oracle(shipped_rules, row) for i, row in enumerate(expected)}
+
+
+def test_spark_screens_the_same_csv_as_duckdb(
+    shipped_rules: RuleBase, spark: Any, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "cohort.csv", ROWS)
+    outcome = screen(
+        SparkEngine(spark), shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+        line_offset=1,
+    )  # fmt: skip
+    assert outcome.report["source"]["engine"] == "spark"
+    assert [r["where"] for r in outcome.report["rejected"]["first"]] == [
+        "cohort.csv:4",
+        "cohort.csv:5",
+    ]
+    check_against_oracle(shipped_rules, ROWS, outcome)
+
+
+def _parquet_rows() -> tuple[pa.Table, list[dict[str, str | None]]]:
+    """Typed Parquet columns, and the same rows as CSV cells for the oracle."""
+    table = pa.table(
+        {
+            "id": ["p0", "p1", "p2"],
+            "ssc_diagnosis": [True, None, False],
+            "ssc_subtype": ["diffuse_cutaneous", "limited_cutaneous", None],
+            "age_years": [45.0, 61.5, float("nan")],
+            "mrss": pa.array([20, 30, None], pa.int32()),
+        }
+    )
+    cells: list[dict[str, str | None]] = [
+        {"ssc_diagnosis": "true", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
+         "mrss": "20"},
+        {"ssc_diagnosis": None, "ssc_subtype": "limited_cutaneous", "age_years": "61.5",
+         "mrss": "30"},
+        {"ssc_diagnosis": "false", "ssc_subtype": None, "age_years": "abc", "mrss": None},
+    ]  # fmt: skip
+    return table, cells
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "spark"])
+def test_typed_parquet_columns(
+    shipped_rules: RuleBase, engine_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    table, cells = _parquet_rows()
+    pq.write_table(table, tmp_path / "cohort.parquet")
+    engine: Engine = (
+        SparkEngine(request.getfixturevalue("spark")) if engine_name == "spark" else DuckDBEngine()
+    )
+    outcome = screen(
+        engine, shipped_rules, str(tmp_path / "cohort.parquet"), tmp_path / "r.parquet"
+    )
+    # NaN reads "nan" in DuckDB and "NaN" in Spark.
+    assert [(r.where, r.problems.split(" is ")[0].lower()) for r in outcome.rejected] == [
+        ("cohort.parquet: row 3", "age_years: nan")
+    ]
+    check_against_oracle(shipped_rules, cells, outcome)
+
+
+def test_ndjson_of_flat_feature_objects(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    lines = [
+        {"id": "p0", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous", "age_years": 45},
+        {"id": "p1", "ssc_diagnosis": "perhaps", "age_years": 30},
+    ]
+    (tmp_path / "c.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    outcome = screen(duckdb_engine, shipped_rules, str(tmp_path / "c.ndjson"), tmp_path / "r.csv")
+    assert [(r.where, r.problems) for r in outcome.rejected] == [
+        ("c.ndjson: row 2", 'ssc_diagnosis: expected boolean, got "perhaps"')
+    ]
+    results = list(csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8")))
+    assert [r["id"] for r in results] == ["p0"]
+    assert results[0]["hsct-ssc-astis:diffuse-cutaneous"] == "true"
+
+
+def test_cancelling_keeps_no_results_file(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "cohort.csv", ROWS)
+    with pytest.raises(Cancelled):
+        screen(
+            duckdb_engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+            cancelled=lambda: True,
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv"]
+
+
+def test_an_unreadable_source_is_a_clear_error(duckdb_engine: DuckDBEngine, tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("x")
+    with pytest.raises(SourceError, match=r"unsupported format '\.txt'"):
+        duckdb_engine.open(str(tmp_path / "c.txt"))
+    with pytest.raises(SourceError, match="no such file"):
+        duckdb_engine.open(str(tmp_path / "missing.csv"))
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(SourceError, match=r"^.*bad\.parquet: "):
+        duckdb_engine.open(str(tmp_path / "bad.parquet"))

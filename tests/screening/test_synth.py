@@ -1,0 +1,298 @@
+"""The synthetic registry cohort (`eligo synth`): deterministic, typed by the catalogue, every
+value valid input, plausible missingness and correlations, and screening it meets every
+status."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from numpy.typing import NDArray
+
+from app.cli import synth as synth_cli
+from app.engine.evaluate import Status
+from app.engine.inputs import normalise
+from app.engine.model import Feature, RuleBase
+from app.engine.run import evaluate_all
+from app.engine.schema import FeatureType
+from app.screening.cohort import read_cohort
+from app.screening.synth import BLOCK, MODELLED, check_catalogue, synthesize, write_parquet
+from tests.conftest import SHIPPED_RULES
+
+SAMPLE = 2_000  # patients evaluated by the Python engine
+HSCT_SSC = (
+    "hsct-ssc-assist",
+    "hsct-ssc-astis",
+    "hsct-ssc-ebmt-2025",
+    "hsct-ssc-scot",
+    "hsct-ssc-upside",
+)
+
+
+@pytest.fixture(scope="module")
+def features(shipped_rules: RuleBase) -> dict[str, Feature]:
+    return shipped_rules.features
+
+
+@pytest.fixture(scope="module")
+def cohort(features: dict[str, Feature]) -> pa.Table:
+    return synthesize(30_000, features, seed=7)
+
+
+@pytest.fixture(scope="module")
+def sample(cohort: pa.Table) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = cohort.slice(0, SAMPLE).to_pylist()
+    return rows
+
+
+def _known(cohort: pa.Table, fid: str) -> NDArray[np.bool_]:
+    return np.asarray(cohort[fid].is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _flag(cohort: pa.Table, fid: str) -> NDArray[np.bool_]:
+    """True where the boolean is known and true."""
+    return np.asarray(cohort[fid].fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _numbers(cohort: pa.Table, fid: str) -> NDArray[np.float64]:
+    return np.asarray(cohort[fid].to_numpy(zero_copy_only=False), dtype=np.float64)  # NaN: null
+
+
+def _labels(cohort: pa.Table, fid: str) -> NDArray[np.object_]:
+    return np.asarray(cohort[fid].to_pylist(), dtype=object)
+
+
+def test_the_same_seed_gives_the_same_table(features: dict[str, Feature]) -> None:
+    first = synthesize(3_000, features, seed=5)
+    assert first.equals(synthesize(3_000, features, seed=5))
+    assert not first.equals(synthesize(3_000, features, seed=6))
+
+
+def test_a_patient_depends_only_on_the_seed_and_its_position(
+    features: dict[str, Feature], tmp_path: Path
+) -> None:
+    """A small cohort is the start of a large one, and a streamed write in any chunk size
+    holds exactly the same rows."""
+    large = synthesize(BLOCK + 500, features, seed=3)
+    assert large.slice(0, 1_000).equals(synthesize(1_000, features, seed=3))
+    path = tmp_path / "c.parquet"
+    write_parquet(BLOCK + 500, features, path, seed=3, chunk=1_000)
+    assert pq.read_table(path).equals(large)
+
+
+def test_columns_and_types_follow_the_catalogue(
+    cohort: pa.Table, features: dict[str, Feature]
+) -> None:
+    assert set(features) == MODELLED, "every catalogue feature has a model"
+    assert cohort.column_names == ["id", *features]
+    ids = cohort["id"].to_pylist()
+    assert ids[:2] == ["P0000001", "P0000002"]
+    assert len(set(ids)) == len(ids)
+    expected = {FeatureType.NUMBER: pa.float64(), FeatureType.BOOLEAN: pa.bool_()}
+    for fid, feature in features.items():
+        kind = cohort.schema.field(fid).type
+        if feature.type is FeatureType.ENUM:
+            assert pa.types.is_dictionary(kind), fid
+            assert kind.value_type == pa.string(), fid
+        else:
+            assert kind == expected[feature.type], fid
+
+
+def test_every_value_is_within_its_range(cohort: pa.Table, features: dict[str, Feature]) -> None:
+    for fid, feature in features.items():
+        if feature.type is FeatureType.NUMBER and feature.spec.range is not None:
+            bounds = pc.min_max(cohort[fid])
+            low, high = feature.spec.range
+            assert low <= bounds["min"].as_py() <= bounds["max"].as_py() <= high, fid
+        if feature.type is FeatureType.ENUM:
+            seen = set(cohort[fid].drop_null().to_pylist())
+            assert seen <= set(feature.spec.values or ()), fid
+
+
+def test_a_feature_without_a_model_gets_a_plain_marginal(features: dict[str, Feature]) -> None:
+    """A catalogue may grow: a new feature gets a column without changing any other."""
+    extra = Feature(features["crp_mg_l"].spec.model_copy(update={"id": "new_marker"}))
+    grown = synthesize(2_000, {**features, "new_marker": extra}, seed=1)
+    assert grown.drop_columns(["new_marker"]).equals(synthesize(2_000, features, seed=1))
+    values = _numbers(grown, "new_marker")
+    assert 0.2 < np.isnan(values).mean() < 0.4
+    assert 0 <= np.nanmin(values) <= np.nanmax(values) <= 500
+
+
+def test_a_catalogue_the_model_does_not_fit_is_refused(features: dict[str, Feature]) -> None:
+    """Creatinine drawn in mg/dL must not be written under a umol/L column."""
+    spec = features["serum_creatinine"].spec.model_copy(update={"unit": "umol/L"})
+    with pytest.raises(ValueError, match=r"'serum_creatinine'.*'mg/dL'.*'umol/L'"):
+        check_catalogue({**features, "serum_creatinine": Feature(spec)})
+    spec = features["sex"].spec.model_copy(update={"values": ["female", "male"]})
+    with pytest.raises(ValueError, match="'sex'"):
+        synthesize(10, {**features, "sex": Feature(spec)})
+
+
+def test_every_patient_is_valid_input(
+    sample: list[dict[str, Any]], features: dict[str, Feature]
+) -> None:
+    for row in sample:
+        raw = {k: v for k, v in row.items() if k != "id"}
+        assert normalise(raw, features), row["id"]  # raises InvalidInput on any bad value
+
+
+def test_missingness_is_feature_specific_and_correlated(cohort: pa.Table) -> None:
+    ssc, sle = _flag(cohort, "ssc_diagnosis"), _flag(cohort, "sle_diagnosis")
+    no_ssc = _known(cohort, "ssc_diagnosis") & ~ssc
+    no_sle = _known(cohort, "sle_diagnosis") & ~sle
+    for fid in ("age_years", "sex", "ssc_diagnosis", "sle_diagnosis"):
+        assert _known(cohort, fid).mean() > 0.98, fid
+    assert 0.75 < _known(cohort, "serum_creatinine").mean() < 0.97
+    assert _known(cohort, "mpap_mmhg").mean() < 0.2  # right-heart catheterisation
+    # Disease-specific features are missing for the other disease.
+    assert _known(cohort, "mrss")[ssc].mean() > 0.7
+    assert not _known(cohort, "mrss")[no_ssc].any()
+    assert not _known(cohort, "ssc_subtype")[no_ssc].any()
+    assert _known(cohort, "sledai_2k")[sle].mean() > 0.6
+    assert not _known(cohort, "sledai_2k")[no_sle].any()
+    # A patient without lung function tests lacks both FVC and DLCO.
+    fvc, dlco = _known(cohort, "fvc_percent_predicted"), _known(cohort, "dlco_percent_predicted")
+    assert dlco[fvc].mean() > 0.85
+    assert dlco[~fvc].mean() < 0.05
+    # Catheterisation is done when pulmonary hypertension calls for it.
+    pah, mpap = _flag(cohort, "pah_diagnosis"), _known(cohort, "mpap_mmhg")
+    assert mpap[pah].mean() > 0.5
+    assert mpap[~pah].mean() < 0.1
+
+
+def test_the_registry_mix(cohort: pa.Table) -> None:
+    ssc, sle = _flag(cohort, "ssc_diagnosis"), _flag(cohort, "sle_diagnosis")
+    assert 0.5 < ssc.mean() < 0.6
+    assert 0.37 < (sle & ~ssc).mean() < 0.43
+    assert 0.02 < (~ssc & ~sle).mean() < 0.08
+    assert 0.75 < (_labels(cohort, "sex") == "female").mean() < 0.95
+
+
+def test_features_go_together_plausibly(cohort: pa.Table) -> None:
+    subtype = _labels(cohort, "ssc_subtype")
+    mrss = _numbers(cohort, "mrss")
+    assert np.nanmean(mrss[subtype == "diffuse_cutaneous"]) > 8 + np.nanmean(
+        mrss[subtype == "limited_cutaneous"]
+    )
+    ild, known_ild = _flag(cohort, "ild_present"), _known(cohort, "ild_present")
+    assert (
+        (ild[subtype == "diffuse_cutaneous"]).mean() > (ild[subtype == "limited_cutaneous"]).mean()
+    )
+    for fid in ("fvc_percent_predicted", "dlco_percent_predicted"):
+        values = _numbers(cohort, fid)
+        assert np.nanmean(values[ild]) < np.nanmean(values[known_ild & ~ild]) - 10, fid
+    pah = _flag(cohort, "pah_diagnosis")
+    no_pah = _known(cohort, "pah_diagnosis") & ~pah
+    mpap, dlco = _numbers(cohort, "mpap_mmhg"), _numbers(cohort, "dlco_percent_predicted")
+    assert np.nanmean(mpap[pah]) > np.nanmean(mpap[no_pah]) + 10
+    assert np.nanmean(dlco[pah]) < np.nanmean(dlco[no_pah])
+    active, inactive = _flag(cohort, "disease_active"), _known(cohort, "disease_active")
+    sledai = _numbers(cohort, "sledai_2k")
+    assert np.nanmean(sledai[active]) > np.nanmean(sledai[inactive & ~active]) + 5
+
+
+def test_nephritis_and_kidney_function_agree(cohort: pa.Table) -> None:
+    sle = _flag(cohort, "sle_diagnosis")
+    nephritis_class = _labels(cohort, "lupus_nephritis_class")
+    class_iv, no_biopsy = nephritis_class == "IV", sle & (nephritis_class == None)  # noqa: E711
+    protein = _numbers(cohort, "proteinuria_g_24h")
+    creatinine, egfr = _numbers(cohort, "serum_creatinine"), _numbers(cohort, "egfr")
+    assert np.nanmedian(protein[class_iv]) > 5 * np.nanmedian(protein[no_biopsy])
+    assert np.nanmedian(creatinine[class_iv]) > np.nanmedian(creatinine[no_biopsy])
+    assert np.nanmedian(egfr[class_iv]) < np.nanmedian(egfr[no_biopsy])
+    clearance = _numbers(cohort, "creatinine_clearance_ml_min")
+    both = ~np.isnan(creatinine) & ~np.isnan(egfr) & ~np.isnan(clearance)
+    assert np.corrcoef(np.log(creatinine[both]), np.log(egfr[both]))[0, 1] < -0.8
+    assert np.corrcoef(np.log(egfr[both]), np.log(clearance[both]))[0, 1] > 0.7
+
+
+def test_screening_meets_every_status(
+    sample: list[dict[str, Any]], shipped_rules: RuleBase
+) -> None:
+    """A few patients are eligible: mostly those in an HSCT work-up, whose records are
+    complete; most SSc patients are ruled out, some stay undecided."""
+    statuses: dict[str, Counter[Status]] = defaultdict(Counter)
+    rulesets = [shipped_rules.rulesets[ident] for ident in HSCT_SSC]
+    for row in sample:
+        values = normalise({k: v for k, v in row.items() if k != "id"}, shipped_rules.features)
+        for decision in evaluate_all(rulesets, values):
+            statuses[decision.ruleset.id][decision.status] += 1
+    for ident in HSCT_SSC:
+        assert set(statuses[ident]) == set(Status), (ident, statuses[ident])
+        assert statuses[ident][Status.ELIGIBLE] < 0.05 * SAMPLE, ident
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(synth_cli.synth, [*args, "--rules-dir", str(SHIPPED_RULES)])
+
+
+def test_cli_writes_parquet(tmp_path: Path, features: dict[str, Feature]) -> None:
+    out = tmp_path / "cohort.parquet"
+    result = _invoke("--n", "300", "--out", str(out), "--seed", "4")
+    assert result.exit_code == 0, result.output
+    assert f"wrote 300 synthetic patients to {out}" in result.stderr
+    assert pq.read_table(out).equals(synthesize(300, features, seed=4))
+    assert [p.name for p in tmp_path.iterdir()] == ["cohort.parquet"]  # no temporary left
+
+
+def test_cli_writes_csv_that_the_cohort_reader_takes(
+    tmp_path: Path, features: dict[str, Feature]
+) -> None:
+    out = tmp_path / "cohort.csv"
+    result = CliRunner().invoke(synth_cli.synth, ["--n", "200", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pacsv.read_csv(out)
+    assert table.num_rows == 200
+    assert table.column_names == ["id", *features]
+    for patient in read_cohort(out, features):
+        normalise(patient.features, features)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n", "0", "--out", "x.parquet"], "--n"),
+        (["--n", "100000001", "--out", "x.parquet"], "--n"),
+        (["--n", "10", "--out", "x.txt"], "unsupported output format '.txt'"),
+        (["--n", "10", "--out", "no/such/dir/x.csv"], "does not exist"),
+        (["--n", "10", "--out", "x.csv", "--seed", "-1"], "--seed"),
+        (["--out", "x.csv"], "--n"),
+    ],
+)
+def test_cli_rejects_bad_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_reports_a_failed_write_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unwritable target (simulated: tests may run as root, who can write anywhere) exits
+    2 with the reason, leaves no temporary file and does not touch an existing output."""
+
+    def refuse(_n: int, _features: object, path: Path, **_: object) -> None:
+        path.write_bytes(b"partial")
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setitem(synth_cli.WRITERS, ".parquet", refuse)
+    out = tmp_path / "cohort.parquet"
+    out.write_bytes(b"old")
+    result = _invoke("--n", "10", "--out", str(out))
+    assert result.exit_code == 2
+    assert "cannot write: Permission denied" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["cohort.parquet"]
+    assert out.read_bytes() == b"old"
