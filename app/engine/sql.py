@@ -83,7 +83,8 @@ def atom_sql(atom: Atom, columns: Columns) -> Truth:
     if isinstance(atom, Compare):
         return _compare(atom, column)
     if isinstance(atom, Between):
-        return column.between(number(atom.low), number(atom.high))
+        # BETWEEN's SQL type is NullType in SQLAlchemy; the result is a boolean.
+        return sa.type_coerce(column.between(number(atom.low), number(atom.high)), sa.Boolean)
     return column.in_([sa.literal(v, sa.String) for v in atom.values])
 
 

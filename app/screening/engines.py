@@ -38,6 +38,8 @@ class Engine(Protocol):
 
     def count(self) -> int: ...
 
+    def materialise(self, query: sa.Select[Any]) -> FromClause: ...
+
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]: ...
 
     def close(self) -> None: ...
@@ -124,6 +126,16 @@ class DuckDBEngine:
         found = self.connection.execute("SELECT count(*) FROM raw_source").fetchall()
         return int(found[0][0])
 
+    def materialise(self, query: sa.Select[Any]) -> FromClause:
+        """A temporary table: DuckDB compresses it, and spills it to disk past its memory
+        limit."""
+        sql = render(query, self.dialect)
+        try:
+            self.connection.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {sql}").fetchall()
+        except duckdb.Error as exc:
+            raise SourceError(_first_line(exc)) from None
+        return sa.table("checked", *(sa.column(c.name) for c in query.selected_columns))
+
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:
             reader = self.connection.sql(render(query, self.dialect)).to_arrow_reader(BATCH_ROWS)
@@ -136,6 +148,22 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def arrow_schema(query: sa.Select[Any]) -> pa.Schema:
+    """The Arrow types of a query's columns, from their SQL types: a batch whose column is
+    all NULL keeps its type (a driver's rows carry none)."""
+
+    def arrow(type_: sa.types.TypeEngine[Any]) -> pa.DataType:
+        if isinstance(type_, sa.Boolean):
+            return pa.bool_()
+        if isinstance(type_, sa.Integer):
+            return pa.int64()
+        if isinstance(type_, sa.Float | sa.Numeric):
+            return pa.float64()
+        return pa.string()
+
+    return pa.schema([(c.name, arrow(c.type)) for c in query.selected_columns])
 
 
 def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -187,8 +215,15 @@ class DatabaseEngine:
             raise SourceError(f"table {source!r}: {_first_line(exc)}") from None
         kinds = {c.name: _sql_kind(c.type) for c in self.table.columns}
         order = self.table.c[self.key] if self.key in self.table.c else sa.literal(1)
-        numbered = sa.select(sa.func.row_number().over(order_by=order).label(ROW), *self.table.c)
+        numbered = sa.select(
+            sa.func.row_number(type_=sa.BigInteger).over(order_by=order).label(ROW), *self.table.c
+        )
         return numbered.subquery("raw_source"), kinds
+
+    def materialise(self, query: sa.Select[Any]) -> FromClause:
+        """Not stored: a TEMP table would need one connection throughout, and validation is
+        cheap next to the network; the database computes it for each of the two reads."""
+        return query.subquery("checked")
 
     def count(self) -> int:
         assert self.table is not None
@@ -203,12 +238,15 @@ class DatabaseEngine:
                 result = connection.execution_options(
                     stream_results=True, yield_per=BATCH_ROWS
                 ).execute(query)
-                names = list(result.keys())
+                schema = arrow_schema(query)
+                names = schema.names
                 batches = (
-                    pa.RecordBatch.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+                    pa.RecordBatch.from_pylist(
+                        [dict(zip(names, r, strict=True)) for r in rows], schema=schema
+                    )
                     for rows in result.partitions()
                 )
-                yield from _at_least_one(batches, pa.schema([(n, pa.null()) for n in names]))
+                yield from _at_least_one(batches, schema)
         except SQLAlchemyError as exc:
             raise SourceError(f"database: {_first_line(exc)}") from None
 
@@ -276,6 +314,12 @@ class SparkEngine:
 
     def count(self) -> int:
         return int(self.frame.count())
+
+    def materialise(self, query: sa.Select[Any]) -> FromClause:
+        """Cached by Spark, in memory and on the executors' disks."""
+        checked = self.session.sql(render(query, self.dialect)).cache()
+        checked.createOrReplaceTempView("checked")
+        return sa.table("checked", *(sa.column(c.name) for c in query.selected_columns))
 
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:

@@ -67,15 +67,22 @@ def parse_number(text: Text, dialect: str) -> Value:
 
 
 def round9(value: Value, dialect: str) -> Value:
-    """`units.round_significant`: nine significant digits."""
+    """`units.round_significant`: nine significant digits.
+
+    PostgreSQL rounds the exact NUMERIC. DuckDB and Spark take the precision of ROUND only as
+    a constant, so the magnitude picks one of 31 constant ROUNDs; that is four times faster
+    than formatting with '%.9g' and gave the same doubles as Python on 200,000 values.
+    """
     if dialect == "postgresql":
         digits = 8 - sa.cast(sa.func.floor(sa.func.log(sa.func.abs(value))), sa.Integer)
         rounded = sa.func.round(sa.cast(value, sa.Numeric), digits)
         return sa.case((value == 0, value), else_=sa.cast(rounded, sa.Double))
-    if dialect == "spark":
-        # Spark formats NULL as the text 'null', which CAST refuses under ANSI mode.
-        return sa.try_cast(sa.func.format_string("%.9g", value), sa.Double)
-    return sa.cast(sa.func.printf("%.9g", value), sa.Double)
+    size = sa.func.abs(value)
+    bands = [(size < number(10.0 ** (e + 1)), sa.func.round(value, 8 - e)) for e in _BANDS]
+    return sa.case((size < number(10.0 ** _BANDS[0]), value), *bands, else_=value)
+
+
+_BANDS = range(-15, 16)
 
 
 def _present(raw: Value, kind: RawKind) -> Value:
@@ -85,35 +92,49 @@ def _present(raw: Value, kind: RawKind) -> Value:
     return raw.is_not(None)
 
 
-def _number(column: Column, raw: Value, dialect: str) -> Checked:
+def convert(column: Column, raw: Value, dialect: str) -> Value | None:
+    """A number feature's canonical value, NULL where the cell is not a number. Computed once
+    per cell in a stage of its own: the range check and the value both read it, and DuckDB
+    does not share the 31-band rounding between two CASEs (17 s instead of 3 s a million
+    rows)."""
+    if column.feature.type is not FeatureType.NUMBER or column.kind is RawKind.BOOLEAN:
+        return None
+    kind = column.kind
+    if kind is RawKind.JSON:
+        raw, kind = sa.func.json_extract_string(raw, "$"), RawKind.TEXT
+    parsed = parse_number(sa.func.trim(raw), dialect) if kind is RawKind.TEXT else raw
+    linear = column.linear
+    scaled = sa.cast(parsed, sa.Double) * number(linear.scale) + number(linear.offset)
+    return sa.case((finite(scaled, dialect), round9(scaled, dialect)))
+
+
+def finite(value: Value, dialect: str) -> Value:
+    """Neither NaN nor infinite, asked explicitly. DuckDB's optimiser reads Parquet min/max
+    statistics that leave NaN out, and decided `NaN NOT BETWEEN 0 AND 120` was false."""
+    if dialect == "duckdb":
+        return sa.func.isfinite(value)
+    infinity = sa.cast(sa.literal("Infinity", sa.String), sa.Double)
+    if dialect == "spark":
+        return sa.and_(sa.not_(sa.func.isnan(value)), sa.func.abs(value) != infinity)
+    # PostgreSQL orders NaN above infinity.
+    return sa.func.abs(value) < infinity
+
+
+def _number(column: Column, raw: Value, converted: Value | None) -> Checked:
     feature, kind = column.feature, column.kind
-    if kind is RawKind.BOOLEAN:
+    if converted is None:  # a boolean column for a number feature
         return Checked(
             sa.cast(sa.null(), sa.Double), _say(f"{feature.id}: expected a number, got ", raw)
         )
-    parsed = parse_number(sa.func.trim(raw), dialect) if kind is RawKind.TEXT else raw
-    parsed = sa.cast(parsed, sa.Double)
-    linear = column.linear
-    converted = round9(parsed * number(linear.scale) + number(linear.offset), dialect)
     low, high = feature.spec.range or (None, None)
     given = f" {column.unit}" if column.unit else ""
-    canonical = feature.unit or ""
-    wrong = sa.and_(_present(raw, kind), parsed.is_(None))
-    if low is None or high is None:
-        bad = sa.case((wrong, _say(f"{feature.id}: expected a number, got '", raw, "'")))
-    else:
+    wrong = sa.and_(_present(raw, kind), converted.is_(None))
+    problems = [(wrong, _say(f"{feature.id}: expected a finite number, got '", raw, "'"))]
+    if low is not None and high is not None:
+        shown = f"{given} is outside the plausible range {low:g}–{high:g} {feature.unit or ''}"
         outside = sa.not_(converted.between(number(low), number(high)))
-        bad = sa.case(
-            (wrong, _say(f"{feature.id}: expected a number, got '", raw, "'")),
-            (
-                outside,
-                _say(
-                    f"{feature.id}: ",
-                    raw,
-                    f"{given} is outside the plausible range {low:g}–{high:g} {canonical}".rstrip(),
-                ),
-            ),
-        )
+        problems.append((outside, _say(f"{feature.id}: ", raw, shown.rstrip())))
+    bad = sa.case(*problems)
     return Checked(sa.case((bad.is_(None), converted)), bad)
 
 
@@ -158,14 +179,14 @@ _JSON_TYPES = {
 }
 
 
-def _json(column: Column, raw: Value, dialect: str) -> Checked:
+def _json(column: Column, raw: Value, converted: Value | None) -> Checked:
     """A JSON value (DuckDB, NDJSON): of the JSON type the API takes, then read as text.
     `"52"` for a number is refused, as the API refuses it."""
     json_type = sa.func.json_type(raw)
     expected = _JSON_TYPES[column.feature.type]
     wrong = sa.and_(raw.is_not(None), json_type != "NULL", json_type.not_in(expected))
     as_text = replace(column, kind=RawKind.TEXT)
-    inner = check(as_text, sa.func.json_extract_string(raw, "$"), dialect)
+    inner = check(as_text, sa.func.json_extract_string(raw, "$"), converted)
     problem = sa.case(
         (wrong, _say(f"{column.feature.id}: expected {column.feature.type.value}, got ", raw)),
         else_=inner.problem,
@@ -173,12 +194,13 @@ def _json(column: Column, raw: Value, dialect: str) -> Checked:
     return Checked(sa.case((problem.is_(None), inner.value)), problem)
 
 
-def check(column: Column, raw: Value, dialect: str) -> Checked:
-    """One cell: its canonical value and its problem, as SQL."""
+def check(column: Column, raw: Value, converted: Value | None = None) -> Checked:
+    """One cell: its canonical value and its problem, as SQL. `converted` is `convert`'s
+    value for a number feature."""
     if column.kind is RawKind.JSON:
-        return _json(column, raw, dialect)
+        return _json(column, raw, converted)
     if column.feature.type is FeatureType.NUMBER:
-        return _number(column, raw, dialect)
+        return _number(column, raw, converted)
     if column.feature.type is FeatureType.BOOLEAN:
         return _boolean(column, raw)
     return _enum(column, raw)
@@ -191,24 +213,60 @@ _NULL_TYPES: dict[FeatureType, sa.types.TypeEngine[Any]] = {
 }
 
 
+def _converted(raw: FromClause, plan: Plan, dialect: str) -> FromClause:
+    """Stage 1: row number, key, each mapped raw cell (`r<i>`) and, for number features,
+    its canonical value (`n<i>`)."""
+    columns: list[Value] = [raw.c[ROW].label(ROW), raw.c[plan.key].label("key")]
+    for i, column in enumerate(plan.columns):
+        columns.append(raw.c[column.column].label(f"r{i}"))
+        value = convert(column, raw.c[column.column], dialect)
+        if value is not None:
+            columns.append(value.label(f"n{i}"))
+    return sa.select(*columns).select_from(raw).subquery("converted")
+
+
+def _duplicates(raw: FromClause, plan: Plan) -> FromClause:
+    """Keys that occur more than once. A join, not a window: a window over the whole row would
+    hold every column of every row while it partitions."""
+    key = sa.func.trim(_text(raw.c[plan.key]))
+    grouped = sa.select(key.label("key")).select_from(raw).group_by(key)
+    return grouped.having(sa.func.count() > 1).subquery("duplicates")
+
+
 def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect: str) -> FromClause:
     """`raw` (with a `_row` column) as: `_row`, `id`, one canonical column per feature (NULL
-    where the source has none), `_problems` (text, NULL when the row is fine) and `_valid`."""
-    checked = {c.feature.id: check(c, raw.c[c.column], dialect) for c in plan.columns}
-    key = sa.func.trim(_text(raw.c[plan.key]))
+    where the source has none), `_problems` (text, NULL when the row is fine) and `_valid`.
+
+    Three stages: converted numbers (`_converted`), then each cell's value and problem, then
+    the row's verdict; the problem text is only assembled for a row that has one."""
+    stage = _converted(raw, plan, dialect)
+    duplicates = _duplicates(raw, plan)
+    key = sa.func.trim(_text(stage.c.key), type_=sa.String)
     key_problem = sa.case(
         (sa.or_(key.is_(None), key == ""), sa.literal("id: empty", sa.String)),
         (
-            sa.func.count().over(partition_by=key) > 1,
+            duplicates.c.key.is_not(None),
             sa.literal("id: duplicate (another row has the same id)", sa.String),
         ),
     )
-    problems = [key_problem, *(c.problem for c in checked.values())]
-    columns: list[Value] = [raw.c[ROW].label(ROW), key.label(KEY)]
+    checked = [check(c, stage.c[f"r{i}"], stage.c.get(f"n{i}")) for i, c in enumerate(plan.columns)]
+    by_feature = {c.feature.id: found for c, found in zip(plan.columns, checked, strict=True)}
+    columns: list[Value] = [stage.c[ROW].label(ROW), key.label(KEY)]
     for feature in features:
-        found = checked.get(feature.id)
+        found = by_feature.get(feature.id)
         value = found.value if found else sa.cast(sa.null(), _NULL_TYPES[feature.type])
         columns.append(sa.cast(value, _NULL_TYPES[feature.type]).label(feature.id))
-    columns.append(sa.func.concat_ws("; ", *problems).label(PROBLEMS))
-    columns.append(sa.and_(*(p.is_(None) for p in problems)).label(VALID))
-    return sa.select(*columns).select_from(raw).subquery("validated")
+    problems = [key_problem, *(c.problem for c in checked)]
+    columns += [p.label(f"p{i}") for i, p in enumerate(problems)]
+    joined = stage.outerjoin(duplicates, key == duplicates.c.key)
+    cells = sa.select(*columns).select_from(joined).subquery("cells")
+    return _verdict(cells, features, len(problems))
+
+
+def _verdict(cells: FromClause, features: Sequence[Feature], count: int) -> FromClause:
+    problems = [cells.c[f"p{i}"] for i in range(count)]
+    valid = sa.and_(*(p.is_(None) for p in problems))
+    text = sa.case((sa.not_(valid), sa.func.concat_ws("; ", *problems, type_=sa.String)))
+    values = [cells.c[f.id] for f in features]
+    selected = [cells.c[ROW], cells.c[KEY], *values, text.label(PROBLEMS), valid.label(VALID)]
+    return sa.select(*selected).subquery("validated")
