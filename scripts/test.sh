@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/postgres.sh
 source scripts/browser.sh  # Debian's Chromium and axe-core (npm ci) for tests/e2e/browser
+source scripts/java.sh  # a Java 17+ runtime for the Spark (local mode) screening tests
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy

@@ -107,7 +107,8 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     rows = job.engine.materialise(sa.select(checked))
     total = job.engine.count()
     patients = sa.select(rows).where(rows.c[VALID]).subquery("patients")
-    verdicts = Screening(job.rulesets, patients, key=KEY).verdicts(missing=True)
+    fence = job.engine.dialect == "postgresql"
+    verdicts = Screening(job.rulesets, patients, key=KEY, fence=fence).verdicts(missing=True)
     tally = report.Tally(job.rulesets)
     _write(job.engine.batches(verdicts), job.out, job, total, tally)
     rejected_file = side_file(job.out, ".rejected.csv")

@@ -222,7 +222,7 @@ def _converted(raw: FromClause, plan: Plan, dialect: str) -> FromClause:
         value = convert(column, raw.c[column.column], dialect)
         if value is not None:
             columns.append(value.label(f"n{i}"))
-    return sa.select(*columns).select_from(raw).subquery("converted")
+    return _stage(sa.select(*columns).select_from(raw), "converted", dialect)
 
 
 def _duplicates(raw: FromClause, plan: Plan) -> FromClause:
@@ -259,14 +259,21 @@ def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect:
     problems = [key_problem, *(c.problem for c in checked)]
     columns += [p.label(f"p{i}") for i, p in enumerate(problems)]
     joined = stage.outerjoin(duplicates, key == duplicates.c.key)
-    cells = sa.select(*columns).select_from(joined).subquery("cells")
-    return _verdict(cells, features, len(problems))
+    cells = _stage(sa.select(*columns).select_from(joined), "cells", dialect)
+    return _verdict(cells, features, len(problems), dialect)
 
 
-def _verdict(cells: FromClause, features: Sequence[Feature], count: int) -> FromClause:
+def _verdict(
+    cells: FromClause, features: Sequence[Feature], count: int, dialect: str
+) -> FromClause:
     problems = [cells.c[f"p{i}"] for i in range(count)]
     valid = sa.and_(*(p.is_(None) for p in problems))
     text = sa.case((sa.not_(valid), sa.func.concat_ws("; ", *problems, type_=sa.String)))
     values = [cells.c[f.id] for f in features]
     selected = [cells.c[ROW], cells.c[KEY], *values, text.label(PROBLEMS), valid.label(VALID)]
-    return sa.select(*selected).subquery("validated")
+    return _stage(sa.select(*selected), "validated", dialect)
+
+
+def _stage(query: sa.Select[Any], name: str, dialect: str) -> FromClause:
+    """A subquery PostgreSQL's planner keeps as one (`OFFSET 0`; see `sql.Screening`)."""
+    return (query.offset(0) if dialect == "postgresql" else query).subquery(name)
