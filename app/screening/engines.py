@@ -273,10 +273,38 @@ def spark_session(master: str | None = None) -> Any:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", "4")
+            # The results are collected to the driver as Arrow; in local mode the driver is
+            # the executor too. SPARK_DRIVER_MEMORY overrides.
+            .config("spark.driver.memory", os.environ.get("SPARK_DRIVER_MEMORY", "4g"))
         )
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _numbered(frame: Any) -> Any:
+    """`frame` with `_row`, its 1-based position in the files, computed without a window:
+    a window with no partition puts every row in one task (a Java heap of 1 GB ran out at a
+    million rows). monotonically_increasing_id() is the partition index times 2^33 plus the
+    row's place in its partition, and partitions follow file order; one small count per
+    partition gives each partition's offset."""
+    from pyspark.sql import functions  # noqa: PLC0415 - only the spark engine needs it
+
+    tagged = frame.withColumn("_mid", functions.monotonically_increasing_id()).withColumn(
+        "_pid", functions.spark_partition_id()
+    )
+    counts = sorted(tuple(r) for r in tagged.groupBy("_pid").count().collect())
+    offsets, start = [], 0
+    for pid, count in counts:
+        offsets.append((int(pid), start))
+        start += int(count)
+    session = frame.sparkSession
+    table = session.createDataFrame(offsets or [(0, 0)], "_pid INT, _offset BIGINT")
+    place = functions.col("_mid") - functions.col("_pid").cast("long") * (1 << 33)
+    numbered = tagged.join(functions.broadcast(table), "_pid").withColumn(
+        ROW, functions.col("_offset") + place + 1
+    )
+    return numbered.drop("_mid", "_pid", "_offset")
 
 
 def _spark_kind(type_name: str) -> RawKind:
@@ -297,9 +325,6 @@ class SparkEngine:
         self.frame: Any = None
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
-        from pyspark.sql import functions  # noqa: PLC0415
-        from pyspark.sql.window import Window  # noqa: PLC0415
-
         fmt = file_format(Path(source))
         reader = self.session.read
         try:
@@ -311,9 +336,7 @@ class SparkEngine:
                 frame = reader.json(source)
         except Exception as exc:  # Spark raises AnalysisException and Py4J errors
             raise SourceError(f"{source}: {_first_line(exc)}") from None
-        # File order: monotonically_increasing_id grows with partition and position.
-        order = Window.orderBy(functions.monotonically_increasing_id())
-        self.frame = frame.withColumn(ROW, functions.row_number().over(order))
+        self.frame = _numbered(frame)
         self.frame.createOrReplaceTempView("raw_source")
         kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
         return _relation("raw_source", kinds), kinds
