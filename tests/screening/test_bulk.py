@@ -19,6 +19,9 @@ from app.fhir.mapping import map_bundle
 from app.screening.bulk import BulkCohort, BulkError, BulkPatient, read_bulk
 from tests.fhir.bundles import FIXTURES, WRITTEN_ON, resource, sle_bundle
 
+# Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
+pytestmark = pytest.mark.one_pass
+
 BULK = FIXTURES / "bulk-40"
 TODAY = date(2026, 11, 22)
 # Synthea's labs end in 2020-21: on this day several patients have an eGFR under 90 days old.

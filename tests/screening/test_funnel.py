@@ -15,6 +15,9 @@ import pytest
 
 from app.screening.funnel import funnel_svg
 
+# Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
+pytestmark = pytest.mark.one_pass
+
 SVG = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "funnel"

@@ -30,6 +30,9 @@ from app.screening.mapping import MappingError, RawKind, load_mapping, plan
 from app.screening.runner import Cancelled, Job, Outcome, run, side_file
 from tests.databases import postgres_database
 
+# Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
+pytestmark = pytest.mark.one_pass
+
 NUMBERS = {
     "age_years": (0, 120),
     "mrss": (0, 51),

@@ -47,6 +47,9 @@ from tests.screening.backends import (
     SQLAlchemyBackend,
 )
 
+# Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
+pytestmark = pytest.mark.one_pass
+
 NUMBERS = ("n1", "n2", "n3")
 BOOLEANS = ("b1", "b2")
 ENUM = "e1"

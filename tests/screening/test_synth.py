@@ -27,6 +27,9 @@ from app.screening.cohort import read_cohort
 from app.screening.synth import BLOCK, MODELLED, check_catalogue, synthesize, write_parquet
 from tests.conftest import SHIPPED_RULES
 
+# Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
+pytestmark = pytest.mark.one_pass
+
 SAMPLE = 2_000  # patients evaluated by the Python engine
 HSCT_SSC = (
     "hsct-ssc-assist",
