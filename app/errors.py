@@ -68,6 +68,13 @@ class NotFound(EligoError):
     title = "Not found"
 
 
+class Conflict(EligoError):
+    """The resource is not in a state that allows this yet (e.g. a screening still running)."""
+
+    status = 409
+    title = "Conflict"
+
+
 class PreconditionFailed(EligoError):
     """CDS Hooks: the data the rules need could be neither prefetched nor fetched."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import cds_hooks, errors, evaluations, health, rulesets, web
+from app.api import cds_hooks, errors, evaluations, health, rulesets, screenings, web
 from app.api.body import BodySizeLimit
 from app.api.headers import PathCORS, SecurityHeaders
 from app.cds.jwt import ClientTokenVerifier
@@ -23,6 +24,7 @@ from app.db.session import commit_lock, make_engine, session_factory
 from app.engine.load import load_rules
 from app.errors import StartupRefused
 from app.reload import RuleReloader, fingerprint
+from app.screening.jobs import JobStore, Worker
 from app.settings import Environment, Settings
 
 log = logging.getLogger("eligo")
@@ -38,10 +40,16 @@ every criterion's result, the values and thresholds behind it, documented risks 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Hot reload of the rules (file changes, SIGHUP) for as long as the app serves."""
+    """Hot reload of the rules (file changes, SIGHUP) and the screening workers, for as long
+    as the app serves. Workers stop first: a job they are running goes back to the queue."""
     reloader: RuleReloader = app.state.reloader
+    worker: Worker = app.state.screening_worker
     async with reloader.running():
-        yield
+        worker.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(worker.stop)
     app.state.fhir_http.close()
     app.state.jwks_http.close()
     app.state.engine.dispose()
@@ -71,10 +79,13 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     app.state.sessions = session_factory(app.state.engine)
     app.state.commit_lock = commit_lock(app.state.engine)
     app.state.stored = StoredVersions()
+    app.state.screening_worker = Worker(
+        JobStore(app.state.sessions, app.state.commit_lock), settings, lambda: app.state.rules
+    )
     _cds_hooks(app, settings)
     errors.install(app)
     _middleware(app, settings)
-    for module in (evaluations, rulesets, cds_hooks, health, web):
+    for module in (evaluations, rulesets, screenings, cds_hooks, health, web):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=web.WEB / "static"), name="static")
     log.info(
@@ -111,7 +122,11 @@ def _prepare_database(settings: Settings) -> None:
 def _middleware(app: FastAPI, settings: Settings) -> None:
     # Added innermost first: the size limit sees the body before anything parses it, and the
     # headers land on every response, including CORS preflights and 413s.
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    # POST /v1/screenings takes uploads of up to ELIGO_SCREENING_MAX_UPLOAD_BYTES and limits
+    # its JSON bodies to ELIGO_MAX_BODY_BYTES itself.
+    app.add_middleware(
+        BodySizeLimit, limit=settings.max_body_bytes, exempt=[screenings.SUBMIT_PATH]
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from app.cds.jwt import IssuerConfig
 
@@ -126,6 +127,40 @@ class Settings(BaseSettings):
         "production; in development only for requests that arrived over https",
     )
 
+    screening_dir: Path | None = Field(
+        default=None,
+        description="Where registry screening jobs keep their files (uploads, results), one "
+        "folder per job. Every process serving the same database must see the same folder. "
+        "Default: `screenings/` beside the SQLite database, or in the working directory",
+    )
+    screening_sources: list[Path] = Field(
+        default_factory=list,
+        description="Server directories a screening request may name files or FHIR Bulk "
+        'folders in by path (JSON list, e.g. ["/srv/registry"]); none by default',
+    )
+    screening_url_prefixes: list[str] = Field(
+        default_factory=list,
+        description="Databases a screening request may read a table from: SQLAlchemy URLs; a "
+        "request's URL must name the same server, port, database (and user, if given here). "
+        "A password given here is used when the request leaves it out. None by default",
+    )
+    screening_max_upload_bytes: int = Field(
+        default=2 * 1024**3, ge=1024, description="Larger registry uploads get 413"
+    )
+    screening_workers: int = Field(
+        default=1,
+        ge=0,
+        le=32,
+        description="Screening jobs this process runs at a time; 0 runs none (an API-only "
+        "process: another one sharing the database and folder runs them)",
+    )
+    screening_stale_seconds: float = Field(
+        default=60,
+        ge=3,
+        description="A running screening whose heartbeat (every second) is older than this "
+        "is taken to have crashed and is started again",
+    )
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -137,6 +172,16 @@ class Settings(BaseSettings):
         """The HMAC key; development without one uses a published key (never in production)."""
         key = self.pseudonym_key.get_secret_value() if self.pseudonym_key else DEV_PSEUDONYM_KEY
         return key.encode()
+
+    def screening_folder(self) -> Path:
+        """ELIGO_SCREENING_DIR, else beside the SQLite database (so a quick start keeps its
+        data in one place), else `screenings/` in the working directory."""
+        if self.screening_dir is not None:
+            return self.screening_dir.resolve()
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in {None, "", ":memory:"}:
+            return Path(str(url.database)).resolve().parent / "screenings"
+        return Path.cwd() / "screenings"
 
     def refusals(self, host: str) -> list[str]:
         """Why this configuration must not serve (empty: it may)."""

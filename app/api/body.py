@@ -7,6 +7,7 @@ at the limit too), before any parsing, so an oversized body costs us at most the
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from starlette.requests import Request
@@ -23,14 +24,16 @@ class _TooLarge(Exception):
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 for bodies over `limit` bytes."""
+    """Pure ASGI middleware: 413 for bodies over `limit` bytes. `exempt` paths enforce limits
+    of their own (a registry upload is far larger than any JSON body)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, exempt: Collection[str] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

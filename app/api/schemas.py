@@ -6,10 +6,10 @@ models document them, and a test validates real responses against them so the tw
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from app.engine.schema import EvidenceSpec, FeatureSpec
 
@@ -350,3 +350,120 @@ class Problem(_Out):
     status: int
     detail: str
     errors: list[ProblemField] | None = None
+
+
+# Registry screening jobs -------------------------------------------------------------------
+
+TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+ScreeningState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ScreeningSourceIn(BaseModel):
+    """A file or FHIR Bulk folder on the server by path, or a table in a database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="Inside one of the server's ELIGO_SCREENING_SOURCES directories "
+        "(absolute, or relative to one of them)",
+    )
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="SQLAlchemy URL of a database ELIGO_SCREENING_URL_PREFIXES allows",
+    )
+    table: str | None = Field(
+        default=None, max_length=127, pattern=TABLE_NAME, description="table or schema.table"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScreeningSourceIn:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give either `path` or `url` (with `table`)")
+        if self.url is not None and self.table is None:
+            raise ValueError("a database source needs `table`")
+        if self.path is not None and self.table is not None:
+            raise ValueError("`table` goes with `url`, not `path`")
+        return self
+
+
+class ScreeningRequest(BaseModel):
+    """POST /v1/screenings as JSON (a file is uploaded as multipart/form-data instead)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"source": {"path": "registry-2026.parquet"}, "rulesets": ["hsct-ssc-astis"]},
+                {
+                    "source": {"url": "postgresql://reader@registry-db/registry", "table": "ssc"},
+                    "mapping": {"id": "patient_no", "columns": {"lvef_percent": "LVEF"}},
+                },
+            ]
+        },
+    )
+
+    source: ScreeningSourceIn
+    mapping: dict[str, Any] | None = Field(
+        default=None,
+        description="Column mapping, as the YAML mapping file would give it: "
+        "{id: key column, columns: {feature id: column | {column, unit, values}}}",
+    )
+    rulesets: list[str] | None = Field(
+        default=None, description="Rule set ids to screen against [default: all]"
+    )
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    as_of: date | None = Field(
+        default=None, description="FHIR Bulk: the day freshness windows count back from"
+    )
+
+
+class ScreeningProgress(_Out):
+    rows_done: int
+    rows_total: int | None
+    percent: float | None
+
+
+class ScreeningRulesetCounts(_Out):
+    id: str
+    version: str
+    hash: str
+    counts: dict[Status, int]
+
+
+class ScreeningSummary(_Out):
+    rows: int
+    screened: int
+    rejected: int
+    rulesets: list[ScreeningRulesetCounts]
+
+
+class ScreeningJob(_Out):
+    id: str
+    state: ScreeningState
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    requested_by: str
+    request: dict[str, Any] = Field(
+        description="Source (kind and name; a URL without its password), engine, rule sets, "
+        "mapping as given, as_of"
+    )
+    progress: ScreeningProgress
+    attempts: int = Field(description="Runs started; a run interrupted by a crash restarts")
+    cancel_requested: bool
+    rules_hash: str
+    summary: ScreeningSummary | None = Field(description="Counts per rule set, once succeeded")
+    error: str | None
+    links: dict[str, Any] = Field(
+        description="self, cancel while queued or running; once succeeded results_parquet, "
+        "results_csv, report, rejected and funnels (by rule set id)"
+    )
+
+
+class ScreeningList(_Out):
+    items: list[ScreeningJob]

@@ -1,5 +1,6 @@
 """The audit trail's tables: what was decided, for whom (pseudonymised), by which caller, with
-which exact rule set versions, and the rule set contents needed to replay it.
+which exact rule set versions, and the rule set contents needed to replay it; and the registry
+screening jobs.
 
 Types are portable between SQLite and PostgreSQL: JSON is JSONB on PostgreSQL (indexable,
 compact) and JSON text on SQLite; times are timezone-aware and stored in UTC.
@@ -8,9 +9,21 @@ compact) and JSON text on SQLite; times are timezone-aware and stored in UTC.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -196,3 +209,54 @@ class WebSession(Base):
 
     # Declared so that a flush inserts the clinician before the sessions that refer to it.
     clinician: Mapped[Clinician] = relationship()
+
+
+class ScreeningState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({ScreeningState.SUCCEEDED, ScreeningState.FAILED, ScreeningState.CANCELLED})
+
+
+class Screening(Base):
+    """A registry screening run as a server job (app/screening/jobs.py).
+
+    The row says what was asked and how far it got; the files (the upload, the results) are
+    in the job's folder. It never holds a patient value or a registry identifier: `request`
+    names the source and the options, `summary` holds counts per rule set, and `error` is
+    either a message about the input's shape or a generic one.
+    """
+
+    __tablename__ = "screenings"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{s.value}'" for s in ScreeningState) + ")", name="state"
+        ),
+        # The worker's claim: the oldest queued job; the stale-heartbeat sweep: running ones.
+        Index("ix_screenings_state_created_at", "state", "created_at"),
+        # A client's recent jobs, newest first.
+        Index("ix_screenings_client_id_created_at", "client_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Time())
+    started_at: Mapped[datetime | None] = mapped_column(Time())  # of the current attempt
+    finished_at: Mapped[datetime | None] = mapped_column(Time())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Time())
+    # Incremented by each claim: it also fences a worker that lost its job to a restart.
+    attempts: Mapped[int] = mapped_column(default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    request: Mapped[dict[str, Any]] = mapped_column(Json)
+    rows_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_total: Mapped[int | None] = mapped_column(BigInteger)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    # The rules asked with, then those the screening ran with (a reload may come between).
+    rules_hash: Mapped[str] = mapped_column(String(71))
+    client_id: Mapped[str | None] = mapped_column(String(36))  # who may see it; None: auth off
+    requested_by: Mapped[str] = mapped_column(String(200))

@@ -99,6 +99,8 @@ class DuckDBEngine:
         self.connection = duckdb.connect()
         # Row numbers come from the scan order: DuckDB keeps it unless told not to.
         self.connection.execute("SET preserve_insertion_order = true")
+        # DuckDB draws its own progress bar on stderr: in a server that is the log.
+        self.connection.execute("SET enable_progress_bar = false")
         if memory_limit:
             self.connection.execute(f"SET memory_limit = '{memory_limit}'")
         if threads:

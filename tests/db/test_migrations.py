@@ -13,7 +13,7 @@ from app.db.base import Base
 from app.db.migrate import alembic_config, current, downgrade, head, upgrade
 from app.db.session import make_engine
 
-TABLES = {"api_clients", "evaluations", "evaluation_decisions", "ruleset_versions"}
+TABLES = {"api_clients", "evaluations", "evaluation_decisions", "ruleset_versions", "screenings"}
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:

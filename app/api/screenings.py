@@ -1,0 +1,369 @@
+"""Registry screenings as jobs: submit (an upload, a server path or a database table), follow,
+cancel, and download the results.
+
+The results carry the registry's own identifiers: they are the analyst's data, so a job and its
+files are visible only to the client that asked for it, and nothing here logs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy.orm import Session
+
+from app.api.body import parse_json
+from app.api.deps import Caller, DbSession, get_rules, get_settings, require
+from app.api.errors import parse_body
+from app.api.headers import IMAGE_POLICY
+from app.api.responses import FastJSONResponse
+from app.api.schemas import Problem, ScreeningJob, ScreeningList, ScreeningRequest
+from app.api.upload import Form, read_form, too_large
+from app.db.models import Screening
+from app.engine.model import RuleBase
+from app.errors import FieldError, InvalidPayload
+from app.screening.engines import FORMATS
+from app.screening.jobs import Layout, Worker, csv_chunks
+from app.security import Scope
+from app.services import screenings as service
+from app.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["screenings"])
+SUBMIT_PATH = "/v1/screenings"
+
+Rules = Annotated[RuleBase, Depends(get_rules)]
+Config = Annotated[Settings, Depends(get_settings)]
+Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
+
+FORM_FIELDS = ("rulesets", "engine", "as_of")
+MAX_MAPPING_BYTES = 256 * 1024
+PARQUET = "application/vnd.apache.parquet"
+CSV = "text/csv; charset=utf-8"
+
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {
+            "type": "string",
+            "format": "binary",
+            "description": f"The registry: {', '.join(sorted(FORMATS))}",
+        },
+        "mapping": {"type": "string", "format": "binary", "description": "Mapping file (YAML)"},
+        "rulesets": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Rule set ids (repeat the field, or separate by commas) [default: all]",
+        },
+        "engine": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
+        "as_of": {"type": "string", "format": "date"},
+    },
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in codes}
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON Schema with its `$defs` put in place, for an OpenAPI request body."""
+    defs = schema.pop("$defs", {})
+
+    def place(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return place(defs[ref.removeprefix("#/$defs/")])
+            return {k: place(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [place(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = place(schema)
+    return inlined
+
+
+def _asker(caller: Caller) -> service.Asker:
+    return service.Asker(caller.client_id, caller.name)
+
+
+# The request body ---------------------------------------------------------------------------
+
+
+async def submission(request: Request) -> AsyncIterator[service.Submission]:
+    """The body (either kind) as a submission, its files in a new job folder. The folder goes
+    again if anything fails before the job is recorded: reading the body (413 included),
+    checking it, or the commit."""
+    settings = get_settings(request)
+    files = service.layout(settings)
+    job_id = service.new_id()
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if media == "multipart/form-data":
+            _declared_within(request, settings.screening_max_upload_bytes)
+            files.create(job_id)
+            found = await _from_form(request, files, job_id, settings.screening_max_upload_bytes)
+        else:
+            body = await _read(request, settings.max_body_bytes)
+            parsed = parse_body(ScreeningRequest, parse_json(body, media or None))
+            files.create(job_id)
+            found = _from_json(job_id, parsed)
+        yield found
+    except BaseException:
+        files.remove(job_id)
+        raise
+
+
+def _declared_within(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(f"request body exceeds the limit of {limit} bytes")
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    """The whole body, refused at `limit` while it streams (the generic limit's job elsewhere;
+    this route is exempt from it because uploads are larger)."""
+    _declared_within(request, limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
+    given = body.source
+    source = (
+        service.Source("path", given.path, field="source.path")
+        if given.path is not None
+        else service.Source("url", given.url or "", table=given.table, field="source.url")
+    )
+    return service.Submission(
+        job_id, source, body.rulesets, body.engine, body.as_of, mapping=body.mapping
+    )
+
+
+async def _from_form(
+    request: Request, files: Layout, job_id: str, limit: int
+) -> service.Submission:
+    def destination(name: str, filename: str) -> tuple[Path, int]:
+        if name == "mapping":
+            return files.mapping(job_id), MAX_MAPPING_BYTES
+        if name != "file":
+            raise _invalid(name, "extra_forbidden", "unexpected file field")
+        suffix = Path(filename).suffix.lower()
+        if suffix not in FORMATS:
+            known = ", ".join(sorted(FORMATS))
+            raise _invalid("file", "unsupported_format", f"{filename!r}: use {known}")
+        return files.upload(job_id, suffix), limit
+
+    form = await read_form(request, limit=limit, destination=destination, fields=FORM_FIELDS)
+    upload = form.files.get("file")
+    if upload is None:
+        raise _invalid("file", "missing", "upload the registry as the `file` field")
+    mapping = form.files.get("mapping")
+    return service.Submission(
+        job_id,
+        service.Source("upload", upload.filename, field="file"),
+        _rulesets(form),
+        _one(form, "engine") or "duckdb",
+        _day(_one(form, "as_of")),
+        mapping_file=mapping.filename if mapping else None,
+    )
+
+
+def _invalid(field: str, code: str, message: str) -> InvalidPayload:
+    return InvalidPayload("request validation failed", [FieldError(field, code, message)])
+
+
+def _rulesets(form: Form) -> list[str] | None:
+    given = form.fields.get("rulesets")
+    if given is None:
+        return None
+    return [ident.strip() for value in given for ident in value.split(",") if ident.strip()]
+
+
+def _one(form: Form, name: str) -> str | None:
+    values = form.fields.get(name, [])
+    if len(values) > 1:
+        raise _invalid(name, "duplicate", "give this field once")
+    return values[0].strip() if values else None
+
+
+def _day(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _invalid("as_of", "date_from_datetime_parsing", "expected YYYY-MM-DD") from None
+
+
+Submitted = Annotated[service.Submission, Depends(submission, scope="function")]
+
+
+# Endpoints ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/screenings",
+    status_code=202,
+    response_model=ScreeningJob,
+    responses=_errors(400, 401, 403, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": _FORM_SCHEMA},
+                "application/json": {"schema": _inlined(ScreeningRequest.model_json_schema())},
+            },
+        }
+    },
+    summary="Screen a registry: upload a file, or name a server path or a database table",
+)
+def create_screening(
+    *,
+    caller: Screener,  # first: no upload is read for a caller who may not screen
+    submitted: Submitted,  # before the session: it removes the files if the commit fails
+    request: Request,
+    rules: Rules,
+    settings: Config,
+    session: DbSession,
+) -> Any:
+    job = service.submit(session, settings, rules, _asker(caller), submitted)
+    worker: Worker = request.app.state.screening_worker
+    service.on_commit(session, worker.wake)
+    return FastJSONResponse(
+        service.view(job), status_code=202, headers={"Location": f"/v1/screenings/{job.id}"}
+    )
+
+
+@router.get(
+    "/screenings",
+    response_model=ScreeningList,
+    responses=_errors(401, 403, 422, 503),
+    summary="This client's screenings, newest first",
+)
+def list_screenings(
+    session: DbSession,
+    caller: Screener,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIST)] = 50,
+) -> Any:
+    return FastJSONResponse({"items": service.recent(session, _asker(caller), limit)})
+
+
+def _job(session: Session, screening_id: str, caller: Caller) -> Screening:
+    return service.find(session, screening_id, _asker(caller))
+
+
+@router.get(
+    "/screenings/{screening_id}",
+    response_model=ScreeningJob,
+    responses=_errors(401, 403, 404, 503),
+    summary="A screening: state, progress, counts per rule set once done, links to the files",
+)
+def get_screening(screening_id: str, session: DbSession, caller: Screener) -> Any:
+    return FastJSONResponse(service.view(_job(session, screening_id, caller)))
+
+
+@router.post(
+    "/screenings/{screening_id}/cancel",
+    status_code=202,
+    response_model=ScreeningJob,
+    responses=_errors(401, 403, 404, 409, 503),
+    summary="Cancel: a queued screening at once, a running one at its next batch",
+)
+def cancel_screening(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> Any:
+    job = _job(session, screening_id, caller)
+    return FastJSONResponse(service.cancel(session, settings, job), status_code=202)
+
+
+_FILE_ERRORS = _errors(401, 403, 404, 409, 503)
+
+
+def _file(
+    session: Session, settings: Settings, screening_id: str, caller: Caller, kind: service.Kind
+) -> Path:
+    return service.result_file(settings, _job(session, screening_id, caller), kind)
+
+
+def _download(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+@router.get(
+    "/screenings/{screening_id}/results.parquet",
+    response_class=FileResponse,
+    responses={**_FILE_ERRORS, 200: {"content": {PARQUET: {}}}},
+    summary="The results: one row per screened patient, with the registry's ids",
+)
+def results_parquet(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "results")
+    return FileResponse(
+        path, media_type=PARQUET, headers=_download(f"screening-{screening_id}.parquet")
+    )
+
+
+@router.get(
+    "/screenings/{screening_id}/results.csv",
+    response_class=StreamingResponse,
+    responses={**_FILE_ERRORS, 200: {"content": {"text/csv": {}}}},
+    summary="The results as CSV, converted while sent",
+)
+def results_csv(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> StreamingResponse:
+    path = _file(session, settings, screening_id, caller, "results")
+    return StreamingResponse(
+        csv_chunks(path), media_type=CSV, headers=_download(f"screening-{screening_id}.csv")
+    )
+
+
+@router.get(
+    "/screenings/{screening_id}/report.json",
+    responses={**_FILE_ERRORS, 200: {"content": {"application/json": {}}}},
+    summary="The report: counts, funnels, missing data and rejected rows per rule set",
+)
+def report_json(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "report")
+    return FileResponse(path, media_type="application/json")
+
+
+@router.get(
+    "/screenings/{screening_id}/rejected.csv",
+    responses={**_FILE_ERRORS, 200: {"content": {"text/csv": {}}}},
+    summary="Rejected rows: row, where (file:line), id and problems, for the registry to fix",
+)
+def rejected_csv(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "rejected")
+    return FileResponse(
+        path, media_type=CSV, headers=_download(f"screening-{screening_id}.rejected.csv")
+    )
+
+
+@router.get(
+    "/screenings/{screening_id}/funnels/{ruleset_id}.svg",
+    responses={**_FILE_ERRORS, 200: {"content": {"image/svg+xml": {}}}},
+    summary="One rule set's CONSORT-style attrition funnel (SVG)",
+)
+def funnel_svg(
+    screening_id: str, ruleset_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    job = _job(session, screening_id, caller)
+    path = service.result_file(settings, job, "funnel", ruleset_id)
+    return FileResponse(
+        path, media_type="image/svg+xml", headers={"Content-Security-Policy": IMAGE_POLICY}
+    )

@@ -1,0 +1,580 @@
+"""Registry screenings as server jobs: queued in the database, run by worker threads, restarted
+after a crash, cancellable.
+
+    POST /v1/screenings --row `queued`--> Worker claims it --screen()--> `succeeded`
+                                                     |--Cancelled--> `cancelled` (files removed)
+                                                     |--bad input--> `failed` (the message)
+                                                     +--process dies--> heartbeat goes stale
+                                                                        --> `queued` again
+
+Why it is built this way:
+- The queue is the `screenings` table (app/db/screenings.py), not a broker: the service already
+  has a database that every process shares, and a job must outlive the process that took it.
+- A heartbeat thread per running job, not writes from the progress callback: the runner calls
+  back between batches only, and a large source can go a long time before its first batch
+  (counting, the validation query, the report). The heartbeat also carries the progress and
+  brings back `cancel_requested`, so the runner's `cancelled()` reads a flag, not the database.
+- A restart starts from scratch: the runner writes each file whole or not at all, so nothing a
+  dead attempt left can pass for a result. Each attempt writes in a folder of its own, and every
+  change to the row names the attempt, so an attempt that lost its job (its process stalled
+  past the stale timeout and another took over) can neither overwrite nor record anything.
+- Logs name jobs by id and exceptions by class and code location, never by message: messages
+  from a data source can quote its cells, and the results are the registry's own identifiers.
+
+Files: `<screening dir>/<job id>/` holds the upload (`source.<ext>`, removed once the job is
+finished), the mapping (`mapping.yaml`) and `attempt-<n>/results.parquet` with the runner's side
+files beside it. Only files the worker made are ever removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import screenings as repo
+from app.db.models import ScreeningState
+from app.db.session import normalise_url
+from app.engine.inputs import InvalidInput
+from app.engine.model import Feature, RuleBase
+from app.screening.bulk import BulkError
+from app.screening.engines import FORMATS, DatabaseEngine, DuckDBEngine, Engine, SourceError
+from app.screening.mapping import MappingError, MappingFile, load_mapping, plan
+from app.screening.runner import Cancelled, Outcome, Request, screen, side_file
+from app.settings import Settings
+
+log = logging.getLogger("eligo.screening")
+
+MAX_ATTEMPTS = 3
+HEARTBEAT_SECONDS = 1.0
+POLL_SECONDS = 1.0
+STOP_SECONDS = 10.0
+ORPHAN_SECONDS = 3600  # a folder without a row this old was left by a failed submission
+BAD_INPUT = (SourceError, BulkError, MappingError, InvalidInput)
+UNEXPECTED = "the screening failed unexpectedly; the server log has the details (by job id)"
+_JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a job's files are. Job ids are UUIDs this service made, never caller text."""
+
+    root: Path
+
+    def job(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def create(self, job_id: str) -> Path:
+        """The job's folder, readable by this service's user only (it holds registry data)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        folder = self.job(job_id)
+        folder.mkdir(mode=0o700)
+        return folder
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.job(job_id), ignore_errors=True)
+
+    def mapping(self, job_id: str) -> Path:
+        return self.job(job_id) / "mapping.yaml"
+
+    def upload(self, job_id: str, suffix: str) -> Path:
+        return self.job(job_id) / f"source{suffix}"
+
+    def attempt(self, job_id: str, attempt: int) -> Path:
+        return self.job(job_id) / f"attempt-{attempt}"
+
+    def results(self, job_id: str, attempt: int) -> Path:
+        return self.attempt(job_id, attempt) / "results.parquet"
+
+    def side(self, job_id: str, attempt: int, suffix: str) -> Path:
+        """`.report.json`, `.rejected.csv` or `.funnels` beside the results."""
+        return side_file(self.results(job_id, attempt), suffix)
+
+    def fresh_attempt(self, job_id: str, attempt: int) -> Path:
+        """An empty folder for this attempt; earlier attempts' folders go (their partial
+        files, or a stalled attempt's whole results, must never be served)."""
+        for old in self.job(job_id).glob("attempt-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        folder = self.attempt(job_id, attempt)
+        folder.mkdir(mode=0o700, parents=True)
+        return folder
+
+
+# Sources a request may name -------------------------------------------------------------
+
+
+def source_path(given: str, allowed: Sequence[Path]) -> Path:
+    """A file or FHIR Bulk folder inside one of the allowed directories, with symlinks and
+    `..` resolved before the check (so neither can lead outside). A relative path is looked
+    up in each allowed directory in turn."""
+    if not allowed:
+        raise SourceError("this server reads no source by path (ELIGO_SCREENING_SOURCES is empty)")
+    wanted = Path(given)
+    candidates = [wanted] if wanted.is_absolute() else [root / wanted for root in allowed]
+    roots = [root.resolve() for root in allowed]
+    for candidate in candidates:
+        resolved = candidate.resolve()
+        if not any(resolved.is_relative_to(root) for root in roots):
+            continue
+        if resolved.is_dir():
+            return resolved
+        if resolved.is_file():
+            if resolved.suffix.lower() not in FORMATS:
+                known = ", ".join(sorted(FORMATS))
+                raise SourceError(f"{given}: unsupported format (use {known}, or a folder)")
+            return resolved
+    raise SourceError(
+        f"{given}: no such file or folder in the directories this server reads "
+        "(ELIGO_SCREENING_SOURCES)"
+    )
+
+
+def database_url(given: str, allowed: Sequence[str]) -> str:
+    """The URL to connect with, if `given` names a database an allowed entry names: the same
+    backend, host, port and database, the entry's user if it names one, and no query
+    parameters of its own (libpq takes `host=` and `service=` there, which could lead
+    anywhere). The entry's password is used when `given` has none."""
+    parsed = _url(given)
+    for entry in allowed:
+        permitted = _url(entry)
+        if _same_database(parsed, permitted):
+            password = parsed.password if parsed.password is not None else permitted.password
+            return normalise_url(parsed.set(password=password).render_as_string(False))
+    raise SourceError(
+        "this database is not one the server may read from (ELIGO_SCREENING_URL_PREFIXES)"
+    )
+
+
+def _url(text: str) -> URL:
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise SourceError("not a database URL (e.g. postgresql://user@host/database)") from None
+
+
+def _same_database(given: URL, permitted: URL) -> bool:
+    return (
+        given.get_backend_name() == permitted.get_backend_name()
+        and (given.host or "").lower() == (permitted.host or "").lower()
+        and (given.port or 5432) == (permitted.port or 5432)
+        and given.database == permitted.database
+        and (permitted.username is None or given.username == permitted.username)
+        and dict(given.query) == dict(permitted.query)
+    )
+
+
+def public_url(text: str) -> str:
+    """A database URL for a response: never its password."""
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a URL)"
+
+
+# From the stored request to the runner's -------------------------------------------------
+
+
+def source_of(spec: Mapping[str, Any], layout: Layout, job_id: str, settings: Settings) -> str:
+    """The runner's `source`, checked again now: the settings may have changed since."""
+    source = spec["source"]
+    if source["kind"] == "upload":
+        return str(layout.upload(job_id, source["suffix"]))
+    if source["kind"] == "path":
+        return str(source_path(source["path"], settings.screening_sources))
+    return database_url(source["url"], settings.screening_url_prefixes)
+
+
+def job_mapping(
+    spec: Mapping[str, Any], layout: Layout, job_id: str, features: Mapping[str, Feature]
+) -> MappingFile | None:
+    """The job's mapping file, its problems naming it as the caller did."""
+    if spec.get("mapping") is None:
+        return None
+    path = layout.mapping(job_id)
+    try:
+        return load_mapping(path, features)
+    except MappingError as exc:
+        raise MappingError(
+            [renamed(p, path, spec["mapping"]["name"]) for p in exc.problems]
+        ) from None
+
+
+def renamed(message: str, path: Path, name: str) -> str:
+    """A message about a file in a job's folder, naming it as the caller knows it: the
+    server's paths are nobody else's business."""
+    message = message.replace(str(path), name)
+    relative = os.path.relpath(path)  # how load_mapping names a file below the working dir
+    return message.replace(relative, name) if os.sep in relative else message
+
+
+def runner_request(
+    spec: Mapping[str, Any],
+    layout: Layout,
+    job_id: str,
+    *,
+    out: Path,
+    settings: Settings,
+    features: Mapping[str, Feature],
+) -> Request:
+    source = spec["source"]
+    return Request(
+        source=source_of(spec, layout, job_id, settings),
+        out=out,
+        table=source.get("table"),
+        mapping=job_mapping(spec, layout, job_id, features),
+        rulesets=spec.get("rulesets"),
+        engine=spec.get("engine", "duckdb"),
+        as_of=date.fromisoformat(spec["as_of"]),
+        source_name=source["name"],
+    )
+
+
+def preflight(request: Request, rules: RuleBase) -> None:
+    """Open the source and match its columns, as the runner will, so a request that cannot
+    run is refused with the reason instead of accepted and failed. Cheap: DuckDB reads a
+    file's header or schema, a database its catalogue. A FHIR Bulk folder is read whole by
+    the runner only (mapping it is the screening itself)."""
+    path = Path(request.source)
+    if request.table is None and path.is_dir():
+        return
+    engine: Engine
+    if request.table is not None:
+        key = request.mapping.key if request.mapping else "id"
+        engine = DatabaseEngine(request.source, key=key)
+    else:
+        engine = DuckDBEngine()  # whichever engine runs it, the file's columns are the same
+    try:
+        _, kinds = engine.open(request.table or request.source)
+        plan(kinds, rules.features, request.mapping, name=request.source_name or "source")
+    finally:
+        engine.close()
+
+
+def message_for(exc: Exception, spec: Mapping[str, Any], layout: Layout, job_id: str) -> str:
+    """What a caller needs to correct their request: bad input's own message, one problem a
+    line, naming an upload as it was sent, not by the server's path to it."""
+    if isinstance(exc, MappingError):
+        text = "\n".join(exc.problems)
+    elif isinstance(exc, InvalidInput):
+        text = "\n".join(f"{i.field}: {i.message}" for i in exc.issues)
+    else:
+        text = str(exc)
+    source = spec["source"]
+    if source["kind"] == "upload":
+        text = renamed(text, layout.upload(job_id, source["suffix"]), source["name"])
+    elif source["kind"] == "path":
+        text = renamed(text, Path(source["path"]), source["name"])
+    if spec.get("mapping") is not None:  # plan() names the mapping file's lines too
+        text = renamed(text, layout.mapping(job_id), spec["mapping"]["name"])
+    return text
+
+
+def summary_of(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The counts kept in the job's row: no rejected row's values, no identifier."""
+    return {
+        "rows": report["rows"],
+        "screened": report["screened"],
+        "rejected": report["rejected"]["count"],
+        "rulesets": [
+            {"id": r["id"], "version": r["version"], "hash": r["hash"], "counts": r["counts"]}
+            for r in report["rulesets"]
+        ],
+    }
+
+
+def csv_chunks(results: Path) -> Iterator[bytes]:
+    """The results as CSV, converted batch by batch while they are sent (memory stays at one
+    batch), with the header and quoting the runner's own CSV output has."""
+    parquet = pq.ParquetFile(str(results))
+    first = True
+    for batch in parquet.iter_batches():
+        sink = pa.BufferOutputStream()
+        options = pa_csv.WriteOptions(include_header=first)
+        pa_csv.write_csv(pa.Table.from_batches([batch]), sink, write_options=options)
+        first = False
+        yield sink.getvalue().to_pybytes()
+    if first:  # no rows: the header alone
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(parquet.schema_arrow.empty_table(), sink)
+        yield sink.getvalue().to_pybytes()
+
+
+# The worker ---------------------------------------------------------------------------------
+
+
+class JobStore:
+    """The worker's database access: each change is its own short transaction, committed
+    here (there is no request whose session would commit it), under the commit lock that
+    queues this process's SQLite writers."""
+
+    def __init__(self, sessions: sessionmaker[Session], lock: AbstractContextManager[object]):
+        self.sessions, self.lock = sessions, lock
+
+    def write(
+        self, change: Callable[Concatenate[Session, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        with self.lock, self.sessions() as session:
+            result = change(session, *args, **kw)
+            session.commit()
+            return result
+
+    def read(self, query: Callable[Concatenate[Session, P], T], *args: P.args, **kw: P.kwargs) -> T:
+        with self.sessions() as session:
+            return query(session, *args, **kw)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Heartbeat:
+    """Beats for one attempt in a thread of its own (see the module docstring), carrying the
+    progress the runner reports and bringing back whether a cancel was asked for."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int) -> None:
+        self.store, self.job_id, self.attempt = store, job_id, attempt
+        self.seen: tuple[int, int | None] = (0, None)
+        self.cancel_asked = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"eligo-heartbeat-{job_id[:8]}", daemon=True
+        )
+
+    def progress(self, done: int, total: int) -> None:
+        self.seen = (done, total)
+
+    @property
+    def should_stop(self) -> bool:
+        return self.cancel_asked or self.lost
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            asked = self.store.write(repo.beat, self.job_id, self.attempt, _now(), self.seen)
+        except SQLAlchemyError as exc:  # the next beat retries; a long outage makes it stale
+            log.warning("screening %s: heartbeat failed (%s)", self.job_id, type(exc).__name__)
+            return
+        if asked is None:
+            self.lost = True
+            self._stop.set()
+        elif asked:
+            self.cancel_asked = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """How an attempt ended: `outcome` if it succeeded, else `error` or `cancelled`."""
+
+    outcome: Outcome | None = None
+    rules_hash: str = ""
+    error: str | None = None
+    cancelled: bool = False
+
+
+class Worker:
+    """`settings.screening_workers` threads, each running one job at a time."""
+
+    def __init__(self, store: JobStore, settings: Settings, rules: Callable[[], RuleBase]) -> None:
+        self.store, self.settings, self.rules = store, settings, rules
+        self.layout = Layout(settings.screening_folder())
+        self.stale = timedelta(seconds=settings.screening_stale_seconds)
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sweep_lock = threading.Lock()
+        self._next_sweep = 0.0
+
+    def start(self) -> None:
+        if self.settings.screening_workers == 0:
+            return
+        self._remove_orphans()
+        for number in range(self.settings.screening_workers):
+            thread = threading.Thread(
+                target=self._loop, name=f"eligo-screening-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Running jobs stop at their next batch and go back to the queue (the attempt not
+        counted). One still busy after STOP_SECONDS is left to the stale-heartbeat restart."""
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("%s still busy at shutdown; its job restarts later", thread.name)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            claimed = None
+            try:
+                self._sweep()
+                if self.store.read(repo.any_queued):
+                    claimed = self.store.write(repo.claim_next, _now())
+            except SQLAlchemyError as exc:
+                log.warning("screening queue: database error (%s)", type(exc).__name__)
+            except Exception as exc:  # the thread must outlive any one surprise
+                log.error("screening queue: %s", _described(exc))
+            if claimed is not None:
+                self._run(*claimed)
+                continue
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+
+    def _sweep(self) -> None:
+        """Every half stale timeout, by one thread: restart the jobs whose process died."""
+        with self._sweep_lock:
+            if time.monotonic() < self._next_sweep:
+                return
+            self._next_sweep = time.monotonic() + self.stale.total_seconds() / 2
+        now = _now()
+        found = self.store.write(repo.requeue_stale, now - self.stale, now, MAX_ATTEMPTS)
+        for state, ids in found.items():
+            for job_id in ids:
+                log.warning("screening %s: heartbeat stale; now %s", job_id, state.value)
+                if state is not ScreeningState.QUEUED:
+                    self.layout.remove(job_id)
+
+    def _remove_orphans(self) -> None:
+        """Folders whose job was never recorded (a submission that failed after saving its
+        upload, or a crash during one). Only folders named like a job id are looked at, and a
+        problem here must not keep the service from starting."""
+        try:
+            folders = self._old_folders(time.time() - ORPHAN_SECONDS)
+            known = self.store.read(repo.existing, list(folders))
+        except (OSError, SQLAlchemyError) as exc:
+            log.warning("screening folders not tidied: %s", type(exc).__name__)
+            return
+        for name in folders - known:
+            log.info("removing the folder of screening %s, which was never recorded", name)
+            self.layout.remove(name)
+
+    def _old_folders(self, cutoff: float) -> set[str]:
+        if not self.layout.root.is_dir():
+            return set()
+        return {
+            p.name
+            for p in self.layout.root.iterdir()
+            if _JOB_ID.match(p.name) and p.is_dir() and p.stat().st_mtime < cutoff
+        }
+
+    def _run(self, job_id: str, attempt: int) -> None:
+        log.info("screening %s: attempt %d started", job_id, attempt)
+        heartbeat = _Heartbeat(self.store, job_id, attempt)
+        try:
+            ended = self._attempt(job_id, attempt, heartbeat)
+            if heartbeat.lost:
+                log.warning("screening %s: attempt %d lost the job; discarded", job_id, attempt)
+                shutil.rmtree(self.layout.attempt(job_id, attempt), ignore_errors=True)
+            else:
+                self._record(job_id, attempt, ended, heartbeat)
+        except Exception as exc:  # the thread must go on; the job restarts when stale
+            log.error("screening %s: could not record the outcome: %s", job_id, _described(exc))
+
+    def _attempt(self, job_id: str, attempt: int, heartbeat: _Heartbeat) -> _Ended:
+        rules = self.rules()  # the rules served now: a reload since the request counts
+        job = self.store.read(repo.get, job_id)
+        assert job is not None, "a claimed job has a row"
+        try:
+            out = self.layout.fresh_attempt(job_id, attempt) / "results.parquet"
+            request = runner_request(
+                job.request, self.layout, job_id, out=out, settings=self.settings,
+                features=rules.features,
+            )  # fmt: skip
+            heartbeat.start()
+            outcome = screen(
+                request,
+                rules,
+                progress=heartbeat.progress,
+                cancelled=lambda: heartbeat.should_stop or self._stopping.is_set(),
+            )
+            return _Ended(outcome=outcome, rules_hash=rules.hash)
+        except Cancelled:
+            return _Ended(cancelled=True)
+        except BAD_INPUT as exc:
+            return _Ended(error=message_for(exc, job.request, self.layout, job_id))
+        except Exception as exc:
+            log.error("screening %s: attempt %d failed: %s", job_id, attempt, _described(exc))
+            return _Ended(error=UNEXPECTED)
+        finally:
+            heartbeat.stop()
+
+    def _record(self, job_id: str, attempt: int, ended: _Ended, heartbeat: _Heartbeat) -> None:
+        now = _now()
+        if ended.outcome is not None:
+            summary = summary_of(ended.outcome.report)
+            kept = (summary, ended.rules_hash)
+            if self.store.write(repo.succeed, job_id, attempt, now, kept):
+                self._drop_upload(job_id)
+                log.info("screening %s: succeeded (%d rows)", job_id, summary["rows"])
+            return
+        if ended.cancelled and not heartbeat.cancel_asked:  # this process is stopping
+            self.store.write(repo.release, job_id, attempt)
+            shutil.rmtree(self.layout.attempt(job_id, attempt), ignore_errors=True)
+            log.info("screening %s: back in the queue (shutdown)", job_id)
+            return
+        if ended.cancelled:
+            recorded = self.store.write(repo.cancelled, job_id, attempt, now)
+        else:
+            recorded = self.store.write(repo.fail, job_id, attempt, now, ended.error or UNEXPECTED)
+        if recorded:
+            self.layout.remove(job_id)
+            log.info("screening %s: %s", job_id, "cancelled" if ended.cancelled else "failed")
+
+    def _drop_upload(self, job_id: str) -> None:
+        """The uploaded registry is not kept once its results are: less data lying about."""
+        for upload in self.layout.job(job_id).glob("source.*"):
+            with contextlib.suppress(OSError):
+                upload.unlink()
+
+
+def _described(exc: BaseException) -> str:
+    """An exception for the log: its class and where it was raised (the innermost frame, and
+    the last frames of this project's code), not its message, which can quote a source's
+    cells."""
+    frames = list(traceback.extract_tb(exc.__traceback__))
+    ours = [i for i, f in enumerate(frames) if f"{os.sep}app{os.sep}" in f.filename]
+    chosen = sorted({len(frames) - 1, *ours[-3:]} - {-1}, reverse=True)
+    places = " <- ".join(
+        f"{Path(frames[i].filename).name}:{frames[i].lineno} in {frames[i].name}" for i in chosen
+    )
+    return f"{type(exc).__name__} at {places or 'unknown'}"

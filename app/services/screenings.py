@@ -1,0 +1,319 @@
+"""Screening jobs as a service: check a request whole before accepting it, queue it, present
+it, cancel it, and find its files. The running is app/screening/jobs.py's.
+
+A request is refused with every reason at once (unknown rule sets, a source this server may
+not read, a mapping or columns that do not fit), so an accepted job fails only on what cannot
+be known before reading the rows. Nothing here commits: the request's session does, and the
+worker is woken only once it has.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from app.db import screenings as repo
+from app.db.models import FINISHED, Screening, ScreeningState
+from app.engine.inputs import InvalidInput
+from app.engine.model import RuleBase
+from app.engine.run import select
+from app.errors import Conflict, FieldError, InvalidPayload, NotFound
+from app.screening import jobs
+from app.screening.bulk import BulkError
+from app.screening.engines import SourceError
+from app.screening.mapping import MappingError
+from app.settings import Settings
+
+ENGINES = ("duckdb", "spark")
+MAX_LIST = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    kind: Literal["upload", "path", "url"]
+    given: str  # upload: the file name as sent; path: the path; url: the URL
+    table: str | None = None
+    field: str = "source"  # where a problem with it is reported
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a POST asked for, from either body, not yet checked. An upload and a mapping are
+    already in the job's folder (`jobs.Layout`)."""
+
+    job_id: str
+    source: Source
+    rulesets: list[str] | None = None
+    engine: str = "duckdb"
+    as_of: date | None = None
+    mapping: dict[str, Any] | None = None  # given inline (JSON)
+    mapping_file: str | None = None  # uploaded: its name as sent
+
+
+@dataclass(frozen=True, slots=True)
+class Asker:
+    client_id: str | None
+    name: str
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def layout(settings: Settings) -> jobs.Layout:
+    return jobs.Layout(settings.screening_folder())
+
+
+def submit(
+    session: Session, settings: Settings, rules: RuleBase, asker: Asker, sub: Submission
+) -> Screening:
+    """The queued job, added to the session; InvalidPayload naming every problem."""
+    errors: list[FieldError] = []
+    _check_rulesets(rules, sub.rulesets, errors)
+    if sub.engine not in ENGINES:
+        errors.append(FieldError("engine", "unknown_engine", f"use one of {', '.join(ENGINES)}"))
+    elif sub.engine == "spark" and find_spec("pyspark") is None:
+        errors.append(FieldError("engine", "unavailable", "Spark is not installed here"))
+    folder = layout(settings)
+    spec = _spec(sub, settings, folder, errors)
+    if spec["mapping"] is not None:
+        errors += _check_mapping(spec, folder, sub, rules)
+    if errors:
+        raise InvalidPayload("the screening cannot run as asked", errors)
+    try:
+        request = jobs.runner_request(
+            spec, folder, sub.job_id, out=Path(), settings=settings, features=rules.features
+        )
+        jobs.preflight(request, rules)
+    except (MappingError, SourceError, BulkError) as exc:
+        problems = _problems(exc, spec, folder, sub)
+        raise InvalidPayload("the screening cannot run as asked", problems) from None
+    job = Screening(
+        id=sub.job_id,
+        state=ScreeningState.QUEUED,
+        created_at=datetime.now(UTC),
+        attempts=0,
+        cancel_requested=False,
+        request=spec,
+        rows_done=0,
+        rules_hash=rules.hash,
+        client_id=asker.client_id,
+        requested_by=asker.name,
+    )
+    repo.add(session, job)
+    return job
+
+
+def _check_rulesets(rules: RuleBase, ids: list[str] | None, errors: list[FieldError]) -> None:
+    try:
+        select(rules, ids)
+    except InvalidInput as exc:
+        errors.extend(FieldError(i.field, i.code, i.message) for i in exc.issues)
+
+
+def _spec(
+    sub: Submission, settings: Settings, folder: jobs.Layout, errors: list[FieldError]
+) -> dict[str, Any]:
+    """The request as the job's row keeps it: names and options, never a value."""
+    return {
+        "source": _source(sub.source, settings, errors),
+        "engine": sub.engine,
+        "rulesets": sub.rulesets,
+        "mapping": _mapping(sub, folder, errors),
+        "as_of": (sub.as_of or date.today()).isoformat(),
+    }
+
+
+def _source(source: Source, settings: Settings, errors: list[FieldError]) -> dict[str, Any]:
+    try:
+        if source.kind == "upload":
+            suffix = Path(source.given).suffix.lower()
+            return {"kind": "upload", "name": source.given, "suffix": suffix}
+        if source.kind == "path":
+            path = jobs.source_path(source.given, settings.screening_sources)
+            return {"kind": "path", "name": path.name, "path": str(path)}
+        jobs.database_url(source.given, settings.screening_url_prefixes)
+    except SourceError as exc:
+        errors.append(FieldError(source.field, "source_refused", str(exc)))
+        return {"kind": source.kind}
+    return {"kind": "url", "name": source.table, "url": source.given, "table": source.table}
+
+
+def _mapping(
+    sub: Submission, folder: jobs.Layout, errors: list[FieldError]
+) -> dict[str, Any] | None:
+    """As given; kept as a file in the job's folder (uploaded, or written here from JSON),
+    which is what the worker reads."""
+    path = folder.mapping(sub.job_id)
+    if sub.mapping is not None:
+        path.write_text(yaml.safe_dump(sub.mapping, sort_keys=False), encoding="utf-8")
+        return {"name": "mapping", "content": sub.mapping}
+    if sub.mapping_file is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        errors.append(FieldError("mapping", "not_utf8", "the mapping file is not UTF-8 text"))
+        return None
+    return {"name": sub.mapping_file, "text": text}
+
+
+def _check_mapping(
+    spec: dict[str, Any], folder: jobs.Layout, sub: Submission, rules: RuleBase
+) -> list[FieldError]:
+    try:
+        jobs.job_mapping(spec, folder, sub.job_id, rules.features)
+    except MappingError as exc:
+        return [FieldError("mapping", "invalid_mapping", p) for p in exc.problems]
+    return []
+
+
+def _problems(
+    exc: Exception, spec: dict[str, Any], folder: jobs.Layout, sub: Submission
+) -> list[FieldError]:
+    """Column problems under `mapping` if one was given, else (like unreadable sources)
+    under the source's field; each message names files as the caller knows them."""
+    message = jobs.message_for(exc, spec, folder, sub.job_id)
+    if isinstance(exc, MappingError):
+        where = "mapping" if spec.get("mapping") is not None else sub.source.field
+        return [FieldError(where, "columns", line) for line in message.split("\n")]
+    return [FieldError(sub.source.field, "unreadable_source", message)]
+
+
+def on_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the request's transaction has committed (never if it fails): waking
+    the worker for a job, or removing a cancelled job's files, before that would be early."""
+    event.listen(session, "after_commit", lambda _: action(), once=True)
+
+
+def find(session: Session, job_id: str, asker: Asker) -> Screening:
+    """A job the asker may see: their own (it holds their registry's identifiers). Another
+    client's is as unknown as one that does not exist."""
+    job = repo.get(session, job_id)
+    if job is None or job.client_id != asker.client_id:
+        raise NotFound(f"no screening {job_id!r}; see GET /v1/screenings")
+    return job
+
+
+def recent(session: Session, asker: Asker, limit: int) -> list[dict[str, Any]]:
+    return [view(job) for job in repo.recent(session, asker.client_id, min(limit, MAX_LIST))]
+
+
+def cancel(session: Session, settings: Settings, job: Screening) -> dict[str, Any]:
+    """Cancel a queued job at once, ask a running one to stop at its next batch; the job as
+    it will be. The change is made in the commit (so on SQLite it is written under the commit
+    lock, like every other write), conditional on the state then; a cancelled job's files go
+    once that has committed. A finished job cannot be cancelled (409); a cancelled one can,
+    again, to no effect."""
+    if job.state == ScreeningState.CANCELLED:
+        return view(job)
+    if job.state in FINISHED:
+        raise Conflict(f"screening {job.id} has already {job.state}; there is nothing to cancel")
+    now = datetime.now(UTC)
+    became: dict[str, ScreeningState | None] = {}
+
+    def write(at_commit: Session) -> None:
+        with at_commit.no_autoflush:
+            became["state"] = repo.request_cancel(at_commit, job.id, now)
+
+    def tidy() -> None:
+        if became.get("state") == ScreeningState.CANCELLED:
+            layout(settings).remove(job.id)
+
+    event.listen(session, "before_commit", write, once=True)
+    on_commit(session, tidy)
+    shown = view(job)
+    if job.state == ScreeningState.QUEUED:
+        shown |= {"state": ScreeningState.CANCELLED, "finished_at": now}
+        shown["links"].pop("cancel", None)
+    return shown | {"cancel_requested": True}
+
+
+def view(job: Screening) -> dict[str, Any]:
+    """A job as the API shows it."""
+    base = f"/v1/screenings/{job.id}"
+    return {
+        "id": job.id,
+        "state": job.state,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "requested_by": job.requested_by,
+        "request": _public(job.request),
+        "progress": _progress(job),
+        "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
+        "rules_hash": job.rules_hash,
+        "summary": job.summary,
+        "error": job.error,
+        "links": _links(job, base),
+    }
+
+
+def _public(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored request without a database password."""
+    source = dict(spec["source"])
+    if "url" in source:
+        source["url"] = jobs.public_url(source["url"])
+    source.pop("suffix", None)
+    return {**spec, "source": source}
+
+
+def _progress(job: Screening) -> dict[str, Any]:
+    total = job.rows_total
+    if job.state == ScreeningState.SUCCEEDED:
+        percent: float | None = 100.0
+    elif total:
+        percent = round(min(job.rows_done / total, 1.0) * 100, 1)
+    else:
+        percent = None if total is None else 0.0
+    return {"rows_done": job.rows_done, "rows_total": total, "percent": percent}
+
+
+def _links(job: Screening, base: str) -> dict[str, Any]:
+    links: dict[str, Any] = {"self": base}
+    if job.state in {ScreeningState.QUEUED, ScreeningState.RUNNING}:
+        links["cancel"] = f"{base}/cancel"
+    if job.state == ScreeningState.SUCCEEDED and job.summary is not None:
+        links |= {
+            "results_parquet": f"{base}/results.parquet",
+            "results_csv": f"{base}/results.csv",
+            "report": f"{base}/report.json",
+            "rejected": f"{base}/rejected.csv",
+            "funnels": {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in job.summary["rulesets"]},
+        }
+    return links
+
+
+Kind = Literal["results", "report", "rejected", "funnel"]
+
+
+def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str = "") -> Path:
+    """One of a succeeded job's files: 409 while it is not (yet), 404 for a rule set it did
+    not screen. Paths are built from the job's own id and recorded rule set ids only."""
+    if job.state != ScreeningState.SUCCEEDED or job.summary is None:
+        raise Conflict(f"screening {job.id} is {job.state}; results come once it has succeeded")
+    files = layout(settings)
+    if kind == "results":
+        path = files.results(job.id, job.attempts)
+    elif kind == "report":
+        path = files.side(job.id, job.attempts, ".report.json")
+    elif kind == "rejected":
+        path = files.side(job.id, job.attempts, ".rejected.csv")
+    else:
+        screened = {r["id"] for r in job.summary["rulesets"]}
+        if ruleset_id not in screened:
+            raise NotFound(f"screening {job.id} did not screen rule set {ruleset_id!r}")
+        path = files.side(job.id, job.attempts, ".funnels") / f"{ruleset_id}.svg"
+    if not path.is_file():
+        raise NotFound(f"the files of screening {job.id} are no longer on this server")
+    return path

@@ -1,0 +1,424 @@
+"""POST /v1/screenings and friends through the real ASGI app with its worker running, on the
+application database (`ELIGO_TEST_DATABASE`): uploads, server paths and a PostgreSQL table,
+compared with the runner's own output; refusals; cancelling; access control."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from app.api.schemas import Problem, ScreeningJob, ScreeningList
+from app.db import screenings as repo
+from app.engine.model import RuleBase
+from app.main import create_app
+from app.screening.runner import Request, screen
+from app.screening.synth import write_parquet
+from app.security import Scope
+from app.settings import Settings
+from tests.conftest import SHIPPED_RULES, add_client, bearer
+from tests.databases import app_database, postgres_database
+
+COHORT = 3_000
+RULESETS = ["hsct-ssc-astis", "car-t-sle"]
+UPLOAD_LIMIT = 2 * 1024 * 1024
+BAD_CSV = (
+    "patient_no,AGE,ssc_diagnosis,lvef_percent\n"
+    "r1,45,yes,60\n"
+    "r2,200,yes,55\n"  # age out of range: line 3
+    "r3,50,maybe,abc\n"  # line 4
+    "r4,61,no,\n"
+)
+MAPPING = "id: patient_no\ncolumns:\n  age_years: AGE\n  ssc_diagnosis: ssc_diagnosis\n"
+
+
+@dataclass
+class Api:
+    client: TestClient
+    app: FastAPI
+    root: Path
+    jobs: Path
+    token: str
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory, shipped_rules: RuleBase) -> Path:
+    path = tmp_path_factory.mktemp("cohort") / "cohort.parquet"
+    write_parquet(COHORT, shipped_rules.features, path, seed=7)
+    return path
+
+
+@pytest.fixture(scope="module")
+def registry_url() -> Iterator[str]:
+    """A registry table in a PostgreSQL database of its own."""
+    with postgres_database() as url:
+        engine = sa.create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "CREATE TABLE registry (id TEXT PRIMARY KEY, ssc_diagnosis BOOLEAN, "
+                    "age_years DOUBLE PRECISION, lvef_percent TEXT)"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO registry VALUES ('p0', true, 45, '60'), ('p1', false, 30, '55'),"
+                    " ('p2', true, 200, 'abc')"
+                )
+            )
+        engine.dispose()
+        yield url
+
+
+def _settings(root: Path, database_url: str, **extra: Any) -> Settings:
+    return Settings(
+        rules_dir=SHIPPED_RULES,
+        database_url=database_url,
+        max_body_bytes=64 * 1024,
+        screening_dir=root / "jobs",
+        screening_sources=[root / "allowed"],
+        screening_max_upload_bytes=UPLOAD_LIMIT,
+        **extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, registry_url: str) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("screening-api")
+    (root / "allowed").mkdir()
+    with app_database(root) as url:
+        app = create_app(_settings(root, url, screening_url_prefixes=[registry_url]))
+        token = add_client(app, "registry analyst", [Scope.SCREEN])
+        with TestClient(app, raise_server_exceptions=False, headers=bearer(token)) as client:
+            yield Api(client, app, root, root / "jobs", token)
+
+
+def upload(
+    client: TestClient,
+    content: bytes,
+    name: str = "cohort.parquet",
+    mapping: str | None = None,
+    **fields: Any,
+) -> Response:
+    files: dict[str, Any] = {"file": (name, content)}
+    if mapping is not None:
+        files["mapping"] = ("registry-mapping.yaml", mapping.encode())
+    response: Response = client.post("/v1/screenings", files=files, data=fields)
+    return response
+
+
+def accepted(response: Response) -> dict[str, Any]:
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    ScreeningJob.model_validate(body)
+    assert response.headers["location"] == f"/v1/screenings/{body['id']}"
+    return body
+
+
+def finished(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get(f"/v1/screenings/{job_id}").json()
+        if body["state"] not in {"queued", "running"}:
+            ScreeningJob.model_validate(body)
+            return body
+        assert time.monotonic() < deadline, f"still {body['state']}"
+        time.sleep(0.1)
+
+
+def refused(response: Response, status: int = 422) -> list[dict[str, str]]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    Problem.model_validate(response.json())
+    errors: list[dict[str, str]] = response.json().get("errors", [])
+    return errors
+
+
+def folders(jobs: Path) -> set[str]:
+    return {p.name for p in jobs.iterdir()} if jobs.exists() else set()
+
+
+def test_an_upload_is_screened_as_the_runner_screens_it(
+    api: Api, cohort: Path, shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    job = accepted(upload(api.client, cohort.read_bytes(), rulesets=",".join(RULESETS)))
+    assert job["state"] in {"queued", "running"}
+    assert job["request"]["source"] == {"kind": "upload", "name": "cohort.parquet"}
+    assert job["requested_by"] == "registry analyst"
+    done = finished(api.client, job["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert done["progress"] == {"rows_done": COHORT, "rows_total": COHORT, "percent": 100.0}
+    assert done["attempts"] == 1
+
+    direct = screen(
+        Request(
+            source=str(cohort),
+            out=tmp_path / "direct.parquet",
+            rulesets=RULESETS,
+            source_name="cohort.parquet",
+        ),
+        shipped_rules,
+    )
+    parquet = api.client.get(done["links"]["results_parquet"])
+    assert parquet.status_code == 200
+    assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
+    (tmp_path / "served.parquet").write_bytes(parquet.content)
+    served = pq.read_table(tmp_path / "served.parquet")
+    assert served.num_rows == COHORT
+    assert served.equals(pq.read_table(direct.results))
+
+    screen(
+        Request(source=str(cohort), out=tmp_path / "direct.csv", rulesets=RULESETS),
+        shipped_rules,
+    )
+    csv = api.client.get(done["links"]["results_csv"])
+    assert csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "attachment" in csv.headers["content-disposition"]
+    assert csv.content == (tmp_path / "direct.csv").read_bytes()
+
+    report = api.client.get(done["links"]["report"]).json()
+    assert report == direct.report
+    assert [r["id"] for r in done["summary"]["rulesets"]] == RULESETS
+    assert done["summary"]["rulesets"][0]["counts"] == direct.report["rulesets"][0]["counts"]
+    assert api.client.get(done["links"]["rejected"]).text.startswith('"row","where","id"')
+
+    funnel = api.client.get(done["links"]["funnels"]["car-t-sle"])
+    assert funnel.headers["content-type"] == "image/svg+xml"
+    assert funnel.headers["content-security-policy"].startswith("default-src 'none'")
+    assert funnel.text.startswith("<svg")
+    missing = api.client.get(f"/v1/screenings/{job['id']}/funnels/hsct-ssc-scot.svg")
+    refused(missing, 404)
+    # The upload is gone once screened; the row holds no registry id.
+    assert not list((api.jobs / job["id"]).glob("source.*"))
+    with api.app.state.sessions() as session:
+        row = repo.get(session, job["id"])
+        assert row is not None
+        stored = json.dumps([row.request, row.summary, row.error, row.requested_by])
+    assert "P000" not in stored
+    assert "P000" not in json.dumps(done)
+
+
+def test_a_csv_with_bad_rows_and_a_mapping_file(api: Api) -> None:
+    response = upload(
+        api.client, BAD_CSV.encode(), "registry.csv", MAPPING, rulesets="hsct-ssc-astis"
+    )
+    job = accepted(response)
+    assert job["request"]["mapping"] == {"name": "registry-mapping.yaml", "text": MAPPING}
+    done = finished(api.client, job["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["summary"]["rows"], done["summary"]["rejected"]) == (4, 2)
+    rejected = api.client.get(done["links"]["rejected"]).text.splitlines()
+    assert [line.split(",")[1] for line in rejected[1:]] == ['"registry.csv:3"', '"registry.csv:4"']
+    csv = api.client.get(done["links"]["results_csv"]).text.splitlines()
+    assert [line.split(",")[0] for line in csv[1:]] == ['"r1"', '"r4"']
+
+
+def test_a_file_in_an_allowed_directory_is_screened_by_path(api: Api, cohort: Path) -> None:
+    shutil.copy(cohort, api.root / "allowed" / "registry.parquet")
+    for given in ("registry.parquet", str(api.root / "allowed" / "registry.parquet")):
+        body = {"source": {"path": given}, "rulesets": ["hsct-ssc-astis"]}
+        job = accepted(api.client.post("/v1/screenings", json=body))
+        assert job["request"]["source"]["name"] == "registry.parquet"
+        done = finished(api.client, job["id"])
+        assert done["state"] == "succeeded", done["error"]
+        assert done["summary"]["rows"] == COHORT
+
+
+@pytest.mark.parametrize("given", ["../cohort.parquet", "{cohort}", "link.parquet", "none.csv"])
+def test_a_path_outside_the_allowed_directories_is_refused(
+    api: Api, cohort: Path, given: str
+) -> None:
+    (api.root / "cohort.parquet").write_bytes(b"")
+    link = api.root / "allowed" / "link.parquet"
+    if not link.is_symlink():
+        link.symlink_to(cohort)
+    before = folders(api.jobs)
+    response = api.client.post(
+        "/v1/screenings", json={"source": {"path": given.format(cohort=cohort)}}
+    )
+    (error,) = refused(response)
+    assert (error["field"], error["code"]) == ("source.path", "source_refused")
+    assert folders(api.jobs) == before
+
+
+def test_a_postgresql_table_is_screened_where_it_lies(api: Api, registry_url: str) -> None:
+    body = {"source": {"url": registry_url, "table": "registry"}, "rulesets": ["hsct-ssc-astis"]}
+    job = accepted(api.client.post("/v1/screenings", json=body))
+    assert job["request"]["source"]["kind"] == "url"
+    done = finished(api.client, job["id"])
+    assert done["state"] == "succeeded", done["error"]
+    assert (done["summary"]["rows"], done["summary"]["rejected"]) == (3, 1)
+    other = {"source": {"url": registry_url + "_other", "table": "registry"}}
+    (error,) = refused(api.client.post("/v1/screenings", json=other))
+    assert error["field"] == "source.url"
+    missing = {"source": {"url": registry_url, "table": "no_such_table"}}
+    (error,) = refused(api.client.post("/v1/screenings", json=missing))
+    assert (error["field"], error["code"]) == ("source.url", "unreadable_source")
+
+
+def test_an_oversized_upload_is_413_and_leaves_nothing(api: Api) -> None:
+    before = folders(api.jobs)
+    big = b"id\n" + b"p1\n" * (UPLOAD_LIMIT // 3 + 1)
+    refused(upload(api.client, big, "big.csv"), 413)
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: cut off while it streams
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+        for _ in range(UPLOAD_LIMIT // 65536 + 2):
+            yield b"p1\n" * 21845
+        yield b"\r\n--b--\r\n"
+
+    response = api.client.post(
+        "/v1/screenings",
+        content=chunked(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    refused(response, 413)
+    assert folders(api.jobs) == before
+    large_json = {"source": {"path": "x" * 4000}, "rulesets": ["x" * 1000] * 70}
+    refused(api.client.post("/v1/screenings", json=large_json), 413)
+
+
+def test_a_bad_mapping_is_422_naming_each_line(api: Api) -> None:
+    before = folders(api.jobs)
+    unknown = MAPPING + "  lvef_pct: lvef_percent\n"
+    (error,) = refused(upload(api.client, BAD_CSV.encode(), "registry.csv", unknown))
+    assert (error["field"], error["code"]) == ("mapping", "invalid_mapping")
+    assert error["message"].startswith("registry-mapping.yaml:5: unknown feature 'lvef_pct'")
+    unfit = MAPPING + "  lvef_percent: LVEF\n  serum_creatinine: {column: AGE, unit: furlong}\n"
+    errors = refused(upload(api.client, BAD_CSV.encode(), "registry.csv", unfit))
+    assert [(e["field"], e["code"]) for e in errors] == [("mapping", "columns")] * 2
+    assert (
+        errors[0]["message"]
+        == "registry-mapping.yaml:5: lvef_percent: no column 'LVEF' in the source"
+    )
+    assert errors[1]["message"].startswith("registry-mapping.yaml:6: serum_creatinine: 'furlong'")
+    inline = {"source": {"path": "x.csv"}, "mapping": {"columns": {"nope": "X"}}}
+    errors = refused(api.client.post("/v1/screenings", json=inline))
+    assert {e["field"] for e in errors} == {"source.path", "mapping"}
+    # Columns that fit no feature, without a mapping: named by the file as uploaded.
+    errors = refused(upload(api.client, BAD_CSV.encode(), "registry.csv"))
+    assert {e["field"] for e in errors} == {"file"}
+    assert errors[0]["message"].startswith("registry.csv: column 'patient_no' is not a feature")
+    assert errors[-1]["message"].startswith("registry.csv: no key column 'id'")
+    assert str(api.jobs) not in json.dumps(errors)
+    assert folders(api.jobs) == before
+
+
+def test_unknown_rule_sets_formats_and_fields_are_422(api: Api, cohort: Path) -> None:
+    content = cohort.read_bytes()
+    (error,) = refused(upload(api.client, content, rulesets=["hsct-ssc-astis", "nope"]))
+    assert (error["field"], error["code"]) == ("rulesets[1]", "unknown_ruleset")
+    body = {"source": {"path": "registry.parquet"}, "rulesets": ["nope"]}
+    (error,) = refused(api.client.post("/v1/screenings", json=body))
+    assert error["field"] == "rulesets[0]"
+    (error,) = refused(upload(api.client, content, "cohort.xlsx"))
+    assert (error["field"], error["code"]) == ("file", "unsupported_format")
+    (error,) = refused(upload(api.client, content, engine="pandas"))
+    assert error["field"] == "engine"
+    (error,) = refused(upload(api.client, content, colour="blue"))
+    assert error["field"] == "colour"
+    no_file = {"mapping": ("m.yaml", MAPPING.encode())}
+    (error,) = refused(api.client.post("/v1/screenings", files=no_file))
+    assert (error["field"], error["code"]) == ("file", "missing")
+    errors = refused(api.client.post("/v1/screenings", json={"source": {"path": "a", "url": "b"}}))
+    assert errors[0]["field"] == "source"
+    garbage = b"PAR1 this is not parquet"
+    (error,) = refused(upload(api.client, garbage))
+    assert (error["field"], error["code"]) == ("file", "unreadable_source")
+
+
+def test_malformed_and_unsupported_bodies(api: Api) -> None:
+    headers = {"content-type": "application/json"}
+    refused(api.client.post("/v1/screenings", content=b"{", headers=headers), 400)
+    refused(
+        api.client.post("/v1/screenings", content=b"x", headers={"content-type": "text/csv"}), 415
+    )
+    multipart = {"content-type": "multipart/form-data; boundary=b"}
+    refused(api.client.post("/v1/screenings", content=b"--b\r\nnonsense", headers=multipart), 400)
+
+
+def test_results_are_409_until_succeeded_and_404_when_unknown(api: Api) -> None:
+    refused(api.client.get("/v1/screenings/00000000-0000-0000-0000-000000000000"), 404)
+    refused(api.client.get("/v1/screenings/nope/results.parquet"), 404)
+    body = {"source": {"path": "registry.parquet"}, "rulesets": ["hsct-ssc-astis"]}
+    failed = accepted(api.client.post("/v1/screenings", json=body))
+    listed = api.client.get("/v1/screenings", params={"limit": 2}).json()
+    ScreeningList.model_validate(listed)
+    assert listed["items"][0]["id"] == failed["id"]
+    assert len(listed["items"]) == 2
+
+
+def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None:
+    """With no worker in this process, a job stays queued until cancelled."""
+    (tmp_path / "allowed").mkdir()
+    with app_database(tmp_path) as url:
+        app = create_app(_settings(tmp_path, url, screening_workers=0, auth=False))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            job = accepted(upload(client, cohort.read_bytes()))
+            assert job["links"]["cancel"] == f"/v1/screenings/{job['id']}/cancel"
+            assert (tmp_path / "jobs" / job["id"]).is_dir()
+            refused(client.get(f"/v1/screenings/{job['id']}/results.csv"), 409)
+            response = client.post(job["links"]["cancel"])
+            assert response.status_code == 202
+            assert response.json()["state"] == "cancelled"
+            again = finished(client, job["id"], timeout=1)
+            assert again["state"] == "cancelled"
+            assert again["cancel_requested"] is True
+            assert "cancel" not in again["links"]
+            assert not (tmp_path / "jobs" / job["id"]).exists()
+            assert client.post(job["links"]["cancel"]).status_code == 202  # no-op
+            refused(client.get(f"/v1/screenings/{job['id']}/report.json"), 409)
+
+
+def test_a_finished_job_cannot_be_cancelled(api: Api) -> None:
+    job = accepted(upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING))
+    finished(api.client, job["id"])
+    refused(api.client.post(f"/v1/screenings/{job['id']}/cancel"), 409)
+
+
+def test_screening_needs_the_screen_scope_and_jobs_are_their_clients(
+    api: Api, cohort: Path
+) -> None:
+    job = accepted(upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING))
+    before = folders(api.jobs)
+    with TestClient(api.app, raise_server_exceptions=False) as bare:
+        refused(bare.post("/v1/screenings", files={"file": ("c.parquet", b"x")}), 401)
+        evaluator = bearer(add_client(api.app, "ehr", [Scope.EVALUATE]))
+        denied = bare.post(
+            "/v1/screenings", files={"file": ("c.parquet", cohort.read_bytes())}, headers=evaluator
+        )
+        refused(denied, 403)
+        assert 'scope="screen"' in denied.headers["www-authenticate"]
+        assert folders(api.jobs) == before
+        other = bearer(add_client(api.app, "another analyst", [Scope.SCREEN]))
+        for path in ("", "/results.parquet", "/report.json"):
+            refused(bare.get(f"/v1/screenings/{job['id']}{path}", headers=other), 404)
+        refused(bare.post(f"/v1/screenings/{job['id']}/cancel", headers=other), 404)
+        assert bare.get("/v1/screenings", headers=other).json() == {"items": []}
+
+
+def test_a_job_that_could_not_be_recorded_leaves_no_files(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails after the upload was saved and checked: 503, and the folder goes."""
+
+    def add_broken(session: Any, job: Any) -> None:
+        job.state = "lost"  # the state's CHECK constraint fails the commit
+        session.add(job)
+
+    monkeypatch.setattr(repo, "add", add_broken)
+    before = folders(api.jobs)
+    response = upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING)
+    refused(response, 503)
+    assert folders(api.jobs) == before
