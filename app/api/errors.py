@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.schemas import Problem
 from app.engine.inputs import InvalidInput
 from app.errors import AuditUnavailable, EligoError, FieldError, InvalidPayload
 
@@ -42,6 +43,11 @@ def problem(
     if errors:
         body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error codes answered with problem+json."""
+    return {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in codes}
 
 
 def invalid_input(exc: InvalidInput) -> InvalidPayload:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.api.body import json_body
 from app.api.deps import Caller, DbSession, get_rules, get_settings, require
-from app.api.errors import invalid_input, parse_body
+from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
     Channel,
@@ -18,7 +18,6 @@ from app.api.schemas import (
     EvaluationRecord,
     EvaluationRequest,
     EvaluationResponse,
-    Problem,
     Replay,
     Status,
 )
@@ -38,14 +37,10 @@ Rules = Annotated[RuleBase, Depends(get_rules)]
 AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in codes}
-
-
 @router.post(
     "/evaluations",
     response_model=EvaluationResponse,
-    responses=_errors(400, 401, 403, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -91,7 +86,7 @@ def create_evaluation(
 @router.get(
     "/evaluations",
     response_model=EvaluationPage,
-    responses=_errors(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
     summary="List recorded evaluations, newest first",
 )
 def list_evaluations(
@@ -139,7 +134,7 @@ def _evaluation(session: Session, evaluation_id: str) -> Evaluation:
 @router.get(
     "/evaluations/{evaluation_id}",
     response_model=EvaluationRecord,
-    responses=_errors(401, 403, 404, 503),
+    responses=problem_responses(401, 403, 404, 503),
     summary="One recorded evaluation: caller, input as received and normalised, full result",
 )
 def get_evaluation(
@@ -153,7 +148,7 @@ def get_evaluation(
 @router.post(
     "/evaluations/{evaluation_id}/replay",
     response_model=Replay,
-    responses=_errors(401, 403, 404, 503),
+    responses=problem_responses(401, 403, 404, 503),
     summary="Re-evaluate a record with its recorded rule set versions and with today's rules",
 )
 def replay_evaluation(

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from app.api.body import parse_json
 from app.api.deps import Caller, DbSession, get_rules, get_settings, require
-from app.api.errors import parse_body
+from app.api.errors import parse_body, problem_responses
 from app.api.headers import IMAGE_POLICY
 from app.api.responses import FastJSONResponse
-from app.api.schemas import Problem, ScreeningJob, ScreeningList, ScreeningRequest
+from app.api.schemas import ScreeningJob, ScreeningList, ScreeningRequest
 from app.api.upload import Form, read_form, too_large
 from app.db.models import Screening
 from app.engine.model import RuleBase
@@ -63,10 +63,6 @@ _FORM_SCHEMA: dict[str, Any] = {
         "as_of": {"type": "string", "format": "date"},
     },
 }
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": Problem, "content": {"application/problem+json": {}}} for code in codes}
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +210,7 @@ Submitted = Annotated[service.Submission, Depends(submission, scope="function")]
     "/screenings",
     status_code=202,
     response_model=ScreeningJob,
-    responses=_errors(400, 401, 403, 413, 415, 422, 503),
+    responses=problem_responses(400, 401, 403, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -246,7 +242,7 @@ def create_screening(
 @router.get(
     "/screenings",
     response_model=ScreeningList,
-    responses=_errors(401, 403, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
     summary="This client's screenings, newest first",
 )
 def list_screenings(
@@ -264,7 +260,7 @@ def _job(session: Session, screening_id: str, caller: Caller) -> Screening:
 @router.get(
     "/screenings/{screening_id}",
     response_model=ScreeningJob,
-    responses=_errors(401, 403, 404, 503),
+    responses=problem_responses(401, 403, 404, 503),
     summary="A screening: state, progress, counts per rule set once done, links to the files",
 )
 def get_screening(screening_id: str, session: DbSession, caller: Screener) -> Any:
@@ -275,7 +271,7 @@ def get_screening(screening_id: str, session: DbSession, caller: Screener) -> An
     "/screenings/{screening_id}/cancel",
     status_code=202,
     response_model=ScreeningJob,
-    responses=_errors(401, 403, 404, 409, 503),
+    responses=problem_responses(401, 403, 404, 409, 503),
     summary="Cancel: a queued screening at once, a running one at its next batch",
 )
 def cancel_screening(
@@ -285,7 +281,7 @@ def cancel_screening(
     return FastJSONResponse(service.cancel(session, settings, job), status_code=202)
 
 
-_FILE_ERRORS = _errors(401, 403, 404, 409, 503)
+_FILE_ERRORS = problem_responses(401, 403, 404, 409, 503)
 
 
 def _file(
