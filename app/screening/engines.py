@@ -95,16 +95,12 @@ class DuckDBEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, *, memory_limit: str | None = None, threads: int | None = None) -> None:
+    def __init__(self) -> None:
         self.connection = duckdb.connect()
         # Row numbers come from the scan order: DuckDB keeps it unless told not to.
         self.connection.execute("SET preserve_insertion_order = true")
         # DuckDB draws its own progress bar on stderr: in a server that is the log.
         self.connection.execute("SET enable_progress_bar = false")
-        if memory_limit:
-            self.connection.execute(f"SET memory_limit = '{memory_limit}'")
-        if threads:
-            self.connection.execute(f"SET threads = {int(threads)}")
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
         path = Path(source)
@@ -146,9 +142,6 @@ class DuckDBEngine:
             yield from _at_least_one(reader, reader.schema)
         except duckdb.Error as exc:
             raise SourceError(_first_line(exc)) from None
-
-    def interrupt(self) -> None:
-        self.connection.interrupt()
 
     def close(self) -> None:
         self.connection.close()

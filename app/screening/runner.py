@@ -82,7 +82,6 @@ class Job:
     """What to screen and where the files go."""
 
     engine: Engine
-    source: str
     rules: RuleBase
     rulesets: Sequence[RuleSet]
     out: Path
@@ -266,7 +265,6 @@ def screen(
         opened, extra = _open(engine, request, rules)
         job = Job(
             engine=engine,
-            source=request.source,
             rules=rules,
             rulesets=rulesets,
             out=request.out,

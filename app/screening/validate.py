@@ -36,7 +36,6 @@ PROBLEMS = "_problems"
 VALID = "_valid"
 KEY = "id"
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
-_JSON_NUMBERS = ("BIGINT", "UBIGINT", "HUGEINT", "DOUBLE", "INTEGER")
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,7 +140,6 @@ def screen(
 ) -> Outcome:
     job = Job(
         engine=engine,
-        source=source,
         rules=rules,
         rulesets=list(rules.rulesets.values()),
         out=out,
