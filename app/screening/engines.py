@@ -38,7 +38,9 @@ class Engine(Protocol):
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]: ...
 
-    def count(self) -> int: ...
+    def count(self) -> int:
+        """Rows in the source; called after `materialise`, which may have them at hand."""
+        ...
 
     def materialise(self, query: sa.Select[Any]) -> FromClause: ...
 
@@ -123,7 +125,9 @@ class DuckDBEngine:
         return _relation("raw_source", kinds), kinds
 
     def count(self) -> int:
-        found = self.connection.execute("SELECT count(*) FROM raw_source").fetchall()
+        # The materialised rows, one per source row: counting raw_source would parse a CSV
+        # a second time.
+        found = self.connection.execute("SELECT count(*) FROM checked").fetchall()
         return int(found[0][0])
 
     def materialise(self, query: sa.Select[Any]) -> FromClause:
@@ -317,7 +321,6 @@ class SparkEngine:
 
     def __init__(self, session: Any) -> None:
         self.session = session
-        self.frame: Any = None
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
         fmt = file_format(Path(source))
@@ -331,13 +334,14 @@ class SparkEngine:
                 frame = reader.json(source)
         except Exception as exc:  # Spark raises AnalysisException and Py4J errors
             raise SourceError(f"{source}: {_first_line(exc)}") from None
-        self.frame = _numbered(frame)
-        self.frame.createOrReplaceTempView("raw_source")
+        _numbered(frame).createOrReplaceTempView("raw_source")
         kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
         return _relation("raw_source", kinds), kinds
 
     def count(self) -> int:
-        return int(self.frame.count())
+        """From the cached validated rows: counting fills the cache the verdicts read next,
+        where counting the source would scan and number it once more."""
+        return int(self.session.table("checked").count())
 
     def materialise(self, query: sa.Select[Any]) -> FromClause:
         """Cached by Spark, in memory and on the executors' disks."""
