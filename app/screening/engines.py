@@ -151,20 +151,21 @@ class DuckDBEngine:
         self.connection.close()
 
 
+def arrow_type(type_: sa.types.TypeEngine[Any]) -> pa.DataType:
+    """The Arrow type that holds values of a SQL type."""
+    if isinstance(type_, sa.Boolean):
+        return pa.bool_()
+    if isinstance(type_, sa.Integer):
+        return pa.int64()
+    if isinstance(type_, sa.Float | sa.Numeric):
+        return pa.float64()
+    return pa.string()
+
+
 def arrow_schema(query: sa.Select[Any]) -> pa.Schema:
     """The Arrow types of a query's columns, from their SQL types: a batch whose column is
     all NULL keeps its type (a driver's rows carry none)."""
-
-    def arrow(type_: sa.types.TypeEngine[Any]) -> pa.DataType:
-        if isinstance(type_, sa.Boolean):
-            return pa.bool_()
-        if isinstance(type_, sa.Integer):
-            return pa.int64()
-        if isinstance(type_, sa.Float | sa.Numeric):
-            return pa.float64()
-        return pa.string()
-
-    return pa.schema([(c.name, arrow(c.type)) for c in query.selected_columns])
+    return pa.schema([(c.name, arrow_type(c.type)) for c in query.selected_columns])
 
 
 def _columnar(rows: Sequence[Any], schema: pa.Schema) -> pa.RecordBatch:

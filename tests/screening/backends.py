@@ -15,6 +15,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from app.screening.dialects import duckdb_sql, spark_sql
+from app.screening.engines import arrow_type
 
 Row = dict[str, Any]
 
@@ -46,16 +47,6 @@ class SQLAlchemyBackend:
         self.engine.dispose()
 
 
-def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
-    if isinstance(column.type, sa.Boolean):
-        return pa.bool_()
-    if isinstance(column.type, sa.Double | sa.Float):
-        return pa.float64()
-    if isinstance(column.type, sa.Integer):
-        return pa.int64()
-    return pa.string()
-
-
 class DuckDBBackend:
     name = "duckdb"
 
@@ -65,7 +56,7 @@ class DuckDBBackend:
     def run(
         self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]
     ) -> list[tuple[Any, ...]]:
-        schema = pa.schema([(c.name, _arrow_type(c)) for c in table.columns])
+        schema = pa.schema([(c.name, arrow_type(c.type)) for c in table.columns])
         data = pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
         self.connection.register(table.name, data)
         return [tuple(r) for r in self.connection.execute(duckdb_sql(query)).fetchall()]
