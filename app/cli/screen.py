@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from app.cli.common import EXIT_INPUT, fail, load
+from app.cli.common import fail, load
 from app.engine.evaluate import Status
 from app.engine.inputs import InvalidInput
 from app.screening.bulk import BulkError
@@ -115,7 +115,6 @@ def _run(request: Request, rules: Any, show: bool) -> Outcome:
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    sys.exit(EXIT_INPUT)  # pragma: no cover - fail() exits
 
 
 def _summary(outcome: Outcome) -> str:

@@ -28,7 +28,6 @@ import sqlalchemy as sa
 from app.engine.inputs import FeatureValue
 from app.engine.model import RuleBase, RuleSet
 from app.engine.run import select
-from app.engine.schema import FeatureType
 from app.engine.sql import Screening
 from app.screening import report
 from app.screening.bulk import BulkCohort, read_bulk
@@ -38,11 +37,12 @@ from app.screening.engines import (
     Engine,
     SourceError,
     SparkEngine,
+    arrow_type,
     spark_session,
 )
 from app.screening.funnel import funnel_svg
 from app.screening.mapping import MappingFile, Plan, plan
-from app.screening.validate import KEY, PROBLEMS, ROW, VALID, validated
+from app.screening.validate import KEY, PROBLEMS, ROW, SQL_TYPES, VALID, validated
 
 REJECTED_IN_REPORT = 100
 REVIEW = "Rule sets are drafts that need local clinical review before use."
@@ -319,13 +319,6 @@ def _open(engine: Engine, request: Request, rules: RuleBase) -> tuple[Opened, li
     return engine.open_arrow(_bulk_table(cohort, rules)), problems
 
 
-_ARROW_TYPES = {
-    FeatureType.NUMBER: pa.float64(),
-    FeatureType.BOOLEAN: pa.bool_(),
-    FeatureType.ENUM: pa.string(),
-}
-
-
 def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     """The mapped patients as feature-named columns of canonical values: what `validated`
     reads from any other source (it checks them again, which costs nothing here)."""
@@ -334,7 +327,7 @@ def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     for feature in rules.features.values():
         if feature.id in present:
             values = [_scalar(p.values.get(feature.id)) for p in cohort.patients]
-            columns[feature.id] = pa.array(values, _ARROW_TYPES[feature.type])
+            columns[feature.id] = pa.array(values, arrow_type(SQL_TYPES[feature.type]))
     return pa.table(columns)
 
 

@@ -205,7 +205,8 @@ def check(column: Column, raw: Value, converted: Value | None = None) -> Checked
     return _enum(column, raw)
 
 
-_NULL_TYPES: dict[FeatureType, sa.types.TypeEngine[Any]] = {
+# A feature's canonical values as SQL holds them.
+SQL_TYPES: dict[FeatureType, sa.types.TypeEngine[Any]] = {
     FeatureType.NUMBER: sa.Double(),
     FeatureType.BOOLEAN: sa.Boolean(),
     FeatureType.ENUM: sa.String(),
@@ -253,8 +254,8 @@ def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect:
     columns: list[Value] = [stage.c[ROW].label(ROW), key.label(KEY)]
     for feature in features:
         found = by_feature.get(feature.id)
-        value = found.value if found else sa.cast(sa.null(), _NULL_TYPES[feature.type])
-        columns.append(sa.cast(value, _NULL_TYPES[feature.type]).label(feature.id))
+        value = found.value if found else sa.cast(sa.null(), SQL_TYPES[feature.type])
+        columns.append(sa.cast(value, SQL_TYPES[feature.type]).label(feature.id))
     problems = [key_problem, *(c.problem for c in checked)]
     columns += [p.label(f"p{i}") for i, p in enumerate(problems)]
     joined = stage.outerjoin(duplicates, key == duplicates.c.key)
