@@ -26,7 +26,8 @@ from app import strict_json
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
 
-_HEADER = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*)(?:\[(?P<unit>[^\]]+)\])?$")
+# A column header: a feature id, optionally with its unit (`serum_creatinine[umol/L]`).
+HEADER = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*)(?:\[(?P<unit>[^\]]+)\])?$")
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 MAX_ROWS = 1_000_000
 
@@ -116,7 +117,7 @@ def _columns(
 ) -> list[tuple[str, str | None]]:
     columns: list[tuple[str, str | None]] = []
     for number, cell in enumerate(header, start=1):
-        match = _HEADER.match(cell.strip())
+        match = HEADER.match(cell.strip())
         if match is None:
             raise CohortError(f"{name}:1: column {number} {cell!r} is not a feature id[unit]")
         feature, unit = match["feature"], match["unit"]

@@ -17,7 +17,6 @@ a value map onto a value the feature does not have.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,8 +27,7 @@ from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
 from app.engine.units import IDENTITY, Linear, UnitError, converter
-
-_HEADER = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*)\[(?P<unit>[^\]]+)\]$")
+from app.screening.cohort import HEADER
 
 
 class MappingError(ValueError):
@@ -186,7 +184,7 @@ def _by_name(
 ) -> MappingFile:
     mapping = MappingFile()
     for column in source:
-        match = _HEADER.match(column)
+        match = HEADER.match(column)
         feature_id, unit = (match["feature"], match["unit"]) if match else (column, None)
         if column == "id":
             continue
