@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,11 @@ from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.model import RuleBase
 from app.engine.sql import EXCLUDED_BY, STATUS, column_name
+from app.screening.bulk import read_bulk
 from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
 from app.screening.mapping import MappingError, RawKind, load_mapping, plan
-from app.screening.runner import Cancelled, Job, Outcome, run, side_file
+from app.screening.runner import Cancelled, Job, Outcome, Request, run, side_file
+from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
@@ -468,3 +472,32 @@ def test_an_unreadable_source_is_a_clear_error(duckdb_engine: DuckDBEngine, tmp_
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(SourceError, match=r"^.*bad\.parquet: "):
         duckdb_engine.open(str(tmp_path / "bad.parquet"))
+
+
+BULK = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "bulk-40"
+
+
+def test_a_fhir_bulk_export_screens_as_map_bundle_decides(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    """Through `runner.screen`: the folder is mapped patient by patient, then screened; a
+    resource `map_bundle` refuses keeps its patient out, named by file:line."""
+    folder = tmp_path / "export"
+    shutil.copytree(BULK, folder)
+    observations = folder / "Observation.000.ndjson"
+    lines = observations.read_text(encoding="utf-8").splitlines()
+    lines.insert(1, "{not json")
+    observations.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    on = date(2020, 10, 15)
+    request = Request(source=str(folder), out=tmp_path / "r.parquet", as_of=on)
+    outcome = run_screen(request, shipped_rules)
+    [rejected] = outcome.rejected
+    assert rejected.where == f"{observations}:2"
+    assert rejected.problems == "column 2: Expecting property name enclosed in double quotes"
+    cohort = read_bulk(BULK, shipped_rules.features, on)
+    assert outcome.report["screened"] == len(cohort.patients) == 40
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    for patient in cohort.patients:
+        for ruleset in shipped_rules.rulesets.values():
+            expected = decide(ruleset, patient.values).status.value
+            assert rows[patient.ident][column_name(ruleset, STATUS)] == expected
