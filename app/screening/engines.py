@@ -26,6 +26,9 @@ from app.screening.validate import ROW
 BATCH_ROWS = 100_000
 # A database driver hands back Python tuples: 100,000 rows of 300 columns are 2 GB of them.
 DRIVER_ROWS = 10_000
+# A registry database that does not answer must not hold a request (the API's pre-check) or a
+# worker for the minutes a TCP connect can take.
+CONNECT_SECONDS = 10
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
@@ -205,7 +208,10 @@ class DatabaseEngine:
 
     def __init__(self, url: str, *, key: str = "id") -> None:
         try:
-            self.engine = sa.create_engine(url)
+            # Parameters stay out of error messages: a registry's values must not reach a log.
+            self.engine = sa.create_engine(
+                url, hide_parameters=True, connect_args={"connect_timeout": CONNECT_SECONDS}
+            )
         except (SQLAlchemyError, ValueError) as exc:
             raise SourceError(f"database URL: {_first_line(exc)}") from None
         self.dialect = self.engine.dialect.name

@@ -102,8 +102,13 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     raw, kinds = raw_and_kinds
     columns = plan(kinds, job.rules.features, job.mapping, name=job.source_name)
     checked = validated(raw, columns, list(job.rules.features.values()), job.engine.dialect)
-    # Validated once: the verdicts and the rejected rows both read it.
-    rows = job.engine.materialise(sa.select(checked))
+    # Validated once: the verdicts and the rejected rows both read it. Reading the whole
+    # source happens here, so here is where a file's own defects (a ragged CSV line past
+    # what the header check sampled) come out: name the file, as every other error does.
+    try:
+        rows = job.engine.materialise(sa.select(checked))
+    except SourceError as exc:
+        raise SourceError(f"{job.source_name}: {exc}") from None
     total = job.engine.count()
     patients = sa.select(rows).where(rows.c[VALID]).subquery("patients")
     fence = job.engine.dialect == "postgresql"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import socket
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -27,6 +29,7 @@ from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.model import RuleBase
 from app.engine.sql import EXCLUDED_BY, STATUS, column_name
+from app.screening import engines
 from app.screening.bulk import read_bulk
 from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
 from app.screening.mapping import MappingError, RawKind, load_mapping, plan
@@ -472,6 +475,33 @@ def test_an_unreadable_source_is_a_clear_error(duckdb_engine: DuckDBEngine, tmp_
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(SourceError, match=r"^.*bad\.parquet: "):
         duckdb_engine.open(str(tmp_path / "bad.parquet"))
+
+
+def test_a_ragged_line_past_the_header_check_is_an_error_naming_the_file(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    """DuckDB samples the start of a CSV to open it; a line with too many cells further on
+    comes out only when the whole file is read, and must still fail the screening whole."""
+    lines = ["id,age_years", *(f"p{i},{40 + i % 30}" for i in range(50_000)), "p-x,41,99,7"]
+    (tmp_path / "late.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SourceError, match=r"^late\.csv: .*CSV Error on Line: 50002$") as raised:
+        screen(duckdb_engine, shipped_rules, str(tmp_path / "late.csv"), tmp_path / "r.parquet")
+    assert "p-x" not in str(raised.value)  # the first line of DuckDB's message: no cells
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.csv"]
+
+
+def test_a_database_that_never_answers_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loopback server that accepts the connection and says nothing: the registry database
+    behind a dead proxy. The pre-check and the worker must not wait on it for minutes."""
+    monkeypatch.setattr(engines, "CONNECT_SECONDS", 2)  # libpq's least
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        engine = DatabaseEngine(f"postgresql+psycopg://reader@127.0.0.1:{port}/registry")
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"^table 'registry': .*timeout"):
+            engine.open("registry")
+        assert time.monotonic() - started < 10
+        engine.close()
 
 
 BULK = Path(__file__).resolve().parents[1] / "fixtures" / "fhir" / "bulk-40"
