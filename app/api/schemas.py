@@ -460,8 +460,9 @@ class ScreeningJob(_Out):
     summary: ScreeningSummary | None = Field(description="Counts per rule set, once succeeded")
     error: str | None
     links: dict[str, Any] = Field(
-        description="self, cancel while queued or running; once succeeded results_parquet, "
-        "results_csv, report, rejected and funnels (by rule set id)"
+        description="self; cancel (POST) while queued or running, delete (DELETE) once "
+        "finished; once succeeded results_parquet, results_csv, report, rejected and funnels "
+        "(by rule set id)"
     )
 
 

@@ -1,5 +1,5 @@
 """Registry screenings as jobs: submit (an upload, a server path or a database table), follow,
-cancel, and download the results.
+cancel, download the results, and delete them.
 
 The results carry the registry's own identifiers: they are the analyst's data, so a job and its
 files are visible only to the client that asked for it, and nothing here logs them.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.api.body import parse_json
@@ -279,6 +279,20 @@ def cancel_screening(
 ) -> Any:
     job = _job(session, screening_id, caller)
     return FastJSONResponse(service.cancel(session, settings, job), status_code=202)
+
+
+@router.delete(
+    "/screenings/{screening_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(401, 403, 404, 409, 503),
+    summary="Delete a finished screening: its record and its files, results included",
+)
+def delete_screening(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> Response:
+    service.delete(session, settings, _job(session, screening_id, caller))
+    return Response(status_code=204)
 
 
 _FILE_ERRORS = problem_responses(401, 403, 404, 409, 503)

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, select, update
+from sqlalchemy import ColumnElement, Delete, Update, delete, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Screening, ScreeningState
+from app.db.models import FINISHED, Screening, ScreeningState
 
 QUEUED, RUNNING = ScreeningState.QUEUED, ScreeningState.RUNNING
 
@@ -198,6 +198,17 @@ def request_cancel(session: Session, screening_id: str, now: datetime) -> Screen
     return RUNNING if running.first() is not None else None
 
 
+def delete_finished(session: Session, screening_id: str) -> bool:
+    """Remove a finished job's row; False if there was none, or it is queued or running (a
+    worker may hold it: those are cancelled, not deleted)."""
+    statement = (
+        delete(Screening)
+        .where(Screening.id == screening_id, Screening.state.in_(FINISHED))
+        .returning(Screening.id)
+    )
+    return _execute(session, statement).first() is not None
+
+
 def requeue_stale(
     session: Session, stale_before: datetime, now: datetime, max_attempts: int
 ) -> dict[ScreeningState, list[str]]:
@@ -230,7 +241,7 @@ def requeue_stale(
     return found
 
 
-def _execute(session: Session, statement: Update) -> Any:
+def _execute(session: Session, statement: Update | Delete) -> Any:
     # No ORM session synchronisation: the conditions are SQL (a subquery), and the callers
     # use short sessions that hold no screening objects.
     return session.execute(statement, execution_options={"synchronize_session": False})

@@ -235,7 +235,34 @@ def cancel(session: Session, settings: Settings, job: Screening) -> dict[str, An
     if job.state == ScreeningState.QUEUED:
         shown |= {"state": ScreeningState.CANCELLED, "finished_at": now}
         shown["links"].pop("cancel", None)
+        shown["links"]["delete"] = shown["links"]["self"]
     return shown | {"cancel_requested": True}
+
+
+def delete(session: Session, settings: Settings, job: Screening) -> None:
+    """Remove a finished job: its row, then (once that has committed) its folder. The results
+    hold the registry's identifiers, which the analyst may want off this server once
+    downloaded. A queued or running job is cancelled first (409): a worker may be writing
+    into the folder. A crash between the two leaves a folder without a row, which the
+    worker's start-up tidying removes."""
+    if job.state not in FINISHED:
+        raise Conflict(
+            f"screening {job.id} is {job.state}; cancel it first "
+            f"(POST /v1/screenings/{job.id}/cancel), then delete it"
+        )
+    job_id = job.id
+    gone: dict[str, bool] = {}
+
+    def write(at_commit: Session) -> None:  # under the commit lock, as in cancel()
+        with at_commit.no_autoflush:
+            gone["row"] = repo.delete_finished(at_commit, job_id)
+
+    def tidy() -> None:
+        if gone.get("row"):
+            layout(settings).remove(job_id)
+
+    event.listen(session, "before_commit", write, once=True)
+    on_commit(session, tidy)
 
 
 def view(job: Screening) -> dict[str, Any]:
@@ -283,6 +310,8 @@ def _links(job: Screening, base: str) -> dict[str, Any]:
     links: dict[str, Any] = {"self": base}
     if job.state in {ScreeningState.QUEUED, ScreeningState.RUNNING}:
         links["cancel"] = f"{base}/cancel"
+    else:
+        links["delete"] = base  # with DELETE
     if job.state == ScreeningState.SUCCEEDED and job.summary is not None:
         links |= {
             "results_parquet": f"{base}/results.parquet",

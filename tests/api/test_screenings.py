@@ -285,6 +285,16 @@ def test_an_oversized_upload_is_413_and_leaves_nothing(api: Api) -> None:
     )
     refused(response, 413)
     assert folders(api.jobs) == before
+    long_header = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.csv"\r\n'
+        b"X-Padding: " + b"x" * 20_000 + b"\r\n\r\nid\n\r\n--b--\r\n"
+    )
+    response = api.client.post(
+        "/v1/screenings",
+        content=long_header,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    refused(response, 400)  # python-multipart caps a part's headers (8 of 4 KiB each)
     large_json = {"source": {"path": "x" * 4000}, "rulesets": ["x" * 1000] * 70}
     refused(api.client.post("/v1/screenings", json=large_json), 413)
 
@@ -348,15 +358,43 @@ def test_malformed_and_unsupported_bodies(api: Api) -> None:
     refused(api.client.post("/v1/screenings", content=b"--b\r\nnonsense", headers=multipart), 400)
 
 
-def test_results_are_409_until_succeeded_and_404_when_unknown(api: Api) -> None:
+def test_a_job_failing_on_its_rows_is_409_for_results_and_404_when_unknown(api: Api) -> None:
+    """A CSV whose defect lies past what the pre-check samples is accepted, then fails: the
+    error names the file as uploaded, and there are no results to download."""
     refused(api.client.get("/v1/screenings/00000000-0000-0000-0000-000000000000"), 404)
     refused(api.client.get("/v1/screenings/nope/results.parquet"), 404)
-    body = {"source": {"path": "registry.parquet"}, "rulesets": ["hsct-ssc-astis"]}
-    failed = accepted(api.client.post("/v1/screenings", json=body))
+    lines = ["id,age_years", *(f"p{i},{40 + i % 30}" for i in range(50_000)), "p-x,41,99,7"]
+    job = accepted(upload(api.client, "\n".join(lines).encode(), "late.csv"))
+    done = finished(api.client, job["id"])
+    assert done["state"] == "failed"
+    assert done["error"].startswith("late.csv: ")
+    assert done["error"].endswith("CSV Error on Line: 50002")
+    assert set(done["links"]) == {"self", "delete"}
+    for name in ("results.parquet", "results.csv", "report.json", "rejected.csv"):
+        refused(api.client.get(f"/v1/screenings/{job['id']}/{name}"), 409)
+    assert not (api.jobs / job["id"]).exists()  # a failed job's upload is not kept
     listed = api.client.get("/v1/screenings", params={"limit": 2}).json()
     ScreeningList.model_validate(listed)
-    assert listed["items"][0]["id"] == failed["id"]
+    assert [item["id"] for item in listed["items"]][:1] == [job["id"]]
     assert len(listed["items"]) == 2
+
+
+def test_a_finished_job_is_deleted_with_its_files(api: Api) -> None:
+    job = accepted(upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING))
+    done = finished(api.client, job["id"])
+    assert done["links"]["delete"] == f"/v1/screenings/{job['id']}"
+    assert (api.jobs / job["id"]).is_dir()
+    other = bearer(add_client(api.app, "a third analyst", [Scope.SCREEN]))
+    refused(api.client.delete(done["links"]["delete"], headers=other), 404)
+    response = api.client.delete(done["links"]["delete"])
+    assert response.status_code == 204
+    assert response.content == b""
+    assert not (api.jobs / job["id"]).exists()
+    refused(api.client.get(f"/v1/screenings/{job['id']}"), 404)
+    refused(api.client.get(done["links"]["results_parquet"]), 404)
+    refused(api.client.delete(done["links"]["delete"]), 404)
+    listed = api.client.get("/v1/screenings", params={"limit": 200}).json()["items"]
+    assert job["id"] not in {item["id"] for item in listed}
 
 
 def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None:
@@ -379,6 +417,24 @@ def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None
             assert not (tmp_path / "jobs" / job["id"]).exists()
             assert client.post(job["links"]["cancel"]).status_code == 202  # no-op
             refused(client.get(f"/v1/screenings/{job['id']}/report.json"), 409)
+            assert response.json()["links"]["delete"] == again["links"]["delete"]
+
+
+def test_a_queued_job_must_be_cancelled_before_it_is_deleted(tmp_path: Path, cohort: Path) -> None:
+    (tmp_path / "allowed").mkdir()
+    with app_database(tmp_path) as url:
+        app = create_app(_settings(tmp_path, url, screening_workers=0, auth=False))
+        with TestClient(app, raise_server_exceptions=False) as client:
+            job = accepted(upload(client, cohort.read_bytes()))
+            assert "delete" not in job["links"]
+            response = client.delete(job["links"]["self"])
+            refused(response, 409)
+            assert "cancel it first" in response.json()["detail"]
+            assert (tmp_path / "jobs" / job["id"]).is_dir()
+            assert client.get(job["links"]["self"]).json()["state"] == "queued"
+            client.post(job["links"]["cancel"])
+            assert client.delete(job["links"]["self"]).status_code == 204
+            refused(client.get(job["links"]["self"]), 404)
 
 
 def test_a_finished_job_cannot_be_cancelled(api: Api) -> None:

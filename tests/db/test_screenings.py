@@ -203,3 +203,21 @@ def test_recent_lists_one_clients_jobs_newest_first(sessions: sessionmaker[Sessi
         assert [j.id for j in repo.recent(session, "c1", 1)] == ["new"]
         assert [j.id for j in repo.recent(session, None, 10)] == ["nobody"]
         assert repo.existing(session, ["old", "gone"]) == {"old"}
+
+
+def test_only_a_finished_job_is_deleted(sessions: sessionmaker[Session]) -> None:
+    """A queued or running job may be in a worker's hands: deleting it is refused in the
+    statement itself, whatever the caller saw a moment before."""
+    _add(sessions, _job("queued", T0), _job("running", T0 + timedelta(seconds=1)))
+    _add(sessions, _job("done", T0 + timedelta(seconds=2)))
+    assert _claim(sessions) == ("queued", 1)
+    with sessions() as session:
+        repo.fail(session, "queued", 1, T0, "bad input")
+        session.commit()
+    assert _claim(sessions) == ("running", 1)
+    with sessions() as session:
+        deleted = [repo.delete_finished(session, i) for i in ("queued", "running", "done", "x")]
+        session.commit()
+    assert deleted == [True, False, False, False]
+    with sessions() as session:
+        assert repo.existing(session, ["queued", "running", "done"]) == {"running", "done"}
