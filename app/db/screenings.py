@@ -242,6 +242,7 @@ def requeue_stale(
 
 
 def _execute(session: Session, statement: Update | Delete) -> Any:
-    # No ORM session synchronisation: the conditions are SQL (a subquery), and the callers
-    # use short sessions that hold no screening objects.
+    # No ORM session synchronisation: the conditions are SQL (a subquery). The worker's
+    # sessions hold no screening objects; an API request's does (the job it checked), and
+    # its commit, which runs these statements, expires it.
     return session.execute(statement, execution_options={"synchronize_session": False})
