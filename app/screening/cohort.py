@@ -101,9 +101,9 @@ def _csv(handle: Any, name: str, features: Mapping[str, Feature]) -> Iterator[Co
     if not header:
         raise CohortError(f"{name}:1: empty file; expected a header row")
     columns = _columns(header, name, features)
-    for row in reader:
+    for count, row in enumerate(reader, start=1):  # the header is not a row
         where = f"{name}:{reader.line_num}"
-        if reader.line_num > MAX_ROWS:
+        if count > MAX_ROWS:
             raise CohortError(f"{name}: more than {MAX_ROWS} rows")
         if not any(cell.strip() for cell in row):
             continue

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.engine.model import RuleBase
+from app.screening import cohort
 from app.screening.cohort import CohortError, read_cohort
 
 
@@ -88,3 +89,21 @@ def test_bad_cohort_files_name_the_line(
 def test_a_missing_file_is_an_error(golden_rules: RuleBase, tmp_path: Path) -> None:
     with pytest.raises(CohortError, match="cannot read"):
         read_cohort(tmp_path / "none.csv", golden_rules.features)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_the_row_limit_counts_patients_not_the_header(
+    golden_rules: RuleBase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    monkeypatch.setattr(cohort, "MAX_ROWS", 3)
+    rows = [f"p{i}" for i in range(4)]
+    if suffix == ".csv":
+        lines = ["id,age_years", *(f"{r},40" for r in rows)]
+    else:
+        lines = [f'{{"id": "{r}", "features": {{"age_years": 40}}}}' for r in rows]
+    path = tmp_path / f"c{suffix}"
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    assert [p.ident for p in read_cohort(path, golden_rules.features)] == rows[:3]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CohortError, match="more than 3 rows"):
+        read_cohort(path, golden_rules.features)
