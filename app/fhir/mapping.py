@@ -1,6 +1,8 @@
 """FHIR R4 Bundle -> features, driven by the codes in the feature catalogue (never display text).
 
 - Age in completed years at the evaluation date, from Patient.birthDate; sex from gender.
+- A patient recorded as deceased on or before the evaluation date is refused (issue code
+  `deceased`): no therapy can be started, and a registry screening must not count them.
 - A boolean feature is true when an active, confirmed Condition carries one of its codes. With
   none, it is unknown, except for features whose catalogue entry says `absent_in_record:
   "false"` (a diagnosis the problem list would carry). A confirmed and a refuted Condition for
@@ -24,6 +26,7 @@ from typing import Any
 
 from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
 
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput, Provenance, normalise
 from app.engine.model import Feature
@@ -105,6 +108,7 @@ class _Mapper:
         self.mapped.patient_id = f"Patient/{patient.id}" if patient.id else None
         # "Patient", not its id: the trace and the record must not carry an identifier.
         provenance = Provenance("fhir", "Patient", None)
+        self.deceased(path, patient)
         birth = as_date(patient.birthDate)
         if birth is not None and "age_years" in self.features:
             if birth > self.today:
@@ -119,6 +123,21 @@ class _Mapper:
                 self.convert(self.features["age_years"], age, f"{path}.birthDate", provenance)
         if patient.gender and "sex" in self.features:
             self.convert(self.features["sex"], patient.gender, f"{path}.gender", provenance)
+
+    def deceased(self, path: str, patient: Patient) -> None:
+        """Refused like an impossible value, so that no verdict and no screening row comes of
+        a dead patient: the age (counted to the evaluation date) and every freshness window
+        would be wrong too. A death after the evaluation date (a screening `as_of` the past)
+        is not one yet. The message gives no date: a date of death identifies."""
+        died = as_date(patient.deceasedDateTime)
+        if patient.deceasedBoolean is True:
+            field = f"{path}.deceasedBoolean"
+        elif died is not None and died <= self.today:
+            field = f"{path}.deceasedDateTime"
+        else:
+            return
+        message = "the patient is recorded as deceased; eligibility is not evaluated"
+        self.issues.append(InputIssue(field, "deceased", message))
 
     def conditions(self, resources: Resources) -> None:
         confirmed: dict[str, tuple[str, Condition]] = {}

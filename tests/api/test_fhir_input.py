@@ -115,3 +115,22 @@ def test_bad_bundles_and_bad_features_are_reported_together(client: TestClient) 
     not_bundle = client.post("/v1/evaluations", json={"fhir": {"resourceType": "Patient"}})
     assert not_bundle.status_code == 422
     assert not_bundle.json()["errors"][0]["field"] == "fhir"
+
+
+def test_a_deceased_patient_gets_no_verdict(client: TestClient) -> None:
+    """Explicit features cannot talk the service into deciding for a dead patient."""
+    bundle = ssc_bundle(today())
+    patient = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    patient["deceasedDateTime"] = (today() - timedelta(days=3)).isoformat()
+    body = {"fhir": bundle, "features": {"age_years": 40}, "rulesets": [ASTIS]}
+    response = client.post("/v1/evaluations", json=body)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert (error["field"], error["code"]) == (
+        "fhir.entry[0].resource.deceasedDateTime",
+        "deceased",
+    )
+    patient["deceasedDateTime"] = (today() + timedelta(days=3)).isoformat()  # not yet
+    assert _post(client, body)["results"][0]["status"] != "not_indicated"

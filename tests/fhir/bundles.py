@@ -13,6 +13,25 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "fhir"
 WRITTEN_ON = date(2026, 11, 22)
 DATED = ("effectiveDateTime", "onsetDateTime", "birthDate")
 PERIODS = ("effectivePeriod",)
+SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json"))
+SYNTHEA_ON = date(2021, 3, 1)  # the records end then
+
+
+def died_on(path: Path) -> date | None:
+    """The day a Synthea record's patient died, if they have."""
+    bundle = json.loads(path.read_text())
+    patient = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    died = patient.get("deceasedDateTime")
+    return date.fromisoformat(died[:10]) if died else None
+
+
+def alive_on(path: Path) -> date:
+    """When to map a Synthea record: the records' end, or the day before the patient died (a
+    deceased patient is refused)."""
+    died = died_on(path)
+    return SYNTHEA_ON if died is None else min(SYNTHEA_ON, died - timedelta(days=1))
 
 
 def ssc_bundle(on: date = WRITTEN_ON) -> dict[str, Any]:

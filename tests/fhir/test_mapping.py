@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +13,54 @@ import pytest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.mapping import map_bundle
-from tests.fhir.bundles import FIXTURES, WRITTEN_ON, resource, ssc_bundle
+from tests.fhir.bundles import SYNTHEA, WRITTEN_ON, alive_on, died_on, resource, ssc_bundle
 
-SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json"))
 TODAY = WRITTEN_ON
 
 
 @pytest.mark.parametrize("path", SYNTHEA, ids=lambda p: p.name[:16])
 def test_every_synthea_bundle_maps(path: Path, shipped_rules: RuleBase) -> None:
-    mapped = map_bundle(json.loads(path.read_text()), shipped_rules.features, date(2021, 3, 1))
+    mapped = map_bundle(json.loads(path.read_text()), shipped_rules.features, alive_on(path))
     assert mapped.patient_id is not None
     assert mapped.values["age_years"].provenance.resource == "Patient"  # no identifier
     assert mapped.values["ssc_diagnosis"].value is False  # no SSc on the problem list
     assert "indication_ssc" not in mapped.values
     for value in mapped.values.values():
         assert value.provenance.source == "fhir"
+
+
+DECEASED = [path for path in SYNTHEA if died_on(path) is not None]
+
+
+@pytest.mark.parametrize("path", DECEASED, ids=lambda p: p.name[:16])
+def test_a_deceased_patient_is_refused_from_the_day_of_death(
+    path: Path, shipped_rules: RuleBase
+) -> None:
+    """No verdict for a dead patient: refused like an impossible value, naming the field and
+    not the date. The day before, the same record maps."""
+    data = json.loads(path.read_text())
+    died = died_on(path)
+    assert died is not None
+    for on in (died, died + timedelta(days=400)):
+        with pytest.raises(InvalidInput) as raised:
+            map_bundle(data, shipped_rules.features, on)
+        (issue,) = [i for i in raised.value.issues if i.code == "deceased"]
+        assert issue.field.endswith(".resource.deceasedDateTime")
+        assert died.isoformat() not in issue.message
+        assert str(died.year) not in issue.message
+    map_bundle(data, shipped_rules.features, died - timedelta(days=1))
+
+
+def test_a_patient_recorded_dead_without_a_date_is_refused(shipped_rules: RuleBase) -> None:
+    bundle = ssc_bundle()
+    patient = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    patient["deceasedBoolean"] = False
+    assert map_bundle(bundle, shipped_rules.features, TODAY).values["ssc_diagnosis"].value
+    patient["deceasedBoolean"] = True
+    with pytest.raises(InvalidInput, match=r"deceasedBoolean: the patient is recorded as deceased"):
+        map_bundle(bundle, shipped_rules.features, TODAY)
 
 
 def test_egfr_in_either_synthea_unit_is_the_same_number(shipped_rules: RuleBase) -> None:
@@ -163,7 +196,7 @@ def test_display_text_never_decides(shipped_rules: RuleBase) -> None:
 @pytest.mark.parametrize("path", SYNTHEA[:2], ids=lambda p: p.name[:16])
 def test_the_minimised_bundle_maps_to_the_same_values(path: Path, shipped_rules: RuleBase) -> None:
     """What the audit trail keeps is enough to replay: same values, no identifiers."""
-    on = date(2021, 3, 1)
+    on = alive_on(path)
     data = json.loads(path.read_text())
     mapped = map_bundle(data, shipped_rules.features, on)
     again = map_bundle(mapped.minimised, shipped_rules.features, on)

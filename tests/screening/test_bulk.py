@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.mapping import map_bundle
 from app.screening.bulk import BulkCohort, BulkError, BulkPatient, read_bulk
@@ -62,6 +63,12 @@ def _by_id(cohort: BulkCohort) -> dict[str, BulkPatient]:
     return {p.ident: p for p in cohort.patients}
 
 
+def _dead() -> dict[int, str]:
+    """The patients Synthea recorded as dead (all before LAB_DAY), by their line."""
+    patients = enumerate(_lines("Patient.000.ndjson"), start=1)
+    return {line: p["id"] for line, p in patients if "deceasedDateTime" in p}
+
+
 @pytest.fixture(scope="module")
 def cohort(shipped_rules: RuleBase) -> BulkCohort:
     return read_bulk(BULK, shipped_rules.features, TODAY)
@@ -69,8 +76,15 @@ def cohort(shipped_rules: RuleBase) -> BulkCohort:
 
 @pytest.fixture
 def export(tmp_path: Path) -> Path:
-    """A copy of the export to damage."""
-    return Path(shutil.copytree(BULK, tmp_path / "export"))
+    """A copy of the export to damage, its dead patients alive (so that the only problems are
+    those a test makes)."""
+    folder = Path(shutil.copytree(BULK, tmp_path / "export"))
+    patients = _lines("Patient.000.ndjson")
+    for patient in patients:
+        patient.pop("deceasedDateTime", None)
+    lines = "".join(json.dumps(p) + "\n" for p in patients)
+    (folder / "Patient.000.ndjson").write_text(lines, encoding="utf-8")
+    return folder
 
 
 # --- the real export --------------------------------------------------------------------------
@@ -78,14 +92,21 @@ def export(tmp_path: Path) -> Path:
 
 def test_every_patient_of_the_export_is_read(cohort: BulkCohort) -> None:
     patients = _lines("Patient.000.ndjson")
-    assert len(patients) == 40
-    assert [p.ident for p in cohort.patients] == [p["id"] for p in patients]
-    assert [p.where for p in cohort.patients][:2] == [
-        f"{BULK / 'Patient.000.ndjson'}:1",
-        f"{BULK / 'Patient.000.ndjson'}:2",
+    dead = _dead()
+    assert (len(patients), len(dead)) == (40, 7)
+    alive = [p["id"] for p in patients if p["id"] not in dead.values()]
+    assert [p.ident for p in cohort.patients] == alive
+    assert [p.where for p in cohort.patients] == [
+        f"{BULK / 'Patient.000.ndjson'}:{line}" for line in range(1, 41) if line not in dead
     ]
-    assert cohort.problems == []
-    assert cohort.excluded == 0
+    # The dead are refused as the API refuses them, each at its Patient line, by no date.
+    assert [(p.where, p.patient, p.code) for p in cohort.problems] == [
+        (f"{BULK / 'Patient.000.ndjson'}:{line}", ident, "deceased") for line, ident in dead.items()
+    ]
+    assert {p.message for p in cohort.problems} == {
+        "deceasedDateTime: the patient is recorded as deceased; eligibility is not evaluated"
+    }
+    assert cohort.excluded == 7
     lines = sum(len(_lines(p.name)) for p in BULK.glob("*.ndjson"))
     assert (cohort.files, cohort.lines, cohort.resources) == (7, lines, lines)
     # the Patients and the few resources carrying a catalogue code: a small part of the export
@@ -99,6 +120,8 @@ def test_demographics_and_absent_diagnoses(cohort: BulkCohort, shipped_rules: Ru
     assert absent == {"ssc_diagnosis", "sle_diagnosis"}
     read = _by_id(cohort)
     for patient in _lines("Patient.000.ndjson"):
+        if patient["id"] in _dead().values():
+            continue
         values = read[patient["id"]].values
         assert set(values) == {"age_years", "sex"} | absent
         assert values["age_years"].value == _age(patient["birthDate"], TODAY)
@@ -108,18 +131,23 @@ def test_demographics_and_absent_diagnoses(cohort: BulkCohort, shipped_rules: Ru
             assert values[feature].value is False
             assert values[feature].provenance.resource == ABSENT
     stale = {n.feature for p in cohort.patients for n in p.skipped if "days old" in n.reason}
-    assert {"egfr", "serum_creatinine", "lvef_percent"} <= stale
+    assert {"egfr", "serum_creatinine"} <= stale  # (the only echo is a dead patient's)
 
 
 def test_values_are_map_bundle_on_the_whole_record(shipped_rules: RuleBase) -> None:
     """The same record as one Bundle of all its resources (claims, immunisations and all):
     reading the export must give exactly what the API gives."""
     cohort = read_bulk(BULK, shipped_rules.features, LAB_DAY)
-    assert cohort.problems == []
+    assert {p.code for p in cohort.problems} == {"deceased"}
     read = _by_id(cohort)
     for ident, record in _records().items():
         entries = [{"resource": r} for r in record]
         bundle = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        if ident in _dead().values():
+            with pytest.raises(InvalidInput, match="deceased"):
+                map_bundle(bundle, shipped_rules.features, LAB_DAY)
+            assert ident not in read
+            continue
         expected = map_bundle(bundle, shipped_rules.features, LAB_DAY)
         assert read[ident].values == expected.values
         assert read[ident].skipped == expected.skipped
