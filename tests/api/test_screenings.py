@@ -29,6 +29,7 @@ from app.security import Scope
 from app.settings import Settings
 from tests.conftest import SHIPPED_RULES, add_client, bearer
 from tests.databases import app_database, postgres_database
+from tests.waiting import eventually
 
 COHORT = 3_000
 RULESETS = ["hsct-ssc-astis", "car-t-sle"]
@@ -200,7 +201,8 @@ def test_an_upload_is_screened_as_the_runner_screens_it(
     missing = api.client.get(f"/v1/screenings/{job['id']}/funnels/hsct-ssc-scot.svg")
     refused(missing, 404)
     # The upload is gone once screened; the row holds no registry id.
-    assert not list((api.jobs / job["id"]).glob("source.*"))
+    # (removed just after the state is recorded)
+    eventually(lambda: not list((api.jobs / job["id"]).glob("source.*")), "upload removed")
     with api.app.state.sessions() as session:
         row = repo.get(session, job["id"])
         assert row is not None
@@ -372,7 +374,7 @@ def test_a_job_failing_on_its_rows_is_409_for_results_and_404_when_unknown(api: 
     assert set(done["links"]) == {"self", "delete"}
     for name in ("results.parquet", "results.csv", "report.json", "rejected.csv"):
         refused(api.client.get(f"/v1/screenings/{job['id']}/{name}"), 409)
-    assert not (api.jobs / job["id"]).exists()  # a failed job's upload is not kept
+    eventually(lambda: not (api.jobs / job["id"]).exists(), "a failed job's folder removed")
     listed = api.client.get("/v1/screenings", params={"limit": 2}).json()
     ScreeningList.model_validate(listed)
     assert [item["id"] for item in listed["items"]][:1] == [job["id"]]

@@ -19,6 +19,7 @@ from app.engine.model import RuleBase
 from app.screening.synth import write_parquet
 from tests.databases import app_database
 from tests.e2e.helpers import eligo_process
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +89,7 @@ def test_a_job_killed_with_its_server_restarts_and_finishes(
     assert served.num_rows == COHORT
     ids = pq.read_table(cohort, columns=["id"]).column("id")
     assert pc.all(pc.equal(served.column("id").combine_chunks(), ids.combine_chunks())).as_py()
-    assert sorted(p.name for p in (tmp_path / "jobs" / job_id).iterdir()) == ["attempt-2"]
+    folder = tmp_path / "jobs" / job_id  # the upload goes just after success is recorded
+    eventually(lambda: sorted(p.name for p in folder.iterdir()) == ["attempt-2"], "upload removed")
     assert "heartbeat stale; now queued" in log
     assert "P00" not in log + (tmp_path / "first.log").read_text()

@@ -35,6 +35,7 @@ from app.screening.engines import SourceError
 from app.screening.runner import Cancelled, Outcome, Request
 from app.settings import Settings
 from tests.databases import app_database
+from tests.waiting import eventually
 
 # Source checks ------------------------------------------------------------------------------
 
@@ -250,7 +251,7 @@ def test_a_cancel_stops_a_running_job_and_removes_its_files(
         repo.request_cancel(session, job_id, datetime.now(UTC))
         session.commit()
     assert env.finished(job_id).state == "cancelled"
-    assert not env.worker.layout.job(job_id).exists()
+    eventually(lambda: not env.worker.layout.job(job_id).exists(), "files removed")
     assert seen[0].source_name == "r.csv"
 
 
@@ -293,7 +294,9 @@ def test_bad_input_fails_with_the_precise_message(env: Env) -> None:
     assert job.state == "failed"
     assert job.error is not None
     assert job.error.startswith("r.csv: column 'NAME' is not a feature id")
-    assert not env.worker.layout.job(job_id).exists()
+    # The worker removes the files once the failure is recorded (not before: had it lost
+    # the job, they would be another attempt's).
+    eventually(lambda: not env.worker.layout.job(job_id).exists(), "files removed")
 
 
 def test_an_unexpected_error_is_generic_and_logged_without_its_message(
