@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -399,44 +400,47 @@ def test_a_finished_job_is_deleted_with_its_files(api: Api) -> None:
     assert job["id"] not in {item["id"] for item in listed}
 
 
-def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None:
-    """With no worker in this process, a job stays queued until cancelled."""
+@contextmanager
+def idle(tmp_path: Path) -> Iterator[TestClient]:
+    """The service without a worker in this process: a job stays queued."""
     (tmp_path / "allowed").mkdir()
     with app_database(tmp_path) as url:
         app = create_app(_settings(tmp_path, url, screening_workers=0, auth=False))
         with TestClient(app, raise_server_exceptions=False) as client:
-            job = accepted(upload(client, cohort.read_bytes()))
-            assert job["links"]["cancel"] == f"/v1/screenings/{job['id']}/cancel"
-            assert (tmp_path / "jobs" / job["id"]).is_dir()
-            refused(client.get(f"/v1/screenings/{job['id']}/results.csv"), 409)
-            response = client.post(job["links"]["cancel"])
-            assert response.status_code == 202
-            assert response.json()["state"] == "cancelled"
-            again = finished(client, job["id"], timeout=1)
-            assert again["state"] == "cancelled"
-            assert again["cancel_requested"] is True
-            assert "cancel" not in again["links"]
-            assert not (tmp_path / "jobs" / job["id"]).exists()
-            assert client.post(job["links"]["cancel"]).status_code == 202  # no-op
-            refused(client.get(f"/v1/screenings/{job['id']}/report.json"), 409)
-            assert response.json()["links"]["delete"] == again["links"]["delete"]
+            yield client
+
+
+def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None:
+    with idle(tmp_path) as client:
+        job = accepted(upload(client, cohort.read_bytes()))
+        assert job["links"]["cancel"] == f"/v1/screenings/{job['id']}/cancel"
+        assert (tmp_path / "jobs" / job["id"]).is_dir()
+        refused(client.get(f"/v1/screenings/{job['id']}/results.csv"), 409)
+        response = client.post(job["links"]["cancel"])
+        assert response.status_code == 202
+        assert response.json()["state"] == "cancelled"
+        again = finished(client, job["id"], timeout=1)
+        assert again["state"] == "cancelled"
+        assert again["cancel_requested"] is True
+        assert "cancel" not in again["links"]
+        assert not (tmp_path / "jobs" / job["id"]).exists()
+        assert client.post(job["links"]["cancel"]).status_code == 202  # no-op
+        refused(client.get(f"/v1/screenings/{job['id']}/report.json"), 409)
+        assert response.json()["links"]["delete"] == again["links"]["delete"]
 
 
 def test_a_queued_job_must_be_cancelled_before_it_is_deleted(tmp_path: Path, cohort: Path) -> None:
-    (tmp_path / "allowed").mkdir()
-    with app_database(tmp_path) as url:
-        app = create_app(_settings(tmp_path, url, screening_workers=0, auth=False))
-        with TestClient(app, raise_server_exceptions=False) as client:
-            job = accepted(upload(client, cohort.read_bytes()))
-            assert "delete" not in job["links"]
-            response = client.delete(job["links"]["self"])
-            refused(response, 409)
-            assert "cancel it first" in response.json()["detail"]
-            assert (tmp_path / "jobs" / job["id"]).is_dir()
-            assert client.get(job["links"]["self"]).json()["state"] == "queued"
-            client.post(job["links"]["cancel"])
-            assert client.delete(job["links"]["self"]).status_code == 204
-            refused(client.get(job["links"]["self"]), 404)
+    with idle(tmp_path) as client:
+        job = accepted(upload(client, cohort.read_bytes()))
+        assert "delete" not in job["links"]
+        response = client.delete(job["links"]["self"])
+        refused(response, 409)
+        assert "cancel it first" in response.json()["detail"]
+        assert (tmp_path / "jobs" / job["id"]).is_dir()
+        assert client.get(job["links"]["self"]).json()["state"] == "queued"
+        client.post(job["links"]["cancel"])
+        assert client.delete(job["links"]["self"]).status_code == 204
+        refused(client.get(job["links"]["self"]), 404)
 
 
 def test_a_finished_job_cannot_be_cancelled(api: Api) -> None:
