@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from app.api.schemas import EvaluationResponse
-from tests.fhir.bundles import resource, ssc_bundle, today
+from tests.fhir.bundles import patient_of, resource, ssc_bundle, today
 
 ASTIS = "hsct-ssc-astis"
 
@@ -120,9 +120,7 @@ def test_bad_bundles_and_bad_features_are_reported_together(client: TestClient) 
 def test_a_deceased_patient_gets_no_verdict(client: TestClient) -> None:
     """Explicit features cannot talk the service into deciding for a dead patient."""
     bundle = ssc_bundle(today())
-    patient = next(
-        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-    )
+    patient = patient_of(bundle)
     patient["deceasedDateTime"] = (today() - timedelta(days=3)).isoformat()
     body = {"fhir": bundle, "features": {"age_years": 40}, "rulesets": [ASTIS]}
     response = client.post("/v1/evaluations", json=body)

@@ -17,13 +17,16 @@ SYNTHEA = sorted((FIXTURES / "synthea").glob("*.json"))
 SYNTHEA_ON = date(2021, 3, 1)  # the records end then
 
 
-def died_on(path: Path) -> date | None:
-    """The day a Synthea record's patient died, if they have."""
-    bundle = json.loads(path.read_text())
-    patient = next(
+def patient_of(bundle: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next(
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
     )
-    died = patient.get("deceasedDateTime")
+    return found
+
+
+def died_on(path: Path) -> date | None:
+    """The day a Synthea record's patient died, if they have."""
+    died = patient_of(json.loads(path.read_text())).get("deceasedDateTime")
     return date.fromisoformat(died[:10]) if died else None
 
 

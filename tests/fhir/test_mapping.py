@@ -13,7 +13,15 @@ import pytest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.mapping import map_bundle
-from tests.fhir.bundles import SYNTHEA, WRITTEN_ON, alive_on, died_on, resource, ssc_bundle
+from tests.fhir.bundles import (
+    SYNTHEA,
+    WRITTEN_ON,
+    alive_on,
+    died_on,
+    patient_of,
+    resource,
+    ssc_bundle,
+)
 
 TODAY = WRITTEN_ON
 
@@ -53,9 +61,7 @@ def test_a_deceased_patient_is_refused_from_the_day_of_death(
 
 def test_a_patient_recorded_dead_without_a_date_is_refused(shipped_rules: RuleBase) -> None:
     bundle = ssc_bundle()
-    patient = next(
-        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
-    )
+    patient = patient_of(bundle)
     patient["deceasedBoolean"] = False
     assert map_bundle(bundle, shipped_rules.features, TODAY).values["ssc_diagnosis"].value
     patient["deceasedBoolean"] = True
@@ -202,9 +208,7 @@ def test_the_minimised_bundle_maps_to_the_same_values(path: Path, shipped_rules:
     again = map_bundle(mapped.minimised, shipped_rules.features, on)
     assert again.values == mapped.values
     kept = json.dumps(mapped.minimised)
-    patient = next(
-        e["resource"] for e in data["entry"] if e["resource"]["resourceType"] == "Patient"
-    )
+    patient = patient_of(data)
     assert patient["id"] not in kept
     assert patient["name"][0]["family"] not in kept
     assert len(kept) < len(path.read_text()) / 20
