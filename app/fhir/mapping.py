@@ -127,7 +127,7 @@ class _Mapper:
     def deceased(self, path: str, patient: Patient) -> None:
         """Refused like an impossible value, so that no verdict and no screening row comes of
         a dead patient: the age (counted to the evaluation date) and every freshness window
-        would be wrong too. A death after the evaluation date (a screening `as_of` the past)
+        would be wrong too. A death after the evaluation date (a screening `as_of` an earlier day)
         is not one yet. The message gives no date: a date of death identifies."""
         died = as_date(patient.deceasedDateTime)
         if patient.deceasedBoolean is True:
