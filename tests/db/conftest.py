@@ -11,7 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
+from app.db.migrate import upgrade
+from app.db.session import make_engine
 from tests.databases import database
 
 
@@ -32,3 +35,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Both databases: every test using this runs once on each."""
     url: str = request.getfixturevalue(f"{request.param}_url")
     return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on either database, migrated to head."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()

@@ -12,23 +12,14 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.migrate import upgrade
 from app.db.models import Clinician, WebSession
-from app.db.session import make_engine, session_factory
+from app.db.session import session_factory
 from app.services import accounts
 from app.services.accounts import PasswordRejected, SignInRefused, Verified
 
 NOW = datetime(2026, 11, 22, 9, 0, 30, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account's
 CURRENT_PARAMETERS = "$argon2id$v=19$m=65536,t=3,p=4$"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ change to a running job is fenced by its attempt, stale jobs are restarted or gi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,19 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import screenings as repo
-from app.db.migrate import upgrade
 from app.db.models import Screening, ScreeningState
-from app.db.session import make_engine, session_factory
+from app.db.session import session_factory
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
