@@ -227,6 +227,15 @@ def _waits_for_cancel(seen: list[Request]) -> Callable[..., Outcome]:
     return fake
 
 
+def _running_until_stopped(env: Env, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A job whose screening runs until it is told to stop, once the worker has it."""
+    monkeypatch.setattr(jobs, "screen", _waits_for_cancel([]))
+    job_id = env.add()
+    env.worker.start()
+    env.until(job_id, lambda j: j.state == "running")
+    return job_id
+
+
 def test_a_job_runs_and_records_its_counts(env: Env) -> None:
     job_id = env.add()
     env.worker.start()
@@ -258,10 +267,7 @@ def test_a_cancel_stops_a_running_job_and_removes_its_files(
 def test_a_shutdown_puts_the_running_job_back_in_the_queue(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "screen", _waits_for_cancel([]))
-    job_id = env.add()
-    env.worker.start()
-    env.until(job_id, lambda j: j.state == "running")
+    job_id = _running_until_stopped(env, monkeypatch)
     env.worker.stop()
     job = env.job(job_id)
     assert (job.state, job.attempts) == ("queued", 0)
@@ -271,10 +277,7 @@ def test_a_shutdown_puts_the_running_job_back_in_the_queue(
 def test_an_attempt_that_lost_its_job_records_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs, "screen", _waits_for_cancel([]))
-    job_id = env.add()
-    env.worker.start()
-    env.until(job_id, lambda j: j.state == "running")
+    job_id = _running_until_stopped(env, monkeypatch)
     with env.sessions() as session:  # another process took it over (as after a stall)
         session.execute(update(Screening).where(Screening.id == job_id).values(attempts=2))
         session.commit()
