@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from app.engine.derive import derive
 from app.engine.evaluate import decide
 from app.engine.inputs import normalise
 from app.engine.load import load_rules
@@ -66,7 +67,7 @@ def python_rate(cohort: Path, sample: int) -> float:
     rulesets = list(rules.rulesets.values())
     start = time.perf_counter()
     for raw in patients:
-        values = normalise(raw, rules.features)
+        values = derive(normalise(raw, rules.features), rules.features)
         for ruleset in rulesets:
             decide(ruleset, values)
     return len(patients) / (time.perf_counter() - start)

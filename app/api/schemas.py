@@ -99,9 +99,32 @@ class Given(_Out):
 
 
 class Provenance(_Out):
-    source: str
+    source: str = Field(description="input, fhir, or derived (implied by other values)")
     resource: str | None = None
     date: str | None = None
+    derivation: str | None = Field(
+        default=None, description="For a derived value: the implication and why it holds"
+    )
+
+
+class OriginOut(_Out):
+    """Set on a criterion included from a shared fragment (rules/fragments/)."""
+
+    fragment: str
+    title: str
+    applies_to: str = Field(description="e.g. 'all cellular therapies'")
+    label: str = Field(description="e.g. 'applies to all cellular therapies: Greco 2024 Table 1'")
+
+
+class ConfirmationOut(_Out):
+    """A clinician-judged value the rules cannot compute, still unanswered."""
+
+    feature: str = Field(description="The feature id to send once confirmed")
+    label: str
+    question: str
+    description: str = Field(description="The source's words the judgement is made against")
+    proceeds_when: bool = Field(description="The answer under which the patient can go on")
+    criteria: list[str] = Field(description="The criteria waiting for this answer")
 
 
 class FeatureUse(_Out):
@@ -131,6 +154,7 @@ class CriterionOut(_Out):
     source: str
     evidence: Literal["verified", "partial"]
     note: str | None
+    origin: OriginOut | None
 
 
 class CriterionSpecOut(_Out):
@@ -142,6 +166,7 @@ class CriterionSpecOut(_Out):
     source: str
     evidence: Literal["verified", "partial"]
     note: str | None
+    origin: OriginOut | None
 
 
 class FactOut(_Out):
@@ -163,7 +188,13 @@ class DecisionOut(_Out):
     cautions: list[CriterionOut]
     risks: list[FactOut]
     outcomes: list[FactOut]
-    missing: list[str] = Field(description="Features whose values would decide an indeterminate")
+    missing: list[str] = Field(
+        description="Values to measure (feature ids) that would decide an indeterminate"
+    )
+    to_confirm: list[ConfirmationOut] = Field(
+        description="Clinician confirmations that would decide an indeterminate; apart from "
+        "`missing`: answer them with the feature id as true or false"
+    )
     citations: list[EvidenceSpec]
     notes: list[str]
 
@@ -322,6 +353,7 @@ class RulesetList(_Out):
 
 class RulesetDetail(RulesetRef):
     file: str
+    includes: list[str] = Field(description="Shared fragments applied (rules/fragments/)")
     criteria: list[CriterionSpecOut]
     cautions: list[CriterionSpecOut]
     risks: list[FactOut]

@@ -22,6 +22,7 @@ from app.cli.screen import screen_command
 from app.cli.synth import synth as synth_command
 from app.cli.users import users as users_group
 from app.engine import present
+from app.engine.derive import derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.report import render_table
@@ -122,7 +123,7 @@ def evaluate(
     data = _read_patient(patient)
     ids = list(ruleset_ids) or data.get("rulesets")
     try:
-        values = normalise(data["features"], rules.features)
+        values = derive(normalise(data["features"], rules.features), rules.features)
         decisions = evaluate_all(select(rules, ids), values)
     except InvalidInput as exc:
         for issue in exc.issues:

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load
+from app.engine.derive import derive
 from app.engine.diagnostics import Diagnostic, RuleLoadError
 from app.engine.diff import Change, StatusChange, cohort_changes, diff_rules
 from app.engine.evaluate import Result, Status
@@ -23,7 +24,15 @@ from app.engine.load import check_rules
 from app.engine.model import Feature, RuleBase
 from app.engine.report import render_table
 from app.engine.schema import ruleset_json_schema
-from app.engine.vignettes import CriterionCoverage, Outcome, Vignette, coverage, load_vignettes, run
+from app.engine.vignettes import (
+    CriterionCoverage,
+    Outcome,
+    Vignette,
+    coverage,
+    floor_cases,
+    load_vignettes,
+    run,
+)
 from app.screening.cohort import CohortError, read_cohort
 from app.settings import Settings
 
@@ -91,8 +100,33 @@ def test(rules_dir: Path | None, ruleset_ids: tuple[str, ...], verbose: bool) ->
         f"{len(outcomes)} vignettes over {rulesets} rule sets: "
         f"{len(outcomes) - failed} passed, {failed} failed"
     )
-    if failed:
+    floor_failed = _floor(vignettes, base, verbose)
+    if failed or floor_failed:
         sys.exit(EXIT_RULES)
+
+
+def _floor(vignettes: list[Vignette], base: RuleBase, verbose: bool) -> int:
+    """The generated safety-floor cases: each eligible vignette with each general
+    contraindication of its therapy switched on must be ineligible. Returns the failures."""
+    cases = floor_cases(vignettes, base)
+    for case in cases:
+        if not case.passed:
+            lines = [
+                f"FAIL  {case.label}",
+                f"      status: expected ineligible, got {case.decision.status.value}",
+                "      trace:",
+            ]
+            click.echo("\n".join(lines) + "\n" + render_table([case.decision], indent="        "))
+        elif verbose:
+            click.echo(f"ok    {case.label}")
+    failed = sum(not c.passed for c in cases)
+    eligible = len({id(c.vignette) for c in cases})
+    click.echo(
+        f"{len(cases)} safety-floor cases ({eligible} eligible vignettes, each general "
+        f"contraindication of their therapy switched on): {len(cases) - failed} ineligible, "
+        f"{failed} not"
+    )
+    return failed
 
 
 def _failure(outcome: Outcome) -> str:
@@ -245,7 +279,7 @@ def _cohort_changes(path: Path, old: RuleBase, new: RuleBase) -> tuple[int, list
 def _normalise(raw: dict[str, Any], features: Mapping[str, Feature]) -> dict[str, FeatureValue]:
     """A column one side's catalogue lacks is unknown on that side (the feature was added or
     removed): that is part of what the diff shows, not an input error."""
-    return normalise({k: v for k, v in raw.items() if k in features}, features)
+    return derive(normalise({k: v for k, v in raw.items() if k in features}, features), features)
 
 
 def _moved(change: StatusChange) -> dict[str, object]:
@@ -284,9 +318,15 @@ def _status(status: Status | None) -> str:
     default=None,
     help="Write to a file instead of stdout",
 )
-def schema(out: Path | None) -> None:
+@click.option(
+    "--fragment",
+    is_flag=True,
+    help="The schema of shared fragments (rules/fragments/*.yaml) instead of rule sets",
+)
+def schema(out: Path | None, fragment: bool) -> None:
     """Print the JSON Schema of rule set files (generated from the models)."""
-    text = json.dumps(ruleset_json_schema(), indent=2) + "\n"
+    text = json.dumps(ruleset_json_schema("fragment" if fragment else "ruleset"), indent=2)
+    text += "\n"
     if out is None:
         click.echo(text, nl=False)
     else:

@@ -27,6 +27,12 @@ class Code(StrEnum):
     DUPLICATE_ID = "E021"
     UNVERIFIED_THRESHOLD = "E022"
     EMPTY_RANGE = "E023"
+    UNKNOWN_FRAGMENT = "E024"
+    INCLUDE_CYCLE = "E025"
+    INCLUDE_CLASH = "E026"
+    FRAGMENT_THERAPY = "E027"
+    SAFETY_FLOOR = "E028"
+    DERIVATION = "E029"
     UNKNOWN_RULESET = "E030"
     UNKNOWN_CRITERION = "E031"
     INVALID_INPUT = "E032"
@@ -47,6 +53,12 @@ NAMES: dict[Code, str] = {
     Code.DUPLICATE_ID: "duplicate-id",
     Code.UNVERIFIED_THRESHOLD: "unverified-threshold",
     Code.EMPTY_RANGE: "empty-range",
+    Code.UNKNOWN_FRAGMENT: "unknown-fragment",
+    Code.INCLUDE_CYCLE: "include-cycle",
+    Code.INCLUDE_CLASH: "include-id-clash",
+    Code.FRAGMENT_THERAPY: "fragment-not-for-therapy",
+    Code.SAFETY_FLOOR: "safety-floor",
+    Code.DERIVATION: "derivation",
     Code.UNKNOWN_RULESET: "unknown-ruleset",
     Code.UNKNOWN_CRITERION: "unknown-criterion",
     Code.INVALID_INPUT: "invalid-input",

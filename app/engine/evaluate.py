@@ -90,7 +90,8 @@ class Decision:
     status: Status
     criteria: tuple[CriterionResult, ...]
     cautions: tuple[CriterionResult, ...]
-    missing: tuple[str, ...]
+    missing: tuple[str, ...]  # values to measure that would decide an indeterminate status
+    to_confirm: tuple[str, ...] = ()  # clinician confirmations that would decide it
 
 
 def _atom(atom: Atom, values: Values, trace: list[AtomTrace]) -> Truth:
@@ -179,13 +180,21 @@ def decide(ruleset: RuleSet, values: Values) -> Decision:
     criteria = tuple(evaluate_criterion(c, values) for c in ruleset.deciding)
     cautions = tuple(evaluate_criterion(c, values) for c in ruleset.cautions)
     status = _status(criteria)
-    missing: tuple[str, ...] = ()
-    if status is Status.INDETERMINATE:
-        undecided = (r.criterion.when for r in criteria if r.result is Result.UNKNOWN)
-        missing = tuple(
-            dict.fromkeys(f for node in undecided for f in deciding_unknowns(node, values))
-        )
-    return Decision(ruleset, status, criteria, cautions, missing)
+    if status is not Status.INDETERMINATE:
+        return Decision(ruleset, status, criteria, cautions, ())
+    undecided = (r.criterion.when for r in criteria if r.result is Result.UNKNOWN)
+    unknown = dict.fromkeys(f for node in undecided for f in deciding_unknowns(node, values))
+    confirm = ruleset.confirmations
+    if not confirm:
+        return Decision(ruleset, status, criteria, cautions, tuple(unknown))
+    return Decision(
+        ruleset,
+        status,
+        criteria,
+        cautions,
+        tuple(f for f in unknown if f not in confirm),
+        tuple(f for f in unknown if f in confirm),
+    )
 
 
 def _status(criteria: tuple[CriterionResult, ...]) -> Status:

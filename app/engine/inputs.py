@@ -26,6 +26,7 @@ class Provenance:
     source: str = "input"
     resource: str | None = None
     date: str | None = None
+    derivation: str | None = None  # source "derived": the implication and its reason
 
 
 INPUT = Provenance()

@@ -13,19 +13,31 @@ is half-right is not one a clinician should be shown.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from app.engine.compile import ExpressionCompiler, render
+from app.engine.derive import compile_derivations
 from app.engine.diagnostics import Code, Diagnostic, Position, RuleLoadError
+from app.engine.floor import compile_floor, floor_gaps
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
-from app.engine.model import Criterion, CriterionKind, Feature, RuleBase, RuleSet, atoms
+from app.engine.model import (
+    Criterion,
+    CriterionKind,
+    Feature,
+    Floor,
+    Origin,
+    RuleBase,
+    RuleSet,
+    atoms,
+)
 from app.engine.schema import (
     CriterionSpec,
     EvidenceFile,
@@ -34,6 +46,7 @@ from app.engine.schema import (
     FeatureFile,
     FeatureSpec,
     FeatureType,
+    FragmentSpec,
     RuleSetSpec,
 )
 from app.engine.units import UnitError, validate_unit
@@ -132,9 +145,10 @@ def _unique(
 
 def _catalogue(
     rules_dir: Path, ctx: _Context
-) -> tuple[dict[str, Feature], dict[str, EvidenceSpec]]:
+) -> tuple[dict[str, Feature], dict[str, EvidenceSpec], list[tuple[Floor, Position]]]:
     features: dict[str, Feature] = {}
     evidence: dict[str, EvidenceSpec] = {}
+    floor: list[tuple[Floor, Position]] = []
     doc = _parse(rules_dir / "features.yaml", ctx)
     feature_file = _validate(doc, FeatureFile, ctx) if doc else None
     if doc and feature_file:
@@ -147,6 +161,21 @@ def _catalogue(
         for i, spec in enumerate(feature_file.features):
             _check_feature(spec, doc, ("features", i), ctx)
             features.setdefault(spec.id, Feature(spec))
+        if not ctx.diagnostics:
+            derived = [
+                (spec, ("features", i))
+                for i, spec in enumerate(feature_file.features)
+                if spec.derive and features[spec.id].spec is spec
+            ]
+            features = compile_derivations(derived, features, doc, ctx.diagnostics)
+            floor = compile_floor(feature_file.safety_floor, features, doc, ctx.diagnostics)
+            floor_ids = enumerate(feature_file.safety_floor)
+            _unique(
+                ((f.id, ("safety_floor", i, "id")) for i, f in floor_ids),
+                "safety floor",
+                doc,
+                ctx,
+            )
     doc = _parse(rules_dir / "evidence.yaml", ctx)
     evidence_file = _validate(doc, EvidenceFile, ctx) if doc else None
     if doc and evidence_file:
@@ -158,55 +187,27 @@ def _catalogue(
         )
         for citation in evidence_file.evidence:
             evidence.setdefault(citation.id, citation)
-    return features, evidence
+    return features, evidence, floor
 
 
-class _RuleSetCompiler:
-    """Stage 4 for one rule set file."""
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What criteria are compiled against, and where their diagnostics go."""
 
-    def __init__(
-        self,
-        doc: LocatedDocument,
-        spec: RuleSetSpec,
-        features: dict[str, Feature],
-        evidence: dict[str, EvidenceSpec],
-        ctx: _Context,
-    ) -> None:
-        self.doc, self.spec, self.features, self.evidence, self.ctx = (
-            doc,
-            spec,
-            features,
-            evidence,
-            ctx,
-        )
-        self.expressions = ExpressionCompiler(doc, features, ctx.diagnostics)
+    features: dict[str, Feature]
+    evidence: dict[str, EvidenceSpec]
+    ctx: _Context
 
-    def compile(self) -> RuleSet | None:
-        before = len(self.ctx.diagnostics)
-        spec = self.spec
-        sections = [
-            ("inclusions", CriterionKind.INCLUSION),
-            ("exclusions", CriterionKind.EXCLUSION),
-            ("cautions", CriterionKind.CAUTION),
-        ]
-        indication = self.criterion(
-            spec.indication_criterion, ("indication_criterion",), CriterionKind.INDICATION
-        )
-        compiled = {
-            key: [self.criterion(c, (key, i), kind) for i, c in enumerate(getattr(spec, key))]
-            for key, kind in sections
-        }
-        for key in ("risks", "outcomes"):
-            for i, fact in enumerate(getattr(spec, key)):
-                self.citations(fact.cite, (key, i, "cite"))
-                self.evidence_status(fact.evidence, (key, i, "evidence"))
-        self.duplicate_ids()
-        if len(self.ctx.diagnostics) > before or indication is None:
-            return None
-        return self.build(indication, {k: [c for c in v if c] for k, v in compiled.items()})
+
+class _Criteria:
+    """Compiles criterion specs found in one document (a rule set, a fragment, a snapshot)."""
+
+    def __init__(self, doc: LocatedDocument, scope: _Scope) -> None:
+        self.doc, self.evidence, self.ctx = doc, scope.evidence, scope.ctx
+        self.expressions = ExpressionCompiler(doc, scope.features, scope.ctx.diagnostics)
 
     def criterion(
-        self, spec: CriterionSpec, path: PathKey, kind: CriterionKind
+        self, spec: CriterionSpec, path: PathKey, kind: CriterionKind, origin: Origin | None = None
     ) -> Criterion | None:
         node = self.expressions.compile(spec.when, (*path, "when"))
         self.citations(spec.cite, (*path, "cite"))
@@ -226,7 +227,19 @@ class _RuleSetCompiler:
             spec.evidence,
             spec.note,
             used,
+            origin,
         )
+
+    def sections(
+        self, spec: RuleSetSpec | FragmentSpec, prefix: PathKey, origin: Origin | None = None
+    ) -> dict[str, list[Criterion | None]]:
+        return {
+            key: [
+                self.criterion(c, (*prefix, key, i), kind, origin)
+                for i, c in enumerate(getattr(spec, key))
+            ]
+            for key, kind in _SECTIONS
+        }
 
     def citations(self, cite: list[str], path: PathKey) -> None:
         for i, ident in enumerate(cite):
@@ -248,41 +261,237 @@ class _RuleSetCompiler:
                 path,
             )
 
+
+_SECTIONS = (
+    ("inclusions", CriterionKind.INCLUSION),
+    ("exclusions", CriterionKind.EXCLUSION),
+    ("cautions", CriterionKind.CAUTION),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fragment:
+    """A fragment compiled once per load; every rule set that includes it shares its criteria."""
+
+    spec: FragmentSpec
+    doc: LocatedDocument
+    prefix: PathKey  # () in its own file; ("fragments", id) in a stored snapshot
+    criteria: dict[str, tuple[Criterion, ...]]
+    valid: bool
+
+    def position(self, *path: str | int) -> Position:
+        return self.doc.position((*self.prefix, *path))
+
+
+def _compile_fragment(
+    spec: FragmentSpec, doc: LocatedDocument, prefix: PathKey, scope: _Scope
+) -> _Fragment:
+    ctx = scope.ctx
+    before = len(ctx.diagnostics)
+    origin = Origin(spec.id, spec.title, spec.applies_to)
+    compiled = _Criteria(doc, scope).sections(spec, prefix, origin)
+    criteria = [
+        (c.id, (*prefix, key, i, "id"))
+        for key, _ in _SECTIONS
+        for i, c in enumerate(getattr(spec, key))
+    ]
+    _unique(iter(criteria), "criterion", doc, ctx)
+    return _Fragment(
+        spec,
+        doc,
+        prefix,
+        {key: tuple(c for c in items if c) for key, items in compiled.items()},
+        len(ctx.diagnostics) == before,
+    )
+
+
+def _check_fragment_graph(fragments: Mapping[str, _Fragment], ctx: _Context) -> None:
+    """Unknown fragments and include cycles among fragments, each reported once, where the
+    offending `include` entry is written."""
+    for fragment in fragments.values():
+        for i, ident in enumerate(fragment.spec.include):
+            if ident not in fragments:
+                ctx.error(
+                    Code.UNKNOWN_FRAGMENT,
+                    _unknown_fragment(ident, fragments),
+                    fragment.doc,
+                    (*fragment.prefix, "include", i),
+                )
+    _check_cycles(fragments, ctx)
+
+
+def _check_cycles(fragments: Mapping[str, _Fragment], ctx: _Context) -> None:
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(ident: str, path: list[str]) -> None:
+        state[ident] = 1
+        fragment = fragments[ident]
+        for i, child in enumerate(fragment.spec.include):
+            if child not in fragments:
+                continue
+            if state.get(child) == 1:
+                cycle = " -> ".join([*path[path.index(child) :], child])
+                ctx.error(
+                    Code.INCLUDE_CYCLE,
+                    f"include cycle: {cycle}",
+                    fragment.doc,
+                    (*fragment.prefix, "include", i),
+                )
+            elif child not in state:
+                visit(child, [*path, child])
+        state[ident] = 2
+
+    for ident in fragments:
+        if ident not in state:
+            visit(ident, [ident])
+
+
+def _unknown_fragment(ident: str, fragments: Mapping[str, _Fragment]) -> str:
+    close = difflib.get_close_matches(ident, list(fragments), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(sorted(fragments)) or "none"
+    return f"unknown fragment {ident!r}{hint}; fragments: {known}"
+
+
+class _RuleSetCompiler:
+    """Stage 4 for one rule set file."""
+
+    def __init__(
+        self,
+        doc: LocatedDocument,
+        spec: RuleSetSpec,
+        scope: _Scope,
+        fragments: Mapping[str, _Fragment],
+        *,
+        prefix: PathKey = (),
+    ) -> None:
+        self.doc, self.spec, self.features, self.ctx = doc, spec, scope.features, scope.ctx
+        self.evidence = scope.evidence
+        self.fragments = fragments
+        self.prefix = prefix
+        self.criteria = _Criteria(doc, scope)
+
+    def at(self, *path: str | int) -> PathKey:
+        return (*self.prefix, *path)
+
+    def compile(self) -> RuleSet | None:
+        before = len(self.ctx.diagnostics)
+        spec = self.spec
+        indication = self.criteria.criterion(
+            spec.indication_criterion, self.at("indication_criterion"), CriterionKind.INDICATION
+        )
+        compiled = self.criteria.sections(spec, self.prefix)
+        for key in ("risks", "outcomes"):
+            for i, fact in enumerate(getattr(spec, key)):
+                self.criteria.citations(fact.cite, self.at(key, i, "cite"))
+                self.criteria.evidence_status(fact.evidence, self.at(key, i, "evidence"))
+        self.duplicate_ids()
+        included = self.included()
+        if len(self.ctx.diagnostics) > before or indication is None:
+            return None
+        own = {k: [c for c in v if c] for k, v in compiled.items()}
+        return self.build(indication, own, included)
+
+    def included(self) -> list[_Fragment]:
+        """The fragments this rule set applies, in reading order (each once, however often it
+        is reached), with their therapy and criterion ids checked against the rule set."""
+        order: list[_Fragment] = []
+        for i, ident in enumerate(self.spec.include):
+            if ident not in self.fragments:
+                self.ctx.error(
+                    Code.UNKNOWN_FRAGMENT,
+                    _unknown_fragment(ident, self.fragments),
+                    self.doc,
+                    self.at("include", i),
+                )
+                continue
+            for fragment in self.reached(ident, set()):
+                if fragment not in order:
+                    order.append(fragment)
+                    self.therapy(fragment, i)
+        self.clashes(order)
+        return order
+
+    def reached(self, ident: str, seen: set[str]) -> list[_Fragment]:
+        """`ident` and what it includes, depth first; a cycle was reported with the fragments."""
+        fragment = self.fragments.get(ident)
+        if fragment is None or ident in seen:
+            return []
+        seen.add(ident)
+        below = (f for child in fragment.spec.include for f in self.reached(child, seen))
+        return [fragment, *below]
+
+    def therapy(self, fragment: _Fragment, i: int) -> None:
+        spec = fragment.spec
+        if self.spec.therapy in spec.therapies and self.spec.indication in spec.indications:
+            return
+        therapies = ", ".join(t.value for t in spec.therapies)
+        indications = ", ".join(t.value for t in spec.indications)
+        self.ctx.error(
+            Code.FRAGMENT_THERAPY,
+            f"fragment {spec.id!r} applies to {therapies} in {indications}, not to "
+            f"{self.spec.therapy.value} in {self.spec.indication.value}",
+            self.doc,
+            self.at("include", i),
+        )
+
+    def clashes(self, included: list[_Fragment]) -> None:
+        spec = self.spec
+        owners: dict[str, tuple[LocatedDocument, PathKey, str]] = {
+            spec.indication_criterion.id: (self.doc, self.at("indication_criterion", "id"), "")
+        }
+        for key, _ in _SECTIONS:
+            for i, c in enumerate(getattr(spec, key)):
+                owners.setdefault(c.id, (self.doc, self.at(key, i, "id"), ""))
+        for fragment in included:
+            for key, _ in _SECTIONS:
+                for i, c in enumerate(getattr(fragment.spec, key)):
+                    where = fragment.position(key, i, "id")
+                    first = owners.get(c.id)
+                    if first is None:
+                        owners[c.id] = (fragment.doc, (*fragment.prefix, key, i, "id"), c.id)
+                        continue
+                    doc, path, _ = first
+                    self.ctx.error(
+                        Code.INCLUDE_CLASH,
+                        f"criterion id {c.id!r} of included fragment {fragment.spec.id!r} "
+                        f"({where}) clashes with the one at {doc.position(path)}; rename one",
+                        doc,
+                        path,
+                    )
+
     def duplicate_ids(self) -> None:
         spec = self.spec
-        criteria = [(spec.indication_criterion.id, ("indication_criterion", "id"))] + [
-            (c.id, (key, i, "id"))
-            for key in ("inclusions", "exclusions", "cautions")
+        criteria = [(spec.indication_criterion.id, self.at("indication_criterion", "id"))] + [
+            (c.id, self.at(key, i, "id"))
+            for key, _ in _SECTIONS
             for i, c in enumerate(getattr(spec, key))
         ]
         facts = [
-            (f.id, (key, i, "id"))
+            (f.id, self.at(key, i, "id"))
             for key in ("risks", "outcomes")
             for i, f in enumerate(getattr(spec, key))
         ]
         _unique(iter(criteria), "criterion", self.doc, self.ctx)
         _unique(iter(facts), "fact", self.doc, self.ctx)
 
-    def build(self, indication: Criterion, compiled: dict[str, list[Criterion]]) -> RuleSet:
+    def build(
+        self, indication: Criterion, own: dict[str, list[Criterion]], included: list[_Fragment]
+    ) -> RuleSet:
         spec = self.spec
+        sections = {
+            key: (*own[key], *(c for f in included for c in f.criteria[key]))
+            for key, _ in _SECTIONS
+        }
+        every = (indication, *(c for v in sections.values() for c in v))
         cited = [
-            *spec.indication_criterion.cite,
-            *(
-                c
-                for key in ("inclusions", "exclusions", "cautions", "risks", "outcomes")
-                for item in getattr(spec, key)
-                for c in item.cite
-            ),
+            *(c for criterion in every for c in criterion.citations),
+            *(c for key in ("risks", "outcomes") for item in getattr(spec, key) for c in item.cite),
         ]
         citations = tuple(dict.fromkeys(cited))
-        used = sorted(
-            {
-                f
-                for c in (indication, *(c for v in compiled.values() for c in v))
-                for f in c.features
-            }
-        )
-        snapshot = self.snapshot(used, citations)
+        used = sorted({f for c in every for f in c.features})
+        snapshot = self.snapshot(used, citations, included)
+        deciding = (indication, *sections["inclusions"], *sections["exclusions"])
         return RuleSet(
             id=spec.id,
             version=spec.version,
@@ -296,23 +505,32 @@ class _RuleSetCompiler:
             review_note=spec.review.note,
             file=self.doc.file,
             indication_criterion=indication,
-            inclusions=tuple(compiled["inclusions"]),
-            exclusions=tuple(compiled["exclusions"]),
-            cautions=tuple(compiled["cautions"]),
+            inclusions=sections["inclusions"],
+            exclusions=sections["exclusions"],
+            cautions=sections["cautions"],
             risks=tuple(spec.risks),
             outcomes=tuple(spec.outcomes),
             notes=tuple(spec.notes),
             citations=citations,
+            includes=tuple(f.spec.id for f in included),
+            confirmations=frozenset(
+                f for c in deciding for f in c.features if self.features[f].is_confirmation
+            ),
             snapshot=snapshot,
         )
 
-    def snapshot(self, used: list[str], citations: tuple[str, ...]) -> dict[str, Any]:
-        """What the rule set means: its content and the definitions it relies on, as JSON.
+    def snapshot(
+        self, used: list[str], citations: tuple[str, ...], included: list[_Fragment]
+    ) -> dict[str, Any]:
+        """What the rule set means: its content, the fragments it includes and the definitions
+        it relies on, as JSON.
 
-        A changed feature range or citation changes it; reformatting the file does not.
+        A changed feature range, citation or included fragment changes it; reformatting a file
+        does not.
         """
         return {
             "ruleset": self.spec.model_dump(mode="json"),
+            "fragments": {f.spec.id: f.spec.model_dump(mode="json") for f in included},
             "features": {f: self.features[f].spec.model_dump(mode="json") for f in used},
             "evidence": {e: self.evidence[e].model_dump(mode="json") for e in citations},
         }
@@ -323,9 +541,29 @@ def content_hash(snapshot: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _fragments(rules_dir: Path, scope: _Scope) -> dict[str, _Fragment]:
+    """Stage 4a: every rules_dir/fragments/*.yaml, compiled once."""
+    ctx = scope.ctx
+    fragments: dict[str, _Fragment] = {}
+    for path in sorted((rules_dir / "fragments").glob("*.yaml")):
+        doc = _parse(path, ctx)
+        spec = _validate(doc, FragmentSpec, ctx) if doc else None
+        if doc is None or spec is None:
+            continue
+        if spec.id in fragments:
+            first = fragments[spec.id].doc.file
+            message = f"fragment id {spec.id!r} is already used by {first}"
+            ctx.error(Code.DUPLICATE_ID, message, doc, ("id",))
+            continue
+        fragments[spec.id] = _compile_fragment(spec, doc, (), scope)
+    _check_fragment_graph(fragments, ctx)
+    return fragments
+
+
 def _rulesets(
-    rules_dir: Path, features: dict[str, Feature], evidence: dict[str, EvidenceSpec], ctx: _Context
+    rules_dir: Path, scope: _Scope, fragments: Mapping[str, _Fragment], floor: Sequence[Floor]
 ) -> dict[str, RuleSet]:
+    ctx = scope.ctx
     rulesets: dict[str, RuleSet] = {}
     first_file: dict[str, str] = {}
     files = sorted((rules_dir / "therapies").glob("*.yaml"))
@@ -343,9 +581,11 @@ def _rulesets(
             )
             continue
         first_file[spec.id] = doc.file
-        ruleset = _RuleSetCompiler(doc, spec, features, evidence, ctx).compile()
+        ruleset = _RuleSetCompiler(doc, spec, scope, fragments).compile()
         if ruleset is not None:
             rulesets[spec.id] = ruleset
+            for problem in floor_gaps(ruleset, floor, scope.features):
+                ctx.error(Code.SAFETY_FLOOR, problem, doc, ("therapy",))
     return rulesets
 
 
@@ -359,15 +599,25 @@ def check_rules(rules_dir: Path) -> tuple[RuleBase | None, list[Diagnostic]]:
             )
         )
         return None, ctx.diagnostics
-    features, evidence = _catalogue(rules_dir, ctx)
+    features, evidence, floor = _catalogue(rules_dir, ctx)
     if ctx.diagnostics:
         # Every criterion would be reported against a broken catalogue: noise, not help.
         return None, ctx.diagnostics
-    rulesets = _rulesets(rules_dir, features, evidence, ctx)
+    scope = _Scope(features, evidence, ctx)
+    fragments = _fragments(rules_dir, scope)
+    floors = [entry for entry, _ in floor]
+    for entry, position in floor:
+        if entry.fragment is not None and entry.fragment not in fragments:
+            ctx.diagnostics.append(
+                Diagnostic(
+                    Code.UNKNOWN_FRAGMENT, _unknown_fragment(entry.fragment, fragments), position
+                )
+            )
+    rulesets = _rulesets(rules_dir, scope, fragments, floors)
     if ctx.diagnostics:
         return None, ctx.diagnostics
     combined = hashlib.sha256("".join(r.hash for r in rulesets.values()).encode()).hexdigest()
-    return RuleBase(features, evidence, rulesets, "sha256:" + combined), []
+    return RuleBase(features, evidence, rulesets, "sha256:" + combined, tuple(floors)), []
 
 
 def load_rules(rules_dir: Path) -> RuleBase:
@@ -382,22 +632,33 @@ def rebuild(snapshot: Mapping[str, Any], expected_hash: str) -> RuleBase:
     """Rebuild one rule set from a stored snapshot, as a rule base holding only it.
 
     This is how a recorded decision is replayed with the exact rule set version that gave it.
-    The snapshot goes through the same validation and compilation as a file; the result must
-    hash to `expected_hash`, or the snapshot is not the version it claims to be.
+    The snapshot goes through the same validation and compilation as a file, fragments
+    included; it must hash to `expected_hash`, or it is not the version it claims to be. The
+    hash is taken of the snapshot as stored and, for snapshots written by this release, as
+    compiled: a snapshot stored before a rule-file field existed (its default now dumped
+    too) is still its own version.
     """
     ctx = _Context()
     doc = LocatedDocument(f"<stored {expected_hash[:19]}>", snapshot)
     parts = snapshot if isinstance(snapshot, Mapping) else {}
     features = _snapshot_part(parts, "features", FeatureSpec, doc, ctx)
     evidence = _snapshot_part(parts, "evidence", EvidenceSpec, doc, ctx)
+    stored_fragments = _snapshot_fragments(parts, doc, ctx)
     spec = validate_model(RuleSetSpec, parts.get("ruleset"), doc, ctx.diagnostics, ("ruleset",))
     ruleset = None
     if spec is not None and not ctx.diagnostics:
-        catalogue = {f.id: Feature(f) for f in features}
-        citations = {e.id: e for e in evidence}
-        ruleset = _RuleSetCompiler(doc, spec, catalogue, citations, ctx).compile()
+        scope = _Scope({f.id: Feature(f) for f in features}, {e.id: e for e in evidence}, ctx)
+        fragments = {
+            f.id: _compile_fragment(f, doc, ("fragments", f.id), scope) for f in stored_fragments
+        }
+        ruleset = _RuleSetCompiler(doc, spec, scope, fragments, prefix=("ruleset",)).compile()
     if ruleset is not None and ruleset.hash != expected_hash:
-        ctx.error(Code.SCHEMA, f"snapshot hashes to {ruleset.hash}, not {expected_hash}", doc, ())
+        if content_hash(parts) == expected_hash:
+            ruleset = replace(ruleset, hash=expected_hash, snapshot=parts)
+        else:
+            ctx.error(
+                Code.SCHEMA, f"snapshot hashes to {ruleset.hash}, not {expected_hash}", doc, ()
+            )
     if ruleset is None or ctx.diagnostics:
         raise RuleLoadError(ctx.diagnostics)
     return RuleBase(
@@ -406,6 +667,15 @@ def rebuild(snapshot: Mapping[str, Any], expected_hash: str) -> RuleBase:
         {ruleset.id: ruleset},
         ruleset.hash,
     )
+
+
+def _snapshot_fragments(
+    parts: Mapping[str, Any], doc: LocatedDocument, ctx: _Context
+) -> list[FragmentSpec]:
+    """Snapshots stored before fragments existed have none."""
+    if parts.get("fragments") is None:
+        return []
+    return _snapshot_part(parts, "fragments", FragmentSpec, doc, ctx)
 
 
 def _snapshot_part(

@@ -90,8 +90,19 @@ def atoms(node: Node) -> list[Atom]:
 
 
 @dataclass(frozen=True, slots=True)
+class Derivation:
+    """`when` implies the feature's value (compiled from the catalogue's `derive`)."""
+
+    when: Node
+    value: Scalar
+    because: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Feature:
     spec: FeatureSpec
+    derivations: tuple[Derivation, ...] = ()
 
     @property
     def id(self) -> str:
@@ -105,12 +116,29 @@ class Feature:
     def unit(self) -> str | None:
         return self.spec.unit
 
+    @property
+    def is_confirmation(self) -> bool:
+        return self.spec.confirmation is not None
+
 
 class CriterionKind(StrEnum):
     INDICATION = "indication"
     INCLUSION = "inclusion"
     EXCLUSION = "exclusion"
     CAUTION = "caution"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a criterion included from a fragment comes from."""
+
+    fragment: str
+    title: str
+    applies_to: str
+
+    def label(self, source: str) -> str:
+        """ "applies to all cellular therapies: Greco 2024 Table 1"."""
+        return f"applies to {self.applies_to}: {source}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -128,6 +156,21 @@ class Criterion:
     evidence: EvidenceStatus
     note: str | None
     features: tuple[str, ...]
+    origin: Origin | None = None  # None: written in the rule set itself
+
+
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """A general contraindication of the safety floor, compiled, with the values that
+    switch it on (the witnesses the toolchain tries)."""
+
+    id: str
+    title: str
+    when: Node
+    therapies: frozenset[Therapy]
+    policy: str
+    fragment: str | None
+    witnesses: tuple[tuple[str, Scalar], ...]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -151,6 +194,8 @@ class RuleSet:
     outcomes: tuple[FactSpec, ...]
     notes: tuple[str, ...]
     citations: tuple[str, ...]
+    includes: tuple[str, ...]  # every fragment applied, directly or through another fragment
+    confirmations: frozenset[str]  # the deciding features a clinician confirms
     # What `hash` is the hash of: the validated rule set and the definitions of the features and
     # citations it uses, as JSON. Stored with every decision so the rule set can be rebuilt.
     snapshot: Mapping[str, Any]
@@ -169,3 +214,4 @@ class RuleBase:
     evidence: dict[str, EvidenceSpec]
     rulesets: dict[str, RuleSet]
     hash: str
+    floor: tuple[Floor, ...] = ()

@@ -13,7 +13,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from app.engine.evaluate import AtomTrace, CriterionResult, Decision, as_result, decisive
+from app.engine.evaluate import (
+    AtomTrace,
+    CriterionResult,
+    Decision,
+    Result,
+    as_result,
+    decisive,
+)
 from app.engine.model import Between, Compare, Criterion, Feature, RuleBase, RuleSet
 from app.engine.schema import EvidenceSpec, FactSpec
 
@@ -64,6 +71,7 @@ def _atom(trace: AtomTrace, features: dict[str, Feature]) -> dict[str, Any]:
                 ("source", given.provenance.source),
                 ("resource", given.provenance.resource),
                 ("date", given.provenance.date),
+                ("derivation", given.provenance.derivation),
             )
             if v is not None
         }
@@ -89,7 +97,45 @@ def criterion_spec(criterion: Criterion) -> dict[str, Any]:
         "source": criterion.source,
         "evidence": criterion.evidence,
         "note": criterion.note,
+        "origin": _origin(criterion),
     }
+
+
+def _origin(criterion: Criterion) -> dict[str, Any] | None:
+    origin = criterion.origin
+    if origin is None:
+        return None
+    return {
+        "fragment": origin.fragment,
+        "title": origin.title,
+        "applies_to": origin.applies_to,
+        "label": origin.label(criterion.source),
+    }
+
+
+def to_confirm(result: Decision, features: dict[str, Feature]) -> list[dict[str, Any]]:
+    """The clinician confirmations that would decide an indeterminate status, each with the
+    question, the answer that lets the patient go on and the criteria waiting for it."""
+    out = []
+    for ident in result.to_confirm:
+        spec = features[ident].spec
+        assert spec.confirmation is not None  # RuleSet.confirmations holds only these
+        waiting = [
+            r.criterion.id
+            for r in result.criteria
+            if r.result is Result.UNKNOWN and ident in r.criterion.features
+        ]
+        out.append(
+            {
+                "feature": ident,
+                "label": spec.label,
+                "question": spec.confirmation.question,
+                "description": spec.description,
+                "proceeds_when": spec.confirmation.proceeds_when,
+                "criteria": waiting,
+            }
+        )
+    return out
 
 
 def fact(spec: FactSpec) -> dict[str, Any]:
@@ -137,6 +183,7 @@ def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
         "risks": static["risks"],
         "outcomes": static["outcomes"],
         "missing": list(result.missing),
+        "to_confirm": to_confirm(result, rules.features) if result.to_confirm else [],
         "citations": static["citations"],
         "notes": static["notes"],
     }
@@ -147,6 +194,7 @@ def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
     return {
         **static["ruleset"],
         "file": ruleset.file,
+        "includes": list(ruleset.includes),
         "criteria": [criterion_spec(c) for c in ruleset.deciding],
         "cautions": [criterion_spec(c) for c in ruleset.cautions],
         "risks": static["risks"],

@@ -62,10 +62,43 @@ class FeatureType(StrEnum):
     ENUM = "enum"
 
 
+class Therapy(StrEnum):
+    HSCT = "hsct"
+    MSC = "msc"
+    CAR_T = "car_t"
+
+
+class Indication(StrEnum):
+    SSC = "ssc"
+    SLE = "sle"
+
+
 class Coding(_Strict):
     system: str = Field(description="Code system URI, e.g. http://loinc.org")
     code: str
     display: str | None = None
+
+
+class ConfirmationSpec(_Strict):
+    """A clinician-judged value the rules cannot compute (a fitness assessment, a clause whose
+    numbers could not be read). Unknown until a clinician answers, it keeps a patient
+    `indeterminate`; answers list it as "to confirm", apart from values to measure."""
+
+    question: str = Field(description="What the clinician is asked, in a clinician's words")
+    proceeds_when: bool = Field(
+        description="The answer under which the patient can go on (false for a "
+        "contraindication such as severe comorbidity, true for a fitness assessment)"
+    )
+
+
+class DerivationSpec(_Strict):
+    """One implication: when `when` holds, the feature has `value` (3 g of IV cyclophosphamide
+    given means a prior alkylating agent). Applied to unknown values only; a value given that
+    contradicts it is an input error."""
+
+    when: Expression
+    value: bool | str | float
+    because: str = Field(description="Why the implication holds, shown in the trace")
 
 
 class FeatureSpec(_Strict):
@@ -94,10 +127,32 @@ class FeatureSpec(_Strict):
         description="What a FHIR record without an active, confirmed Condition coded for this "
         "feature means: unknown, or false for a diagnosis the problem list would carry",
     )
+    confirmation: ConfirmationSpec | None = Field(
+        default=None, description="Set for a clinician-judged confirmation (boolean features)"
+    )
+    derive: list[DerivationSpec] = Field(
+        default_factory=list, description="Values implied by other features"
+    )
+
+
+class FloorSpec(_Strict):
+    """A general contraindication every rule set of the named therapies must exclude on."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    title: str
+    when: Expression = Field(
+        description="The contraindication: a yes/no feature, `feature >= x`, `feature <= x`, "
+        "`feature between a and b` or `feature in [...]`"
+    )
+    therapies: list[Therapy] = Field(min_length=1)
+    policy: str = Field(description="Where the policy is stated, e.g. 'EVIDENCE.md §8.1'")
+    note: str | None = Field(default=None, description="Why: the sources that state it")
+    fragment: str | None = Field(default=None, description="The fragment that provides it")
 
 
 class FeatureFile(_Strict):
     features: list[FeatureSpec]
+    safety_floor: list[FloorSpec] = Field(default_factory=list)
 
 
 class EvidenceKind(StrEnum):
@@ -126,17 +181,6 @@ class EvidenceSpec(_Strict):
 
 class EvidenceFile(_Strict):
     evidence: list[EvidenceSpec]
-
-
-class Therapy(StrEnum):
-    HSCT = "hsct"
-    MSC = "msc"
-    CAR_T = "car_t"
-
-
-class Indication(StrEnum):
-    SSC = "ssc"
-    SLE = "sle"
 
 
 class ReviewStatus(StrEnum):
@@ -183,6 +227,32 @@ class FactSpec(_Strict):
     note: str | None = None
 
 
+class FragmentSpec(_Strict):
+    """Criteria shared by several rule sets (rules/fragments/*.yaml), included by name.
+
+    Contraindications that hold for a whole therapy are written once; each including rule
+    set shows them with where they come from ("applies to all cellular therapies")."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    title: str
+    applies_to: str = Field(
+        description="Whom it applies to, as shown beside each criterion: "
+        "'all cellular therapies', 'autologous HSCT', ..."
+    )
+    therapies: list[Therapy] = Field(min_length=1, description="Who may include it")
+    indications: list[Indication] = Field(
+        default_factory=lambda: list(Indication),
+        min_length=1,
+        description="Rule sets of which indications may include it (default: all)",
+    )
+    source: str = Field(description="The documents and the policy it encodes")
+    include: list[str] = Field(default_factory=list, description="Other fragments, by id")
+    inclusions: list[CriterionSpec] = Field(default_factory=list)
+    exclusions: list[CriterionSpec] = Field(default_factory=list)
+    cautions: list[CriterionSpec] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
 class RuleSetSpec(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$", description="Semantic version")
@@ -192,6 +262,10 @@ class RuleSetSpec(_Strict):
     protocol: str
     source: str = Field(description="The documents this rule set encodes")
     review: Review
+    include: list[str] = Field(
+        default_factory=list,
+        description="Fragments (rules/fragments/*.yaml) whose criteria this rule set applies",
+    )
     indication_criterion: CriterionSpec
     inclusions: list[CriterionSpec] = Field(default_factory=list)
     exclusions: list[CriterionSpec] = Field(default_factory=list)
@@ -201,12 +275,14 @@ class RuleSetSpec(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
-def ruleset_json_schema() -> dict[str, Any]:
-    """JSON Schema (2020-12) for rules/therapies/*.yaml, for editors' YAML language servers."""
-    schema: dict[str, Any] = _link_expressions(RuleSetSpec.model_json_schema(mode="validation"))
+def ruleset_json_schema(kind: Literal["ruleset", "fragment"] = "ruleset") -> dict[str, Any]:
+    """JSON Schema (2020-12) for rules/therapies/*.yaml (or rules/fragments/*.yaml), for
+    editors' YAML language servers."""
+    model = RuleSetSpec if kind == "ruleset" else FragmentSpec
+    schema: dict[str, Any] = _link_expressions(model.model_json_schema(mode="validation"))
     schema.setdefault("$defs", {})["Expression"] = _EXPR_SCHEMA
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://eligo.example/schemas/ruleset.schema.json"
+    schema["$id"] = f"https://eligo.example/schemas/{kind}.schema.json"
     return schema
 
 

@@ -20,12 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.engine.derive import DERIVED, derive
 from app.engine.diagnostics import Code, Diagnostic, Position
 from app.engine.evaluate import Decision, Result, Status, decide, decisive
+from app.engine.floor import applies, switched_on
 from app.engine.inputs import FeatureValue, InvalidInput, normalise
 from app.engine.load import validate_model
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
-from app.engine.model import Criterion, RuleBase, RuleSet
+from app.engine.model import Criterion, Floor, RuleBase, RuleSet, Scalar
 
 
 class _Strict(BaseModel):
@@ -37,7 +39,12 @@ class ExpectSpec(_Strict):
     reasons: list[str] | None = Field(
         default=None, description="Exactly the criteria that settled ineligible / not_indicated"
     )
-    missing: list[str] | None = Field(default=None, description="Exactly the missing features")
+    missing: list[str] | None = Field(
+        default=None, description="Exactly the values to measure that would decide"
+    )
+    to_confirm: list[str] | None = Field(
+        default=None, description="Exactly the clinician confirmations that would decide"
+    )
     cautions: list[str] | None = Field(default=None, description="Exactly the cautions met")
     criteria: dict[str, Result] = Field(default_factory=dict)
 
@@ -144,7 +151,7 @@ class _Loader:
         self, case: CaseSpec, doc: LocatedDocument, path: PathKey
     ) -> dict[str, FeatureValue] | None:
         try:
-            return normalise(case.features, self.rules.features)
+            return derive(normalise(case.features, self.rules.features), self.rules.features)
         except InvalidInput as exc:
             for issue in exc.issues:
                 where = tuple(issue.field.split("."))  # features.<id>[.unit|.value]
@@ -173,11 +180,12 @@ class _Loader:
                         doc,
                         where,
                     )
-        for i, feature in enumerate(expect.missing or []):
-            if feature not in self.rules.features:
-                self.error(
-                    Code.UNKNOWN_FEATURE, f"unknown feature {feature!r}", doc, (*path, "missing", i)
-                )
+        for key in ("missing", "to_confirm"):
+            for i, feature in enumerate(getattr(expect, key) or []):
+                if feature not in self.rules.features:
+                    self.error(
+                        Code.UNKNOWN_FEATURE, f"unknown feature {feature!r}", doc, (*path, key, i)
+                    )
 
 
 def load_vignettes(tests_dir: Path, rules: RuleBase) -> tuple[list[Vignette], list[Diagnostic]]:
@@ -200,6 +208,7 @@ def _mismatches(expect: ExpectSpec, decision: Decision) -> Iterable[str]:
     got_sets = {
         "reasons": {r.criterion.id for r in decisive(decision)},
         "missing": set(decision.missing),
+        "to_confirm": set(decision.to_confirm),
         "cautions": {r.criterion.id for r in decision.cautions if r.result is Result.MET},
     }
     for key, got in got_sets.items():
@@ -210,6 +219,58 @@ def _mismatches(expect: ExpectSpec, decision: Decision) -> Iterable[str]:
     for ident, want in expect.criteria.items():
         if results[ident] is not want:
             yield f"criterion {ident}: expected {want.value}, got {results[ident].value}"
+
+
+@dataclass(frozen=True, slots=True)
+class FloorCase:
+    """A vignette expected `eligible`, run again with one general contraindication of the
+    safety floor switched on: it must come out `ineligible`. Generated for every such vignette
+    and every contraindication of its therapy, so a future rule set cannot forget one."""
+
+    vignette: Vignette
+    floor: Floor
+    feature: str
+    value: Scalar
+    decision: Decision
+    dropped: tuple[str, ...]  # values given that contradicted the switch (derived from it)
+
+    @property
+    def passed(self) -> bool:
+        return self.decision.status is Status.INELIGIBLE
+
+    @property
+    def label(self) -> str:
+        shown = str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
+        return f"{self.vignette.label} + {self.feature} = {shown} (safety floor {self.floor.id})"
+
+
+def floor_cases(vignettes: Iterable[Vignette], rules: RuleBase) -> list[FloorCase]:
+    """Every eligible vignette with each applicable contraindication switched on."""
+    return [
+        _floor_case(vignette, entry, feature, value, rules)
+        for vignette in vignettes
+        if vignette.expect.status is Status.ELIGIBLE
+        for entry in rules.floor
+        if applies(entry, vignette.ruleset)
+        for feature, value in entry.witnesses
+    ]
+
+
+def _floor_case(
+    vignette: Vignette, entry: Floor, feature: str, value: Scalar, rules: RuleBase
+) -> FloorCase:
+    given = {k: v for k, v in vignette.values.items() if v.provenance.source != DERIVED}
+    given[feature] = switched_on(rules.features[feature], value)
+    dropped: list[str] = []
+    try:
+        values = derive(given, rules.features)
+    except InvalidInput as exc:
+        # What the switch implies contradicts a value the vignette gave (active malignancy
+        # switched on beside "no history of malignancy"): the implication wins.
+        dropped = [i.field.removeprefix("features.") for i in exc.issues]
+        values = derive({k: v for k, v in given.items() if k not in dropped}, rules.features)
+    decision = decide(vignette.ruleset, values)
+    return FloorCase(vignette, entry, feature, value, decision, tuple(dropped))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import audit, clients
 from app.db.models import Evaluation, RulesetVersion
 from app.engine import present
+from app.engine.derive import derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
 from app.engine.evaluate import decide
@@ -70,7 +71,10 @@ def patient_values(
             issues += exc.issues
     if issues:
         raise InvalidInput(issues)
-    return ({**mapped.values, **explicit} if mapped else explicit), mapped
+    # Derived after the merge, so an explicit value and a FHIR-derived one are held to the
+    # same implications (an explicit "no alkylating agent" beside a recorded dose is refused).
+    merged = {**mapped.values, **explicit} if mapped else explicit
+    return derive(merged, features), mapped
 
 
 def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.engine.derive import derive
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
@@ -74,7 +75,7 @@ def check(parsed: Parsed, features: Mapping[str, Feature]) -> None:
     """Add the engine's verdict on the values that were read (ranges, units), so a form with
     one unreadable value still reports every other problem at once."""
     try:
-        normalise(parsed.features, features)
+        derive(normalise(parsed.features, features), features)
     except InvalidInput as exc:
         for key, message in engine_errors(exc.issues).items():
             parsed.errors.setdefault(key, message)

@@ -9,7 +9,16 @@ import pytest
 
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
-from app.engine.vignettes import Outcome, Vignette, coverage, load_vignettes, run
+from app.engine.evaluate import Status
+from app.engine.floor import applies
+from app.engine.vignettes import (
+    Outcome,
+    Vignette,
+    coverage,
+    floor_cases,
+    load_vignettes,
+    run,
+)
 from tests.conftest import SHIPPED_RULES
 
 RULES = load_rules(SHIPPED_RULES)
@@ -45,6 +54,19 @@ def test_the_rule_sets_the_issue_names_are_shipped() -> None:
 def test_at_least_eight_vignettes_per_rule_set() -> None:
     counts = Counter(v.ruleset.id for v in VIGNETTES)
     assert {r: counts[r] for r in RULES.rulesets if counts[r] < 8} == {}
+
+
+@pytest.mark.parametrize("ruleset_id", sorted(RULES.rulesets))
+def test_safety_floor_holds_in_every_eligible_vignette(ruleset_id: str) -> None:
+    """Generated: each vignette expected eligible, with each general contraindication of its
+    therapy switched on (EVIDENCE.md §8), must be ineligible."""
+    mine = [v for v in VIGNETTES if v.ruleset.id == ruleset_id]
+    cases = floor_cases(mine, RULES)
+    eligible = [v for v in mine if v.expect.status is Status.ELIGIBLE]
+    assert eligible, f"{ruleset_id} has no eligible vignette to switch contraindications on in"
+    floor = [f for f in RULES.floor if applies(f, RULES.rulesets[ruleset_id])]
+    assert len(cases) == sum(len(f.witnesses) for f in floor) * len(eligible)
+    assert [f"{c.label}: {c.decision.status.value}" for c in cases if not c.passed] == []
 
 
 def test_full_three_valued_coverage() -> None:

@@ -128,6 +128,8 @@ def rulesets(draw: st.DrawFn, ident: str) -> RuleSet:
         risks=(),
         outcomes=(),
         notes=(),
+        includes=(),
+        confirmations=frozenset(),
         citations=(),
         snapshot={},
     )
