@@ -159,7 +159,10 @@ def _contradiction(
 
 
 def _shown(value: FeatureValue) -> str:
-    unit = f" {value.given_unit}" if value.given_unit and value.given_unit != "1" else ""
+    shown_unit = (
+        value.given_unit and value.given_unit != "1" and not value.given_unit.startswith("{")
+    )
+    unit = f" {value.given_unit}" if shown_unit else ""
     return f"{_json(value.given_value)}{unit}"
 
 

@@ -152,6 +152,7 @@ def _ruleset(old: RuleBase, new: RuleBase, before: RuleSet, after: RuleSet) -> l
             ("title", before.title, after.title),
             ("protocol", before.protocol, after.protocol),
             ("source", before.source, after.source),
+            ("includes", _text(list(before.includes)), _text(list(after.includes))),
         ]
         if a != b
     ]
@@ -207,6 +208,7 @@ def _criterion(
         ("title", a.title, b.title),
         ("evidence", a.evidence.value, b.evidence.value),
         ("source", a.source, b.source),
+        ("origin", _origin(a), _origin(b)),
     ]
     changes += [
         Change(ruleset, "criterion", f"{a.id}.{name}", ChangeKind.CHANGED, old=x, new=y)
@@ -234,6 +236,12 @@ def _criterion(
                 Change(ruleset, "threshold", a.id, ChangeKind.CHANGED, old=old_text, new=new_text)
             )
     return changes
+
+
+def _origin(criterion: Criterion) -> str:
+    """Where a criterion is written: the rule set itself, or a shared fragment."""
+    origin = criterion.origin
+    return f"fragment {origin.fragment}" if origin else "the rule set"
 
 
 def _shape(node: Node) -> object:

@@ -41,3 +41,21 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
     data["inclusions"][0]["when"] = {"all": "not a list"}
     data["therapy"] = "stem_cells"
     assert len(list(validator.iter_errors(data))) == 2
+
+
+def test_published_fragment_schema_is_generated_from_the_models() -> None:
+    published = ROOT / "schemas" / "fragment.schema.json"
+    assert json.loads(published.read_text()) == ruleset_json_schema("fragment"), (
+        "regenerate with: eligo rules schema --fragment --out schemas/fragment.schema.json"
+    )
+
+
+@pytest.mark.parametrize(
+    "path", sorted((SHIPPED_RULES / "fragments").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_fragment_files_validate_against_the_fragment_schema(path: Path) -> None:
+    validator = Draft202012Validator(ruleset_json_schema("fragment"))
+    data = yaml.safe_load(path.read_text())
+    assert [e.message for e in validator.iter_errors(data)] == []
+    data["therapies"] = ["stem_cells"]
+    assert len(list(validator.iter_errors(data))) == 1
