@@ -28,6 +28,7 @@ from app.engine.model import (
     Compare,
     Criterion,
     CriterionKind,
+    In,
     Node,
     Not,
     Op,
@@ -94,53 +95,144 @@ class Decision:
     to_confirm: tuple[str, ...] = ()  # clinician confirmations that would decide it
 
 
-def _atom(atom: Atom, values: Values, trace: list[AtomTrace]) -> Truth:
-    given = values.get(atom.feature)
-    if given is None:
-        trace.append(AtomTrace(atom, None, None, None))
-        return None
-    value = given.value
-    margin: float | None = None
-    if isinstance(atom, Compare):
-        result = _COMPARE[atom.op](value, atom.value)
-        if isinstance(atom.value, float) and isinstance(value, float):
-            margin = value - atom.value
-    elif isinstance(atom, Between):
-        assert isinstance(value, float)
-        result = atom.low <= value <= atom.high
-        margin = min(value - atom.low, atom.high - value)
-    else:
-        result = value in atom.values
-    trace.append(AtomTrace(atom, given, result, margin))
-    return result
+Traced = tuple[Truth, tuple[AtomTrace, ...]]
+Plan = Callable[[Values], Traced]
 
 
-def _node(node: Node, values: Values, trace: list[AtomTrace]) -> Truth:
-    if isinstance(node, All):
-        results = [_node(child, values, trace) for child in node.children]
-        if False in results:
-            return False
-        return None if None in results else True
-    if isinstance(node, AnyOf):
-        results = [_node(child, values, trace) for child in node.children]
-        if True in results:
-            return True
-        return None if None in results else False
+def plan(criterion: Criterion) -> Plan:
+    """The criterion's tree compiled once into nested closures, each returning its truth
+    value and the trace of the atoms below it, in reading order.
+
+    A closure per node instead of a dispatch on the node's type at every call more than
+    halves the cost of a criterion; the trace is still recorded by the code that evaluates.
+    """
+    compiled: Plan | None = criterion.plan
+    if compiled is None:
+        compiled = _compile(criterion.when)
+        object.__setattr__(criterion, "plan", compiled)  # a cache on an immutable object
+    return compiled
+
+
+def _compile(node: Node) -> Plan:
+    if isinstance(node, All | AnyOf):
+        return _compile_connective(node)
     if isinstance(node, Not):
-        inner = _node(node.child, values, trace)
-        return None if inner is None else not inner
-    return _atom(node, values, trace)
+        child = _compile(node.child)
+
+        def negation(values: Values) -> Traced:
+            inner, trace = child(values)
+            return (None if inner is None else not inner), trace
+
+        return negation
+    if isinstance(node, Compare):
+        return _compile_compare(node)
+    if isinstance(node, Between):
+        return _compile_between(node)
+    return _compile_in(node)
+
+
+def _compile_connective(node: All | AnyOf) -> Plan:
+    """Kleene AND / OR. Every child is evaluated (no short-circuit): the trace shows every
+    value a clinician might ask about."""
+    children = tuple(_compile(child) for child in node.children)
+    decisive = isinstance(node, AnyOf)  # OR: any TRUE decides; AND: any FALSE decides
+
+    def connective(values: Values) -> Traced:
+        unknown = settled = False
+        trace: tuple[AtomTrace, ...] = ()
+        for child in children:
+            result, below = child(values)
+            trace += below
+            if result is None:
+                unknown = True
+            elif result is decisive:
+                settled = True
+        if settled:
+            return decisive, trace
+        return (None if unknown else not decisive), trace
+
+    return connective
+
+
+def _compile_compare(atom: Compare) -> Plan:
+    feature, threshold, compare = atom.feature, atom.value, _COMPARE[atom.op]
+    numeric = isinstance(threshold, float)
+    absent = (None, (AtomTrace(atom, None, None, None),))  # the same for every patient
+
+    def comparison(values: Values) -> Traced:
+        given = values.get(feature)
+        if given is None:
+            return absent
+        value = given.value
+        result = compare(value, threshold)
+        margin = value - threshold if numeric and type(value) is float else None  # type: ignore[operator]
+        return result, (AtomTrace(atom, given, result, margin),)
+
+    return comparison
+
+
+def _compile_between(atom: Between) -> Plan:
+    feature, low, high = atom.feature, atom.low, atom.high
+    absent = (None, (AtomTrace(atom, None, None, None),))
+
+    def between(values: Values) -> Traced:
+        given = values.get(feature)
+        if given is None:
+            return absent
+        value = given.value
+        assert isinstance(value, float)
+        result = low <= value <= high
+        return result, (AtomTrace(atom, given, result, min(value - low, high - value)),)
+
+    return between
+
+
+def _compile_in(atom: In) -> Plan:
+    feature, allowed = atom.feature, frozenset(atom.values)
+    absent = (None, (AtomTrace(atom, None, None, None),))
+
+    def membership(values: Values) -> Traced:
+        given = values.get(feature)
+        if given is None:
+            return absent
+        result = given.value in allowed
+        return result, (AtomTrace(atom, given, result, None),)
+
+    return membership
+
+
+_RESULT = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
 def evaluate_criterion(criterion: Criterion, values: Values) -> CriterionResult:
-    trace: list[AtomTrace] = []
-    truth = _node(criterion.when, values, trace)
-    return CriterionResult(criterion, as_result(truth), tuple(trace))
+    truth, trace = plan(criterion)(values)
+    return CriterionResult(criterion, _RESULT[truth], trace)
 
 
 def truth(node: Node, values: Values) -> Truth:
-    """The value of a tree without building a trace."""
-    return _node(node, values, [])
+    """The value of any node of a tree, without a trace (for `missing` and derivations)."""
+    if isinstance(node, All | AnyOf):
+        decisive = isinstance(node, AnyOf)
+        results = [truth(child, values) for child in node.children]
+        if decisive in results:
+            return decisive
+        return None if None in results else not decisive
+    if isinstance(node, Not):
+        inner = truth(node.child, values)
+        return None if inner is None else not inner
+    return _atom_truth(node, values)
+
+
+def _atom_truth(atom: Atom, values: Values) -> Truth:
+    given = values.get(atom.feature)
+    if given is None:
+        return None
+    value = given.value
+    if isinstance(atom, Compare):
+        return _COMPARE[atom.op](value, atom.value)
+    if isinstance(atom, Between):
+        return atom.low <= value <= atom.high  # type: ignore[operator]
+    return value in atom.values
 
 
 def deciding_unknowns(node: Node, values: Values) -> list[str]:
@@ -177,8 +269,8 @@ def _failing(criterion: Criterion) -> Result:
 
 def decide(ruleset: RuleSet, values: Values) -> Decision:
     """Evaluate one patient against one rule set: status, full trace, missing features."""
-    criteria = tuple(evaluate_criterion(c, values) for c in ruleset.deciding)
-    cautions = tuple(evaluate_criterion(c, values) for c in ruleset.cautions)
+    criteria = tuple([evaluate_criterion(c, values) for c in ruleset.deciding])
+    cautions = tuple([evaluate_criterion(c, values) for c in ruleset.cautions])
     status = _status(criteria)
     if status is not Status.INDETERMINATE:
         return Decision(ruleset, status, criteria, cautions, ())

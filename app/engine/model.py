@@ -7,7 +7,7 @@ feature's canonical unit, so evaluation never converts a unit and never parses t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias
 
@@ -157,6 +157,9 @@ class Criterion:
     note: str | None
     features: tuple[str, ...]
     origin: Origin | None = None  # None: written in the rule set itself
+    # The evaluator's compiled form of `when` (evaluate.plan), built on first use and kept
+    # with the criterion: a reload builds new criteria, so it can never be stale.
+    plan: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
