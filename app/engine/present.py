@@ -10,6 +10,7 @@ as their value.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -18,10 +19,10 @@ from app.engine.evaluate import (
     CriterionResult,
     Decision,
     Result,
-    as_result,
     decisive,
 )
-from app.engine.model import Between, Compare, Criterion, Feature, RuleBase, RuleSet
+from app.engine.inputs import Provenance
+from app.engine.model import Atom, Between, Compare, Criterion, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import EvidenceSpec, FactSpec
 
 
@@ -40,8 +41,7 @@ def ruleset_ref(ruleset: RuleSet) -> dict[str, Any]:
     }
 
 
-def _threshold(trace: AtomTrace) -> Any:
-    atom = trace.atom
+def _threshold(atom: Atom) -> Any:
     if isinstance(atom, Between):
         return {"low": atom.low, "high": atom.high}
     if isinstance(atom, Compare):
@@ -49,40 +49,62 @@ def _threshold(trace: AtomTrace) -> Any:
     return list(atom.values)
 
 
-def _atom(trace: AtomTrace, features: dict[str, Feature]) -> dict[str, Any]:
-    atom, given = trace.atom, trace.value
-    entry: dict[str, Any] = {
-        "feature": atom.feature,
-        "expression": atom.text,
-        "comparison": atom.op
-        if isinstance(atom, Compare)
-        else ("between" if isinstance(atom, Between) else "in"),
-        "threshold": _threshold(trace),
-        "unit": features[atom.feature].unit,
-        "value": None if given is None else given.value,
-        "margin": trace.margin,
-        "result": as_result(trace.result),
-    }
+def _comparison(atom: Atom) -> str:
+    if isinstance(atom, Compare):
+        return atom.op
+    return "between" if isinstance(atom, Between) else "in"
+
+
+# What an atom's entry says whatever the patient: built once per criterion, in the order the
+# evaluator traces the atoms (reading order, every atom, no short-circuit). Cleared on reload.
+_ATOMS: dict[Criterion, tuple[tuple[tuple[str, Any], ...], ...]] = {}
+
+
+def _atom_statics(
+    criterion: Criterion, features: dict[str, Feature]
+) -> tuple[tuple[tuple[str, Any], ...], ...]:
+    statics = _ATOMS.get(criterion)
+    if statics is None:
+        statics = _ATOMS[criterion] = tuple(
+            (
+                ("feature", atom.feature),
+                ("expression", atom.text),
+                ("comparison", _comparison(atom)),
+                ("threshold", _threshold(atom)),
+                ("unit", features[atom.feature].unit),
+            )
+            for atom in atoms(criterion.when)
+        )
+    return statics
+
+
+_RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
+
+
+def _atom(trace: AtomTrace, static: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    given = trace.value
+    entry: dict[str, Any] = dict(static)
+    entry["value"] = None if given is None else given.value
+    entry["margin"] = trace.margin
+    entry["result"] = _RESULTS[trace.result]
     if given is not None:
         entry["given"] = {"value": given.given_value, "unit": given.given_unit}
-        entry["provenance"] = {
-            k: v
-            for k, v in (
-                ("source", given.provenance.source),
-                ("resource", given.provenance.resource),
-                ("date", given.provenance.date),
-                ("derivation", given.provenance.derivation),
-            )
-            if v is not None
-        }
+        entry["provenance"] = _provenance(given.provenance)
     return entry
 
 
+@lru_cache(maxsize=1024)
+def _provenance(provenance: Provenance) -> dict[str, Any]:
+    """Shared between answers (most values share INPUT): never mutated after this."""
+    return {k: v for k, v in asdict(provenance).items() if v is not None}
+
+
 def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
+    statics = _atom_statics(result.criterion, features)
     return {
         **criterion_spec(result.criterion),
         "result": result.result,
-        "features": [_atom(trace, features) for trace in result.trace],
+        "features": [_atom(t, s) for t, s in zip(result.trace, statics, strict=True)],
     }
 
 
@@ -170,6 +192,7 @@ def clear_caches() -> None:
     """Forget cached JSON of replaced rule objects (called after a rules reload)."""
     criterion_spec.cache_clear()
     _static.cache_clear()
+    _ATOMS.clear()
 
 
 def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
