@@ -120,6 +120,7 @@ def _form_context(
     context: dict[str, Any] = {
         "viewer": viewer,
         "sections": view.sections(rules.features),
+        "confirmations": view.confirmations(rules.features, rules.rulesets.values()),
         "entries": entries,
         "errors": errors,
         "labels": {k: f.spec.label for k, f in rules.features.items()},

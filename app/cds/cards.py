@@ -3,8 +3,11 @@ worth a clinician's glance, none for therapies whose protocols are all `not_indi
 
 A card sums up the therapy's protocols in its summary (under 140 characters, as the spec
 requires) and explains each protocol in the Markdown detail: what ruled the patient out, what
-is still unknown (what to measure next), the cautions that apply, the documented risks with
-their figures, and the references. Pure: works on the API's decision JSON.
+is still unknown, what to measure next and, apart from it, what a clinician must confirm (a
+judgement against the source's words, not a value to measure), the cautions that apply, the
+documented risks with their figures, and the references. A criterion shared by a whole therapy
+(included from a rule fragment) says where it comes from; a derived value says why it holds.
+Pure: works on the API's decision JSON.
 """
 
 from __future__ import annotations
@@ -134,15 +137,25 @@ def summary(therapy: str, indication: str, results: Sequence[Mapping[str, Any]])
     head = f"{THERAPIES.get(therapy, therapy)} for {INDICATIONS.get(indication, indication)}"
     status = next(s for s in WORDS if any(r["status"] == s for r in results))
     names = [short_name(r["ruleset"]) for r in results if r["status"] == status]
-    tail = ""
-    if status == "indeterminate":
-        missing = {f for r in results for f in r["missing"]}
-        tail = f"; {len(missing)} value{'s' * (len(missing) != 1)} missing to decide"
+    tail = _open(results) if status == "indeterminate" else ""
     of = f" ({len(names)} of {len(results)} protocols)" if len(results) > 1 else ""
     text = f"{head}: {WORDS[status]} under {', '.join(names)}{of}{tail}"
     if len(text) > SUMMARY_LIMIT:  # too many names: the count says it
         text = f"{head}: {WORDS[status]} under {len(names)} of {len(results)} protocols{tail}"
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+def _open(results: Sequence[Mapping[str, Any]]) -> str:
+    """What keeps the best verdict undecided: values to measure, confirmations, or both."""
+    missing = len({f for r in results for f in r["missing"]})
+    # .get: answers recorded before confirmations existed have no `to_confirm`.
+    confirm = len({c["feature"] for r in results for c in r.get("to_confirm") or ()})
+    values = f"{missing} value{'s' * (missing != 1)} missing"
+    if missing and confirm:
+        return f"; {values}, {confirm} to confirm"
+    if confirm:
+        return f"; {confirm} confirmation{'s' * (confirm != 1)} needed to decide"
+    return f"; {values} to decide"
 
 
 def indicator(results: Sequence[Mapping[str, Any]]) -> str:
@@ -165,8 +178,10 @@ def _protocol(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     lines += _criteria(result, "Rules the patient out", _decisive)
     if result["status"] == "indeterminate":
         lines += _criteria(result, "Not yet known", lambda c: c["result"] == "unknown")
-        measure = ", ".join(_md(labels.get(f, f)) for f in result["missing"])
-        lines.append(f"- *What to measure next:* {measure}")
+        if result["missing"]:
+            measure = ", ".join(_md(labels.get(f, f)) for f in result["missing"])
+            lines.append(f"- *What to measure next:* {measure}")
+        lines += [_confirmation(c) for c in result.get("to_confirm") or ()]
     lines += [f"- *Caution:* {_criterion(c)}" for c in result["cautions"] if c["result"] == "met"]
     lines += [
         f"- *Documented risk:* {_md(r['title'])}: {_md(r['figure'])} ({_md(r['population'])}) "
@@ -174,6 +189,14 @@ def _protocol(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
         for r in result["risks"]
     ]
     return "\n".join(lines)
+
+
+def _confirmation(item: Mapping[str, Any]) -> str:
+    answer = "yes" if item["proceeds_when"] else "no"
+    return (
+        f"- *To confirm (clinician judgement):* {_md(item['question'])} "
+        f"(goes on if {answer}; `{item['feature']}`)"
+    )
 
 
 def _references(results: Sequence[Mapping[str, Any]]) -> str:
@@ -199,16 +222,21 @@ def _criterion(criterion: Mapping[str, Any]) -> str:
     shown = dict.fromkeys(_value(f) for f in criterion["features"] if f["value"] is not None)
     values = "; ".join(shown)  # a feature used twice in the expression is shown once
     given = f" (patient: {values})" if values else ""
+    origin = (criterion.get("origin") or {}).get("label")
+    shared = f" *({_md(origin)})*" if origin else ""
     return (
         f"{_md(criterion['title'])}: `{criterion['expression']}`{given} "
-        f"{_cite(criterion['citations'])}"
+        f"{_cite(criterion['citations'])}{shared}"
     )
 
 
 def _value(atom: Mapping[str, Any]) -> str:
     unit = f" {atom['unit']}" if atom["unit"] else ""
-    where = atom.get("provenance", {}).get("resource")
+    provenance = atom.get("provenance") or {}
+    where = provenance.get("resource")
     source = f", from {_md(where)}" if where else ""
+    if provenance.get("derivation"):
+        source = f", derived: {_md(provenance['derivation'])}"
     return f"{atom['feature']} = {_md(str(atom['value']))}{_md(unit)}{source}"
 
 

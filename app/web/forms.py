@@ -19,7 +19,7 @@ from app.engine.derive import derive
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.web.view import number, source
+from app.web.view import derivation, number, source
 
 # Form fields that are not features.
 RESERVED = frozenset({"csrf_token", "fhir_from"})
@@ -31,11 +31,14 @@ _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 @dataclass(slots=True)
 class Entry:
-    """One field as the form shows it: the text, the chosen unit, where a value came from."""
+    """One field as the form shows it: the text, the chosen unit, where a value came from.
+    A derived value (`derived` says why) is shown beside its field, never in it: posted again
+    as if typed, it would outlive a change to the value it was derived from."""
 
     value: str = ""
     unit: str | None = None
     source: str | None = None
+    derived: str | None = None
 
 
 @dataclass(slots=True)
@@ -125,13 +128,18 @@ def engine_errors(issues: Iterable[InputIssue]) -> dict[str, str]:
 def entries_of(normalised: Mapping[str, Any], features: Mapping[str, Feature]) -> dict[str, Entry]:
     """A recorded evaluation's values as the form shows them: as given when the form offers
     that unit (what the clinician typed), else in the canonical unit; FHIR values say where
-    they came from."""
+    they came from, derived values why they hold."""
     entries: dict[str, Entry] = {}
     for key, stored in normalised.items():
         feature = features.get(key)
         if feature is None:
             continue  # a feature since removed from the catalogue
-        entries[key] = Entry(*_shown(feature, stored), source=source(stored.get("provenance")))
+        provenance = stored.get("provenance")
+        entries[key] = Entry(
+            *_shown(feature, stored),
+            source=source(provenance),
+            derived=derivation(provenance, features),
+        )
     return entries
 
 

@@ -9,12 +9,13 @@ something the record does not.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.cds.cards import INDICATIONS, THERAPIES, short_name
-from app.engine.model import Feature
+from app.engine.model import Feature, RuleSet
 
 # Catalogue groups in the order a clinician works through a patient, folded into sections.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -59,6 +60,13 @@ STATUS = {
     "indeterminate": ("Undecided: values missing", "?"),
     "ineligible": ("Ruled out", "✕"),
     "not_indicated": ("Not indicated", "–"),
+}
+# An undecided verdict says what is open: a value to measure and a clinician's judgement are
+# different tasks (EVIDENCE.md §8.5), so the badge does not call a confirmation "missing".
+UNDECIDED = {
+    (True, False): "Undecided: values missing",
+    (False, True): "Undecided: confirmation needed",
+    (True, True): "Undecided: values missing, confirmation needed",
 }
 RESULT = {"met": "met", "not_met": "not met", "unknown": "unknown"}
 COMPARISON = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
@@ -116,10 +124,12 @@ def _field(feature: Feature) -> Field:
 
 
 def sections(features: Mapping[str, Feature]) -> list[Section]:
-    """Every catalogue feature in a section; a group no section names gets its own, last."""
+    """Every catalogue feature that is a value (not a clinician confirmation, which the form
+    asks apart) in a section; a group no section names gets its own, last."""
     by_group: dict[str, list[Feature]] = {}
     for feature in features.values():
-        by_group.setdefault(feature.spec.group, []).append(feature)
+        if feature.spec.confirmation is None:
+            by_group.setdefault(feature.spec.group, []).append(feature)
     known = {g for _, groups in SECTIONS for g in groups}
     layout = [
         *SECTIONS,
@@ -131,6 +141,61 @@ def sections(features: Mapping[str, Feature]) -> list[Section]:
         if members:
             out.append(Section(groups[0], title, tuple(members)))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A clinician-judged feature as one control: not yet assessed, or either answer."""
+
+    id: str
+    label: str
+    question: str
+    description: str  # the sources' words the judgement is made against
+    options: tuple[tuple[str, str, bool], ...]  # (posted value, words, lets the patient go on)
+    asked_by: tuple[str, ...]  # "Autologous HSCT for SSc: ASTIS, SCOT": who waits for it
+
+
+def confirmations(
+    features: Mapping[str, Feature], rulesets: Iterable[RuleSet]
+) -> list[Confirmation]:
+    """The catalogue's confirmations, each offering the answer that lets the patient go on
+    first, so the usual case is one click and the other answer is never the default."""
+    asking = list(rulesets)
+    out = []
+    for feature in features.values():
+        spec = feature.spec
+        if spec.confirmation is None:
+            continue
+        go = "yes" if spec.confirmation.proceeds_when else "no"
+        stop = "no" if go == "yes" else "yes"
+        out.append(
+            Confirmation(
+                spec.id,
+                spec.label,
+                spec.confirmation.question,
+                spec.description,
+                (
+                    ("", "Not yet assessed", False),
+                    (go, go.capitalize(), True),
+                    (stop, stop.capitalize(), False),
+                ),
+                _asked_by(spec.id, asking),
+            )
+        )
+    return out
+
+
+def _asked_by(feature: str, rulesets: Sequence[RuleSet]) -> tuple[str, ...]:
+    """The protocols that ask, by therapy and indication: "ASTIS" alone does not say that
+    this question matters for HSCT in SSc."""
+    by_therapy: dict[str, list[str]] = {}
+    for ruleset in rulesets:
+        if feature in ruleset.confirmations:
+            therapy = THERAPIES.get(ruleset.therapy, ruleset.therapy)
+            title = f"{therapy} for {INDICATIONS.get(ruleset.indication, ruleset.indication)}"
+            name = short_name({"id": ruleset.id, "title": ruleset.title})
+            by_therapy.setdefault(title, []).append(name)
+    return tuple(f"{title}: {', '.join(names)}" for title, names in by_therapy.items())
 
 
 # --- the results ---------------------------------------------------------------------------
@@ -157,6 +222,7 @@ class Atom:
     value: str  # the patient's value in words, "unknown" if none
     threshold: str
     source: str | None  # where the value came from, if not typed into the form
+    derived: str | None  # why a value nobody entered was implied by others
     scale: Scale | None
 
 
@@ -170,6 +236,19 @@ class Criterion:
     atoms: tuple[Atom, ...]
     citations: tuple[str, ...]
     note: str | None
+    # A criterion included from a shared fragment: ("applies to all cellular therapies",
+    # its source), the API's `origin.label` in two parts so the scope can stand out.
+    origin: tuple[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToConfirm:
+    """A clinician confirmation an undecided verdict waits for."""
+
+    feature: str
+    question: str
+    answer: str  # the answer that lets the patient go on, in words
+    criteria: tuple[str, ...]  # the titles of the criteria waiting for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +260,8 @@ class Panel:
     symbol: str
     deciding: tuple[Criterion, ...]  # what rules the patient out
     missing: tuple[tuple[str, str], ...]  # (feature id, label): what to measure next
+    to_confirm: tuple[ToConfirm, ...]  # what a clinician judges, apart from what to measure
+    still_open: str  # "2 values to measure, 1 to confirm" for an undecided verdict, else ""
     criteria: tuple[Criterion, ...]
     cautions: tuple[Criterion, ...]  # those that apply (met) or may (unknown)
     risks: tuple[Mapping[str, Any], ...]
@@ -231,12 +312,48 @@ def _value(atom: Mapping[str, Any], unit: str) -> str:
 
 
 def source(provenance: Mapping[str, Any] | None) -> str | None:
-    """Where a value came from, in words ("Observation/x, 2026-10-01"); None if typed in."""
+    """Where a value came from, in words ("Observation/x, 2026-10-01"); None if typed in or
+    derived (`derivation` says why)."""
     provenance = provenance or {}
-    if provenance.get("source", "input") == "input":
+    if provenance.get("source", "input") in ("input", DERIVED):
         return None
     where = provenance.get("resource") or provenance["source"]
     return f"{where}, {provenance['date']}" if provenance.get("date") else str(where)
+
+
+DERIVED = "derived"
+_FEATURE_ID = re.compile(r"\b[a-z][a-z0-9_]*\b")
+
+
+def derivation(provenance: Mapping[str, Any] | None, features: Mapping[str, Feature]) -> str | None:
+    """Why a derived value holds, with labels for feature ids ("Prior IV cyclophosphamide > 0 g
+    (cyclophosphamide is an alkylating agent)"); None for a value entered or from FHIR."""
+    provenance = provenance or {}
+    if provenance.get("source") != DERIVED:
+        return None
+    text = str(provenance.get("derivation") or "")
+    # The engine writes "<condition> (<reason>)": only the condition holds feature ids (the
+    # reason is prose, where "dialysis" is a word, not the feature).
+    split = _reason_start(text)
+    condition, reason = text[:split], text[split:]
+    return _FEATURE_ID.sub(lambda m: _label(m.group(), features), condition) + reason
+
+
+def _reason_start(text: str) -> int:
+    """Where the trailing parenthesised reason begins (len(text) if there is none)."""
+    if not text.endswith(")"):
+        return len(text)
+    depth = 0
+    for i in range(len(text) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(text[i], 0)
+        if depth == 0:
+            return i - 1 if i > 0 and text[i - 1] == " " else i
+    return len(text)
+
+
+def _label(ident: str, features: Mapping[str, Feature]) -> str:
+    feature = features.get(ident)
+    return feature.spec.label if feature else ident
 
 
 def scale(atom: Mapping[str, Any], feature: Feature | None, unit: str) -> Scale | None:
@@ -301,6 +418,7 @@ def _atom(atom: Mapping[str, Any], features: Mapping[str, Feature]) -> Atom:
         _value(atom, unit),
         _threshold(atom, unit),
         source(atom.get("provenance")),
+        derivation(atom.get("provenance"), features),
         scale(atom, feature, unit),
     )
 
@@ -315,7 +433,16 @@ def _criterion(criterion: Mapping[str, Any], features: Mapping[str, Feature]) ->
         tuple(_atom(a, features) for a in criterion["features"]),
         tuple(criterion["citations"]),
         criterion.get("note"),
+        _origin(criterion.get("origin")),
     )
+
+
+def _origin(origin: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    if not origin:
+        return None
+    scope = f"applies to {origin['applies_to']}"
+    label = str(origin["label"])
+    return scope, label.removeprefix(f"{scope}: ")
 
 
 def _deciding(criterion: Mapping[str, Any]) -> bool:
@@ -323,17 +450,46 @@ def _deciding(criterion: Mapping[str, Any]) -> bool:
     return (kind, result) in {("inclusion", "not_met"), ("exclusion", "met")}
 
 
+def _to_confirm(result: Mapping[str, Any]) -> tuple[ToConfirm, ...]:
+    titles = {c["id"]: c["title"] for c in result["criteria"]}
+    return tuple(
+        ToConfirm(
+            item["feature"],
+            item["question"],
+            "yes" if item["proceeds_when"] else "no",
+            tuple(titles.get(c, c) for c in item["criteria"]),
+        )
+        for item in result.get("to_confirm") or ()  # absent from answers recorded before it
+    )
+
+
+def still_open(result: Mapping[str, Any]) -> str:
+    if result["status"] != "indeterminate":
+        return ""
+    measure, confirm = len(result["missing"]), len(result.get("to_confirm") or ())
+    parts = [f"{measure} value{'s' * (measure != 1)} to measure"] if measure else []
+    return ", ".join([*parts, *([f"{confirm} to confirm"] if confirm else [])])
+
+
+def status_words(result: Mapping[str, Any]) -> str:
+    if result["status"] != "indeterminate":
+        return STATUS[result["status"]][0]
+    open_ = (bool(result["missing"]), bool(result.get("to_confirm")))
+    return UNDECIDED.get(open_, STATUS["indeterminate"][0])
+
+
 def panel(result: Mapping[str, Any], features: Mapping[str, Feature]) -> Panel:
     criteria = [c for c in result["criteria"] if c["kind"] != "caution"]
-    words, symbol = STATUS[result["status"]]
     return Panel(
         result["ruleset"],
         short_name(result["ruleset"]),
         result["status"],
-        words,
-        symbol,
+        status_words(result),
+        STATUS[result["status"]][1],
         tuple(_criterion(c, features) for c in criteria if _deciding(c)),
-        tuple((f, features[f].spec.label if f in features else f) for f in result["missing"]),
+        tuple((f, _label(f, features)) for f in result["missing"]),
+        _to_confirm(result),
+        still_open(result),
         tuple(_criterion(c, features) for c in criteria),
         tuple(_criterion(c, features) for c in result["cautions"] if c["result"] != "not_met"),
         tuple(result["risks"]),

@@ -152,3 +152,90 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
 def test_unknown_route_and_method(client: TestClient) -> None:
     problem(client.get("/v1/nothing"), 404)
     problem(client.delete("/v1/evaluations"), 405)
+
+
+def _upside(client: TestClient, features: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = evaluate(client, features, rulesets=["hsct-ssc-upside"])["results"][0]
+    return result
+
+
+def test_confirmations_are_listed_apart_from_values_to_measure(client: TestClient) -> None:
+    result = _upside(client, {"ssc_diagnosis": True})
+    assert result["status"] == "indeterminate"
+    (confirm,) = result["to_confirm"]
+    feature = next(
+        f for f in client.get("/v1/features").json()["features"] if f["id"] == "severe_comorbidity"
+    )
+    assert confirm == {
+        "feature": "severe_comorbidity",
+        "label": feature["label"],
+        "question": feature["confirmation"]["question"],
+        "description": feature["description"],  # the source's words
+        "proceeds_when": False,
+        "criteria": ["severe-comorbidity"],
+    }
+    assert "severe_comorbidity" not in result["missing"]
+    assert result["missing"]  # values to measure are still listed, apart
+    confirmed = _upside(client, {"ssc_diagnosis": True, "severe_comorbidity": False})
+    assert confirmed["to_confirm"] == []
+    excluded = _upside(client, {"ssc_diagnosis": True, "severe_comorbidity": True})
+    assert excluded["status"] == "ineligible"
+    assert excluded["reasons"] == ["severe-comorbidity"]
+
+
+def test_criteria_from_a_fragment_carry_their_origin(client: TestClient) -> None:
+    result = _upside(client, {"ssc_diagnosis": True, "pregnant": True})
+    assert result["status"] == "ineligible"
+    assert result["reasons"] == ["pregnancy"]
+    pregnancy = next(c for c in result["criteria"] if c["id"] == "pregnancy")
+    assert pregnancy["origin"] == {
+        "fragment": "cellular-therapy-general",
+        "title": pregnancy["origin"]["title"],
+        "applies_to": "all cellular therapies",
+        "label": f"applies to all cellular therapies: {pregnancy['source']}",
+    }
+    assert result["criteria"][0]["origin"] is None  # the indication is UPSIDE's own
+
+
+def test_a_derived_value_shows_in_the_trace_with_why_and_is_recorded(client: TestClient) -> None:
+    body = evaluate(
+        client,
+        {"ssc_diagnosis": True, "prior_cyclophosphamide_iv_g": 3},
+        rulesets=["hsct-ssc-upside"],
+    )
+    (result,) = body["results"]
+    uses = [
+        f
+        for c in result["criteria"]
+        for f in c["features"]
+        if f["feature"] == "prior_alkylating_or_irradiation"
+    ]
+    assert uses
+    for use in uses:
+        assert use["value"] is True
+        assert use["provenance"] == {
+            "source": "derived",
+            "derivation": "prior_cyclophosphamide_iv_g > 0 g "
+            "(cyclophosphamide is an alkylating agent)",
+        }
+    ruling = next(c for c in result["criteria"] if c["id"] in result["reasons"])
+    assert "prior_alkylating_or_irradiation" in [f["feature"] for f in ruling["features"]]
+    record = client.get(f"/v1/evaluations/{body['id']}").json()
+    assert "prior_alkylating_or_irradiation" not in record["input"]["received"]["features"]
+    stored = record["input"]["normalised"]["prior_alkylating_or_irradiation"]
+    assert stored["provenance"]["source"] == "derived"
+
+
+def test_a_value_contradicting_a_derivation_is_422_naming_the_field(client: TestClient) -> None:
+    features = {"prior_alkylating_or_irradiation": False, "prior_cyclophosphamide_iv_g": 3}
+    before = len(client.get("/v1/evaluations", params={"limit": 500}).json()["items"])
+    response = client.post("/v1/evaluations", json={"features": features})
+    body = problem(response, 422)
+    (error,) = body["errors"]
+    assert (error["field"], error["code"]) == (
+        "features.prior_alkylating_or_irradiation",
+        "contradiction",
+    )
+    assert "prior_cyclophosphamide_iv_g = 3 g implies true" in error["message"]
+    after = len(client.get("/v1/evaluations", params={"limit": 500}).json()["items"])
+    assert after == before  # nothing decided, nothing recorded

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from app.api.schemas import EvaluationResponse
-from tests.fhir.bundles import patient_of, resource, ssc_bundle, today
+from tests.fhir.bundles import patient_of, resource, sle_bundle, ssc_bundle, today
 
 ASTIS = "hsct-ssc-astis"
 
@@ -132,3 +132,18 @@ def test_a_deceased_patient_gets_no_verdict(client: TestClient) -> None:
     )
     patient["deceasedDateTime"] = (today() + timedelta(days=3)).isoformat()  # not yet
     assert _post(client, body)["results"][0]["status"] != "not_indicated"
+
+
+def test_an_explicit_value_contradicting_what_the_bundle_implies_is_422(
+    client: TestClient,
+) -> None:
+    """The SLE patient's record holds 3 g of IV cyclophosphamide: "no alkylating agent"
+    typed beside it is refused, not silently overridden either way."""
+    body = {"fhir": sle_bundle(today()), "features": {"prior_alkylating_or_irradiation": False}}
+    response = client.post("/v1/evaluations", json=body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]  # one per recorded total that implies it
+    assert {(e["field"], e["code"]) for e in errors} == {
+        ("features.prior_alkylating_or_irradiation", "contradiction")
+    }
+    assert any("prior_cyclophosphamide_iv_g = 3 g implies true" in e["message"] for e in errors)

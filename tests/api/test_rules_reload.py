@@ -36,6 +36,12 @@ def test_reload_on_request(tmp_path: Path) -> None:
             refused = client.post("/v1/rulesets/reload", headers=admin)
             assert refused.status_code == 409
             (error,) = refused.json()["errors"]
-            assert error["field"] == f"{astis}:49:35"  # file:line:col of the broken expression
+            line, text = next(
+                (n, t)
+                for n, t in enumerate(astis.read_text().splitlines(), 1)
+                if t.strip().startswith("when:") and "between 18 and" in t
+            )
+            # file:line:col of the broken expression: the end of its line, after "and"
+            assert error["field"] == f"{astis}:{line}:{len(text) + 1}"
             assert error["code"] == "E010"
             assert client.get("/v1/rulesets").json()["rules_hash"] == changed["rules_hash"]

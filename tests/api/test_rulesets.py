@@ -60,3 +60,37 @@ def test_openapi_documents_the_evaluation_contract(client: TestClient) -> None:
     )
     assert {"200", "400", "413", "415", "422"} <= set(operation["responses"])
     assert client.get("/docs").status_code == 200
+
+
+def test_openapi_documents_confirmations_origins_and_derivations(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    decision = schemas["DecisionOut"]
+    assert decision["properties"]["to_confirm"]["items"] == {
+        "$ref": "#/components/schemas/ConfirmationOut"
+    }
+    assert "to_confirm" in decision["required"]
+    assert "apart from `missing`" in decision["properties"]["to_confirm"]["description"]
+    assert set(schemas["ConfirmationOut"]["required"]) == {
+        "feature",
+        "label",
+        "question",
+        "description",
+        "proceeds_when",
+        "criteria",
+    }
+    origin = schemas["CriterionOut"]["properties"]["origin"]["anyOf"]
+    assert {"$ref": "#/components/schemas/OriginOut"} in origin
+    assert {"fragment", "title", "applies_to", "label"} <= set(schemas["OriginOut"]["properties"])
+    assert "derived" in schemas["Provenance"]["properties"]["source"]["description"]
+    assert "derivation" in schemas["Provenance"]["properties"]
+    assert "includes" in schemas["RulesetDetail"]["properties"]
+
+
+def test_a_ruleset_lists_its_fragments_and_their_criteria_say_so(client: TestClient) -> None:
+    detail = RulesetDetail.model_validate(client.get("/v1/rulesets/hsct-ssc-upside").json())
+    assert "cellular-therapy-general" in detail.includes
+    pregnancy = next(c for c in detail.criteria if c.id == "pregnancy")
+    assert pregnancy.origin is not None
+    assert pregnancy.origin.fragment == "cellular-therapy-general"
+    assert pregnancy.origin.label == f"applies to all cellular therapies: {pregnancy.source}"
+    assert detail.criteria[0].origin is None  # the indication is the rule set's own

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.cds.cards import SUMMARY_LIMIT, Links, cards, short_name, summary
 from app.engine import present
+from app.engine.derive import derive
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
 from app.engine.run import evaluate_all, select
@@ -16,7 +17,7 @@ LINKS = Links(form="https://eligo.example/?evaluation=e1", rulesets="https://eli
 
 
 def _results(rules: RuleBase, features: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
-    values = normalise(features, rules.features)
+    values = derive(normalise(features, rules.features), rules.features)  # as the service does
     return [present.decision(d, rules) for d in evaluate_all(select(rules, ids), values)]
 
 
@@ -101,3 +102,85 @@ def test_short_names_and_markdown_escaping() -> None:
     detail = card.card["detail"]
     assert r"A \*bold\* \[link\](http://evil) \<b\>" in detail
     assert r"A\_label" in detail
+
+
+def _undecided(missing: list[str], confirm: list[str]) -> dict[str, Any]:
+    """A decision as the API gives it, undecided by `missing` and `confirm` (feature ids)."""
+    return {
+        "ruleset": {
+            "id": "hsct-ssc-upside",
+            "title": "Autologous HSCT (UPSIDE criteria)",
+            "version": "2.0.0",
+            "therapy": "hsct",
+            "indication": "ssc",
+            "review_status": "draft",
+        },
+        "status": "indeterminate",
+        "criteria": [],
+        "cautions": [],
+        "risks": [],
+        "missing": missing,
+        "to_confirm": [
+            {
+                "feature": f,
+                "label": f,
+                "question": f"Is {f} so?",
+                "description": "the source's words",
+                "proceeds_when": False,
+                "criteria": [],
+            }
+            for f in confirm
+        ],
+        "citations": [],
+    }
+
+
+def test_the_summary_says_when_confirmations_are_what_is_open() -> None:
+    only = summary("hsct", "ssc", [_undecided([], ["severe_comorbidity"])])
+    assert (
+        only == "Autologous HSCT for SSc: undecided under UPSIDE; 1 confirmation needed to decide"
+    )
+    both = summary("hsct", "ssc", [_undecided(["a", "b"], ["c", "d"])])
+    assert both.endswith("; 2 values missing, 2 to confirm")
+    many = [_undecided([f"m{i}" for i in range(40)], [f"c{i}" for i in range(9)])] * 12
+    assert len(summary("hsct", "ssc", many)) <= SUMMARY_LIMIT
+    recorded_before = {k: v for k, v in _undecided(["a"], []).items() if k != "to_confirm"}
+    assert summary("hsct", "ssc", [recorded_before]).endswith("; 1 value missing to decide")
+
+
+def test_what_to_confirm_is_listed_apart_from_what_to_measure(shipped_rules: RuleBase) -> None:
+    results = _results(shipped_rules, {"ssc_diagnosis": True}, ["hsct-ssc-upside"])
+    assert results[0]["status"] == "indeterminate"
+    assert [c["feature"] for c in results[0]["to_confirm"]] == ["severe_comorbidity"]
+    (card,) = cards(results, _labels(shipped_rules), LINKS)
+    assert card.card["summary"].endswith(", 1 to confirm")
+    lines = card.card["detail"].splitlines()
+    measure = next(x for x in lines if "*What to measure next:*" in x)
+    assert shipped_rules.features["severe_comorbidity"].spec.label not in measure
+    (confirm,) = [x for x in lines if "*To confirm (clinician judgement):*" in x]
+    assert "Does the patient have a severe concomitant disease" in confirm
+    assert "(goes on if no; `severe_comorbidity`)" in confirm
+
+
+def test_a_shared_criterion_that_rules_out_says_where_it_comes_from(
+    shipped_rules: RuleBase,
+) -> None:
+    results = _results(shipped_rules, {"ssc_diagnosis": True, "pregnant": True}, ["hsct-ssc-astis"])
+    assert results[0]["reasons"] == ["pregnancy"]
+    (card,) = cards(results, _labels(shipped_rules), LINKS)
+    line = next(x for x in card.card["detail"].splitlines() if "Rules the patient out" in x)
+    assert line.startswith("- *Rules the patient out:* Pregnancy: `pregnant`")
+    assert "*(applies to all cellular therapies: " in line
+
+
+def test_a_derived_value_says_why_it_holds(shipped_rules: RuleBase) -> None:
+    patient = {"ssc_diagnosis": True, "prior_cyclophosphamide_iv_g": 3}
+    results = _results(shipped_rules, patient, ["hsct-ssc-upside"])
+    assert results[0]["status"] == "ineligible"
+    (card,) = cards(results, _labels(shipped_rules), LINKS)
+    line = next(x for x in card.card["detail"].splitlines() if "Rules the patient out" in x)
+    assert (
+        "prior_alkylating_or_irradiation = True, derived: "
+        "prior\\_cyclophosphamide\\_iv\\_g \\> 0 g (cyclophosphamide is an alkylating agent)"
+        in line
+    )

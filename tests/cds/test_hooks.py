@@ -40,6 +40,9 @@ def test_discovery_offers_patient_view_and_order_select(cds: CdsClient) -> None:
     lvef = prefetch["obs-lvef_percent"]
     assert "code=http://loinc.org|10230-1" in lvef
     assert lvef.endswith("&status=final,amended,corrected&_sort=-date&_count=1")
+    # every coded observed feature of the catalogue has its search, the newest ones included
+    assert "code=http://loinc.org|718-7&" in prefetch["obs-hemoglobin_g_dl"]
+    assert "code=http://loinc.org|1975-2&" in prefetch["obs-bilirubin_total_mg_dl"]
     assert all(s["description"] and s["title"] for s in services.values())
 
 
@@ -92,7 +95,10 @@ def test_without_prefetch_the_service_fetches_with_the_ehr_token(
     cds: CdsClient, templates: dict[str, str], fresh: FhirStore
 ) -> None:
     fetched = _cards(cds.call(SERVICE, cds.body()))
-    assert len(fresh.requests) == len(templates)
+    assert len(fresh.requests) == len(templates)  # one search per template, none left out
+    asked = " ".join(path for path, _ in fresh.requests)
+    assert "718-7" in asked
+    assert "1975-2" in asked
     assert {auth for _, auth in fresh.requests} == {f"Bearer {EHR_TOKEN}"}
     prefetched = _cards(cds.call(SERVICE, cds.body(prefetch=cds.prefetch(templates))))
     same = [(c["summary"], c["indicator"], c["detail"]) for c in fetched]

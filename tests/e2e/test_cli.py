@@ -27,7 +27,7 @@ def patient(tmp_path: Path) -> Path:
 def test_evaluate_prints_a_readable_table(patient: Path) -> None:
     result = run_eligo("evaluate", str(patient), "--ruleset", "hsct-ssc-astis")
     assert result.returncode == 0, result.stderr
-    assert "hsct-ssc-astis 1.0.0 (draft): ELIGIBLE" in result.stdout
+    assert "hsct-ssc-astis 2.0.0 (draft): ELIGIBLE" in result.stdout
     assert re.search(
         r"exclusion\s+dlco-below-40\s+not met\s+dlco_percent_predicted=55 %", result.stdout
     )

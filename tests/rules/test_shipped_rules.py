@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
-from app.engine.load import load_rules
-from app.engine.model import RuleBase
 from app.engine.evaluate import Status
 from app.engine.floor import applies
+from app.engine.load import load_rules
+from app.engine.model import RuleBase
 from app.engine.vignettes import (
     Outcome,
     Vignette,

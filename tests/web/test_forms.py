@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.engine.derive import derive
 from app.engine.inputs import InputIssue, InvalidInput, normalise, values_to_json
 from app.engine.model import RuleBase
 from app.web import forms
@@ -87,3 +88,49 @@ def test_a_recorded_value_is_shown_as_given(shipped_rules: RuleBase) -> None:
     }
     shown = forms.entries_of(recorded, shipped_rules.features)
     assert shown["lvef_percent"].source == "Observation/echo-1, 2026-10-01"
+
+
+def test_a_confirmation_is_posted_under_its_feature_id(shipped_rules: RuleBase) -> None:
+    parsed = forms.parse(
+        [
+            ("severe_comorbidity", "no"),
+            ("hsct_fitness_confirmed", "yes"),
+            ("major_organ_damage", ""),
+        ],
+        shipped_rules.features,
+    )
+    assert parsed.errors == {}
+    assert parsed.features == {"severe_comorbidity": False, "hsct_fitness_confirmed": True}
+
+
+def test_a_derived_value_is_shown_beside_its_field_not_in_it(shipped_rules: RuleBase) -> None:
+    values = derive(
+        normalise({"prior_cyclophosphamide_iv_g": 3}, shipped_rules.features),
+        shipped_rules.features,
+    )
+    entries = forms.entries_of(values_to_json(values), shipped_rules.features)
+    derived = entries["prior_alkylating_or_irradiation"]
+    assert derived.value == "yes"
+    assert derived.source is None  # not "From FHIR"
+    assert derived.derived is not None
+    assert derived.derived.endswith("> 0 g (cyclophosphamide is an alkylating agent)")
+    assert entries["prior_cyclophosphamide_iv_g"].derived is None
+
+
+def test_a_value_that_contradicts_a_derivation_is_named_at_its_field(
+    shipped_rules: RuleBase,
+) -> None:
+    parsed = forms.parse(
+        [
+            ("prior_cyclophosphamide_iv_g", "3"),
+            ("prior_alkylating_or_irradiation", "no"),
+            ("lvef_percent", "x"),
+        ],
+        shipped_rules.features,
+    )
+    forms.check(parsed, shipped_rules.features)
+    assert "not a number" in parsed.errors["lvef_percent"]
+    assert (
+        "prior_cyclophosphamide_iv_g = 3 g implies true"
+        in parsed.errors["prior_alkylating_or_irradiation"]
+    )

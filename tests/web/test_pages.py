@@ -96,6 +96,84 @@ def test_without_dlco_astis_is_undecided_and_dlco_is_what_to_measure(
     assert '<a href="#f-dlco_percent_predicted">DLCO</a>' in measure
 
 
+def test_the_confirmations_come_first_one_radio_group_each(development: TestClient) -> None:
+    html = development.get("/").text
+    form = html[html.index('<form method="post" action="/" ') :]
+    section = form[
+        form.index('id="section-confirmations"') : form.index('id="section-demographics"')
+    ]
+    assert "<h3>To confirm (clinician judgement)</h3>" in section
+    question = "Does the patient have a severe concomitant disease or organ failure"
+    assert f"<legend>{question}" in section
+    radios = re.findall(r'<input type="radio" name="severe_comorbidity" value="(\w*)"', section)
+    assert radios == ["", "no", "yes"]  # not yet assessed, the answer that goes on, the other
+    assert re.search(
+        r'name="severe_comorbidity" value="" id="f-severe_comorbidity" checked', section
+    )
+    assert "Asked by " in section
+    assert "UPSIDE" in section
+
+
+def test_confirmations_are_listed_apart_and_answered_in_one_click(
+    development: TestClient,
+) -> None:
+    fields = {"ssc_diagnosis": "yes", "prior_cyclophosphamide_iv_g": "3"}
+    location = _post(development, fields).headers["location"]
+    html = development.get(location).text
+    scot = _panel(html, "hsct-ssc-scot")
+    assert "Undecided: values missing, confirmation needed" in scot
+    confirm = scot[
+        scot.index("To confirm (clinician judgement)") : scot.index("What to measure next")
+    ]
+    assert '<a href="#f-severe_comorbidity">Does the patient have a severe' in confirm
+    measure = scot[scot.index("What to measure next") :]
+    assert 'href="#f-severe_comorbidity"' not in measure[: measure.index("</ul>")]
+    # UPSIDE is ruled out by a value nobody typed: it says it was derived, and why
+    upside = _panel(html, "hsct-ssc-upside")
+    assert "derived: Prior IV cyclophosphamide (total) &gt; 0 g (cyclophosphamide is an" in upside
+    # the pregnancy criterion is shared by every cellular therapy and says so
+    assert '<span class="scope">applies to all cellular therapies</span>:' in scot
+    # the form below: the derived value beside its field, not typed into it
+    field = html[html.index('id="field-prior_alkylating_or_irradiation"') :][:2500]
+    assert "Taken as yes, derived: Prior IV cyclophosphamide" in field
+    assert re.search(r'value="" id="f-prior_alkylating_or_irradiation" checked', field)
+    # answered: recorded as the API's false, shown checked again, no longer to confirm
+    again = _post(development, {**fields, "severe_comorbidity": "no"}).headers["location"]
+    record = development.get(f"/v1/evaluations/{again.split('=')[1]}").json()
+    assert record["input"]["normalised"]["severe_comorbidity"]["value"] is False
+    html = development.get(again).text
+    assert re.search(r'name="severe_comorbidity" value="no"\s*checked', html)
+    assert 'href="#f-severe_comorbidity"' not in _panel(html, "hsct-ssc-scot")
+    report = development.get(f"/report/{again.split('=')[1]}").text
+    assert "<td>Severe concomitant disease</td><td>no</td><td>entered</td>" in report
+    assert "<td>derived: Prior IV cyclophosphamide (total) &gt; 0 g" in report
+
+
+def test_a_value_contradicting_a_derivation_is_named_at_its_field(
+    development: TestClient,
+) -> None:
+    fields = {"prior_cyclophosphamide_iv_g": "3", "prior_alkylating_or_irradiation": "no"}
+    answer = _post(development, fields)
+    assert answer.status_code == 422
+    field = answer.text[answer.text.index('id="field-prior_alkylating_or_irradiation"') :][:3000]
+    assert 'id="e-prior_alkylating_or_irradiation"' in field
+    assert "implies true (cyclophosphamide is an alkylating agent)" in field
+    assert _count(development) == 0
+
+
+def test_a_bad_confirmation_is_named_beside_it_and_the_rest_is_kept(
+    development: TestClient,
+) -> None:
+    fields = {**form_fields(ASTIS_CANDIDATE), "severe_comorbidity": "maybe"}
+    answer = _post(development, fields)
+    assert answer.status_code == 422
+    field = answer.text[answer.text.index('id="field-severe_comorbidity"') :][:3000]
+    assert 'id="e-severe_comorbidity"' in field
+    assert re.search(r'id="f-severe_comorbidity"[^>]*aria-invalid="true"', field)
+    assert '<a href="#f-severe_comorbidity">Severe concomitant disease: choose yes' in answer.text
+    assert re.search(r'id="f-age_years"[^>]*value="45"', answer.text)
+
+
 def test_an_impossible_value_is_named_and_nothing_typed_is_lost(
     development: TestClient,
 ) -> None:
@@ -219,7 +297,7 @@ def test_a_recorded_evaluation_opens_by_id_and_prints(development: TestClient) -
     assert made["id"] in html
     assert "<td>hsct-ssc-astis</td>" not in html  # ids are in <code>
     assert "<code>hsct-ssc-astis</code>" in html
-    assert "<td>1.0.0</td><td><code>sha256:" in html
+    assert "<td>2.0.0</td><td><code>sha256:" in html
     assert "<td>draft</td>" in html
     assert "Patient values" in html
     assert "11.5 kPa" in html

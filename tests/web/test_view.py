@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from app.engine import present
+from app.engine.derive import derive
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
 from app.engine.run import evaluate_all, select
@@ -15,7 +16,7 @@ from tests.astis_patients import ASTIS_CANDIDATE
 
 
 def _decisions(rules: RuleBase, patient: dict[str, Any]) -> list[dict[str, Any]]:
-    values = normalise(patient, rules.features)
+    values = derive(normalise(patient, rules.features), rules.features)  # as the service does
     return [present.decision(d, rules) for d in evaluate_all(select(rules, None), values)]
 
 
@@ -25,8 +26,11 @@ def _astis(shown: view.Results) -> view.Panel:
 
 def test_every_feature_is_in_one_section_in_clinical_order(shipped_rules: RuleBase) -> None:
     sections = view.sections(shipped_rules.features)
-    ids = [f.id for s in sections for f in s.fields]
-    assert sorted(ids) == sorted(shipped_rules.features)
+    confirm = view.confirmations(shipped_rules.features, shipped_rules.rulesets.values())
+    ids = [f.id for s in sections for f in s.fields] + [c.id for c in confirm]
+    assert sorted(ids) == sorted(shipped_rules.features)  # each once: values or confirmations
+    assert "severe_comorbidity" in {c.id for c in confirm}
+    assert "confirmations" not in {s.id for s in sections}
     titles = [s.title for s in sections]
     assert titles[:3] == ["Demographics and diagnosis", "Skin", "Lung"]
     assert (
@@ -37,6 +41,28 @@ def test_every_feature_is_in_one_section_in_clinical_order(shipped_rules: RuleBa
     pao2 = next(f for s in sections for f in s.fields if f.id == "pao2_mmhg")
     assert pao2.units == (("mm[Hg]", "mmHg"), ("kPa", "kPa"))
     assert pao2.range == ("20", "150")
+
+
+def test_a_confirmation_offers_the_answer_that_lets_the_patient_go_on_first(
+    shipped_rules: RuleBase,
+) -> None:
+    confirm = {
+        c.id: c for c in view.confirmations(shipped_rules.features, shipped_rules.rulesets.values())
+    }
+    comorbidity, fitness = confirm["severe_comorbidity"], confirm["hsct_fitness_confirmed"]
+    assert comorbidity.options == (
+        ("", "Not yet assessed", False),
+        ("no", "No", True),
+        ("yes", "Yes", False),
+    )
+    assert fitness.options[1] == ("yes", "Yes", True)
+    spec = shipped_rules.features["severe_comorbidity"].spec
+    assert spec.confirmation is not None
+    assert comorbidity.question == spec.confirmation.question
+    assert comorbidity.description == spec.description  # the sources' words
+    (hsct_ssc,) = [a for a in comorbidity.asked_by if a.startswith("Autologous HSCT for SSc: ")]
+    assert "UPSIDE" in hsct_ssc
+    assert any(a.startswith("Autologous HSCT for SLE: ") for a in fitness.asked_by)
 
 
 def test_a_group_no_section_names_still_gets_a_section(shipped_rules: RuleBase) -> None:
@@ -146,3 +172,92 @@ def test_citation_links_prefer_doi_then_pubmed() -> None:
         "https://pubmed.ncbi.nlm.nih.gov/25058083/"
     )
     assert view.link({"doi": None, "pmid": None, "url": None}) is None
+
+
+def _upside(shown: view.Results) -> view.Panel:
+    return next(
+        p for t in shown.therapies for p in t.panels if p.ruleset["id"] == "hsct-ssc-upside"
+    )
+
+
+def test_what_to_confirm_is_listed_apart_from_what_to_measure(shipped_rules: RuleBase) -> None:
+    shown = view.results(_decisions(shipped_rules, {"ssc_diagnosis": True}), shipped_rules.features)
+    upside = _upside(shown)
+    assert upside.status == "indeterminate"
+    (item,) = [t for t in upside.to_confirm if t.feature == "severe_comorbidity"]
+    spec = shipped_rules.features["severe_comorbidity"].spec
+    assert spec.confirmation is not None
+    assert (item.question, item.answer) == (spec.confirmation.question, "no")
+    assert item.criteria  # the titles of the criteria that wait for it (they quote UPSIDE)
+    assert "severe_comorbidity" not in dict(upside.missing)
+    assert upside.status_words == "Undecided: values missing, confirmation needed"
+    assert upside.still_open.endswith(f", {len(upside.to_confirm)} to confirm")
+
+
+@pytest.mark.parametrize(
+    ("missing", "confirm", "words", "still_open"),
+    [
+        (["lvef_percent"], [], "Undecided: values missing", "1 value to measure"),
+        ([], ["severe_comorbidity"], "Undecided: confirmation needed", "1 to confirm"),
+        (
+            ["a", "b"],
+            ["c"],
+            "Undecided: values missing, confirmation needed",
+            "2 values to measure, 1 to confirm",
+        ),
+    ],
+)
+def test_an_undecided_verdict_says_what_is_open(
+    missing: list[str], confirm: list[str], words: str, still_open: str
+) -> None:
+    result = {
+        "status": "indeterminate",
+        "missing": missing,
+        "to_confirm": [{"feature": f} for f in confirm],
+    }
+    assert view.status_words(result) == words
+    assert view.still_open(result) == still_open
+    recorded_before = {"status": "indeterminate", "missing": ["x"]}  # no `to_confirm` then
+    assert view.status_words(recorded_before) == "Undecided: values missing"
+
+
+def test_a_shared_criterion_says_where_it_comes_from(shipped_rules: RuleBase) -> None:
+    shown = view.results(_decisions(shipped_rules, {"ssc_diagnosis": True}), shipped_rules.features)
+    pregnancy = next(c for c in _upside(shown).criteria if c.id == "pregnancy")
+    assert pregnancy.origin is not None
+    scope, source = pregnancy.origin
+    assert scope == "applies to all cellular therapies"
+    assert source
+    assert not source.startswith("applies to")
+    own = next(c for c in _upside(shown).criteria if c.kind == "indication")
+    assert own.origin is None
+
+
+def test_a_derived_value_says_it_was_derived_and_why(shipped_rules: RuleBase) -> None:
+    patient = {"ssc_diagnosis": True, "prior_cyclophosphamide_iv_g": 3}
+    shown = view.results(_decisions(shipped_rules, patient), shipped_rules.features)
+    atom = next(
+        a
+        for c in _upside(shown).criteria
+        for a in c.atoms
+        if a.feature == "prior_alkylating_or_irradiation"
+    )
+    assert atom.value == "yes"
+    assert atom.source is None  # nobody entered it, and it came from no FHIR resource
+    label = shipped_rules.features["prior_cyclophosphamide_iv_g"].spec.label
+    assert atom.derived == f"{label} > 0 g (cyclophosphamide is an alkylating agent)"
+
+
+def test_derivations_name_features_by_label_but_leave_the_reason_alone(
+    shipped_rules: RuleBase,
+) -> None:
+    provenance = {
+        "source": "derived",
+        "derivation": "dialysis (current dialysis is renal replacement therapy (RRT))",
+    }
+    label = shipped_rules.features["dialysis"].spec.label
+    assert view.derivation(provenance, shipped_rules.features) == (
+        f"{label} (current dialysis is renal replacement therapy (RRT))"
+    )
+    assert view.derivation({"source": "input"}, shipped_rules.features) is None
+    assert view.source(provenance) is None

@@ -5,6 +5,7 @@ keyboard alone, prints the report; axe-core checks every page."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,51 @@ def test_empty_dlco_is_undecided_with_dlco_to_measure_next(page: Page, web_serve
     expect(page.locator("#f-dlco_percent_predicted")).to_be_in_viewport()
 
 
+SEVERE_DISEASE = re.compile("severe concomitant disease")
+
+
+def test_confirmations_come_first_and_each_is_answered_in_one_click(
+    page: Page, web_server: Server
+) -> None:
+    page.goto(web_server.base)
+    section = page.locator("#section-confirmations")
+    expect(section.get_by_role("heading", level=3)).to_have_text("To confirm (clinician judgement)")
+    first, values = section.bounding_box(), page.locator("#section-demographics").bounding_box()
+    assert first is not None
+    assert values is not None
+    assert first["y"] < values["y"]  # before any value to enter
+    group = section.get_by_role("group", name=SEVERE_DISEASE)
+    expect(group.get_by_role("radio")).to_have_count(3)
+    expect(group.get_by_role("radio", name="Not yet assessed")).to_be_checked()
+    expect(group).to_contain_text("Asked by")
+    page.screenshot(path=artefact("confirmations.png"))
+    fill(page, {"ssc_diagnosis": True, "prior_cyclophosphamide_iv_g": 3})
+    evaluate(page)
+    scot = panel(page, "hsct-ssc-scot")
+    expect(scot.get_by_role("heading", level=4)).to_contain_text("confirmation needed")
+    confirm = scot.locator("ul.to-confirm")
+    expect(confirm.get_by_role("link")).to_have_count(1)
+    expect(confirm.get_by_role("link")).to_contain_text("severe concomitant disease")
+    expect(scot.locator("ul.missing")).not_to_contain_text("Severe concomitant disease")
+    # UPSIDE is ruled out by a value nobody typed: the page says it was derived and why
+    expect(panel(page, "hsct-ssc-upside").locator(".derived").first).to_contain_text(
+        "derived: Prior IV cyclophosphamide"
+    )
+    expect(page.locator("#d-prior_alkylating_or_irradiation")).to_contain_text("Taken as yes")
+    confirm.get_by_role("link").click()
+    expect(page.locator("#f-severe_comorbidity")).to_be_in_viewport()
+    page.get_by_role("group", name=SEVERE_DISEASE).get_by_role(
+        "radio", name="No (can go on)", exact=True
+    ).check()
+    evaluate(page)
+    expect(panel(page, "hsct-ssc-scot").locator("ul.to-confirm")).to_have_count(0)
+    expect(
+        page.get_by_role("group", name=SEVERE_DISEASE).get_by_role(
+            "radio", name="No (can go on)", exact=True
+        )
+    ).to_be_checked()
+
+
 def test_an_impossible_lvef_is_named_at_the_field_and_the_rest_is_kept(
     page: Page, web_server: Server
 ) -> None:
@@ -123,6 +169,8 @@ def test_keyboard_alone_completes_the_form(page: Page, web_server: Server) -> No
         "mrss": "25",
         "dlco_percent_predicted": "55",
     }
+    tab_to(page, "#f-severe_comorbidity")  # the confirmations come first
+    page.keyboard.press("ArrowRight")  # from "Not yet assessed" to "No (can go on)"
     tab_to(page, "#f-age_years")
     page.keyboard.type(typed["age_years"])
     tab_to(page, "#f-ssc_diagnosis")  # the radio group's checked option: Unknown
@@ -138,6 +186,7 @@ def test_keyboard_alone_completes_the_form(page: Page, web_server: Server) -> No
     expect(page.locator('#field-ssc_diagnosis input[value="yes"]')).to_be_checked()
     for key, value in typed.items():
         expect(page.locator(f"#f-{key}")).to_have_value(value)
+    expect(page.locator('#field-severe_comorbidity input[value="no"]')).to_be_checked()
     astis = panel(page, "hsct-ssc-astis")
     expect(astis.get_by_role("heading", level=4)).to_contain_text("Undecided")
 
@@ -178,7 +227,7 @@ def test_the_report_prints_with_id_versions_and_review_status(
     page.emulate_media(media="print")
     expect(page.locator("#evaluation-id")).to_have_text(evaluation_id)
     versions = page.get_by_role("table", name="Rule set versions used")
-    expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("1.0.0")
+    expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("2.0.0")
     expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("draft")
     expect(page.get_by_role("button", name="Print this report")).to_be_hidden()
     pdf = page.pdf(path=artefact("report.pdf"), format="A4")
@@ -199,6 +248,11 @@ def test_pages_pass_axe(axe_page: Page, web_server: Server, width: int) -> None:
     found["results"] = axe_violations(page)
     page.get_by_role("link", name="Printable report").click()
     found["report"] = axe_violations(page)
+    # undecided: to confirm apart from to measure, a derived value, shared criteria
+    page.goto(web_server.base)
+    fill(page, {"ssc_diagnosis": True, "prior_cyclophosphamide_iv_g": 3})
+    evaluate(page)
+    found["undecided"] = axe_violations(page)
     problems = {name: describe(v) for name, v in found.items() if v}
     assert not problems, problems
 
