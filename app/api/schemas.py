@@ -276,7 +276,7 @@ class EvaluationRecord(EvaluationSummary):
 
 
 class ReplayDifference(_Out):
-    field: Literal["status", "reasons", "missing", "criterion"]
+    field: Literal["status", "reasons", "missing", "to_confirm", "criterion"]
     id: str | None = None
     recorded: Any
     replayed: Any

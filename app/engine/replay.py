@@ -16,11 +16,10 @@ Difference = dict[str, Any]
 
 def differences(recorded: Mapping[str, Any], replayed: Mapping[str, Any]) -> list[Difference]:
     out: list[Difference] = []
-    for field in ("status", "reasons", "missing"):
-        if recorded.get(field) != replayed.get(field):
-            out.append(
-                {"field": field, "recorded": recorded.get(field), "replayed": replayed.get(field)}
-            )
+    for field in ("status", "reasons", "missing", "to_confirm"):
+        before, after = _field(recorded, replayed, field)
+        if before != after:
+            out.append({"field": field, "recorded": before, "replayed": after})
     before, after = _results(recorded), _results(replayed)
     for ident in [*before, *(k for k in after if k not in before)]:
         if before.get(ident) != after.get(ident):
@@ -33,6 +32,17 @@ def differences(recorded: Mapping[str, Any], replayed: Mapping[str, Any]) -> lis
                 }
             )
     return out
+
+
+def _field(recorded: Mapping[str, Any], replayed: Mapping[str, Any], field: str) -> tuple[Any, Any]:
+    """A record from before `to_confirm` existed listed confirmations under `missing`: compare
+    it with both lists together, so a replay does not report a split as a change."""
+    if "to_confirm" in recorded or field not in ("missing", "to_confirm"):
+        return recorded.get(field), replayed.get(field)
+    if field == "to_confirm":
+        return None, None
+    together = [*replayed.get("missing", []), *replayed.get("to_confirm", [])]
+    return sorted(recorded.get("missing") or []), sorted(together)
 
 
 def _results(decision: Mapping[str, Any]) -> dict[str, str]:

@@ -84,3 +84,28 @@ def test_differences_name_status_grounds_and_criteria() -> None:
         {"field": "criterion", "id": "gone", "recorded": "met", "replayed": None},
         {"field": "criterion", "id": "new", "recorded": None, "replayed": "unknown"},
     ]
+
+
+def test_confirmations_are_compared_apart_from_values_to_measure() -> None:
+    recorded = {"status": "indeterminate", "missing": [], "to_confirm": ["severe_comorbidity"]}
+    replayed = {"status": "indeterminate", "missing": ["dlco"], "to_confirm": []}
+    assert differences(recorded, replayed) == [
+        {"field": "missing", "recorded": [], "replayed": ["dlco"]},
+        {"field": "to_confirm", "recorded": ["severe_comorbidity"], "replayed": []},
+    ]
+
+
+def test_a_record_from_before_to_confirm_is_not_reported_for_the_split() -> None:
+    """Release 1 listed a clinician judgement under `missing`; the same grounds split into
+    two lists today are not a change, a different set of them is."""
+    recorded = {"status": "indeterminate", "missing": ["major_organ_damage", "lvef_percent"]}
+    same = {"missing": ["lvef_percent"], "to_confirm": ["major_organ_damage"]}
+    assert differences(recorded, {"status": "indeterminate", **same}) == []
+    other = {"status": "indeterminate", "missing": ["lvef_percent"], "to_confirm": []}
+    assert differences(recorded, other) == [
+        {
+            "field": "missing",
+            "recorded": ["lvef_percent", "major_organ_damage"],
+            "replayed": ["lvef_percent"],
+        }
+    ]
