@@ -8,8 +8,8 @@ Makes a synthetic cohort (`eligo synth`, not timed), then times one `eligo scree
 wall time from start to exit (interpreter start and rule loading included) and its peak
 resident memory (getrusage of the child). `postgres` first loads the cohort into a table of
 a fresh database (not timed) and screens it there; `spark` runs Spark in local mode on every
-core. For the ratio, the per-patient Python evaluator (`normalise` + `decide` for each rule
-set, as the API does) is timed on a sample of the same cohort and scaled to N.
+core. For the ratio, the per-patient Python evaluator (`normalise` + `derive` + `decide` for
+each rule set, as the API does) is timed on a sample of the same cohort and scaled to N.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from app.engine.derive import derive
 from app.engine.evaluate import decide
-from app.engine.inputs import normalise
+from app.engine.inputs import InvalidInput, normalise
 from app.engine.load import load_rules
 from app.settings import Settings
 
@@ -60,14 +60,18 @@ def timed_screen(args: list[str]) -> tuple[float, float]:
 
 
 def python_rate(cohort: Path, sample: int) -> float:
-    """Patients a second through normalise + decide for every shipped rule set."""
+    """Patients a second through normalise + derive + decide for every shipped rule set. A
+    row the API would refuse is refused here too (the screening rejects it as well)."""
     rules = load_rules(Settings().rules_dir)
     table = pq.read_table(cohort).slice(0, sample).to_pylist()
     patients = [{k: v for k, v in row.items() if k != "id" and v is not None} for row in table]
     rulesets = list(rules.rulesets.values())
     start = time.perf_counter()
     for raw in patients:
-        values = derive(normalise(raw, rules.features), rules.features)
+        try:
+            values = derive(normalise(raw, rules.features), rules.features)
+        except InvalidInput:
+            continue
         for ruleset in rulesets:
             decide(ruleset, values)
     return len(patients) / (time.perf_counter() - start)
@@ -134,7 +138,7 @@ def main() -> None:
     sample = min(args.python_sample, args.n)
     python = python_rate(cohort, sample)
     print(
-        f"  Python evaluator (normalise + decide, sample of {sample:,}):"
+        f"  Python evaluator (normalise + derive + decide, sample of {sample:,}):"
         f" {python:,.0f} patients/s -> {args.n / python:.1f} s for {args.n:,}"
     )
     print(f"  ratio: {rate / python:.1f}x")

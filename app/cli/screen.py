@@ -132,8 +132,29 @@ def _summary(outcome: Outcome) -> str:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    lines += _undecided(report["rulesets"])
     lines.append(f"results: {outcome.results}")
     lines.append(f"report:  {side_file(outcome.results, '.report.json')}")
     lines.append(f"funnels: {side_file(outcome.results, '.funnels')}/")
     lines.append(report["review"])
     return "\n".join(lines)
+
+
+def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:
+    """What keeps patients indeterminate, per rule set, in the report's two lists: values to
+    measure apart from confirmations only a clinician can give."""
+
+    def listed(entries: list[dict[str, Any]]) -> str:
+        return ", ".join(f"{e['feature']} for {e['patients']:,}" for e in entries)
+
+    measure = [f"  {r['id']}: {listed(r['missing'][:3])}" for r in rulesets if r["missing"]]
+    confirm = [
+        f"  {r['id']}: {listed(r['to_confirm'])};"
+        f" {r['to_confirm_only']:,} await nothing but confirmations"
+        for r in rulesets
+        if r["to_confirm"]
+    ]
+    lines = ["values missing most (to measure), patients:", *measure] if measure else []
+    if confirm:
+        lines += ["awaiting a clinician's confirmation (not a measurement), patients:", *confirm]
+    return lines

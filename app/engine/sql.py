@@ -10,13 +10,18 @@ The expressions are dialect-neutral Core. Thresholds are rendered as `CAST(<repr
 so that every engine compares doubles with doubles (DuckDB and PostgreSQL would otherwise read
 `0.1` as an exact DECIMAL, and compare differently from Python at the boundary).
 
+Catalogue derivations (`derive.py`) compile here too (`derivations`): a derived feature's
+column is its given value, else the value of a derivation whose condition is known TRUE, and a
+given value that contradicts such a derivation is a flag the caller turns into a rejected row.
+
 Nothing here touches a connection: the caller chooses the engine and the relation whose columns
 are named after the feature ids and hold canonical, validated values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,10 +37,13 @@ from app.engine.model import (
     Compare,
     Criterion,
     CriterionKind,
+    Derivation,
+    Feature,
     Node,
     Not,
     Op,
     RuleSet,
+    Scalar,
     atoms,
 )
 
@@ -58,15 +66,17 @@ def number(value: float) -> ColumnElement[float]:
     return sa.cast(sa.literal(value, _Double()), sa.Double)
 
 
-def _compare(atom: Compare, column: ColumnElement[Any]) -> Truth:
-    value = atom.value
-    right: ColumnElement[Any]
+def scalar(value: Scalar) -> ColumnElement[Any]:
+    """A rule's constant (threshold, enum value, derived value) as SQL."""
     if isinstance(value, bool):
-        right = sa.true() if value else sa.false()
-    elif isinstance(value, float):
-        right = number(value)
-    else:
-        right = sa.literal(value, sa.String)
+        return sa.true() if value else sa.false()
+    if isinstance(value, float):
+        return number(value)
+    return sa.literal(value, sa.String)
+
+
+def _compare(atom: Compare, column: ColumnElement[Any]) -> Truth:
+    right = scalar(atom.value)
     ops: dict[Op, Callable[[ColumnElement[Any], ColumnElement[Any]], Truth]] = {
         Op.LT: lambda a, b: a < b,
         Op.LE: lambda a, b: a <= b,
@@ -105,6 +115,84 @@ def unknown(truth: Truth) -> Truth:
     """`truth IS NULL`, parenthesised: SQLAlchemy prints `NOT x IS NULL` for a negation, which
     SQL reads as `NOT (x IS NULL)`."""
     return Grouping(truth).is_(None)
+
+
+def is_true(truth: Truth) -> Truth:
+    """TRUE when `truth` is TRUE, else FALSE (never NULL): a flag, not a Kleene value."""
+    return sa.case((truth, sa.true()), else_=sa.false())
+
+
+@dataclass(frozen=True, slots=True)
+class Contradiction:
+    """A given value that a derivation whose condition holds contradicts."""
+
+    feature: Feature
+    rule: Derivation
+    holds: Truth  # TRUE for a row with this contradiction, else FALSE
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    values: Mapping[str, ColumnElement[Any]]  # per derived feature: given, else derived
+    contradictions: tuple[Contradiction, ...]
+
+
+def derivations(features: Sequence[Feature], given: Columns) -> Derived:
+    """`derive.derive` as SQL over the columns of given values.
+
+    `derive` goes over the catalogue in passes, in catalogue order, each feature taking the
+    value of its first derivation whose condition is TRUE (an unknown condition derives
+    nothing), until a pass changes nothing. This repeats exactly those passes, as many as the
+    catalogue's chains can need (`_passes`: one when every derived feature a condition reads
+    comes earlier in the catalogue), so that where two derivations of one feature disagree the
+    first in `derive`'s order wins here too. A contradiction is read on the final values: a
+    condition that is TRUE stays TRUE as values are added (Kleene logic is monotone), so it is
+    the same whichever pass `derive` noticed it in."""
+    derived = [f for f in features if f.derivations]
+    current: dict[str, ColumnElement[Any]] = {}
+
+    def column(ident: str) -> ColumnElement[Any]:
+        return current.get(ident, given(ident))
+
+    for _ in range(_passes(derived)):
+        for feature in derived:
+            rules = [(node_sql(r.when, column), scalar(r.value)) for r in feature.derivations]
+            current[feature.id] = sa.func.coalesce(column(feature.id), sa.case(*rules))
+    contradictions = tuple(
+        Contradiction(feature, rule, _contradicts(feature, rule, given, column))
+        for feature in derived
+        for rule in feature.derivations
+    )
+    return Derived(dict(current), contradictions)
+
+
+def _contradicts(feature: Feature, rule: Derivation, given: Columns, final: Columns) -> Truth:
+    have = given(feature.id)
+    differs = _compare(Compare(feature.id, Op.NE, rule.value, ""), have)
+    return is_true(sa.and_(have.is_not(None), differs, node_sql(rule.when, final)))
+
+
+def _passes(derived: Sequence[Feature]) -> int:
+    """How many of `derive`'s passes settle every derived feature. A feature settles in the
+    pass where the derived features its conditions read have settled; in the next one if such
+    a feature comes later in the catalogue (`derive` reads its value of the previous pass).
+    The loader refuses cycles; one here would only be cut short."""
+    place = {f.id: i for i, f in enumerate(derived)}
+    settled: dict[str, int] = {}
+
+    def settle(feature: Feature, seen: frozenset[str]) -> int:
+        if feature.id not in settled:
+            needs = [1]
+            for rule in feature.derivations:
+                for atom in atoms(rule.when):
+                    if atom.feature in place and atom.feature not in seen:
+                        later = place[atom.feature] >= place[feature.id]
+                        inner = settle(derived[place[atom.feature]], seen | {feature.id})
+                        needs.append(inner + later)
+            settled[feature.id] = max(needs)
+        return settled[feature.id]
+
+    return max((settle(f, frozenset()) for f in derived), default=0)
 
 
 def failing(criterion: Criterion, truth: Truth) -> Truth:
@@ -157,6 +245,7 @@ def column_name(ruleset: RuleSet, *parts: str) -> str:
 STATUS = "status"
 EXCLUDED_BY = "excluded_by"
 MISSING = "missing"
+TO_CONFIRM = "to_confirm"
 
 
 class Screening:
@@ -249,7 +338,9 @@ class Screening:
     def verdicts(self, *, missing: bool = False) -> sa.Select[Any]:
         """One row per patient: the key, then per rule set its status, the criterion that
         excluded the patient, each criterion (TRUE met, FALSE not met, NULL unknown) and, on
-        request, whether each feature's absence keeps the patient indeterminate."""
+        request, whether each feature's absence keeps the patient indeterminate: values to
+        measure as `<ruleset>:missing:<feature>`, clinician confirmations as
+        `<ruleset>:to_confirm:<feature>`, as `decide` splits `missing` from `to_confirm`."""
         selected: list[ColumnElement[Any]] = [self.stage.c[self.key]]
         for k, ruleset in enumerate(self.rulesets):
             selected.append(self.status(k).label(column_name(ruleset, STATUS)))
@@ -257,7 +348,13 @@ class Screening:
             selected += [t.label(column_name(ruleset, c.id)) for c, t in self.criteria(k)]
             if missing:
                 selected += [
-                    flag.label(column_name(ruleset, MISSING, f))
+                    flag.label(column_name(ruleset, awaits(ruleset, f), f))
                     for f, flag in self.missing(k).items()
                 ]
         return sa.select(*selected).select_from(self.stage)
+
+
+def awaits(ruleset: RuleSet, feature: str) -> str:
+    """What an undecided patient awaits of a feature: a clinician's confirmation
+    (`to_confirm`), or a value to measure (`missing`)."""
+    return TO_CONFIRM if feature in ruleset.confirmations else MISSING

@@ -20,10 +20,11 @@ Files are read in this order, so each line can be judged when it is read:
 
 Bad input is never dropped in silence. A malformed line, a line that is not a resource, a
 resource in the file of another type, a resource naming a patient with no Patient resource, a
-usable resource naming no patient, and every issue `map_bundle` raises are problems at
-file:line. A patient with a problem is excluded from `patients`: a record read in part could be
-judged eligible on what is left. A problem no patient can be tied to (a malformed line) may
-hide any patient's data; the caller decides whether the cohort is complete enough.
+usable resource naming no patient, every issue `map_bundle` raises and every contradiction of
+a catalogue derivation (`derive`, at the Patient's line) are problems at file:line. A patient
+with a problem is excluded from `patients`: a record read in part could be judged eligible on
+what is left. A problem no patient can be tied to (a malformed line) may hide any patient's
+data; the caller decides whether the cohort is complete enough.
 
 Nothing is logged here: patient identifiers are data for the caller, never for a log. Messages
 name files and lines, not patients; `BulkProblem.patient` carries the id separately.
@@ -42,6 +43,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from app import strict_json
+from app.engine.derive import derive
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput
 from app.engine.model import Feature
 from app.fhir import medication
@@ -285,12 +287,15 @@ class _Reader:
         }
         try:
             mapped = map_bundle(bundle, self.features, today)
+            # As the API derives after mapping: a record whose values contradict a catalogue
+            # derivation is refused at its Patient line, not later as a row number.
+            values = derive(mapped.values, self.features)
         except InvalidInput as exc:
             for issue in exc.issues:
                 where, message = _located(issue, [w for w, _ in entries])
                 self.problem(where, ident, issue.code, message)
             return None
-        return BulkPatient(ident, entries[0][0], mapped.values, mapped.skipped)
+        return BulkPatient(ident, entries[0][0], values, mapped.skipped)
 
 
 def _decode(raw: bytes, where: str) -> str:

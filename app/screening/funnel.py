@@ -67,6 +67,7 @@ class _Step:
     excluded: int
     unknown: int
     remaining: int
+    shared: str  # an included criterion's "applies to ..." (empty for the rule set's own)
 
     @property
     def quiet(self) -> bool:
@@ -85,6 +86,7 @@ class _Funnel:
     steps: tuple[_Step, ...]
     eligible: int
     indeterminate: int
+    to_confirm_only: int  # indeterminate patients who await only clinician confirmations
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +109,11 @@ def funnel_svg(report: Mapping[str, Any]) -> str:
     """The attrition funnel of one rule set's screening entry, as a standalone SVG document.
 
     `report` is `{"id", "version", "title", "review_status", "funnel": {"screened", "steps":
-    [{"criterion", "title", "kind", "excluded", "unknown", "remaining"}, ...], "eligible",
-    "indeterminate"}}`. Raises ValueError naming the field when a count is missing or not a
-    non-negative integer: a diagram with made-up numbers is worse than none.
+    [{"criterion", "title", "kind", "excluded", "unknown", "remaining", "origin"}, ...],
+    "eligible", "indeterminate", "to_confirm_only"}}`; a step's `origin` (`{"applies_to": …}`,
+    for a criterion included from a fragment) and `to_confirm_only` may be left out. Raises
+    ValueError naming the field when a count is missing or not a non-negative integer: a
+    diagram with made-up numbers is worse than none.
     """
     funnel = _parse(report)
     prefix = _id_prefix(funnel)
@@ -163,6 +167,9 @@ def _parse(report: Mapping[str, Any]) -> _Funnel:
         steps=tuple(_step(step, f"funnel.steps[{i}]") for i, step in enumerate(steps)),
         eligible=_count(funnel, "eligible", "funnel"),
         indeterminate=_count(funnel, "indeterminate", "funnel"),
+        to_confirm_only=_count(funnel, "to_confirm_only", "funnel")
+        if "to_confirm_only" in funnel
+        else 0,
     )
 
 
@@ -170,6 +177,7 @@ def _step(step: Any, where: str) -> _Step:
     if not isinstance(step, Mapping):
         raise ValueError(f"{where}: expected an object")
     criterion = _str(step.get("criterion"))
+    origin = step.get("origin")
     return _Step(
         criterion=criterion,
         title=_str(step.get("title")) or criterion,
@@ -177,6 +185,7 @@ def _step(step: Any, where: str) -> _Step:
         excluded=_count(step, "excluded", where),
         unknown=_count(step, "unknown", where),
         remaining=_count(step, "remaining", where),
+        shared=_str(origin.get("applies_to")) if isinstance(origin, Mapping) else "",
     )
 
 
@@ -229,19 +238,31 @@ def _leaving(step: _Step) -> tuple[str, str]:
     return "Excluded", f"Ruled out by: {step.title}"
 
 
+def _shared(step: _Step) -> str:
+    """Where an included criterion comes from: a reviewer reads it as the therapy's policy,
+    not this protocol's own words."""
+    return f"shared criterion, applies to {step.shared}"
+
+
+def _awaiting(funnel: _Funnel) -> str:
+    return f"{_num(funnel.to_confirm_only)} awaiting only a clinician's confirmation"
+
+
 def _description(funnel: _Funnel) -> str:
     """The whole funnel in sentences, for screen readers and anyone who cannot see the boxes."""
     words = [f"{_label(funnel)}. {_num(funnel.screened)} patients screened."]
     for number, step in enumerate(funnel.steps, start=1):
         label, why = _leaving(step)
         unknown = f", unknown for {_num(step.unknown)} (kept in)" if step.unknown else ""
+        shared = f" ({_shared(step)})" if step.shared else ""
         words.append(
-            f"Step {number}, {why[0].lower()}{why[1:]}: {_num(step.excluded)}"
+            f"Step {number}, {why[0].lower()}{why[1:]}{shared}: {_num(step.excluded)}"
             f" {label.lower()}{unknown}, {_num(step.remaining)} remaining."
         )
+    awaiting = f", {_awaiting(funnel)}" if funnel.to_confirm_only else ""
     words.append(
         f"Result: {_num(funnel.eligible)} eligible, {_num(funnel.indeterminate)} indeterminate"
-        " (undecided: missing data)."
+        f" (undecided: missing data{awaiting})."
     )
     if not funnel.approved:
         words.append(_review_line(funnel) + ".")
@@ -396,6 +417,8 @@ def _side(step: _Step, number: int) -> list[_Line]:
     width = _SIDE_W - 2 * _PAD - 4
     lines = [_Line(f"{label}: {_num(step.excluded)}", _BODY, bold=True)]
     lines += _lines(f"{number}. {why}", width)
+    if step.shared:
+        lines += _lines(_shared(step), width, _SMALL, fill=_MUTED)
     if step.unknown:
         lines += _lines(f"unknown for {_num(step.unknown)}, kept in", width, _SMALL, fill=_MUTED)
     return lines
@@ -406,7 +429,9 @@ def _quiet(steps: Sequence[_Step], first: int) -> list[_Line]:
     width = _SIDE_W - 2 * _PAD - 4
     lines = [_Line("No one excluded, none unknown:", _SMALL, bold=True, fill=_MUTED)]
     for number, step in enumerate(steps, start=first):
-        lines += _lines(f"{number}. {step.title} ({step.kind or 'criterion'})", width, _SMALL)
+        shared = f"; applies to {step.shared}" if step.shared else ""
+        kind = step.kind or "criterion"
+        lines += _lines(f"{number}. {step.title} ({kind}{shared})", width, _SMALL)
     return lines
 
 
@@ -481,6 +506,8 @@ def _outcomes(funnel: _Funnel, column: _Column) -> None:
         _Line(f"Indeterminate: {_num(funnel.indeterminate)}", _BODY, bold=True),
         _Line("undecided: missing data", _SMALL, fill=_MUTED),
     ]
+    if funnel.to_confirm_only:
+        indeterminate += _lines(_awaiting(funnel), _SIDE_W - 2 * _PAD - 4, _SMALL, fill=_MUTED)
     # The branch to the right runs below every side box, never through one.
     split = max(column.last_bottom + _STEM, column.branch + _STEM, column.side_bottom + _STEM)
     top = split + 22

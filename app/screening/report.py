@@ -3,14 +3,18 @@
 Per rule set: how many patients are eligible, ineligible, indeterminate, not indicated; per
 criterion, how many met it, did not, were unknown, and were excluded by it first; the
 attrition funnel (patients leave at the first criterion, in reading order, that rules them
-out, as a CONSORT diagram reads); and the features whose absence kept most patients
-indeterminate.
+out, as a CONSORT diagram reads); and what kept patients indeterminate, in two lists as the
+API's answer splits them: the values to measure whose absence kept most patients undecided
+(`missing`), and the clinician confirmations most awaited (`to_confirm`: a judgement such as
+"no severe comorbidity" that no measurement gives), with the number of undecided patients
+who await nothing but confirmations.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -18,7 +22,8 @@ import pyarrow.compute as pc
 
 from app.engine.evaluate import Status
 from app.engine.model import Criterion, CriterionKind, Feature, RuleSet
-from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, column_name
+from app.engine.present import criterion_spec
+from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
 
 TOP_MISSING = 10
 
@@ -36,15 +41,19 @@ class Tally:
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts[("*", "screened")] += batch.num_rows
-        overall: dict[str, Any] = {}
+        overall: dict[tuple[str, str], Any] = {}
         for ruleset in self.rulesets:
             self._statuses(batch, ruleset)
             self._funnel(batch, ruleset)
             for criterion in ruleset.cautions:
                 self._criterion(ruleset.id, criterion.id, _column(batch, ruleset, criterion.id))
-            self._missing(batch, ruleset, overall)
-        for feature, flags in overall.items():
-            self.counts[("*", "missing", feature)] += _true(flags)
+            measure = self._awaited(batch, ruleset, MISSING, overall)
+            confirm = self._awaited(batch, ruleset, TO_CONFIRM, overall)
+            if confirm is not None:
+                only = confirm if measure is None else pc.and_(confirm, pc.invert(measure))
+                self.counts[(ruleset.id, "to_confirm_only")] += _true(only)
+        for (kind, feature), flags in overall.items():
+            self.counts[("*", kind, feature)] += _true(flags)
 
     def _statuses(self, batch: pa.RecordBatch, ruleset: RuleSet) -> None:
         for item in pc.value_counts(_column(batch, ruleset, STATUS)).to_pylist():
@@ -71,22 +80,44 @@ class Tally:
         self.counts[(ruleset_id, "unknown", criterion_id)] += unknown
         self.counts[(ruleset_id, "not_met", criterion_id)] += len(column) - met - unknown
 
-    def _missing(self, batch: pa.RecordBatch, ruleset: RuleSet, overall: dict[str, Any]) -> None:
-        """Per rule set, and overall: patients indeterminate somewhere for want of it."""
-        prefix = column_name(ruleset, MISSING, "")
+    def _awaited(
+        self,
+        batch: pa.RecordBatch,
+        ruleset: RuleSet,
+        kind: str,
+        overall: dict[tuple[str, str], Any],
+    ) -> Any:
+        """Per rule set, and overall: patients indeterminate somewhere for want of each value
+        to measure (`kind` MISSING) or confirmation (TO_CONFIRM). Returns the rule set's
+        patients who want any (None when the rule set has no such column)."""
+        prefix = column_name(ruleset, kind, "")
+        wanting = None
         for name in batch.schema.names:
             if name.startswith(prefix):
                 flags, feature = batch.column(name), name.removeprefix(prefix)
-                self.counts[(ruleset.id, "missing", feature)] += _true(flags)
-                seen = overall.get(feature)
-                overall[feature] = flags if seen is None else pc.or_(seen, flags)
+                self.counts[(ruleset.id, kind, feature)] += _true(flags)
+                seen = overall.get((kind, feature))
+                overall[kind, feature] = flags if seen is None else pc.or_(seen, flags)
+                wanting = flags if wanting is None else pc.or_(wanting, flags)
+        return wanting
 
-    def reports(
-        self, features: Mapping[str, Feature]
-    ) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
-        """(patients screened, one report per rule set, the features missing most overall)."""
-        reports = [ruleset_report(self.counts, r, features) for r in self.rulesets]
-        return self.counts[("*", "screened")], reports, _missing_list(self.counts, "*", features)
+    def reports(self, features: Mapping[str, Feature]) -> Reports:
+        """Patients screened, one report per rule set, and overall the values missing most
+        and the confirmations most awaited."""
+        return Reports(
+            self.counts[("*", "screened")],
+            [ruleset_report(self.counts, r, features) for r in self.rulesets],
+            _missing_list(self.counts, "*", features),
+            _to_confirm_list(self.counts, "*", features),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reports:
+    screened: int
+    rulesets: list[dict[str, Any]]
+    missing: list[dict[str, Any]]  # values to measure
+    to_confirm: list[dict[str, Any]]  # clinician confirmations
 
 
 def _column(batch: pa.RecordBatch, ruleset: RuleSet, part: str) -> Any:
@@ -106,6 +137,7 @@ def _criterion(
         "id": criterion.id,
         "kind": criterion.kind.value,
         "title": criterion.title,
+        "origin": criterion_spec(criterion)["origin"],
     }
     for key in ("met", "not_met", "unknown"):
         entry[key] = counts[(ruleset.id, key, criterion.id)]
@@ -126,6 +158,8 @@ def _funnel(
                 "criterion": criterion.id,
                 "title": criterion.title,
                 "kind": criterion.kind.value,
+                # an included criterion says where it comes from, as the API's answer does
+                "origin": criterion_spec(criterion)["origin"],
                 "excluded": excluded,
                 "unknown": counts[(ruleset.id, "step_unknown", criterion.id)],
                 "remaining": remaining,
@@ -136,20 +170,41 @@ def _funnel(
         "steps": steps,
         "eligible": counts[(ruleset.id, "count", Status.ELIGIBLE.value)],
         "indeterminate": counts[(ruleset.id, "count", Status.INDETERMINATE.value)],
+        "to_confirm_only": counts[(ruleset.id, "to_confirm_only")],
     }
+
+
+def _most(counts: Mapping[tuple[str, ...], int], scope: str, kind: str) -> list[tuple[str, int]]:
+    found = [(key[2], n) for key, n in counts.items() if key[0] == scope and key[1] == kind and n]
+    found.sort(key=lambda item: (-item[1], item[0]))
+    return found[:TOP_MISSING]
 
 
 def _missing_list(
     counts: Mapping[tuple[str, ...], int], scope: str, features: Mapping[str, Feature]
 ) -> list[dict[str, Any]]:
-    found = [
-        (key[2], n) for key, n in counts.items() if key[0] == scope and key[1] == "missing" and n
-    ]
-    found.sort(key=lambda item: (-item[1], item[0]))
+    """The values to measure whose absence kept most patients indeterminate."""
     return [
         {"feature": f, "label": features[f].spec.label if f in features else f, "patients": n}
-        for f, n in found[:TOP_MISSING]
+        for f, n in _most(counts, scope, MISSING)
     ]
+
+
+def _to_confirm_list(
+    counts: Mapping[tuple[str, ...], int], scope: str, features: Mapping[str, Feature]
+) -> list[dict[str, Any]]:
+    """The clinician confirmations most awaited, with the question a clinician answers and
+    the answer that lets a patient go on."""
+    found = []
+    for ident, n in _most(counts, scope, TO_CONFIRM):
+        spec = features[ident].spec if ident in features else None
+        confirmation = spec.confirmation if spec else None
+        entry: dict[str, Any] = {"feature": ident, "label": spec.label if spec else ident}
+        if confirmation is not None:
+            entry["question"] = confirmation.question
+            entry["proceeds_when"] = confirmation.proceeds_when
+        found.append({**entry, "patients": n})
+    return found
 
 
 def ruleset_report(
@@ -169,4 +224,6 @@ def ruleset_report(
         "cautions": [_criterion(counts, ruleset, c) for c in ruleset.cautions],
         "funnel": _funnel(counts, ruleset, screened),
         "missing": _missing_list(counts, ruleset.id, features),
+        "to_confirm": _to_confirm_list(counts, ruleset.id, features),
+        "to_confirm_only": counts[(ruleset.id, "to_confirm_only")],
     }

@@ -117,8 +117,7 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     _write(job.engine.batches(verdicts), job.out, job, total, tally)
     rejected_file = side_file(job.out, ".rejected.csv")
     rejected = _rejected(job, rows, rejected_file)
-    screened, per_ruleset, missing = tally.reports(job.rules.features)
-    summary = _summary(job, columns, total, screened, rejected, per_ruleset, missing)
+    summary = _summary(job, columns, total, rejected, tally.reports(job.rules.features))
     return Outcome(job.out, rejected_file, summary, rejected)
 
 
@@ -205,21 +204,15 @@ def _where(job: Job, row: int) -> str:
     return f"{job.source_name}: row {row}"
 
 
-def _summary(  # noqa: PLR0917 - one call site, every argument a part of the summary
-    job: Job,
-    columns: Plan,
-    total: int,
-    screened: int,
-    rejected: Sequence[Rejected],
-    per_ruleset: list[dict[str, Any]],
-    missing: list[dict[str, Any]],
+def _summary(
+    job: Job, columns: Plan, total: int, rejected: Sequence[Rejected], counted: report.Reports
 ) -> dict[str, Any]:
     return {
         "rules_hash": job.rules.hash,
         "review": REVIEW,
         "source": {"name": job.source_name, "engine": job.engine.dialect},
         "rows": total + len(job.extra_rejected),
-        "screened": screened,
+        "screened": counted.screened,
         "rejected": {
             "count": len(rejected),
             "first": [
@@ -232,8 +225,9 @@ def _summary(  # noqa: PLR0917 - one call site, every argument a part of the sum
             "units": {c.feature.id: c.unit for c in columns.columns if c.unit},
             "ignored": list(columns.ignored),
         },
-        "rulesets": per_ruleset,
-        "missing": missing,
+        "rulesets": counted.rulesets,
+        "missing": counted.missing,
+        "to_confirm": counted.to_confirm,
     }
 
 

@@ -19,7 +19,14 @@ How a cohort is made:
   of it (`_known`). Missingness is by kind of examination (`_GROUPS`: a patient without lung
   function tests lacks both FVC and DLCO), depends on the disease and on indication
   (right-heart catheterisation mostly for suspected pulmonary hypertension), and is low for
-  the few patients in an HSCT work-up, who are the only ones complete enough to be eligible.
+  the few patients in an HSCT work-up, who are the only ones complete enough to be eligible:
+  for them the general contraindications (pregnancy, active infection, active malignancy) are
+  always known, and the clinician confirmations (severe comorbidity, transplant fitness,
+  major organ damage), rare elsewhere in a registry, are answered, mostly favourably.
+- Values the catalogue derives from others (`derive:`: a prior alkylating agent from any
+  cyclophosphamide given, a history of malignancy from an active one, renal replacement from
+  dialysis, recent immunosuppression from IV cyclophosphamide in the last 12 weeks) are drawn
+  to agree with them, so no row contradicts a derivation.
 - Columns: `id` ("P0000001", ...) then one column per catalogue feature, in catalogue order:
   numbers as float64 in the canonical unit (rounded to a realistic precision, clipped to the
   feature's range), booleans as bool, enums as dictionary-encoded strings. Null is unknown.
@@ -99,6 +106,13 @@ NUMBERS: dict[str, tuple[str, int]] = {
     "crescents_percent": ("%", 0),
     "prior_cyclophosphamide_iv_months": ("mo", 1),
     "other_immunosuppressant_months": ("mo", 1),
+    "immunosuppressant_months_incl_gc": ("mo", 1),
+    "esr_mm_h": ("mm/h", 0),
+    "hemoglobin_g_dl": ("g/dL", 1),
+    "bilirubin_total_mg_dl": ("mg/dL", 2),
+    "pasp_fluid_challenge_mmhg": ("mm[Hg]", 0),
+    "mpap_fluid_challenge_mmhg": ("mm[Hg]", 0),
+    "months_since_last_iv_cyclophosphamide": ("mo", 1),
 }
 
 # Kinds of examination or record: P(the patient has one) for SSc, SLE and neither, P in an
@@ -128,8 +142,16 @@ _GROUPS: dict[str, tuple[float, float, float, float, str | None]] = {
     "cyclophosphamide": (0.75, 0.75, 0.65, 0.98, None),
     "function": (0.4, 0.3, 0.3, 0.97, None),  # ECOG, NYHA, WHO class: rarely in registries
     "comorbidity": (0.8, 0.8, 0.7, 0.99, None),
-    "pregnancy": (0.65, 0.75, 0.6, 0.98, None),  # women up to 55; see _indicated
+    "pregnancy": (0.65, 0.75, 0.6, 1.0, None),  # women up to 55; see _indicated
     "judgement": (0.7, 0.7, 0.5, 0.98, None),  # clinician judgements
+    # The general contraindications of every cellular therapy: always asked in a work-up.
+    "contraindications": (0.8, 0.8, 0.7, 1.0, None),
+    # Clinician confirmations (severe comorbidity, transplant fitness, organ damage) are
+    # judged against a protocol: rare in a registry, answered in an HSCT work-up.
+    "confirmation": (0.2, 0.2, 0.1, 0.97, None),
+    "blood_count": (0.9, 0.95, 0.85, 1.0, None),
+    "ecg": (0.6, 0.5, 0.45, 0.99, None),
+    "fluid_challenge": (0.0, 0.0, 0.0, 0.85, None),  # done only in a work-up (EBMT 2025)
 }
 
 # Feature -> (group, P(known | group present), the same in an HSCT work-up).
@@ -143,7 +165,7 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "internal_organ_involvement": ("judgement", 0.85, 0.99),
     "sledai_2k": ("lupus", 0.9, 0.97),
     "cns_lupus_recent": ("lupus", 0.85, 0.97),
-    "major_organ_damage": ("judgement", 0.8, 0.99),
+    "major_organ_damage": ("confirmation", 0.9, 1.0),
     "mrss": ("skin", 1.0, 1.0),
     "ild_present": ("hrct", 1.0, 1.0),
     "fvc_percent_predicted": ("pft", 0.99, 1.0),
@@ -175,16 +197,16 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "live_vaccine_last_4_weeks": ("medication", 0.5, 0.97),
     "ecog": ("function", 0.7, 0.99),
     "current_smoker": ("comorbidity", 0.9, 0.99),
-    "pregnant": ("pregnancy", 1.0, 1.0),
-    "active_infection": ("comorbidity", 0.75, 0.98),
+    "pregnant": ("pregnancy", 1.0, 1.0),  # known in every work-up: see _GROUPS
+    "active_infection": ("contraindications", 0.9, 1.0),
     "chronic_viral_infection": ("serology", 1.0, 1.0),
-    "active_malignancy": ("comorbidity", 0.85, 0.99),
+    "active_malignancy": ("contraindications", 0.95, 1.0),
     "uncontrolled_hypertension": ("comorbidity", 0.92, 0.99),
     "uncontrolled_arrhythmia": ("comorbidity", 0.9, 0.99),
     "gave_active": ("endoscopy", 1.0, 1.0),
     "disease_active": ("judgement", 0.85, 0.99),
     "severe_organ_involvement": ("judgement", 0.8, 0.98),
-    "severe_comorbidity": ("judgement", 0.7, 0.98),
+    "severe_comorbidity": ("confirmation", 0.9, 1.0),
     "who_functional_class": ("function", 0.5, 0.95),
     "pah_targeted_therapy": ("medication", 0.95, 1.0),
     "severe_pah": ("judgement", 0.8, 0.98),
@@ -200,6 +222,30 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "prior_cyclophosphamide_iv_months": ("cyclophosphamide", 0.85, 0.98),
     "prior_alkylating_or_irradiation": ("cyclophosphamide", 1.0, 1.0),
     "other_immunosuppressant_months": ("medication", 0.8, 0.98),
+    "hsct_fitness_confirmed": ("confirmation", 0.3, 1.0),  # assessed for HSCT candidates
+    "immunosuppressant_months_incl_gc": ("medication", 0.7, 0.98),
+    "ild_progressive_12m": ("pft", 0.75, 0.97),  # needs serial lung function
+    "ild_onset_or_worsening_6m": ("hrct", 0.7, 0.97),
+    "ssc_renal_involvement": ("ssc_history", 0.9, 1.0),
+    "ssc_cardiac_involvement": ("ssc_history", 0.85, 1.0),
+    "gi_involvement": ("ssc_history", 0.7, 0.97),
+    "ssc_mimic_or_toxic_exposure": ("ssc_history", 0.5, 0.97),
+    "trunk_skin_involvement": ("skin", 0.6, 0.98),
+    "esr_mm_h": ("inflammation", 0.7, 0.97),
+    "hemoglobin_g_dl": ("blood_count", 1.0, 1.0),
+    "bilirubin_total_mg_dl": ("liver", 0.9, 1.0),
+    "pasp_fluid_challenge_mmhg": ("fluid_challenge", 1.0, 0.95),
+    "mpap_fluid_challenge_mmhg": ("rhc", 0.05, 0.8),  # during the catheterisation, if asked
+    "severe_cad_unrevascularised": ("comorbidity", 0.85, 1.0),
+    "symptomatic_cardiac_disease": ("comorbidity", 0.85, 1.0),
+    "ecg_significant_abnormality": ("ecg", 1.0, 1.0),
+    "months_since_last_iv_cyclophosphamide": ("cyclophosphamide", 0.8, 0.97),  # if ever given
+    "history_of_malignancy": ("comorbidity", 0.9, 1.0),
+    "mmf_failed": ("medication", 0.8, 0.98),
+    "mmf_intolerant": ("medication", 0.75, 0.98),
+    "immunosuppressant_last_12_weeks": ("medication", 0.9, 1.0),
+    "renal_replacement_last_3_months": ("renal", 0.9, 1.0),
+    "other_autoimmune_disease": ("record", 0.85, 0.99),
 }
 
 MODELLED = frozenset(_KNOWN)
@@ -497,12 +543,126 @@ def _judgement(b: _Block) -> None:
 
 def _workup(b: _Block) -> None:
     """The few patients referred for HSCT work-up (mostly early diffuse SSc with organ
-    involvement, rarely over 70): their records are nearly complete (RHC, cardiac MRI, full
-    treatment history), which is what eligibility needs."""
+    involvement, rarely over 70 or already judged unfit): their records are nearly complete
+    (RHC, cardiac MRI, full treatment history, the general contraindications, the clinician
+    confirmations), which is what eligibility needs."""
     early_diffuse = b.subtype_is(DIFFUSE) & (b.v["disease_duration_years"] <= 5)
     candidate = early_diffuse & b.v["internal_organ_involvement"]
     p = np.where(candidate, 0.45, b.by_disease(0.03, 0.02, 0.005))
+    p = np.where(b.v["hsct_contraindicated"], 0.5 * p, p)
     b.v["_workup"] = b.chance(np.where(b.v["age_years"] > 70, 0.2 * p, p))
+
+
+def _ssc_organs(b: _Block) -> None:
+    """SSc organ involvement as the protocols define it: ILD progressing over a year (more
+    with severe ILD and early diffuse disease) or new or worse in six months; renal
+    involvement (renal crisis, or hypertension and urinary findings); cardiac involvement
+    (primary heart disease or arrhythmia); GI tract involvement (most SSc patients); skin of
+    the trunk (diffuse disease, the more so the higher the skin score); rare mimics and toxic
+    exposures."""
+    v, ssc, diffuse = b.v, b.v["ssc_diagnosis"], b.subtype_is(DIFFUSE)
+    early_diffuse = diffuse & (v["disease_duration_years"] <= 4)
+    progressing = np.clip(0.15 + 0.15 * v["_ild_severity"] + 0.2 * early_diffuse, 0, 0.8)
+    v["ild_progressive_12m"] = v["ild_present"] & b.chance(progressing)
+    # Onset or worsening in 6 months: most of the progressing, and ILD found this half-year.
+    recent = (v["ild_progressive_12m"] & b.chance(0.7)) | (v["disease_duration_years"] <= 0.5)
+    v["ild_onset_or_worsening_6m"] = v["ild_present"] & (recent | b.chance(0.04))
+    renal = v["renal_crisis_history"] | b.chance(0.04 + 0.15 * v["uncontrolled_hypertension"])
+    v["ssc_renal_involvement"] = ssc & renal
+    cardiac = v["_cardiac"] | v["uncontrolled_arrhythmia"] | b.chance(0.02)
+    v["ssc_cardiac_involvement"] = ssc & cardiac
+    v["gi_involvement"] = ssc & b.chance(np.where(diffuse, 0.6, 0.45))
+    trunk = np.clip(0.1 + 0.03 * v["mrss"], 0, 0.95)
+    v["trunk_skin_involvement"] = (diffuse & b.chance(trunk)) | (
+        b.subtype_is(LIMITED) & b.chance(0.02)
+    )
+    v["ssc_mimic_or_toxic_exposure"] = ssc & b.chance(0.01)
+
+
+def _heart_workup(b: _Block) -> None:
+    """Coronary disease with age (more in men); symptomatic heart disease with primary heart
+    involvement, low LVEF or high functional class; ECG abnormalities with heart involvement
+    and arrhythmia. A fluid challenge raises pulmonary pressures, the more so with pulmonary
+    hypertension or a stiff heart: the haemodynamics EBMT asks for in a work-up."""
+    v, cardiac = b.v, b.v["_cardiac"]
+    older = np.maximum(v["age_years"] - 45, 0)
+    cad = b.chance(0.003 + (0.0008 + 0.0006 * (v["sex"] == MALE)) * older)
+    v["severe_cad_unrevascularised"] = cad
+    failing = cardiac & ((v["lvef_percent"] < 50) | (v["nyha_class"] >= 3))
+    v["symptomatic_cardiac_disease"] = failing | (cad & b.chance(0.5)) | b.chance(0.01)
+    abnormal = (cardiac & b.chance(0.4)) | v["uncontrolled_arrhythmia"] | b.chance(0.03)
+    v["ecg_significant_abnormality"] = abnormal
+    pah, stiff = v["_pah_severity"], 6 * cardiac
+    rise = np.abs(b.normal(6, 3)) + 10 * pah + stiff
+    v["pasp_fluid_challenge_mmhg"] = v["pasp_mmhg"] + rise
+    v["mpap_fluid_challenge_mmhg"] = v["mpap_mmhg"] + 0.5 * rise + np.abs(b.normal(0, 1.5))
+
+
+def _blood(b: _Block) -> None:
+    """Haemoglobin lower in women, with kidney failure, active lupus and infection; ESR
+    follows CRP, higher in women, with anaemia and with age; total bilirubin is the same
+    measurement as bilirubin_x_uln (upper limit 1.2 mg/dL), so the two agree."""
+    v = b.v
+    female = v["sex"] == FEMALE
+    hb = np.where(female, 13.3, 14.9) + b.normal(0, 1.0)
+    hb -= 2.5 * v["dialysis"] + 0.8 * (v["egfr"] < 45) + 0.5 * v["active_infection"]
+    hb -= 1.2 * (v["sle_diagnosis"] & v["disease_active"]) + 0.5 * v["_ild_severity"]
+    v["hemoglobin_g_dl"] = hb
+    log_crp = np.log(v["crp_mg_l"] / 2.5 + 0.1)
+    log_esr = 2.3 + 0.35 * log_crp + 0.3 * female + 0.25 * np.maximum(12 - hb, 0)
+    log_esr += 0.01 * np.maximum(v["age_years"] - 50, 0) + b.normal(0, 0.45)
+    v["esr_mm_h"] = np.exp(log_esr)
+    v["bilirubin_total_mg_dl"] = np.maximum(1.2 * v["bilirubin_x_uln"], 0.1)
+
+
+def _treatment_history(b: _Block) -> None:
+    """Glucocorticoid months add to the other immunosuppressants' (the periods overlap in
+    part; never longer than the disease); the last IV cyclophosphamide lies somewhere in the
+    disease course after the pulses (unknown where none was given); mycophenolate for lupus
+    nephritis and SSc-ILD above all, failing more often in active disease; recent potent
+    immunosuppression for most patients on treatment, and for every one whose last IV
+    cyclophosphamide was within 3 months (the catalogue derives it within 12 weeks)."""
+    v, duration = b.v, b.v["disease_duration_years"] * 12
+    steroids = (v["prednisone_mg_day"] > 0) | b.chance(b.by_disease(0.35, 0.5, 0.2))
+    gc = np.where(steroids, np.minimum(duration, b.rng.gamma(1.5, 18, b.n)), 0)
+    other = v["other_immunosuppressant_months"]
+    total = np.maximum(other, gc) + 0.3 * np.minimum(other, gc)
+    v["immunosuppressant_months_incl_gc"] = np.maximum(np.minimum(duration, total), other)
+    courses = v["prior_cyclophosphamide_iv_courses"]
+    span = np.maximum(duration - v["prior_cyclophosphamide_iv_months"], 0.5)
+    since = span * b.rng.beta(1.2, 1.5, b.n)
+    v["months_since_last_iv_cyclophosphamide"] = np.where(courses > 0, since, np.nan)
+    ild_ssc = v["ssc_diagnosis"] & v["ild_present"]
+    p_mmf = np.select([v["_ln"], ild_ssc, v["sle_diagnosis"]], [0.65, 0.5, 0.3], 0.12)
+    mmf = b.chance(p_mmf)
+    v["mmf_failed"] = mmf & b.chance(0.3 + 0.25 * v["disease_active"])
+    v["mmf_intolerant"] = mmf & b.chance(0.12)
+    # Induction has often not begun in the first months after diagnosis.
+    current = b.chance(np.where(duration < 6, 0.4, 0.75))
+    treated = ((other > 0) & current) | (mmf & b.chance(0.6)) | (since < 3) & (courses > 0)
+    v["immunosuppressant_last_12_weeks"] = treated
+
+
+def _history(b: _Block) -> None:
+    """Past cancers with age (an active one is one: the catalogue derives it); renal
+    replacement in the last 3 months is current dialysis or a recent renal crisis's; another
+    autoimmune disease is SSc itself for an SSc patient (the catalogue counts scleroderma),
+    else an overlap (rheumatoid arthritis, myositis, ...)."""
+    v = b.v
+    past = b.chance(0.015 + 0.001 * np.maximum(v["age_years"] - 40, 0))
+    v["history_of_malignancy"] = v["active_malignancy"] | past
+    recent = b.chance(0.002 + 0.03 * v["renal_crisis_history"])
+    v["renal_replacement_last_3_months"] = v["dialysis"] | recent
+    v["other_autoimmune_disease"] = v["ssc_diagnosis"] | b.chance(0.07)
+
+
+def _confirmations(b: _Block) -> None:
+    """Transplant fitness as a clinician would confirm it: no contraindication to HSCT, no
+    severe comorbidity, ECOG 0-1, with a few judged otherwise for reasons this model does not
+    represent. Mostly favourable in a work-up, as referral selects fit patients."""
+    v = b.v
+    fit = ~v["hsct_contraindicated"] & ~v["severe_comorbidity"] & (v["ecog"] <= 1)
+    v["hsct_fitness_confirmed"] = np.where(b.chance(0.05), ~fit, fit)
 
 
 _STEPS: tuple[Callable[[_Block], None], ...] = (
@@ -521,6 +681,12 @@ _STEPS: tuple[Callable[[_Block], None], ...] = (
     _labs,
     _judgement,
     _workup,
+    _ssc_organs,
+    _heart_workup,
+    _blood,
+    _treatment_history,
+    _history,
+    _confirmations,
 )
 
 
@@ -547,7 +713,8 @@ def _indicated(b: _Block, groups: dict[str, Array]) -> None:
     groups["blood_gas"] = np.maximum(groups["blood_gas"], hypoxic)
     groups["urine"] = np.maximum(groups["urine"], 0.9 * ln)
     woman = (b.v["sex"] == FEMALE) & (b.v["age_years"] <= 55)
-    groups["pregnancy"] = np.where(woman, groups["pregnancy"], 0.9)
+    # ... and known for everyone in a work-up, as every general contraindication is.
+    groups["pregnancy"] = np.where(woman | b.v["_workup"], groups["pregnancy"], 0.9)
 
 
 def _known(b: _Block) -> dict[str, Array]:

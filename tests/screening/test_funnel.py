@@ -196,6 +196,50 @@ def test_exclusions_are_worded_by_kind() -> None:
     assert "unknown for 0" not in text
 
 
+def test_an_included_criterion_says_where_it_comes_from() -> None:
+    """A fragment's criterion (`origin` in the report) reads as the therapy's shared policy,
+    in its side box, in the compact list of quiet steps and in the description."""
+    report = astis()
+    shared = {"fragment": "cellular-therapy-general", "applies_to": "all cellular therapies"}
+    steps = report["funnel"]["steps"]
+    steps.append({**_step("pregnancy", "Pregnancy", "exclusion", 0, 0, 0), "origin": shared})
+    steps.insert(6, {**_step("active-malignancy", "Active malignancy", "exclusion", 0, 0, 0)})
+    steps[6]["origin"] = shared
+    steps[5]["origin"] = shared  # dlco-below-40: excluded 12, a box of its own
+    for i in range(6, len(steps)):
+        steps[i]["remaining"] = steps[i - 1]["remaining"] - steps[i]["excluded"]
+    root = _parse(funnel_svg(report))
+    text = _visible(root)
+    assert _in_order(
+        text,
+        ["6. Exclusion met: DLCO below 40 % predicted", "shared criterion, applies to all"],
+    )
+    assert "Active malignancy (exclusion; applies to all cellular therapies)" in text
+    assert "Pregnancy (exclusion; applies to all cellular therapies)" in text
+    desc = root.find(f"{SVG}desc")
+    assert desc is not None
+    assert (
+        "Step 6, exclusion met: DLCO below 40 % predicted (shared criterion, applies to all"
+        " cellular therapies): 12 excluded" in (desc.text or "")
+    )
+
+
+def test_patients_awaiting_only_a_confirmation_are_counted_apart() -> None:
+    report = astis()
+    report["funnel"]["to_confirm_only"] = 1234
+    root = _parse(funnel_svg(report))
+    assert _in_order(
+        _visible(root),
+        ["Indeterminate: 64", "undecided: missing data", "1,234 awaiting only a clinician's"],
+    )
+    desc = root.find(f"{SVG}desc")
+    assert desc is not None
+    assert "(undecided: missing data, 1,234 awaiting only a clinician's confirmation)" in (
+        desc.text or ""
+    )
+    assert "awaiting only" not in funnel_svg(astis())  # none: nothing said
+
+
 def test_quiet_steps_are_listed_compactly() -> None:
     root = _parse(funnel_svg(astis()))
     text = _visible(root)

@@ -1,9 +1,10 @@
 """Screening end to end: raw registry cells -> validation -> verdicts -> results, on DuckDB
 (CSV, Parquet, NDJSON), PostgreSQL (a table, pushed down) and Spark (local mode).
 
-The oracle is the API's own path for each row: `normalise` then `decide`. A row `normalise`
-refuses must be rejected with its row number; every other row must get the same status and
-criterion results as the Python evaluator gives.
+The oracle is the API's own path for each row: `normalise`, `derive`, then `decide`. A row
+`normalise` or `derive` refuses (a contradiction of a catalogue derivation) must be rejected
+with its row number; every other row must get the same status, criterion results, values
+missing and confirmations awaited as the Python evaluator gives.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.engine.derive import derive
 from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
-from app.engine.model import RuleBase
-from app.engine.sql import EXCLUDED_BY, STATUS, column_name
+from app.engine.model import RuleBase, RuleSet
+from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
 from app.screening import engines
 from app.screening.bulk import read_bulk
 from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
@@ -47,7 +49,22 @@ NUMBERS = {
     "lvef_percent": (5, 90),
     "disease_duration_years": (0, 80),
 }
-BOOLEANS = ("ssc_diagnosis", "sle_diagnosis", "ild_present", "internal_organ_involvement")
+BOOLEANS = (
+    "ssc_diagnosis",
+    "sle_diagnosis",
+    "ild_present",
+    "internal_organ_involvement",
+    # the catalogue derives each of the next from the one before it
+    "dialysis",
+    "renal_replacement_last_3_months",
+    "active_malignancy",
+    "history_of_malignancy",
+    "prior_alkylating_or_irradiation",
+    # clinician confirmations
+    "severe_comorbidity",
+    "hsct_fitness_confirmed",
+)
+DOSE = "prior_cyclophosphamide_iv_g"  # > 0 implies prior_alkylating_or_irradiation
 ENUMS = {"ssc_subtype": ("diffuse_cutaneous", "limited_cutaneous", "sine_scleroderma")}
 CREATININE = "serum_creatinine[umol/L]"
 TRUE_CELLS = ("true", "Yes", "1", "TRUE", "y")
@@ -70,6 +87,7 @@ def csv_rows(draw: st.DrawFn) -> dict[str, str | None]:
     for name, values in ENUMS.items():
         row[name] = draw(st.none() | st.sampled_from([*values, "diffuse"]))
     row[CREATININE] = draw(st.none() | st.sampled_from(["70", "88.4", "150", "2000", "x"]))
+    row[DOSE] = draw(st.none() | st.sampled_from(["0", "0.5", "3", "12.25"]))
     return row
 
 
@@ -100,14 +118,15 @@ def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | N
         except ValueError:
             return None
     try:
-        values = normalise(raw, rules.features)
+        values = derive(normalise(raw, rules.features), rules.features)
     except InvalidInput:
         return None
     found: dict[str, Any] = {}
     for ruleset in rules.rulesets.values():
         decision = decide(ruleset, values)
         results = [r.result for r in (*decision.criteria, *decision.cautions)]
-        found[ruleset.id] = (decision.status.value, results)
+        awaited = (sorted(decision.missing), sorted(decision.to_confirm))
+        found[ruleset.id] = (decision.status.value, results, awaited)
     return found
 
 
@@ -123,9 +142,16 @@ def screened(rules: RuleBase, outcome: Outcome) -> dict[str, dict[str, Any]]:
         for ruleset in rules.rulesets.values():
             every = (*ruleset.deciding, *ruleset.cautions)
             results = [_truth(row[column_name(ruleset, c.id)]) for c in every]
-            per[ruleset.id] = (row[column_name(ruleset, STATUS)], results)
+            awaited = (_flagged(row, ruleset, MISSING), _flagged(row, ruleset, TO_CONFIRM))
+            per[ruleset.id] = (row[column_name(ruleset, STATUS)], results, awaited)
         found[row["id"]] = per
     return found
+
+
+def _flagged(row: Mapping[str, Any], ruleset: RuleSet, kind: str) -> list[str]:
+    """The features a result row flags as `<ruleset>:<kind>:<feature>`."""
+    prefix = column_name(ruleset, kind, "")
+    return sorted(n.removeprefix(prefix) for n, v in row.items() if n.startswith(prefix) and v)
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]]) -> None:
@@ -210,7 +236,23 @@ ROWS: list[dict[str, str | None]] = [
      "lvef_percent": "150", "ild_present": "no", CREATININE: "70"},
     {"ssc_diagnosis": "1", "ssc_subtype": "diffuse_cutaneous", "age_years": "50", "mrss": "25",
      "lvef_percent": None, "ild_present": "maybe", CREATININE: "90"},
+    # dialysis implies renal replacement within 3 months (a catalogue derivation)
+    {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40", "mrss": "20",
+     "lvef_percent": "60", "ild_present": "no", CREATININE: "90", "dialysis": "yes",
+     "renal_replacement_last_3_months": "no"},
+    # the same values, derived: nothing to reject
+    {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40", "mrss": "20",
+     "lvef_percent": "60", "ild_present": "no", CREATININE: "90", "dialysis": "yes",
+     "renal_replacement_last_3_months": None},
 ]  # fmt: skip
+for _row in ROWS:
+    _row.setdefault("dialysis", None)
+    _row.setdefault("renal_replacement_last_3_months", None)
+CONTRADICTION = (
+    "renal_replacement_last_3_months: renal_replacement_last_3_months is false, but dialysis ="
+    " true implies true (current dialysis is renal replacement therapy within 3 months);"
+    " correct one of them"
+)
 
 
 def test_bad_rows_are_reported_by_line_and_kept_out(
@@ -225,17 +267,19 @@ def test_bad_rows_are_reported_by_line_and_kept_out(
         line_offset=1,
     )
     first = outcome.report["rejected"]["first"]
-    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
+    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5", "cohort.csv:6"]
     assert first[0]["problems"] == (
         "age_years: expected a finite number, got 'abc'; "
         "lvef_percent: 150 is outside the plausible range 5–90 %"
     )
     assert first[1]["problems"] == "ild_present: expected true/false, yes/no or 1/0, got 'maybe'"
-    assert outcome.report["screened"] == 2
+    assert first[2]["problems"] == CONTRADICTION
+    assert outcome.report["screened"] == 3
     # The ids are in the rejected file for the registry to correct, never in the report.
     rejected = list(csv.DictReader(side_file(tmp_path / "r.parquet", ".rejected.csv").open()))
-    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3")]
+    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3"), ("5", "p4")]
     assert "p2" not in json.dumps(outcome.report)
+    assert "p4" not in json.dumps(outcome.report)
     check_against_oracle(shipped_rules, ROWS, outcome)
 
 
@@ -346,22 +390,30 @@ def test_a_postgresql_table_is_screened_inside_the_database(
             sa.Column("lvef_percent", sa.Text),
             sa.Column("ild_present", sa.Text),
             sa.Column(CREATININE, sa.Double),
+            sa.Column("dialysis", sa.Boolean),
+            sa.Column("renal_replacement_last_3_months", sa.Text),
         )
         metadata.create_all(engine)
+        rows: list[dict[str, Any]] = [
+            {"id": "p0", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous",
+             "age_years": 45.0, "mrss": 20, "lvef_percent": "60", "ild_present": "yes",
+             CREATININE: 80.0},
+            {"id": "p1", "ssc_diagnosis": False, "ssc_subtype": None, "age_years": 30.0,
+             "mrss": None, "lvef_percent": "55", "ild_present": None, CREATININE: None},
+            {"id": "p2", "ssc_diagnosis": True, "ssc_subtype": "limited_cutaneous",
+             "age_years": 200.0, "mrss": 10, "lvef_percent": "abc", "ild_present": "no",
+             CREATININE: 70.0},
+            {"id": "p3", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous",
+             "age_years": 40.0, "mrss": 20, "lvef_percent": "60", "ild_present": "no",
+             CREATININE: 80.0, "dialysis": True, "renal_replacement_last_3_months": "no"},
+            {"id": "p4", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous",
+             "age_years": 40.0, "mrss": 20, "lvef_percent": "60", "ild_present": "no",
+             CREATININE: 80.0, "dialysis": True, "renal_replacement_last_3_months": None},
+        ]  # fmt: skip
+        # An insert of many rows takes its columns from the first: give each every key.
+        blank = dict.fromkeys(c.name for c in table.columns)
         with engine.begin() as connection:
-            connection.execute(
-                table.insert(),
-                [
-                    {"id": "p0", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous",
-                     "age_years": 45.0, "mrss": 20, "lvef_percent": "60", "ild_present": "yes",
-                     CREATININE: 80.0},
-                    {"id": "p1", "ssc_diagnosis": False, "ssc_subtype": None, "age_years": 30.0,
-                     "mrss": None, "lvef_percent": "55", "ild_present": None, CREATININE: None},
-                    {"id": "p2", "ssc_diagnosis": True, "ssc_subtype": "limited_cutaneous",
-                     "age_years": 200.0, "mrss": 10, "lvef_percent": "abc", "ild_present": "no",
-                     CREATININE: 70.0},
-                ],
-            )  # fmt: skip
+            connection.execute(table.insert(), [{**blank, **row} for row in rows])
         engine.dispose()
         outcome = screen(
             DatabaseEngine(url), shipped_rules, url, tmp_path / "r.parquet", table="registry"
@@ -369,16 +421,20 @@ def test_a_postgresql_table_is_screened_inside_the_database(
     assert outcome.report["source"]["engine"] == "postgresql"
     assert [(r.row, r.problems) for r in outcome.rejected] == [
         (3, "age_years: 200 is outside the plausible range 0–120 a; "
-            "lvef_percent: expected a finite number, got 'abc'")
+            "lvef_percent: expected a finite number, got 'abc'"),
+        (4, CONTRADICTION),
     ]  # fmt: skip
-    expected: list[dict[str, str | None]] = [
-        {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
-         "mrss": "20", "lvef_percent": "60", "ild_present": "yes", CREATININE: "80"},
-        {"ssc_diagnosis": "no", "ssc_subtype": None, "age_years": "30", "mrss": None,
-         "lvef_percent": "55", "ild_present": None, CREATININE: None},
-    ]  # fmt: skip
+    expected: dict[str, dict[str, str | None]] = {
+        "p0": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
+               "mrss": "20", "lvef_percent": "60", "ild_present": "yes", CREATININE: "80"},
+        "p1": {"ssc_diagnosis": "no", "ssc_subtype": None, "age_years": "30", "mrss": None,
+               "lvef_percent": "55", "ild_present": None, CREATININE: None},
+        "p4": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40",
+               "mrss": "20", "lvef_percent": "60", "ild_present": "no", CREATININE: "80",
+               "dialysis": "yes"},
+    }  # fmt: skip
     actual = screened(shipped_rules, outcome)
-    assert actual == {f"p{i}": oracle(shipped_rules, row) for i, row in enumerate(expected)}
+    assert actual == {ident: oracle(shipped_rules, row) for ident, row in expected.items()}
 
 
 def test_spark_screens_the_same_csv_as_duckdb(
@@ -390,10 +446,9 @@ def test_spark_screens_the_same_csv_as_duckdb(
         line_offset=1,
     )  # fmt: skip
     assert outcome.report["source"]["engine"] == "spark"
-    assert [r["where"] for r in outcome.report["rejected"]["first"]] == [
-        "cohort.csv:4",
-        "cohort.csv:5",
-    ]
+    first = outcome.report["rejected"]["first"]
+    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5", "cohort.csv:6"]
+    assert first[2]["problems"] == CONTRADICTION
     check_against_oracle(shipped_rules, ROWS, outcome)
 
 

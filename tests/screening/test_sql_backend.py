@@ -2,15 +2,19 @@
 missing values, on SQLite, DuckDB, PostgreSQL and Spark SQL (local mode).
 
 For every patient and rule set, the status, each criterion's met / not met / unknown, the
-criterion the patient leaves the funnel by and the missing features must be identical.
-Thresholds and patient values are drawn from a shared pool as well as at random, so that
-values land exactly on a threshold (`<` against `<=`, BETWEEN's ends) and on doubles whose
-decimal reading differs from their binary one (0.1 + 0.2).
+criterion the patient leaves the funnel by, the values missing and the confirmations awaited
+must be identical. Thresholds and patient values are drawn from a shared pool as well as at
+random, so that values land exactly on a threshold (`<` against `<=`, BETWEEN's ends) and on
+doubles whose decimal reading differs from their binary one (0.1 + 0.2).
+
+Random catalogue derivations (chains, forward references in catalogue order, derivations of
+one feature that disagree) are held to `derive`: the same derived values, the same
+contradictions, and after them the same verdicts as `decide(derive(values))`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +23,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.engine.derive import derive
 from app.engine.evaluate import Decision, Result, decide
-from app.engine.inputs import FeatureValue
+from app.engine.inputs import FeatureValue, InvalidInput
 from app.engine.model import (
     All,
     AnyOf,
@@ -29,15 +34,25 @@ from app.engine.model import (
     Compare,
     Criterion,
     CriterionKind,
+    Derivation,
+    Feature,
     In,
     Node,
     Not,
     Op,
     RuleBase,
     RuleSet,
+    Scalar,
 )
-from app.engine.schema import EvidenceStatus, Indication, ReviewStatus, Therapy
-from app.engine.sql import Screening
+from app.engine.schema import (
+    EvidenceStatus,
+    FeatureSpec,
+    FeatureType,
+    Indication,
+    ReviewStatus,
+    Therapy,
+)
+from app.engine.sql import MISSING, TO_CONFIRM, Screening, column_name, derivations
 from tests.databases import postgres_database
 from tests.screening.backends import (
     Backend,
@@ -54,6 +69,7 @@ NUMBERS = ("n1", "n2", "n3")
 BOOLEANS = ("b1", "b2")
 ENUM = "e1"
 ENUM_VALUES = ("alpha", "beta", "gamma")
+FEATURES = (*NUMBERS, *BOOLEANS, ENUM)
 POOL = (0.0, 0.1, 0.3, 0.1 + 0.2, 1.0, 14.0, 45.0, 45.5, 60.0049261, -2.5, 1e-7)
 
 numbers = st.one_of(
@@ -61,18 +77,32 @@ numbers = st.one_of(
 )
 
 
+def _kinds(features: Sequence[str]) -> list[str]:
+    kinds = []
+    if set(features) & set(NUMBERS):
+        kinds += ["number", "between"]
+    if set(features) & set(BOOLEANS):
+        kinds += ["boolean"]
+    if ENUM in features:
+        kinds += ["enum", "in"]
+    return kinds
+
+
 @st.composite
-def atoms(draw: st.DrawFn) -> Atom:
-    kind = draw(st.sampled_from(["number", "between", "boolean", "enum", "in"]))
+def atoms(draw: st.DrawFn, features: Sequence[str] = FEATURES) -> Atom:
+    """A comparison over one of `features` (all of them by default)."""
+    kind = draw(st.sampled_from(_kinds(features)))
+    numeric = [f for f in features if f in NUMBERS]
     if kind == "number":
         op = draw(st.sampled_from(list(Op)))
-        return Compare(draw(st.sampled_from(NUMBERS)), op, draw(numbers), "n")
+        return Compare(draw(st.sampled_from(numeric)), op, draw(numbers), "n")
     if kind == "between":
         low, high = sorted((draw(numbers), draw(numbers)))
-        return Between(draw(st.sampled_from(NUMBERS)), low, high, "between")
+        return Between(draw(st.sampled_from(numeric)), low, high, "between")
     if kind == "boolean":
         op = draw(st.sampled_from([Op.EQ, Op.NE]))
-        return Compare(draw(st.sampled_from(BOOLEANS)), op, draw(st.booleans()), "b")
+        feature = draw(st.sampled_from([f for f in features if f in BOOLEANS]))
+        return Compare(feature, op, draw(st.booleans()), "b")
     if kind == "enum":
         op = draw(st.sampled_from([Op.EQ, Op.NE]))
         return Compare(ENUM, op, draw(st.sampled_from(ENUM_VALUES)), "e")
@@ -85,7 +115,11 @@ def _grow(children: st.SearchStrategy[Node]) -> st.SearchStrategy[Node]:
     return st.one_of(several.map(All), several.map(AnyOf), children.map(Not))
 
 
-trees: st.SearchStrategy[Node] = st.recursive(atoms(), _grow, max_leaves=8)
+def trees_over(features: Sequence[str], leaves: int = 8) -> st.SearchStrategy[Node]:
+    return st.recursive(atoms(features), _grow, max_leaves=leaves)
+
+
+trees = trees_over(FEATURES)
 
 
 def _criterion(ident: str, kind: CriterionKind, when: Node) -> Criterion:
@@ -129,7 +163,8 @@ def rulesets(draw: st.DrawFn, ident: str) -> RuleSet:
         outcomes=(),
         notes=(),
         includes=(),
-        confirmations=frozenset(),
+        # `decide` and the SQL split by name whatever the feature's type
+        confirmations=draw(st.frozensets(st.sampled_from(FEATURES), max_size=3)),
         citations=(),
         snapshot={},
     )
@@ -150,6 +185,7 @@ def patients(draw: st.DrawFn) -> Row:
 class Case:
     rulesets: list[RuleSet]
     patients: list[Row]
+    catalogue: tuple[Feature, ...] = ()  # with derivations, in catalogue order
 
 
 @st.composite
@@ -158,6 +194,53 @@ def cases(draw: st.DrawFn, most_rulesets: int = 3, most_patients: int = 12) -> C
     found = [draw(rulesets(f"rs{i}")) for i in range(count)]
     rows = draw(st.lists(patients(), min_size=1, max_size=most_patients))
     return Case(found, [{"id": i, **row} for i, row in enumerate(rows)])
+
+
+def _spec(name: str) -> FeatureSpec:
+    kind = (
+        FeatureType.NUMBER
+        if name in NUMBERS
+        else FeatureType.BOOLEAN
+        if name in BOOLEANS
+        else FeatureType.ENUM
+    )
+    values = list(ENUM_VALUES) if kind is FeatureType.ENUM else None
+    return FeatureSpec(id=name, type=kind, label=name, description=name, group="t", values=values)
+
+
+def _derived_value(name: str) -> st.SearchStrategy[Scalar]:
+    if name in NUMBERS:
+        return st.sampled_from(POOL)
+    if name in BOOLEANS:
+        return st.booleans()
+    return st.sampled_from(ENUM_VALUES)
+
+
+@st.composite
+def catalogues(draw: st.DrawFn) -> tuple[Feature, ...]:
+    """The test features in a random catalogue order, up to four of them derived. A
+    derivation reads only features ranked below its own in a second random order (the loader
+    refuses cycles), so chains run both ways through the catalogue; a feature may have
+    derivations that disagree."""
+    order = draw(st.permutations(FEATURES))
+    rank = draw(st.permutations(FEATURES))
+    targets = draw(st.sets(st.sampled_from(FEATURES), max_size=4))
+    found = []
+    for name in order:
+        below = rank[: rank.index(name)]
+        rules: list[Derivation] = []
+        if name in targets and below:
+            for _ in range(draw(st.integers(1, 3))):
+                when = draw(trees_over(below, leaves=4))
+                rules.append(Derivation(when, draw(_derived_value(name)), "because", "text"))
+        found.append(Feature(_spec(name), tuple(rules)))
+    return tuple(found)
+
+
+@st.composite
+def derivation_cases(draw: st.DrawFn, most_rulesets: int = 2, most_patients: int = 12) -> Case:
+    case = draw(cases(most_rulesets, most_patients))
+    return Case(case.rulesets, case.patients, draw(catalogues()))
 
 
 def patients_table(features: Sequence[tuple[str, sa.types.TypeEngine[Any]]]) -> sa.Table:
@@ -174,8 +257,8 @@ TABLE = patients_table(
 )
 
 
-def query(table: sa.Table, rulesets: Sequence[RuleSet]) -> sa.Select[Any]:
-    return Screening(rulesets, table).verdicts(missing=True).order_by("id")
+def query(source: sa.FromClause, rulesets: Sequence[RuleSet]) -> sa.Select[Any]:
+    return Screening(rulesets, source).verdicts(missing=True).order_by("id")
 
 
 def _truth(value: Any) -> Result:
@@ -191,15 +274,23 @@ def _excluded_by(decision: Decision) -> str | None:
     return None
 
 
-def expected(ruleset: RuleSet, row: Row) -> list[Any]:
-    values = {k: FeatureValue(v, None, v, None) for k, v in row.items() if v is not None}
+Values = Mapping[str, FeatureValue]
+
+
+def given_values(row: Row) -> dict[str, FeatureValue]:
+    return {
+        k: FeatureValue(v, None, v, None) for k, v in row.items() if k != "id" and v is not None
+    }
+
+
+def expected(ruleset: RuleSet, values: Values) -> list[Any]:
     decision = decide(ruleset, values)
-    compiled_missing = sorted({a.feature for c in ruleset.deciding for a in _atoms(c.when)})
     return [
         decision.status.value,
         _excluded_by(decision),
         *(r.result for r in (*decision.criteria, *decision.cautions)),
-        *(f in decision.missing for f in compiled_missing),
+        sorted(decision.missing),
+        sorted(decision.to_confirm),
     ]
 
 
@@ -213,32 +304,99 @@ def _atoms(node: Node) -> Iterator[Atom]:
         yield node
 
 
-def actual(ruleset: RuleSet, cells: Sequence[Any]) -> list[Any]:
-    """One rule set's cells of a result row, in `expected`'s shape."""
-    criteria = len(ruleset.deciding) + len(ruleset.cautions)
-    status, first = cells[0], cells[1]
-    truths = [_truth(v) for v in cells[2 : 2 + criteria]]
-    missing = [bool(v) for v in cells[2 + criteria :]]
-    return [status, first, *truths, *missing]
+def actual(ruleset: RuleSet, cells: Mapping[str, Any]) -> list[Any]:
+    """One rule set's cells of a result row (by column name), in `expected`'s shape. Every
+    feature of a deciding criterion has one flag column, named for what the patient awaits of
+    it: `missing` for a value to measure, `to_confirm` for a confirmation."""
+    every = (*ruleset.deciding, *ruleset.cautions)
+    awaited: dict[str, list[str]] = {MISSING: [], TO_CONFIRM: []}
+    compiled = {a.feature for c in ruleset.deciding for a in _atoms(c.when)}
+    for feature in compiled:
+        kind = TO_CONFIRM if feature in ruleset.confirmations else MISSING
+        other = MISSING if kind == TO_CONFIRM else TO_CONFIRM
+        assert column_name(ruleset, other, feature) not in cells
+        if cells[column_name(ruleset, kind, feature)]:
+            awaited[kind].append(feature)
+    flags = [
+        n
+        for n in cells
+        if n.startswith((f"{ruleset.id}:{MISSING}:", f"{ruleset.id}:{TO_CONFIRM}:"))
+    ]
+    assert len(flags) == len(compiled)
+    return [
+        cells[column_name(ruleset, "status")],
+        cells[column_name(ruleset, "excluded_by")],
+        *(_truth(cells[column_name(ruleset, c.id)]) for c in every),
+        sorted(awaited[MISSING]),
+        sorted(awaited[TO_CONFIRM]),
+    ]
 
 
-def width(ruleset: RuleSet) -> int:
-    features = {a.feature for c in ruleset.deciding for a in _atoms(c.when)}
-    return 2 + len(ruleset.deciding) + len(ruleset.cautions) + len(features)
+def results(
+    backend: Backend, table: sa.Table, rows: Sequence[Row], select: sa.Select[Any]
+) -> list[dict[str, Any]]:
+    names = [c.name for c in select.selected_columns]
+    return [dict(zip(names, row, strict=True)) for row in backend.run(table, rows, select)]
 
 
 def check(backend: Backend, table: sa.Table, case: Case) -> None:
-    rows = backend.run(table, case.patients, query(table, case.rulesets))
-    assert [r[0] for r in rows] == [p["id"] for p in case.patients]
-    for row, patient in zip(rows, case.patients, strict=True):
-        at = 1
+    found = results(backend, table, case.patients, query(table, case.rulesets))
+    assert [r["id"] for r in found] == [p["id"] for p in case.patients]
+    for cells, patient in zip(found, case.patients, strict=True):
         for ruleset in case.rulesets:
-            cells = row[at : at + width(ruleset)]
-            at += width(ruleset)
-            assert actual(ruleset, cells) == expected(ruleset, patient), (
+            assert actual(ruleset, cells) == expected(ruleset, given_values(patient)), (
                 f"{backend.name}: rule set {ruleset.id}, patient {patient}"
             )
-        assert at == len(row)
+
+
+def derived_source(table: sa.Table, catalogue: Sequence[Feature]) -> tuple[sa.Subquery, list[str]]:
+    """The table with each feature as `derivations` completes it, and per contradiction a
+    flag column (`x<i>`, named by the feature in the list returned)."""
+    derived = derivations(catalogue, lambda f: table.c[f])
+    values = [derived.values.get(f.id, table.c[f.id]).label(f.id) for f in catalogue]
+    flags = [c.holds.label(f"x{i}") for i, c in enumerate(derived.contradictions)]
+    source = sa.select(table.c.id, *values, *flags).subquery("derived")
+    return source, [c.feature.id for c in derived.contradictions]
+
+
+def python_derived(
+    catalogue: Sequence[Feature], row: Row
+) -> tuple[dict[str, FeatureValue], set[str]]:
+    """`derive` over a row: (values, no contradiction) or (given values, the contradicted)."""
+    values = given_values(row)
+    try:
+        return derive(values, {f.id: f for f in catalogue}), set()
+    except InvalidInput as exc:
+        return values, {i.field.removeprefix("features.") for i in exc.issues}
+
+
+def _same(feature: Feature, value: Any) -> Any:
+    """A cell read back as Python compares it: SQLite returns a CASE's boolean as 0/1."""
+    if value is None or feature.type is not FeatureType.BOOLEAN:
+        return value
+    return bool(value)
+
+
+def check_derived(backend: Backend, table: sa.Table, case: Case) -> None:
+    """The derived values and contradictions of `derive`, then the verdicts of `decide`
+    over the derived values, row by row (a row with a contradiction is rejected: no verdict)."""
+    source, contradicted = derived_source(table, case.catalogue)
+    by_id = sa.select(source).order_by(source.c.id)
+    derived = results(backend, table, case.patients, by_id)
+    verdicts = results(backend, table, case.patients, query(source, case.rulesets))
+    for cells, verdict, patient in zip(derived, verdicts, case.patients, strict=True):
+        values, wrong = python_derived(case.catalogue, patient)
+        flagged = {f for i, f in enumerate(contradicted) if cells[f"x{i}"]}
+        assert flagged == wrong, f"{backend.name}: {patient}"
+        if wrong:
+            continue
+        for feature in case.catalogue:
+            want = values[feature.id].value if feature.id in values else None
+            assert _same(feature, cells[feature.id]) == want, f"{backend.name}: {patient}"
+        for ruleset in case.rulesets:
+            assert actual(ruleset, verdict) == expected(ruleset, values), (
+                f"{backend.name}: rule set {ruleset.id}, patient {patient}"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +433,13 @@ RUNS = {
     "postgres": (150, cases()),
     "spark_backend": (25, cases(most_rulesets=6, most_patients=40)),
 }
+DERIVATION_RUNS = {
+    "sqlite": (200, derivation_cases()),
+    "duckdb_backend": (200, derivation_cases()),
+    "postgres": (100, derivation_cases()),
+    "spark_backend": (15, derivation_cases(most_rulesets=4, most_patients=40)),
+}
+SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
 @pytest.mark.parametrize("engine", list(RUNS))
@@ -282,16 +447,57 @@ def test_sql_matches_the_python_evaluator(engine: str, request: pytest.FixtureRe
     backend: Backend = request.getfixturevalue(engine)
     examples, strategy = RUNS[engine]
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @settings(max_examples=examples, deadline=None, suppress_health_check=SLOW)
     @given(strategy)
     def run(case: Case) -> None:
         check(backend, TABLE, case)
 
     run()
+
+
+@pytest.mark.parametrize("engine", list(DERIVATION_RUNS))
+def test_derivations_match_derive_and_then_decide(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    backend: Backend = request.getfixturevalue(engine)
+    examples, strategy = DERIVATION_RUNS[engine]
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=SLOW)
+    @given(strategy)
+    def run(case: Case) -> None:
+        check_derived(backend, TABLE, case)
+
+    run()
+
+
+def test_a_later_derivation_in_the_catalogue_is_read_in_the_next_pass(
+    duckdb_backend: Backend,
+) -> None:
+    """b1 is derived from b2, which comes later in the catalogue and is itself derived from
+    n1: `derive` settles b2 in its first pass and b1 in its second, where b1's first
+    derivation (from n2) may already have given the other value."""
+    catalogue = (
+        Feature(
+            _spec("b1"),
+            (
+                Derivation(Compare("n2", Op.GT, 0.0, "n2 > 0"), False, "from n2", "n2 > 0"),
+                Derivation(Compare("b2", Op.EQ, True, "b2"), True, "from b2", "b2"),
+            ),
+        ),
+        Feature(_spec("b2"), (Derivation(Compare("n1", Op.GT, 0.0, "n1"), True, "n1", "n1"),)),
+        *(Feature(_spec(f)) for f in FEATURES if f not in {"b1", "b2"}),
+    )
+    rows = [
+        {"id": 0, "n1": 1.0, "n2": 1.0},  # both hold: b1's first pass takes n2's false
+        {"id": 1, "n1": 1.0},  # only through b2: true in the second pass
+        {"id": 2, "n1": 1.0, "b1": False},  # contradicts b2's implication
+        {"id": 3, "n2": 1.0, "b1": True},  # contradicts n2's
+    ]
+    patients = [{**dict.fromkeys(FEATURES), **row} for row in rows]
+    check_derived(duckdb_backend, TABLE, Case([], patients, catalogue))
+    source, _ = derived_source(TABLE, catalogue)
+    found = results(duckdb_backend, TABLE, patients, sa.select(source).order_by(source.c.id))
+    assert [r["b1"] for r in found[:2]] == [False, True]
 
 
 def _shipped_table(rules: RuleBase) -> sa.Table:
@@ -306,7 +512,8 @@ def _shipped_table(rules: RuleBase) -> sa.Table:
 def test_every_shipped_rule_set_matches_on_duckdb(
     shipped_rules: RuleBase, duckdb_backend: Backend
 ) -> None:
-    """The real rule sets, with random patients over the whole catalogue."""
+    """The real rule sets and the catalogue's own derivations, with random patients over the
+    whole catalogue."""
     table = _shipped_table(shipped_rules)
 
     def value(feature_id: str) -> st.SearchStrategy[Any]:
@@ -319,13 +526,17 @@ def test_every_shipped_rule_set_matches_on_duckdb(
         return st.floats(low, high, allow_nan=False)
 
     patient = st.fixed_dictionaries({f: st.none() | value(f) for f in shipped_rules.features})
+    catalogue = tuple(shipped_rules.features.values())
 
     @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(patient, min_size=1, max_size=20))
     def run(rows: list[Row]) -> None:
         case = Case(
-            list(shipped_rules.rulesets.values()), [{"id": i, **r} for i, r in enumerate(rows)]
+            list(shipped_rules.rulesets.values()),
+            [{"id": i, **r} for i, r in enumerate(rows)],
+            catalogue,
         )
         check(duckdb_backend, table, case)
+        check_derived(duckdb_backend, table, case)
 
     run()
