@@ -220,11 +220,26 @@ class FhirUse(_Out):
     skipped: list[FhirSkipped] = Field(description="Matching resources not used, and why")
 
 
+class CorrectionOut(_Out):
+    """A value given against an implication of the catalogue (3 g of IV cyclophosphamide
+    means a prior alkylating agent): the implied value was used; correct the record."""
+
+    feature: str
+    given: Given
+    used: float | bool | str
+    because: str | None = Field(description="The implication and why it holds")
+
+
 class EvaluationResponse(_Out):
     id: str
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionOut]
+    corrections: list[CorrectionOut] = Field(
+        default_factory=list,
+        description="Values given against an implication of the catalogue, replaced by it "
+        "(absent when there are none)",
+    )
     fhir: FhirUse | None = None
 
 

@@ -22,7 +22,7 @@ from app.cli.screen import screen_command
 from app.cli.synth import synth as synth_command
 from app.cli.users import users as users_group
 from app.engine import present
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.report import render_table
@@ -129,10 +129,16 @@ def evaluate(
         for issue in exc.issues:
             click.echo(f"{patient}: {issue.field}: {issue.message}", err=True)
         sys.exit(EXIT_INPUT)
+    replaced = [present.correction(ident, value) for ident, value in corrections(values)]
     if as_json:
         results = [present.decision(d, rules) for d in decisions]
-        click.echo(json.dumps({"rules_hash": rules.hash, "results": results}, indent=2))
+        body: dict[str, Any] = {"rules_hash": rules.hash, "results": results}
+        if replaced:
+            body["corrections"] = replaced
+        click.echo(json.dumps(body, indent=2))
     else:
+        for item in replaced:
+            click.echo(f"{patient}: corrected {item['feature']}: {item['because']}", err=True)
         click.echo(render_table(decisions))
 
 

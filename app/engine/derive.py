@@ -7,11 +7,18 @@
           because: cyclophosphamide is an alkylating agent
 
 A clinician who entered 3 g of IV cyclophosphamide is not asked again whether the patient had
-an alkylating agent. A derivation only fills a value that is unknown, and only when its
-condition is known to hold (Kleene: an unknown condition derives nothing); the value it gives
-carries its reason as provenance, so the trace says "derived: prior_cyclophosphamide_iv_g > 0 g
-(cyclophosphamide is an alkylating agent)". A value given that contradicts a derivation whose
-condition holds is an input error naming both, never silently overridden either way.
+an alkylating agent. A derivation applies only when its condition is known to hold (Kleene: an
+unknown condition derives nothing); the value it gives carries its reason as provenance, so the
+trace says "derived: prior_cyclophosphamide_iv_g > 0 g (cyclophosphamide is an alkylating
+agent)".
+
+A value given against a derivation whose condition holds is replaced by it, and the answer
+says so (`corrections`, and "it replaces the value given, false" in the trace): an
+implication is a fact about the catalogue, not a guess (cyclophosphamide is an alkylating
+agent), so a "no" beside a recorded dose is an error in the record, and the reading the dose
+implies is the safe one: every shipped derivation implies a contraindication or a
+treatment given. Refusing the whole evaluation instead would leave the clinician, the EHR
+and the registry with no verdict for a patient whose record is plain about the dose.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from app.engine.compile import ExpressionCompiler, render
 from app.engine.diagnostics import Code, Diagnostic
 from app.engine.evaluate import truth
-from app.engine.inputs import FeatureValue, InputIssue, InvalidInput, Provenance
+from app.engine.inputs import FeatureValue, Provenance
 from app.engine.located_yaml import LocatedDocument, PathKey
 from app.engine.model import Derivation, Feature, Scalar, atoms
 from app.engine.schema import FeatureSpec, FeatureType
@@ -52,7 +59,16 @@ def compile_derivations(
             if node is not None and not problem:
                 text = item.when if isinstance(item.when, str) else render(node)
                 compiled.append(Derivation(node, _typed(spec, item.value), item.because, text))
-        if compiled:
+        if len({_key(d.value) for d in compiled}) > 1:
+            diagnostics.append(
+                Diagnostic(
+                    Code.DERIVATION,
+                    f"the derivations of {spec.id!r} imply different values; an implication "
+                    "gives one value, whichever condition holds",
+                    doc.position((*path, "derive")),
+                )
+            )
+        elif compiled:
             out[spec.id] = Feature(spec, tuple(compiled))
     for spec, path in specs:
         cycle = _cycle(spec.id, out)
@@ -65,6 +81,11 @@ def compile_derivations(
                 )
             )
     return out
+
+
+def _key(value: Scalar) -> tuple[str, Scalar]:
+    """`True == 1.0` in Python: compare values with their type."""
+    return (type(value).__name__, value)
 
 
 def _value_problem(spec: FeatureSpec, value: Scalar) -> str | None:
@@ -108,53 +129,53 @@ def _cycle(start: str, features: Mapping[str, Feature]) -> list[str]:
 
 
 def derive(
-    values: Mapping[str, FeatureValue], features: Mapping[str, Feature], *, prefix: str = "features"
+    values: Mapping[str, FeatureValue], features: Mapping[str, Feature]
 ) -> dict[str, FeatureValue]:
-    """`values` completed with what the catalogue derives from them; InvalidInput if a given
-    value contradicts a derivation whose condition holds. Derivations may chain (the catalogue
-    refuses cycles), so this repeats until nothing new is derived."""
+    """`values` completed with what the catalogue derives from them.
+
+    Derivations may chain (the catalogue refuses cycles) and all those of one feature give
+    the same value (the catalogue checks that too), so the result depends neither on their
+    order nor on the features': this repeats until nothing changes."""
     out = dict(values)
     derived = [f for f in features.values() if f.derivations]
-    issues: list[InputIssue] = []
     changed = True
     while changed:
         changed = False
         for feature in derived:
-            for rule in feature.derivations:
-                if truth(rule.when, out) is not True:
-                    continue
-                have = out.get(feature.id)
-                if have is None:
-                    out[feature.id] = _derived(feature, rule)
-                    changed = True
-                elif have.value != rule.value and have.provenance.source != DERIVED:
-                    issues.append(_contradiction(feature, rule, have, out, prefix))
-    if issues:
-        raise InvalidInput(list({i.field + i.message: i for i in issues}.values()))
+            have = out.get(feature.id)
+            implied = feature.derivations[0].value
+            if have is not None and (have.value == implied or have.provenance.source == DERIVED):
+                continue
+            rule = next((r for r in feature.derivations if truth(r.when, out) is True), None)
+            if rule is not None:
+                out[feature.id] = _derived(feature, rule, have)
+                changed = True
     return out
 
 
-def _derived(feature: Feature, rule: Derivation) -> FeatureValue:
+def corrections(values: Mapping[str, FeatureValue]) -> list[tuple[str, FeatureValue]]:
+    """The values given against an implication and replaced by it: the derived value keeps
+    what was given (`given_value`), so an answer can say what was replaced and why."""
+    return [
+        (ident, value)
+        for ident, value in values.items()
+        if value.provenance.source == DERIVED and value.given_value != value.value
+    ]
+
+
+def _derived(feature: Feature, rule: Derivation, replaced: FeatureValue | None) -> FeatureValue:
     why = f"{rule.text} ({rule.because})"
+    if replaced is None:
+        return FeatureValue(
+            rule.value, feature.unit, rule.value, feature.unit, Provenance(DERIVED, derivation=why)
+        )
+    why += f"; it replaces the value given, {_shown(replaced)}"
     return FeatureValue(
-        rule.value, feature.unit, rule.value, feature.unit, Provenance(DERIVED, derivation=why)
-    )
-
-
-def _contradiction(
-    feature: Feature,
-    rule: Derivation,
-    have: FeatureValue,
-    values: Mapping[str, FeatureValue],
-    prefix: str,
-) -> InputIssue:
-    known = [a.feature for a in atoms(rule.when) if a.feature in values]
-    used = ", ".join(f"{f} = {_shown(values[f])}" for f in known)
-    return InputIssue(
-        f"{prefix}.{feature.id}",
-        "contradiction",
-        f"{feature.id} is {_shown(have)}, but {used} implies {_json(rule.value)} "
-        f"({rule.because}); correct one of them",
+        rule.value,
+        feature.unit,
+        replaced.given_value,
+        replaced.given_unit,
+        Provenance(DERIVED, derivation=why),
     )
 
 

@@ -21,7 +21,7 @@ from app.engine.evaluate import (
     Result,
     decisive,
 )
-from app.engine.inputs import Provenance
+from app.engine.inputs import FeatureValue, Provenance
 from app.engine.model import Atom, Between, Compare, Criterion, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import EvidenceSpec, FactSpec
 
@@ -158,6 +158,16 @@ def to_confirm(result: Decision, features: dict[str, Feature]) -> list[dict[str,
             }
         )
     return out
+
+
+def correction(ident: str, value: FeatureValue) -> dict[str, Any]:
+    """A value given against a catalogue implication, and what was used instead (derive.py)."""
+    return {
+        "feature": ident,
+        "given": {"value": value.given_value, "unit": value.given_unit},
+        "used": value.value,
+        "because": value.provenance.derivation,
+    }
 
 
 def fact(spec: FactSpec) -> dict[str, Any]:

@@ -232,7 +232,6 @@ class FloorCase:
     feature: str
     value: Scalar
     decision: Decision
-    dropped: tuple[str, ...]  # values given that contradicted the switch (derived from it)
 
     @property
     def passed(self) -> bool:
@@ -261,16 +260,10 @@ def _floor_case(
 ) -> FloorCase:
     given = {k: v for k, v in vignette.values.items() if v.provenance.source != DERIVED}
     given[feature] = switched_on(rules.features[feature], value)
-    dropped: list[str] = []
-    try:
-        values = derive(given, rules.features)
-    except InvalidInput as exc:
-        # What the switch implies contradicts a value the vignette gave (active malignancy
-        # switched on beside "no history of malignancy"): the implication wins.
-        dropped = [i.field.removeprefix("features.") for i in exc.issues]
-        values = derive({k: v for k, v in given.items() if k not in dropped}, rules.features)
-    decision = decide(vignette.ruleset, values)
-    return FloorCase(vignette, entry, feature, value, decision, tuple(dropped))
+    # Derived again: what the switch implies (active malignancy, so a history of one)
+    # replaces a value the vignette gave against it, as for any patient.
+    decision = decide(vignette.ruleset, derive(given, rules.features))
+    return FloorCase(vignette, entry, feature, value, decision)
 
 
 @dataclass(frozen=True, slots=True)

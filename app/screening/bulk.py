@@ -287,14 +287,14 @@ class _Reader:
         }
         try:
             mapped = map_bundle(bundle, self.features, today)
-            # As the API derives after mapping: a record whose values contradict a catalogue
-            # derivation is refused at its Patient line, not later as a row number.
-            values = derive(mapped.values, self.features)
         except InvalidInput as exc:
             for issue in exc.issues:
                 where, message = _located(issue, [w for w, _ in entries])
                 self.problem(where, ident, issue.code, message)
             return None
+        # Derived as the API derives after mapping (the SQL stage derives again, to the same
+        # values: a derived value is given there, and agrees with itself).
+        values = derive(mapped.values, self.features)
         return BulkPatient(ident, entries[0][0], values, mapped.skipped)
 
 

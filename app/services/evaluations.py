@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import audit, clients
 from app.db.models import Evaluation, RulesetVersion
 from app.engine import present
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
 from app.engine.evaluate import decide
@@ -121,6 +121,9 @@ def decide_and_record(
         "rules_hash": rules.hash,
         "results": [present.decision(d, rules) for d in decisions],
     }
+    replaced = corrections(values)
+    if replaced:
+        answer["corrections"] = [present.correction(ident, value) for ident, value in replaced]
     if mapped is not None:
         answer["fhir"] = _fhir_summary(mapped, values)
     if extra is not None:

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.engine.derive import derive
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
@@ -78,7 +77,7 @@ def check(parsed: Parsed, features: Mapping[str, Feature]) -> None:
     """Add the engine's verdict on the values that were read (ranges, units), so a form with
     one unreadable value still reports every other problem at once."""
     try:
-        derive(normalise(parsed.features, features), features)
+        normalise(parsed.features, features)
     except InvalidInput as exc:
         for key, message in engine_errors(exc.issues).items():
             parsed.errors.setdefault(key, message)

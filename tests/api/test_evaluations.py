@@ -226,16 +226,38 @@ def test_a_derived_value_shows_in_the_trace_with_why_and_is_recorded(client: Tes
     assert stored["provenance"]["source"] == "derived"
 
 
-def test_a_value_contradicting_a_derivation_is_422_naming_the_field(client: TestClient) -> None:
+def test_a_value_given_against_a_derivation_is_replaced_and_said(client: TestClient) -> None:
+    """ "No alkylating agent" typed beside 3 g of IV cyclophosphamide: the dose implies one,
+    so UPSIDE rules the patient out on it, and the answer says what was replaced and why."""
     features = {"prior_alkylating_or_irradiation": False, "prior_cyclophosphamide_iv_g": 3}
-    before = len(client.get("/v1/evaluations", params={"limit": 500}).json()["items"])
-    response = client.post("/v1/evaluations", json={"features": features})
-    body = problem(response, 422)
-    (error,) = body["errors"]
-    assert (error["field"], error["code"]) == (
-        "features.prior_alkylating_or_irradiation",
-        "contradiction",
+    body = client.post(
+        "/v1/evaluations", json={"features": features, "rulesets": ["hsct-ssc-upside"]}
+    ).json()
+    assert body["corrections"] == [
+        {
+            "feature": "prior_alkylating_or_irradiation",
+            "given": {"value": False, "unit": None},
+            "used": True,
+            "because": "prior_cyclophosphamide_iv_g > 0 g (cyclophosphamide is an alkylating "
+            "agent); it replaces the value given, false",
+        }
+    ]
+    (result,) = body["results"]
+    assert result["reasons"] == ["prior-alkylating-or-irradiation"]
+    ruling = next(c for c in result["criteria"] if c["id"] == "prior-alkylating-or-irradiation")
+    (use,) = ruling["features"]
+    assert (use["value"], use["given"]["value"], use["provenance"]["source"]) == (
+        True,
+        False,
+        "derived",
     )
-    assert "prior_cyclophosphamide_iv_g = 3 g implies true" in error["message"]
-    after = len(client.get("/v1/evaluations", params={"limit": 500}).json()["items"])
-    assert after == before  # nothing decided, nothing recorded
+    record = client.get(f"/v1/evaluations/{body['id']}").json()
+    assert record["result"]["corrections"] == body["corrections"]
+    assert record["input"]["received"]["features"]["prior_alkylating_or_irradiation"] is False
+
+
+def test_an_answer_without_a_correction_has_no_corrections(client: TestClient) -> None:
+    body = client.post(
+        "/v1/evaluations", json={"features": {"prior_cyclophosphamide_iv_g": 3}}
+    ).json()
+    assert "corrections" not in body

@@ -134,16 +134,19 @@ def test_a_deceased_patient_gets_no_verdict(client: TestClient) -> None:
     assert _post(client, body)["results"][0]["status"] != "not_indicated"
 
 
-def test_an_explicit_value_contradicting_what_the_bundle_implies_is_422(
+def test_an_explicit_value_against_what_the_bundle_implies_is_replaced_and_said(
     client: TestClient,
 ) -> None:
-    """The SLE patient's record holds 3 g of IV cyclophosphamide: "no alkylating agent"
-    typed beside it is refused, not silently overridden either way."""
+    """The SLE patient's record holds 3 g of IV cyclophosphamide: "no alkylating agent" typed
+    beside it is replaced by what the record implies, and the answer says so."""
     body = {"fhir": sle_bundle(today()), "features": {"prior_alkylating_or_irradiation": False}}
-    response = client.post("/v1/evaluations", json=body)
-    assert response.status_code == 422, response.text
-    errors = response.json()["errors"]  # one per recorded total that implies it
-    assert {(e["field"], e["code"]) for e in errors} == {
-        ("features.prior_alkylating_or_irradiation", "contradiction")
-    }
-    assert any("prior_cyclophosphamide_iv_g = 3 g implies true" in e["message"] for e in errors)
+    answer = _post(client, body)
+    (correction,) = answer["corrections"]
+    assert (correction["feature"], correction["given"]["value"], correction["used"]) == (
+        "prior_alkylating_or_irradiation",
+        False,
+        True,
+    )
+    assert "implies" not in correction["because"]  # the rule's own words, not an error
+    assert "cyclophosphamide is an alkylating agent" in correction["because"]
+    assert "it replaces the value given, false" in correction["because"]

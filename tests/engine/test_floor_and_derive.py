@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.diagnostics import Diagnostic
 from app.engine.evaluate import Status, decide
-from app.engine.inputs import InvalidInput, normalise
+from app.engine.inputs import normalise
 from app.engine.load import check_rules, load_rules
 from app.engine.model import RuleBase
 from tests.conftest import GOLDEN_RULES
@@ -156,18 +156,32 @@ def test_a_given_value_agreeing_with_the_derivation_is_kept_as_given(derived: Ru
     assert values["prior_alkylator"].provenance.source == "input"
 
 
-def test_a_given_value_contradicting_the_derivation_is_an_input_error(derived: RuleBase) -> None:
-    with pytest.raises(InvalidInput) as error:
-        derive(
-            normalise({"score": 3, "prior_alkylator": False}, derived.features),
-            derived.features,
-        )
-    (issue,) = error.value.issues
-    assert (issue.field, issue.code) == ("features.prior_alkylator", "contradiction")
-    assert issue.message == (
-        "prior_alkylator is false, but score = 3 implies true (a positive score means an "
-        "alkylator was given); correct one of them"
+def test_a_given_value_against_the_derivation_is_replaced_and_reported(
+    derived: RuleBase,
+) -> None:
+    """An implication is a fact about the catalogue: the implied value is used, keeps what
+    was given, and says why; `corrections` lists it for the answer."""
+    values = derive(
+        normalise({"score": 3, "prior_alkylator": False}, derived.features), derived.features
     )
+    value = values["prior_alkylator"]
+    assert (value.value, value.given_value) == (True, False)
+    assert value.provenance.source == "derived"
+    assert value.provenance.derivation == (
+        "score > 0 (a positive score means an alkylator was given); it replaces the value "
+        "given, false"
+    )
+    assert corrections(values) == [("prior_alkylator", value)]
+
+
+def test_nothing_is_corrected_when_the_given_value_agrees_or_nothing_is_implied(
+    derived: RuleBase,
+) -> None:
+    for raw in ({"score": 3, "prior_alkylator": True}, {"score": 0, "prior_alkylator": False}):
+        values = derive(normalise(raw, derived.features), derived.features)
+        assert corrections(values) == []
+    implied = derive(normalise({"score": 3}, derived.features), derived.features)
+    assert corrections(implied) == []  # derived, but nothing was given against it
 
 
 def test_the_derived_value_decides_like_a_given_one(derived: RuleBase) -> None:
@@ -180,6 +194,10 @@ def test_the_derived_value_decides_like_a_given_one(derived: RuleBase) -> None:
     ("entry", "message"),
     [
         (DERIVED.replace("value: true", "value: 3"), "'prior_alkylator' is yes/no"),
+        (
+            DERIVED + "      - when: smoker\n        value: false\n        because: test\n",
+            "the derivations of 'prior_alkylator' imply different values",
+        ),
         (DERIVED.replace("score > 0", "scor > 0"), "unknown feature 'scor'"),
         (
             DERIVED.replace("score > 0", "prior_alkylator2")
