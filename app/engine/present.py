@@ -21,7 +21,7 @@ from app.engine.evaluate import (
     Result,
     decisive,
 )
-from app.engine.inputs import FeatureValue, Provenance
+from app.engine.inputs import INPUT, FeatureValue, Provenance
 from app.engine.model import Atom, Between, Compare, Criterion, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import EvidenceSpec, FactSpec
 
@@ -55,48 +55,67 @@ def _comparison(atom: Atom) -> str:
     return "between" if isinstance(atom, Between) else "in"
 
 
-# What an atom's entry says whatever the patient: built once per criterion, in the order the
-# evaluator traces the atoms (reading order, every atom, no short-circuit). Cleared on reload.
-_ATOMS: dict[Criterion, tuple[tuple[tuple[str, Any], ...], ...]] = {}
+# What an atom's entry says whatever the patient (feature, expression, comparison, threshold,
+# unit), and its whole entry when the value is unknown: built once per criterion, in the order
+# the evaluator traces the atoms (reading order, every atom, no short-circuit). Answers share
+# these objects, as they share criterion_spec's: nothing mutates an answer once built.
+_Static = tuple[str, str, str, Any, str | None]
+_ATOMS: dict[Criterion, tuple[tuple[_Static, dict[str, Any]], ...]] = {}
+_RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
 def _atom_statics(
     criterion: Criterion, features: dict[str, Feature]
-) -> tuple[tuple[tuple[str, Any], ...], ...]:
+) -> tuple[tuple[_Static, dict[str, Any]], ...]:
     statics = _ATOMS.get(criterion)
     if statics is None:
         statics = _ATOMS[criterion] = tuple(
-            (
-                ("feature", atom.feature),
-                ("expression", atom.text),
-                ("comparison", _comparison(atom)),
-                ("threshold", _threshold(atom)),
-                ("unit", features[atom.feature].unit),
-            )
-            for atom in atoms(criterion.when)
+            _atom_static(atom, features[atom.feature].unit) for atom in atoms(criterion.when)
         )
     return statics
 
 
-_RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
+def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, dict[str, Any]]:
+    static = (atom.feature, atom.text, _comparison(atom), _threshold(atom), unit)
+    return static, {**_entry(static), "value": None, "margin": None, "result": Result.UNKNOWN}
 
 
-def _atom(trace: AtomTrace, static: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+def _entry(static: _Static) -> dict[str, Any]:
+    feature, expression, comparison, threshold, unit = static
+    return {
+        "feature": feature,
+        "expression": expression,
+        "comparison": comparison,
+        "threshold": threshold,
+        "unit": unit,
+    }
+
+
+def _atom(trace: AtomTrace, static: _Static, unknown: dict[str, Any]) -> dict[str, Any]:
     given = trace.value
-    entry: dict[str, Any] = dict(static)
-    entry["value"] = None if given is None else given.value
-    entry["margin"] = trace.margin
-    entry["result"] = _RESULTS[trace.result]
-    if given is not None:
-        entry["given"] = {"value": given.given_value, "unit": given.given_unit}
-        entry["provenance"] = _provenance(given.provenance)
-    return entry
+    if given is None:
+        return unknown
+    feature, expression, comparison, threshold, unit = static
+    return {
+        "feature": feature,
+        "expression": expression,
+        "comparison": comparison,
+        "threshold": threshold,
+        "unit": unit,
+        "value": given.value,
+        "margin": trace.margin,
+        "result": _RESULTS[trace.result],
+        "given": {"value": given.given_value, "unit": given.given_unit},
+        "provenance": _INPUT if given.provenance is INPUT else _provenance(given.provenance),
+    }
 
 
 @lru_cache(maxsize=1024)
 def _provenance(provenance: Provenance) -> dict[str, Any]:
-    """Shared between answers (most values share INPUT): never mutated after this."""
     return {k: v for k, v in asdict(provenance).items() if v is not None}
+
+
+_INPUT = _provenance(INPUT)
 
 
 def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
@@ -104,7 +123,10 @@ def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> d
     return {
         **criterion_spec(result.criterion),
         "result": result.result,
-        "features": [_atom(t, s) for t, s in zip(result.trace, statics, strict=True)],
+        "features": [
+            _atom(trace, static, unknown)
+            for trace, (static, unknown) in zip(result.trace, statics, strict=True)
+        ],
     }
 
 
