@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +212,36 @@ def test_the_minimised_bundle_maps_to_the_same_values(path: Path, shipped_rules:
     assert patient["id"] not in kept
     assert patient["name"][0]["family"] not in kept
     assert len(kept) < len(path.read_text()) / 20
+
+
+def test_haemoglobin_of_a_synthea_record_maps_by_its_loinc_code(shipped_rules: RuleBase) -> None:
+    """Added for ASTIS's early inflammatory branch (Hb below 11 g/dL): LOINC 718-7 in a real
+    Synthea record, within its 90-day window, in g/dL."""
+    path = next(p for p in SYNTHEA if p.name.startswith("Martina"))
+    bundle = json.loads(path.read_text())
+    value = map_bundle(bundle, shipped_rules.features, date(2020, 9, 15)).values[
+        "hemoglobin_g_dl"
+    ]
+    assert (round(value.value, 2), value.given_unit) == (15.48, "g/dL")
+    assert value.provenance.date is not None and value.provenance.date.startswith("2020-08-29")
+    later = map_bundle(bundle, shipped_rules.features, date(2021, 1, 1)).values
+    assert "hemoglobin_g_dl" not in later  # 125 days old: no longer counts
+
+
+def test_total_bilirubin_in_umol_per_l_converts_with_its_molar_mass(
+    shipped_rules: RuleBase,
+) -> None:
+    """1975-2 reported in µmol/L: 34 µmol/L (Greco 2024's limit) is 1.988 mg/dL."""
+    bundle = ssc_bundle()
+    observation = resource(bundle, "obs-8")
+    observation["code"] = {"coding": [{"system": "http://loinc.org", "code": "1975-2"}]}
+    observation["valueQuantity"] = {
+        "value": 34,
+        "unit": "umol/L",
+        "system": "http://unitsofmeasure.org",
+        "code": "umol/L",
+    }
+    value = map_bundle(bundle, shipped_rules.features, TODAY).values["bilirubin_total_mg_dl"]
+    assert round(value.value, 3) == 1.988
+    assert (value.given_value, value.given_unit) == (34, "umol/L")
+    assert "egfr" not in map_bundle(bundle, shipped_rules.features, TODAY).values
