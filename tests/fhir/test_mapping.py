@@ -219,11 +219,10 @@ def test_haemoglobin_of_a_synthea_record_maps_by_its_loinc_code(shipped_rules: R
     Synthea record, within its 90-day window, in g/dL."""
     path = next(p for p in SYNTHEA if p.name.startswith("Martina"))
     bundle = json.loads(path.read_text())
-    value = map_bundle(bundle, shipped_rules.features, date(2020, 9, 15)).values[
-        "hemoglobin_g_dl"
-    ]
+    value = map_bundle(bundle, shipped_rules.features, date(2020, 9, 15)).values["hemoglobin_g_dl"]
     assert (round(value.value, 2), value.given_unit) == (15.48, "g/dL")
-    assert value.provenance.date is not None and value.provenance.date.startswith("2020-08-29")
+    assert value.provenance.date is not None
+    assert value.provenance.date.startswith("2020-08-29")
     later = map_bundle(bundle, shipped_rules.features, date(2021, 1, 1)).values
     assert "hemoglobin_g_dl" not in later  # 125 days old: no longer counts
 
