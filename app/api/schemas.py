@@ -105,6 +105,11 @@ class Provenance(_Out):
     derivation: str | None = Field(
         default=None, description="For a derived value: the implication and why it holds"
     )
+    replaced: str | None = Field(
+        default=None,
+        description="For a derived value: the value given against the implication, which it "
+        "replaced (see the answer's corrections)",
+    )
 
 
 class OriginOut(_Out):

@@ -127,6 +127,9 @@ def _summary(outcome: Outcome) -> str:
         lines.append(f"  {rejected.where}: {rejected.problems}")
     if len(outcome.rejected) > SHOWN_REJECTED:
         lines.append(f"  … all in {outcome.rejected_file}")
+    if report["corrected"]:
+        lines.append("values given against what the record implies (corrected:<feature>):")
+        lines += [f"  {c['summary']}" for c in report["corrected"]]
     header = ["rule set", *(s.value for s in Status)]
     rows = [[r["id"], *(f"{r['counts'][s.value]:,}" for s in Status)] for r in report["rulesets"]]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]

@@ -133,34 +133,47 @@ def derive(
 ) -> dict[str, FeatureValue]:
     """`values` completed with what the catalogue derives from them.
 
-    Derivations may chain (the catalogue refuses cycles) and all those of one feature give
-    the same value (the catalogue checks that too), so the result depends neither on their
-    order nor on the features': this repeats until nothing changes."""
+    Each derived feature is settled after every derived feature its conditions read
+    (`in_order`; the catalogue refuses cycles): it takes its implied value where one of its
+    conditions holds on those settled values, else keeps the value given. One pass in that
+    order gives the only consistent result, whatever the catalogue's order, even where a
+    replaced value turns another condition false."""
     out = dict(values)
-    derived = [f for f in features.values() if f.derivations]
-    changed = True
-    while changed:
-        changed = False
-        for feature in derived:
-            have = out.get(feature.id)
-            implied = feature.derivations[0].value
-            if have is not None and (have.value == implied or have.provenance.source == DERIVED):
-                continue
-            rule = next((r for r in feature.derivations if truth(r.when, out) is True), None)
-            if rule is not None:
-                out[feature.id] = _derived(feature, rule, have)
-                changed = True
+    for feature in in_order(features):
+        have = out.get(feature.id)
+        implied = feature.derivations[0].value  # the loader refuses two implied values
+        if have is not None and have.value == implied:
+            continue
+        rule = next((r for r in feature.derivations if truth(r.when, out) is True), None)
+        if rule is not None:
+            out[feature.id] = _derived(feature, rule, have)
     return out
+
+
+def in_order(features: Mapping[str, Feature]) -> list[Feature]:
+    """The derived features, each after the derived features its conditions read, otherwise in
+    catalogue order (a depth-first topological sort: the catalogue refuses cycles)."""
+    derived = {f.id: f for f in features.values() if f.derivations}
+    order: dict[str, Feature] = {}
+
+    def visit(feature: Feature, path: frozenset[str]) -> None:
+        for rule in feature.derivations:
+            for atom in atoms(rule.when):
+                below = derived.get(atom.feature)
+                if below is not None and below.id not in order and below.id not in path:
+                    visit(below, path | {feature.id})
+        order.setdefault(feature.id, feature)
+
+    for feature in derived.values():
+        visit(feature, frozenset())
+    return list(order.values())
 
 
 def corrections(values: Mapping[str, FeatureValue]) -> list[tuple[str, FeatureValue]]:
     """The values given against an implication and replaced by it: the derived value keeps
-    what was given (`given_value`), so an answer can say what was replaced and why."""
-    return [
-        (ident, value)
-        for ident, value in values.items()
-        if value.provenance.source == DERIVED and value.given_value != value.value
-    ]
+    what was given (`given_value`, `provenance.replaced`), so an answer can say what was
+    replaced and why."""
+    return [(k, v) for k, v in values.items() if v.provenance.replaced is not None]
 
 
 def _derived(feature: Feature, rule: Derivation, replaced: FeatureValue | None) -> FeatureValue:
@@ -169,13 +182,17 @@ def _derived(feature: Feature, rule: Derivation, replaced: FeatureValue | None) 
         return FeatureValue(
             rule.value, feature.unit, rule.value, feature.unit, Provenance(DERIVED, derivation=why)
         )
-    why += f"; it replaces the value given, {_shown(replaced)}"
+    shown = _shown(replaced)
     return FeatureValue(
         rule.value,
         feature.unit,
         replaced.given_value,
         replaced.given_unit,
-        Provenance(DERIVED, derivation=why),
+        Provenance(
+            DERIVED,
+            derivation=f"{why}; it replaces the value given, {shown}",
+            replaced=shown,
+        ),
     )
 
 

@@ -27,6 +27,7 @@ class Provenance:
     resource: str | None = None
     date: str | None = None
     derivation: str | None = None  # source "derived": the implication and its reason
+    replaced: str | None = None  # a value given against the implication, as given
 
 
 INPUT = Provenance()

@@ -11,8 +11,9 @@ so that every engine compares doubles with doubles (DuckDB and PostgreSQL would 
 `0.1` as an exact DECIMAL, and compare differently from Python at the boundary).
 
 Catalogue derivations (`derive.py`) compile here too (`derivations`): a derived feature's
-column is its given value, else the value of a derivation whose condition is known TRUE, and a
-given value that contradicts such a derivation is a flag the caller turns into a rejected row.
+column is the value its derivations imply where one of their conditions is known TRUE, else the
+value given; where that replaces a value given, a flag says so (`corrected:<feature>` in the
+results), as `derive.corrections` lists it in the API's answer.
 
 Nothing here touches a connection: the caller chooses the engine and the relation whose columns
 are named after the feature ids and hold canonical, validated values.
@@ -20,6 +21,7 @@ are named after the feature ids and hold canonical, validated values.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement, Grouping
 from sqlalchemy.sql.expression import FromClause
 
+from app.engine.derive import in_order
 from app.engine.evaluate import Status
 from app.engine.model import (
     All,
@@ -37,7 +40,6 @@ from app.engine.model import (
     Compare,
     Criterion,
     CriterionKind,
-    Derivation,
     Feature,
     Node,
     Not,
@@ -123,76 +125,46 @@ def is_true(truth: Truth) -> Truth:
 
 
 @dataclass(frozen=True, slots=True)
-class Contradiction:
-    """A given value that a derivation whose condition holds contradicts."""
-
-    feature: Feature
-    rule: Derivation
-    holds: Truth  # TRUE for a row with this contradiction, else FALSE
-
-
-@dataclass(frozen=True, slots=True)
 class Derived:
-    values: Mapping[str, ColumnElement[Any]]  # per derived feature: given, else derived
-    contradictions: tuple[Contradiction, ...]
+    """`derive` as SQL, per derived feature of the catalogue."""
+
+    values: Mapping[str, ColumnElement[Any]]  # the value used: implied, else given
+    corrected: Mapping[str, Truth]  # TRUE where the implied value replaced one given, else FALSE
 
 
 def derivations(features: Sequence[Feature], given: Columns) -> Derived:
     """`derive.derive` as SQL over the columns of given values.
 
-    `derive` goes over the catalogue in passes, in catalogue order, each feature taking the
-    value of its first derivation whose condition is TRUE (an unknown condition derives
-    nothing), until a pass changes nothing. This repeats exactly those passes, as many as the
-    catalogue's chains can need (`_passes`: one when every derived feature a condition reads
-    comes earlier in the catalogue), so that where two derivations of one feature disagree the
-    first in `derive`'s order wins here too. A contradiction is read on the final values: a
-    condition that is TRUE stays TRUE as values are added (Kleene logic is monotone), so it is
-    the same whichever pass `derive` noticed it in."""
-    derived = [f for f in features if f.derivations]
+    As `derive` does, each derived feature is settled after the derived features its
+    conditions read (`derive.in_order`): `CASE WHEN <one of its conditions holds> THEN
+    <implied> ELSE <given> END` over those settled columns (an unknown condition derives
+    nothing; the loader gives every derivation of one feature the same implied value).
+
+    A value given was corrected where it is known, differs from the implied value and the
+    implied value is the one used (the final value is one or the other)."""
     current: dict[str, ColumnElement[Any]] = {}
 
     def column(ident: str) -> ColumnElement[Any]:
         return current.get(ident, given(ident))
 
-    for _ in range(_passes(derived)):
-        for feature in derived:
-            rules = [(node_sql(r.when, column), scalar(r.value)) for r in feature.derivations]
-            current[feature.id] = sa.func.coalesce(column(feature.id), sa.case(*rules))
-    contradictions = tuple(
-        Contradiction(feature, rule, _contradicts(feature, rule, given, column))
-        for feature in derived
-        for rule in feature.derivations
-    )
-    return Derived(dict(current), contradictions)
+    ordered = in_order({f.id: f for f in features})
+    for feature in ordered:
+        holds = sa.or_(*(node_sql(r.when, column) for r in feature.derivations))
+        current[feature.id] = sa.case((holds, scalar(_implied(feature))), else_=given(feature.id))
+    corrected = {f.id: _corrected(f, given(f.id), column(f.id)) for f in ordered}
+    return Derived(dict(current), corrected)
 
 
-def _contradicts(feature: Feature, rule: Derivation, given: Columns, final: Columns) -> Truth:
-    have = given(feature.id)
-    differs = _compare(Compare(feature.id, Op.NE, rule.value, ""), have)
-    return is_true(sa.and_(have.is_not(None), differs, node_sql(rule.when, final)))
+def _implied(feature: Feature) -> Scalar:
+    """The value every derivation of `feature` implies (the loader refuses two)."""
+    return feature.derivations[0].value
 
 
-def _passes(derived: Sequence[Feature]) -> int:
-    """How many of `derive`'s passes settle every derived feature. A feature settles in the
-    pass where the derived features its conditions read have settled; in the next one if such
-    a feature comes later in the catalogue (`derive` reads its value of the previous pass).
-    The loader refuses cycles; one here would only be cut short."""
-    place = {f.id: i for i, f in enumerate(derived)}
-    settled: dict[str, int] = {}
-
-    def settle(feature: Feature, seen: frozenset[str]) -> int:
-        if feature.id not in settled:
-            needs = [1]
-            for rule in feature.derivations:
-                for atom in atoms(rule.when):
-                    if atom.feature in place and atom.feature not in seen:
-                        later = place[atom.feature] >= place[feature.id]
-                        inner = settle(derived[place[atom.feature]], seen | {feature.id})
-                        needs.append(inner + later)
-            settled[feature.id] = max(needs)
-        return settled[feature.id]
-
-    return max((settle(f, frozenset()) for f in derived), default=0)
+def _corrected(feature: Feature, given: ColumnElement[Any], final: ColumnElement[Any]) -> Truth:
+    implied = _implied(feature)
+    differs = _compare(Compare(feature.id, Op.NE, implied, ""), given)
+    used = _compare(Compare(feature.id, Op.EQ, implied, ""), final)
+    return is_true(sa.and_(given.is_not(None), differs, used))
 
 
 def failing(criterion: Criterion, truth: Truth) -> Truth:
@@ -246,6 +218,13 @@ STATUS = "status"
 EXCLUDED_BY = "excluded_by"
 MISSING = "missing"
 TO_CONFIRM = "to_confirm"
+CORRECTED = "corrected"
+
+
+def corrected_column(feature: str) -> str:
+    """`corrected:<feature>`: TRUE where the value given for a derived feature was replaced by
+    the value its derivations imply (`Derived.corrected`), FALSE elsewhere."""
+    return f"{CORRECTED}:{feature}"
 
 
 class Screening:
@@ -258,7 +237,9 @@ class Screening:
     flag the status CASE: the shipped rule sets printed 330 kB of SQL that DuckDB spent half
     a second planning.
 
-    `source` has a key column and one column per feature id, canonical and validated.
+    `source` has a key column and one column per feature id, canonical and validated; the
+    columns named in `carry` (a screening's `corrected:<feature>` flags) go to every result
+    row as they are.
     """
 
     def __init__(
@@ -268,14 +249,17 @@ class Screening:
         key: str = "id",
         *,
         fence: bool = False,
+        carry: Sequence[str] = (),
     ) -> None:
         self.rulesets = tuple(rulesets)
         self.key = key
+        self.carry = tuple(carry)
         columns: Columns = lambda f: source.c[f]  # noqa: E731
         selected: list[ColumnElement[Any]] = [source.c[key].label(key)]
         self._inner: dict[int, str] = {}
         used = sorted({a.feature for r in self.rulesets for c in r.deciding for a in atoms(c.when)})
         selected += [source.c[f].label(f) for f in used]
+        selected += [source.c[c].label(c) for c in self.carry]
         for k, ruleset in enumerate(self.rulesets):
             for i, criterion in enumerate((*ruleset.deciding, *ruleset.cautions)):
                 selected.append(node_sql(criterion.when, columns).label(f"c{k}_{i}"))
@@ -340,8 +324,10 @@ class Screening:
         excluded the patient, each criterion (TRUE met, FALSE not met, NULL unknown) and, on
         request, whether each feature's absence keeps the patient indeterminate: values to
         measure as `<ruleset>:missing:<feature>`, clinician confirmations as
-        `<ruleset>:to_confirm:<feature>`, as `decide` splits `missing` from `to_confirm`."""
+        `<ruleset>:to_confirm:<feature>`, as `decide` splits `missing` from `to_confirm`. The
+        carried columns come after the key."""
         selected: list[ColumnElement[Any]] = [self.stage.c[self.key]]
+        selected += [self.stage.c[c] for c in self.carry]
         for k, ruleset in enumerate(self.rulesets):
             selected.append(self.status(k).label(column_name(ruleset, STATUS)))
             selected.append(self.excluded_by(k).label(column_name(ruleset, EXCLUDED_BY)))
@@ -351,6 +337,9 @@ class Screening:
                     flag.label(column_name(ruleset, awaits(ruleset, f), f))
                     for f, flag in self.missing(k).items()
                 ]
+        twice = sorted(n for n, k in Counter(c.name for c in selected).items() if k > 1)
+        if twice:
+            raise ValueError(f"result columns named twice: {', '.join(twice)}")
         return sa.select(*selected).select_from(self.stage)
 
 

@@ -20,11 +20,12 @@ Files are read in this order, so each line can be judged when it is read:
 
 Bad input is never dropped in silence. A malformed line, a line that is not a resource, a
 resource in the file of another type, a resource naming a patient with no Patient resource, a
-usable resource naming no patient, every issue `map_bundle` raises and every contradiction of
-a catalogue derivation (`derive`, at the Patient's line) are problems at file:line. A patient
-with a problem is excluded from `patients`: a record read in part could be judged eligible on
-what is left. A problem no patient can be tied to (a malformed line) may hide any patient's
-data; the caller decides whether the cohort is complete enough.
+usable resource naming no patient and every issue `map_bundle` raises are problems at
+file:line. A patient with a problem is excluded from `patients`: a record read in part could
+be judged eligible on what is left. A value the record gives against a catalogue derivation is
+not a problem: `derive` replaces it with the implied value, as the API does (the screening
+counts it as corrected). A problem no patient can be tied to (a malformed line) may hide any
+patient's data; the caller decides whether the cohort is complete enough.
 
 Nothing is logged here: patient identifiers are data for the caller, never for a log. Messages
 name files and lines, not patients; `BulkProblem.patient` carries the id separately.
@@ -77,8 +78,9 @@ class BulkProblem:
 class BulkPatient:
     ident: str  # the Patient resource id: to pseudonymise, never to log
     where: str  # file:line of the Patient resource
-    values: dict[str, FeatureValue]
+    values: dict[str, FeatureValue]  # as the API uses them: mapped, then derived
     skipped: list[Note] = field(default_factory=list)  # resources not used, and why
+    given: dict[str, FeatureValue] = field(default_factory=dict)  # mapped, before derivations
 
 
 @dataclass
@@ -292,10 +294,10 @@ class _Reader:
                 where, message = _located(issue, [w for w, _ in entries])
                 self.problem(where, ident, issue.code, message)
             return None
-        # Derived as the API derives after mapping (the SQL stage derives again, to the same
-        # values: a derived value is given there, and agrees with itself).
+        # Derived as the API derives after mapping. A screening reads `given`: its SQL stage
+        # derives the same values again, and flags a value given that one implied replaces.
         values = derive(mapped.values, self.features)
-        return BulkPatient(ident, entries[0][0], values, mapped.skipped)
+        return BulkPatient(ident, entries[0][0], values, mapped.skipped, dict(mapped.values))
 
 
 def _decode(raw: bytes, where: str) -> str:

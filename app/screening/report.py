@@ -8,6 +8,13 @@ API's answer splits them: the values to measure whose absence kept most patients
 (`missing`), and the clinician confirmations most awaited (`to_confirm`: a judgement such as
 "no severe comorbidity" that no measurement gives), with the number of undecided patients
 who await nothing but confirmations.
+
+And, over all rule sets, the values given against a catalogue derivation (`corrected`): per
+derived feature, the rows screened whose given value was replaced by the value their record
+implies ("prior_alkylating_or_irradiation: given false in 12 rows where
+prior_cyclophosphamide_iv_g > 0 g implies true (cyclophosphamide is an alkylating agent); the
+implied value was used"), counted from the results' `corrected:<feature>` flags. Like every
+count here it names no patient: the registry finds the rows by those flags in the results.
 """
 
 from __future__ import annotations
@@ -21,9 +28,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from app.engine.evaluate import Status
-from app.engine.model import Criterion, CriterionKind, Feature, RuleSet
+from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar
 from app.engine.present import criterion_spec
-from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
+from app.engine.sql import (
+    CORRECTED,
+    EXCLUDED_BY,
+    MISSING,
+    STATUS,
+    TO_CONFIRM,
+    column_name,
+    corrected_column,
+)
 
 TOP_MISSING = 10
 
@@ -35,12 +50,16 @@ class Tally:
     second scan and no second dialect. Each count is one vectorised Arrow kernel a batch.
     """
 
-    def __init__(self, rulesets: Sequence[RuleSet]) -> None:
+    def __init__(self, rulesets: Sequence[RuleSet], derived: Sequence[str] = ()) -> None:
+        """`derived`: the derived features whose `corrected:<feature>` flags the results carry."""
         self.rulesets = tuple(rulesets)
+        self.derived = tuple(derived)
         self.counts: Counter[tuple[str, ...]] = Counter()
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts[("*", "screened")] += batch.num_rows
+        for feature in self.derived:
+            self.counts[("*", CORRECTED, feature)] += _true(batch.column(corrected_column(feature)))
         overall: dict[tuple[str, str], Any] = {}
         for ruleset in self.rulesets:
             self._statuses(batch, ruleset)
@@ -102,13 +121,14 @@ class Tally:
         return wanting
 
     def reports(self, features: Mapping[str, Feature]) -> Reports:
-        """Patients screened, one report per rule set, and overall the values missing most
-        and the confirmations most awaited."""
+        """Patients screened, one report per rule set, and overall the values missing most,
+        the confirmations most awaited and the values given that derivations replaced."""
         return Reports(
             self.counts[("*", "screened")],
             [ruleset_report(self.counts, r, features) for r in self.rulesets],
             _missing_list(self.counts, "*", features),
             _to_confirm_list(self.counts, "*", features),
+            _corrected_list(self.counts, self.derived, features),
         )
 
 
@@ -118,6 +138,7 @@ class Reports:
     rulesets: list[dict[str, Any]]
     missing: list[dict[str, Any]]  # values to measure
     to_confirm: list[dict[str, Any]]  # clinician confirmations
+    corrected: list[dict[str, Any]]  # values given that a derivation replaced
 
 
 def _column(batch: pa.RecordBatch, ruleset: RuleSet, part: str) -> Any:
@@ -205,6 +226,57 @@ def _to_confirm_list(
             entry["proceeds_when"] = confirmation.proceeds_when
         found.append({**entry, "patients": n})
     return found
+
+
+def _corrected_list(
+    counts: Mapping[tuple[str, ...], int], derived: Sequence[str], features: Mapping[str, Feature]
+) -> list[dict[str, Any]]:
+    """Per derived feature with any, the rows whose given value the implied one replaced, in
+    catalogue order: what was given (for a yes/no, the other answer), what was implied, the
+    derivations (condition and reason) and the sentence `eligo screen` prints."""
+    found = []
+    for ident in derived:
+        rows = counts[("*", CORRECTED, ident)]
+        feature = features.get(ident)
+        if not rows or feature is None or not feature.derivations:
+            continue
+        implied = feature.derivations[0].value
+        given = (not implied) if isinstance(implied, bool) else None
+        rules = [{"when": d.text, "because": d.because} for d in feature.derivations]
+        found.append(
+            {
+                "feature": ident,
+                "label": feature.spec.label,
+                "rows": rows,
+                "given": given,
+                "implied": implied,
+                "derivations": rules,
+                "summary": _corrected_summary(ident, rows, given, implied, rules),
+            }
+        )
+    return found
+
+
+def _corrected_summary(
+    ident: str, rows: int, given: Scalar | None, implied: Scalar, rules: list[dict[str, str]]
+) -> str:
+    """One line: `prior_alkylating_or_irradiation: given false in 12 rows where
+    prior_cyclophosphamide_iv_g > 0 g implies true (cyclophosphamide is an alkylating agent);
+    the implied value was used`."""
+    shown = "another value" if given is None else _json(given)
+    conditions = " or ".join(r["when"] for r in rules)
+    reasons = "; ".join(dict.fromkeys(r["because"] for r in rules))
+    counted = f"{rows:,} row" + ("" if rows == 1 else "s")
+    return (
+        f"{ident}: given {shown} in {counted} where {conditions} implies {_json(implied)}"
+        f" ({reasons}); the implied value was used"
+    )
+
+
+def _json(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def ruleset_report(

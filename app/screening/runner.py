@@ -1,7 +1,7 @@
 """One screening from source to results, rejected rows and report.
 
     source --engine.open--> raw_source --validated()--> rows with problems --+--> rejected
-                                                                            +--> Screening
+                            (derived values, corrected:<feature> flags)     +--> Screening
     Screening.verdicts(missing=True) --engine.batches--> results (Parquet or CSV)
     results, counted as they pass (report.Tally) --> report JSON (+ one funnel SVG per rule set)
 
@@ -42,7 +42,15 @@ from app.screening.engines import (
 )
 from app.screening.funnel import funnel_svg
 from app.screening.mapping import MappingFile, Plan, plan
-from app.screening.validate import KEY, PROBLEMS, ROW, SQL_TYPES, VALID, validated
+from app.screening.validate import (
+    KEY,
+    PROBLEMS,
+    ROW,
+    SQL_TYPES,
+    VALID,
+    corrected_columns,
+    validated,
+)
 
 REJECTED_IN_REPORT = 100
 REVIEW = "Rule sets are drafts that need local clinical review before use."
@@ -101,7 +109,8 @@ def side_file(out: Path, suffix: str) -> Path:
 def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     raw, kinds = raw_and_kinds
     columns = plan(kinds, job.rules.features, job.mapping, name=job.source_name)
-    checked = validated(raw, columns, list(job.rules.features.values()), job.engine.dialect)
+    features = list(job.rules.features.values())
+    checked = validated(raw, columns, features, job.engine.dialect)
     # Validated once: the verdicts and the rejected rows both read it. Reading the whole
     # source happens here, so here is where a file's own defects (a ragged CSV line past
     # what the header check sampled) come out: name the file, as every other error does.
@@ -112,8 +121,11 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     total = job.engine.count()
     patients = sa.select(rows).where(rows.c[VALID]).subquery("patients")
     fence = job.engine.dialect == "postgresql"
-    verdicts = Screening(job.rulesets, patients, key=KEY, fence=fence).verdicts(missing=True)
-    tally = report.Tally(job.rulesets)
+    # The correction flags go to the results, so the report counts them as the rows stream.
+    flags = corrected_columns(features)
+    screening = Screening(job.rulesets, patients, key=KEY, fence=fence, carry=flags)
+    verdicts = screening.verdicts(missing=True)
+    tally = report.Tally(job.rulesets, [f.id for f in features if f.derivations])
     _write(job.engine.batches(verdicts), job.out, job, total, tally)
     rejected_file = side_file(job.out, ".rejected.csv")
     rejected = _rejected(job, rows, rejected_file)
@@ -228,6 +240,7 @@ def _summary(
         "rulesets": counted.rulesets,
         "missing": counted.missing,
         "to_confirm": counted.to_confirm,
+        "corrected": counted.corrected,
     }
 
 
@@ -320,12 +333,14 @@ def _open(engine: Engine, request: Request, rules: RuleBase) -> tuple[Opened, li
 
 def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     """The mapped patients as feature-named columns of canonical values: what `validated`
-    reads from any other source (it checks them again, which costs nothing here)."""
-    present = {f for p in cohort.patients for f in p.values}
+    reads from any other source (it checks them again, which costs nothing here). The values
+    as the records give them, before derivations: `validated` derives them as `read_bulk`
+    did, and flags a value given that an implied one replaces, as for any other source."""
+    present = {f for p in cohort.patients for f in p.given}
     columns: dict[str, pa.Array] = {"id": pa.array([p.ident for p in cohort.patients], pa.string())}
     for feature in rules.features.values():
         if feature.id in present:
-            values = [_scalar(p.values.get(feature.id)) for p in cohort.patients]
+            values = [_scalar(p.given.get(feature.id)) for p in cohort.patients]
             columns[feature.id] = pa.array(values, arrow_type(SQL_TYPES[feature.type]))
     return pa.table(columns)
 

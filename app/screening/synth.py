@@ -26,7 +26,7 @@ How a cohort is made:
 - Values the catalogue derives from others (`derive:`: a prior alkylating agent from any
   cyclophosphamide given, a history of malignancy from an active one, renal replacement from
   dialysis, recent immunosuppression from IV cyclophosphamide in the last 12 weeks) are drawn
-  to agree with them, so no row contradicts a derivation.
+  to agree with them, so no value given is ever replaced by one implied (`corrected`).
 - Columns: `id` ("P0000001", ...) then one column per catalogue feature, in catalogue order:
   numbers as float64 in the canonical unit (rounded to a realistic precision, clipped to the
   feature's range), booleans as bool, enums as dictionary-encoded strings. Null is unknown.

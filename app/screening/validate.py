@@ -8,10 +8,10 @@ round to nine significant digits as `units.Linear` does, so a value typed in ano
 lands on a threshold exactly as it does through the API.
 
 Then the catalogue's derivations (`derive`, as the API applies them after `normalise`): a
-derived feature's column holds its given value, else the derived one, and a given value that
-contradicts a derivation whose condition holds is a problem of the row, worded as the API words
-it ("prior_alkylating_or_irradiation is false, but prior_cyclophosphamide_iv_g = 3 g implies
-true (...)").
+derived feature's column holds the value its derivations imply where one of their conditions is
+known to hold, else the value given. A value given against the implication is replaced, not a
+problem of the row (the API's answer lists it under `corrections`): the row is screened with
+the implied value, and its `corrected:<feature>` flag is TRUE, for the report to count.
 
 Only the few functions that differ between engines (parsing text as a number, rounding) are
 chosen by dialect name.
@@ -19,7 +19,7 @@ chosen by dialect name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,9 +27,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
-from app.engine.model import Feature, Scalar, atoms
+from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.engine.sql import Columns, Contradiction, derivations, number
+from app.engine.sql import Columns, corrected_column, derivations, number
 from app.screening.mapping import Column, Plan, RawKind
 
 Value = ColumnElement[Any]
@@ -241,7 +241,9 @@ def _duplicates(raw: FromClause, plan: Plan) -> FromClause:
 
 def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect: str) -> FromClause:
     """`raw` (with a `_row` column) as: `_row`, `id`, one canonical column per feature (NULL
-    where the source has none), `_problems` (text, NULL when the row is fine) and `_valid`.
+    where the source has none; derived features as `derive` completes them), per derived
+    feature its `corrected:<feature>` flag (`corrected_columns`), `_problems` (text, NULL when
+    the row is fine) and `_valid`.
 
     Three stages: converted numbers (`_converted`), then each cell's value and problem, then
     the row's verdict; the problem text is only assembled for a row that has one."""
@@ -269,61 +271,26 @@ def validated(raw: FromClause, plan: Plan, features: Sequence[Feature], dialect:
     return _verdict(cells, features, len(problems), dialect)
 
 
+def corrected_columns(features: Sequence[Feature]) -> list[str]:
+    """The flags `validated` adds, one per derived feature: TRUE where the value given was
+    replaced by the implied one."""
+    return [corrected_column(f.id) for f in features if f.derivations]
+
+
 def _verdict(
     cells: FromClause, features: Sequence[Feature], count: int, dialect: str
 ) -> FromClause:
-    """Derived values, then the row's problems: its cells' and its contradictions."""
+    """Derived values and the flags of the values they replaced, then the row's problems."""
     derived = derivations(features, lambda f: cells.c[f])
     final: Columns = lambda f: derived.values.get(f, cells.c[f])  # noqa: E731
-    catalogue = {f.id: f for f in features}
     problems: list[Value] = [cells.c[f"p{i}"] for i in range(count)]
-    problems += [
-        _contradiction(c, cells.c[c.feature.id], final, catalogue) for c in derived.contradictions
-    ]
     valid = sa.and_(*(p.is_(None) for p in problems))
     text = sa.case((sa.not_(valid), sa.func.concat_ws("; ", *problems, type_=sa.String)))
     values = [sa.cast(final(f.id), SQL_TYPES[f.type]).label(f.id) for f in features]
-    selected = [cells.c[ROW], cells.c[KEY], *values, text.label(PROBLEMS), valid.label(VALID)]
+    flags = [flag.label(corrected_column(f)) for f, flag in derived.corrected.items()]
+    selected = [cells.c[ROW], cells.c[KEY], *values, *flags]
+    selected += [text.label(PROBLEMS), valid.label(VALID)]
     return _stage(sa.select(*selected), "validated", dialect)
-
-
-def _contradiction(
-    found: Contradiction, given: Value, final: Columns, catalogue: Mapping[str, Feature]
-) -> Text:
-    """`derive`'s message for a contradiction, prefixed with the feature as every problem is.
-    Values are shown canonical, in the feature's unit."""
-    feature, rule = found.feature, found.rule
-    used = [
-        sa.case((final(a.feature).is_not(None), _say(f"{a.feature} = ", _shown(f, final(f.id)))))
-        for a in atoms(rule.when)
-        if (f := catalogue.get(a.feature)) is not None
-    ]
-    message = _say(
-        f"{feature.id}: {feature.id} is ",
-        _shown(feature, given),
-        ", but ",
-        sa.func.concat_ws(", ", *used, type_=sa.String),
-        f" implies {_literal(rule.value)} ({rule.because}); correct one of them",
-    )
-    return sa.case((found.holds, message))
-
-
-def _shown(feature: Feature, value: Value) -> Text:
-    """A canonical value as `derive._shown` prints it: `3 g`, `true`, `diffuse_cutaneous`."""
-    if feature.type is FeatureType.BOOLEAN:
-        return sa.case((value, sa.literal("true", sa.String)), else_=sa.literal("false", sa.String))
-    if feature.type is FeatureType.ENUM:
-        return _text(value)
-    whole = sa.and_(value == sa.func.floor(value), sa.func.abs(value) < number(1e15))
-    digits = sa.case((whole, _text(sa.cast(value, sa.BigInteger))), else_=_text(value))
-    unit = feature.unit or "1"
-    return digits if unit == "1" or unit.startswith("{") else _say(digits, f" {unit}")
-
-
-def _literal(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _stage(query: sa.Select[Any], name: str, dialect: str) -> FromClause:

@@ -211,3 +211,43 @@ def test_the_derived_value_decides_like_a_given_one(derived: RuleBase) -> None:
 def test_bad_derivations_are_refused_at_load(tmp_path: Path, entry: str, message: str) -> None:
     got = _codes(_rules(tmp_path, features=entry))
     assert any(message in m for _, _, m in got), got
+
+
+CHAIN = {
+    "first": """\
+  - id: first_flag
+    type: boolean
+    label: First
+    description: Derived from the second flag being false.
+    group: diagnosis
+    derive:
+      - when: second_flag is false
+        value: true
+        because: test
+""",
+    "second": """\
+  - id: second_flag
+    type: boolean
+    label: Second
+    description: Derived from a positive score.
+    group: diagnosis
+    derive:
+      - when: score > 0
+        value: true
+        because: test
+""",
+}
+
+
+@pytest.mark.parametrize("order", [("first", "second"), ("second", "first")])
+def test_a_replaced_value_is_settled_before_what_reads_it_in_any_catalogue_order(
+    tmp_path: Path, order: tuple[str, str]
+) -> None:
+    """second_flag given false but implied true (score 3): first_flag's condition reads the
+    settled second_flag, so it does not hold and first_flag keeps its given false, whichever
+    of the two the catalogue lists first."""
+    rules = load_rules(_rules(tmp_path, features="".join(CHAIN[name] for name in order)))
+    raw = {"score": 3, "first_flag": False, "second_flag": False}
+    values = derive(normalise(raw, rules.features), rules.features)
+    assert (values["first_flag"].value, values["second_flag"].value) == (False, True)
+    assert [ident for ident, _ in corrections(values)] == ["second_flag"]

@@ -151,6 +151,7 @@ def test_values_are_map_bundle_on_the_whole_record(shipped_rules: RuleBase) -> N
             continue
         expected = map_bundle(bundle, shipped_rules.features, LAB_DAY)
         assert read[ident].values == derive(expected.values, shipped_rules.features)
+        assert read[ident].given == expected.values  # what a screening derives again
         assert read[ident].skipped == expected.skipped
         assert read[ident].values["age_years"].value == _age(record[0]["birthDate"], LAB_DAY)
 

@@ -4,9 +4,11 @@ A small rule directory of its own (tests/screening/rules: a derived feature with
 derivations, one derived from dialysis, two confirmations, a fragment), so that these tests
 mean the same however the shipped rule sets are re-encoded. Each row is screened on DuckDB
 (CSV), PostgreSQL (a table) and Spark (CSV) and held to the API's path, `derive(normalise(...))`
-then `decide`; a row whose values contradict a derivation is rejected by its line or row
-number with the API's message (a FHIR Bulk patient by its Patient line); the report keeps the
-values to measure apart from the confirmations a clinician must give.
+then `decide`; a row that gives a value against a derivation is screened with the implied
+value (as `derive` replaces it), flagged `corrected:<feature>` in the results where
+`derive.corrections` lists it, and counted in the report without its id (a FHIR Bulk record
+alike); the report keeps the values to measure apart from the confirmations a clinician must
+give.
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.cli.screen import screen_command
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.evaluate import Decision, Result, decide
-from app.engine.inputs import InvalidInput, normalise
+from app.engine.inputs import normalise
 from app.engine.load import load_rules
 from app.engine.model import CriterionKind, RuleBase
-from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
+from app.engine.sql import (
+    EXCLUDED_BY,
+    MISSING,
+    STATUS,
+    TO_CONFIRM,
+    column_name,
+    corrected_column,
+)
 from app.screening.bulk import read_bulk
 from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine
 from app.screening.funnel import funnel_svg
@@ -74,23 +83,22 @@ ROWS: list[dict[str, str | None]] = [
     CLEAN,  # p0: eligible everywhere
     {**CLEAN, **UNCONFIRMED},  # p1: awaits only the confirmations
     {**CLEAN, **UNCONFIRMED, "lvef_percent": None},  # p2: and LVEF to measure
-    {**CLEAN, "dose_g[mg]": "3000"},  # p3: 3 g given, yet "no prior agent"
+    {**CLEAN, "dose_g[mg]": "3000"},  # p3: 3 g given, yet "no prior agent": corrected
     {**CLEAN, "dialysis": "yes", "renal_replacement": None},  # p4: derived renal replacement
     {**CLEAN, "doses": "2", "prior_agent": None},  # p5: derived prior agent
     {**CLEAN, "pregnant": "yes"},  # p6: the fragment's exclusion
-    {**CLEAN, "dialysis": "yes", "doses": "1"},  # p7: two contradictions
+    {**CLEAN, "dialysis": "yes", "doses": "1"},  # p7: two values corrected
     {**CLEAN, "severe_comorbidity": None},  # p8: awaits one confirmation
 ]
-PRIOR_AGENT_3G = (
-    "prior_agent: prior_agent is false, but dose_g = 3 g implies true (a dose given is the"
-    " agent given); correct one of them"
+CORRECTED = {"p3": ["prior_agent"], "p7": ["prior_agent", "renal_replacement"]}
+PRIOR_AGENT = (
+    "prior_agent: given false in 2 rows where dose_g > 0 g or doses > 0 implies true (a dose"
+    " given is the agent given; a course given is the agent given); the implied value was used"
 )
-REJECTED = {
-    4: PRIOR_AGENT_3G,
-    8: "prior_agent: prior_agent is false, but doses = 1 implies true (a course given is the"
-    " agent given); correct one of them; renal_replacement: renal_replacement is false, but"
-    " dialysis = true implies true (dialysis is renal replacement); correct one of them",
-}
+RENAL_REPLACEMENT = (
+    "renal_replacement: given false in 1 row where dialysis implies true (dialysis is renal"
+    " replacement); the implied value was used"
+)
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +112,13 @@ def _api_value(column: str, cell: str) -> Any:
     return {"value": float(cell), "unit": "mg"} if column == "dose_g[mg]" else float(cell)
 
 
-def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | None:
-    """The API's answer per rule set (status, excluded_by, missing, to_confirm), or None
-    when the API refuses the values."""
+def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any]:
+    """The API's answer per rule set (status, excluded_by, missing, to_confirm), and under
+    `corrected` the features whose given value `derive` replaced."""
     raw = {c.split("[")[0]: _api_value(c, v) for c, v in row.items() if v is not None}
-    try:
-        values = derive(normalise(raw, rules.features), rules.features)
-    except InvalidInput:
-        return None
-    return {r.id: _answer(decide(r, values)) for r in rules.rulesets.values()}
+    values = derive(normalise(raw, rules.features), rules.features)
+    answer: dict[str, Any] = {r.id: _answer(decide(r, values)) for r in rules.rulesets.values()}
+    return {**answer, "corrected": sorted(ident for ident, _ in corrections(values))}
 
 
 def _answer(decision: Decision) -> tuple[Any, ...]:
@@ -140,6 +146,7 @@ def screened(rules: RuleBase, outcome: Outcome) -> dict[str, dict[str, Any]]:
             )
             for r in rules.rulesets.values()
         }
+        found[row["id"]]["corrected"] = _flagged(row, corrected_column(""))
     return found
 
 
@@ -208,31 +215,55 @@ def test_each_row_screens_as_derive_then_decide(
 ) -> None:
     _, found = outcome
     expected = {f"p{i}": oracle(rules, row) for i, row in enumerate(ROWS)}
-    assert {i for i, e in expected.items() if e is None} == {"p3", "p7"}
-    assert screened(rules, found) == {i: e for i, e in expected.items() if e is not None}
+    assert {i: e["corrected"] for i, e in expected.items() if e["corrected"]} == CORRECTED
+    assert screened(rules, found) == expected
     confirming = rules.rulesets["confirming"]
-    assert expected["p4"] is not None
-    assert expected["p5"] is not None
     assert expected["p4"]["confirming"][:2] == ("ineligible", "renal-replacement")
     assert expected["p5"]["confirming"][:2] == ("ineligible", "prior-agent")
+    # screened with the implied value: the dose given rules the patient out
+    assert expected["p3"]["confirming"][:2] == ("ineligible", "prior-agent")
+    assert expected["p7"]["plain"][:2] == ("ineligible", "renal-replacement")
     assert confirming.confirmations == {"severe_comorbidity", "fitness_confirmed"}
 
 
-def test_a_contradiction_is_a_rejected_row_with_the_apis_words(
+def test_a_value_given_against_a_derivation_is_replaced_and_counted(
     outcome: tuple[str, Outcome],
 ) -> None:
-    where, found = outcome
-    line = 1 if where.endswith(":") else 0  # a CSV's header is line 1
-    rejected = [(r.where, r.problems) for r in found.rejected]
-    assert rejected == [
-        (f"{where}{row + line}" if line else f"registry: {where}{row}", problems)
-        for row, problems in REJECTED.items()
+    """p3 and p7 are screened with the implied values, not rejected; the report counts the
+    corrections per derived feature, with no patient id."""
+    _, found = outcome
+    assert found.rejected == []
+    assert found.report["screened"] == len(ROWS)
+    assert found.report["rejected"]["count"] == 0
+    assert found.report["corrected"] == [
+        {
+            "feature": "prior_agent",
+            "label": "Prior agent",
+            "rows": 2,
+            "given": False,
+            "implied": True,
+            "derivations": [
+                {"when": "dose_g > 0 g", "because": "a dose given is the agent given"},
+                {"when": "doses > 0", "because": "a course given is the agent given"},
+            ],
+            "summary": PRIOR_AGENT,
+        },
+        {
+            "feature": "renal_replacement",
+            "label": "Renal replacement in 3 months",
+            "rows": 1,
+            "given": False,
+            "implied": True,
+            "derivations": [{"when": "dialysis", "because": "dialysis is renal replacement"}],
+            "summary": RENAL_REPLACEMENT,
+        },
     ]
-    assert found.report["screened"] == len(ROWS) - len(REJECTED)
-    # The ids are only in the rejected file, for the registry to correct.
+    # The ids are only in the results, for the registry to correct its source.
     assert not re.search(r'"p\d"', json.dumps(found.report))
     with found.rejected_file.open(encoding="utf-8") as handle:
-        assert [r["id"] for r in csv.DictReader(handle)] == ["p3", "p7"]
+        assert list(csv.DictReader(handle)) == []
+    columns = pq.read_schema(found.results).names
+    assert columns[:3] == ["id", "corrected:prior_agent", "corrected:renal_replacement"]
 
 
 def test_the_report_keeps_values_to_measure_apart_from_confirmations(
@@ -308,7 +339,9 @@ def test_the_cli_names_confirmations_apart_from_missing_values(tmp_path: Path) -
         "  confirming: severe_comorbidity for 3, fitness_confirmed for 2;"
         " 2 await nothing but confirmations"
     )
-    assert "  cohort.csv:5: " + PRIOR_AGENT_3G in lines
+    assert lines[0] == f"screened {len(ROWS)} of {len(ROWS)} rows; 0 rejected"
+    corrected = lines.index("values given against what the record implies (corrected:<feature>):")
+    assert lines[corrected + 1 : corrected + 3] == [f"  {PRIOR_AGENT}", f"  {RENAL_REPLACEMENT}"]
 
 
 # --- FHIR Bulk: derived as the API derives after mapping ----------------------------------------
@@ -343,12 +376,10 @@ def _condition(ident: str, patient: str, coding: dict[str, str]) -> dict[str, An
     }
 
 
-def test_a_bulk_record_contradicting_a_derivation_is_refused_at_its_patient(
-    tmp_path: Path,
-) -> None:
+def test_a_bulk_record_given_against_a_derivation_is_corrected(tmp_path: Path) -> None:
     """p1's record has dialysis but no renal replacement on its problem list (which this
-    catalogue reads as "no"): refused at its Patient line, as the API refuses the Bundle. p2
-    has neither: screened, with nothing derived."""
+    catalogue reads as "no"): screened with renal replacement true, as the API derives it,
+    and counted as corrected. p2 has neither: screened, with nothing derived."""
     rules = _bulk_rules(tmp_path / "rules")
     export = tmp_path / "export"
     export.mkdir()
@@ -359,15 +390,19 @@ def test_a_bulk_record_contradicting_a_derivation_is_refused_at_its_patient(
     condition = _condition("c1", "p1", DIALYSIS_CODE)
     (export / "Condition.000.ndjson").write_text(json.dumps(condition) + "\n")
     cohort = read_bulk(export, rules.features, date(2026, 1, 1))
-    assert [(p.where, p.code, p.message) for p in cohort.problems] == [
-        (
-            f"{export / 'Patient.000.ndjson'}:1",
-            "contradiction",
-            "renal_replacement is false, but dialysis = true implies true (dialysis is renal"
-            " replacement); correct one of them",
-        )
-    ]
-    assert [p.ident for p in cohort.patients] == ["p2"]
+    assert cohort.problems == []
+    read = {p.ident: p for p in cohort.patients}
+    assert read["p1"].given["renal_replacement"].value is False
+    assert read["p1"].values["renal_replacement"].value is True
+    assert [ident for ident, _ in corrections(read["p1"].values)] == ["renal_replacement"]
     outcome = run_screen(Request(source=str(export), out=tmp_path / "r.parquet"), rules)
-    assert [r.where for r in outcome.rejected] == [f"{export / 'Patient.000.ndjson'}:1"]
-    assert outcome.report["screened"] == 1
+    assert outcome.rejected == []
+    assert outcome.report["screened"] == 2
+    assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [
+        ("renal_replacement", 1)
+    ]
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    assert rows["p1"][corrected_column("renal_replacement")] is True
+    assert rows["p2"][corrected_column("renal_replacement")] is False
+    assert rows["p1"][column_name(rules.rulesets["plain"], "renal-replacement")] is True
+    assert rows["p2"][column_name(rules.rulesets["plain"], "renal-replacement")] is False

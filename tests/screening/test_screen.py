@@ -2,9 +2,10 @@
 (CSV, Parquet, NDJSON), PostgreSQL (a table, pushed down) and Spark (local mode).
 
 The oracle is the API's own path for each row: `normalise`, `derive`, then `decide`. A row
-`normalise` or `derive` refuses (a contradiction of a catalogue derivation) must be rejected
-with its row number; every other row must get the same status, criterion results, values
-missing and confirmations awaited as the Python evaluator gives.
+`normalise` refuses must be rejected with its row number; every other row must get the same
+status, criterion results, values missing and confirmations awaited as the Python evaluator
+gives, and the same `corrected:<feature>` flags as `derive.corrections` lists (a value given
+against a catalogue derivation is replaced, never a rejected row).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.model import RuleBase, RuleSet
-from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
+from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name, corrected_column
 from app.screening import engines
 from app.screening.bulk import read_bulk
 from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
@@ -108,7 +109,8 @@ def _api_value(column: str, cell: str) -> Any:
 
 
 def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | None:
-    """Per rule set (status, excluded_by, criteria), or None when the row must be rejected."""
+    """Per rule set (status, criteria, awaited) and the features `derive` corrected, or None
+    when the row must be rejected."""
     raw: dict[str, Any] = {}
     for column, cell in row.items():
         if cell is None or not cell.strip():
@@ -121,7 +123,7 @@ def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | N
         values = derive(normalise(raw, rules.features), rules.features)
     except InvalidInput:
         return None
-    found: dict[str, Any] = {}
+    found: dict[str, Any] = {"corrected": sorted(ident for ident, _ in corrections(values))}
     for ruleset in rules.rulesets.values():
         decision = decide(ruleset, values)
         results = [r.result for r in (*decision.criteria, *decision.cautions)]
@@ -144,6 +146,9 @@ def screened(rules: RuleBase, outcome: Outcome) -> dict[str, dict[str, Any]]:
             results = [_truth(row[column_name(ruleset, c.id)]) for c in every]
             awaited = (_flagged(row, ruleset, MISSING), _flagged(row, ruleset, TO_CONFIRM))
             per[ruleset.id] = (row[column_name(ruleset, STATUS)], results, awaited)
+        corrected = corrected_column("")
+        flagged = [n for n, v in row.items() if n.startswith(corrected) and v]
+        per["corrected"] = sorted(n.removeprefix(corrected) for n in flagged)
         found[row["id"]] = per
     return found
 
@@ -236,11 +241,12 @@ ROWS: list[dict[str, str | None]] = [
      "lvef_percent": "150", "ild_present": "no", CREATININE: "70"},
     {"ssc_diagnosis": "1", "ssc_subtype": "diffuse_cutaneous", "age_years": "50", "mrss": "25",
      "lvef_percent": None, "ild_present": "maybe", CREATININE: "90"},
-    # dialysis implies renal replacement within 3 months (a catalogue derivation)
+    # dialysis implies renal replacement within 3 months (a catalogue derivation): the "no"
+    # given is replaced, and the row screened
     {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40", "mrss": "20",
      "lvef_percent": "60", "ild_present": "no", CREATININE: "90", "dialysis": "yes",
      "renal_replacement_last_3_months": "no"},
-    # the same values, derived: nothing to reject
+    # the same values, derived: nothing to correct
     {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40", "mrss": "20",
      "lvef_percent": "60", "ild_present": "no", CREATININE: "90", "dialysis": "yes",
      "renal_replacement_last_3_months": None},
@@ -248,11 +254,7 @@ ROWS: list[dict[str, str | None]] = [
 for _row in ROWS:
     _row.setdefault("dialysis", None)
     _row.setdefault("renal_replacement_last_3_months", None)
-CONTRADICTION = (
-    "renal_replacement_last_3_months: renal_replacement_last_3_months is false, but dialysis ="
-    " true implies true (current dialysis is renal replacement therapy within 3 months);"
-    " correct one of them"
-)
+RENAL = "renal_replacement_last_3_months"
 
 
 def test_bad_rows_are_reported_by_line_and_kept_out(
@@ -267,17 +269,23 @@ def test_bad_rows_are_reported_by_line_and_kept_out(
         line_offset=1,
     )
     first = outcome.report["rejected"]["first"]
-    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5", "cohort.csv:6"]
+    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
     assert first[0]["problems"] == (
         "age_years: expected a finite number, got 'abc'; "
         "lvef_percent: 150 is outside the plausible range 5–90 %"
     )
     assert first[1]["problems"] == "ild_present: expected true/false, yes/no or 1/0, got 'maybe'"
-    assert first[2]["problems"] == CONTRADICTION
-    assert outcome.report["screened"] == 3
-    # The ids are in the rejected file for the registry to correct, never in the report.
+    assert outcome.report["screened"] == 4
+    # p4's "no renal replacement" beside dialysis: replaced and counted, not rejected.
+    assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
+    assert outcome.report["corrected"][0]["summary"] == (
+        f"{RENAL}: given false in 1 row where dialysis implies true (current dialysis is renal"
+        " replacement therapy within 3 months); the implied value was used"
+    )
+    # The ids are in the rejected file and the results for the registry to correct, never
+    # in the report.
     rejected = list(csv.DictReader(side_file(tmp_path / "r.parquet", ".rejected.csv").open()))
-    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3"), ("5", "p4")]
+    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3")]
     assert "p2" not in json.dumps(outcome.report)
     assert "p4" not in json.dumps(outcome.report)
     check_against_oracle(shipped_rules, ROWS, outcome)
@@ -422,13 +430,16 @@ def test_a_postgresql_table_is_screened_inside_the_database(
     assert [(r.row, r.problems) for r in outcome.rejected] == [
         (3, "age_years: 200 is outside the plausible range 0–120 a; "
             "lvef_percent: expected a finite number, got 'abc'"),
-        (4, CONTRADICTION),
     ]  # fmt: skip
+    assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     expected: dict[str, dict[str, str | None]] = {
         "p0": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
                "mrss": "20", "lvef_percent": "60", "ild_present": "yes", CREATININE: "80"},
         "p1": {"ssc_diagnosis": "no", "ssc_subtype": None, "age_years": "30", "mrss": None,
                "lvef_percent": "55", "ild_present": None, CREATININE: None},
+        "p3": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40",
+               "mrss": "20", "lvef_percent": "60", "ild_present": "no", CREATININE: "80",
+               "dialysis": "yes", RENAL: "no"},
         "p4": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40",
                "mrss": "20", "lvef_percent": "60", "ild_present": "no", CREATININE: "80",
                "dialysis": "yes"},
@@ -447,8 +458,8 @@ def test_spark_screens_the_same_csv_as_duckdb(
     )  # fmt: skip
     assert outcome.report["source"]["engine"] == "spark"
     first = outcome.report["rejected"]["first"]
-    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5", "cohort.csv:6"]
-    assert first[2]["problems"] == CONTRADICTION
+    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
+    assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     check_against_oracle(shipped_rules, ROWS, outcome)
 
 

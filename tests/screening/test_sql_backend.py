@@ -7,9 +7,11 @@ must be identical. Thresholds and patient values are drawn from a shared pool as
 random, so that values land exactly on a threshold (`<` against `<=`, BETWEEN's ends) and on
 doubles whose decimal reading differs from their binary one (0.1 + 0.2).
 
-Random catalogue derivations (chains, forward references in catalogue order, derivations of
-one feature that disagree) are held to `derive`: the same derived values, the same
-contradictions, and after them the same verdicts as `decide(derive(values))`.
+Random catalogue derivations (chains, forward references in catalogue order, several
+derivations of one feature, all implying its one value as the loader requires), over patients
+who often give a value against them, are held to `derive`: the same final values, a
+`corrected` flag exactly where `derive.corrections` lists a replaced value, and the same
+verdicts as `decide(derive(values))`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.evaluate import Decision, Result, decide
-from app.engine.inputs import FeatureValue, InvalidInput
+from app.engine.inputs import FeatureValue
 from app.engine.model import (
     All,
     AnyOf,
@@ -220,8 +222,8 @@ def _derived_value(name: str) -> st.SearchStrategy[Scalar]:
 def catalogues(draw: st.DrawFn) -> tuple[Feature, ...]:
     """The test features in a random catalogue order, up to four of them derived. A
     derivation reads only features ranked below its own in a second random order (the loader
-    refuses cycles), so chains run both ways through the catalogue; a feature may have
-    derivations that disagree."""
+    refuses cycles), so chains run both ways through the catalogue; a feature may have several
+    derivations, all implying one value (the loader refuses two, E029)."""
     order = draw(st.permutations(FEATURES))
     rank = draw(st.permutations(FEATURES))
     targets = draw(st.sets(st.sampled_from(FEATURES), max_size=4))
@@ -230,9 +232,10 @@ def catalogues(draw: st.DrawFn) -> tuple[Feature, ...]:
         below = rank[: rank.index(name)]
         rules: list[Derivation] = []
         if name in targets and below:
+            implied = draw(_derived_value(name))
             for _ in range(draw(st.integers(1, 3))):
                 when = draw(trees_over(below, leaves=4))
-                rules.append(Derivation(when, draw(_derived_value(name)), "because", "text"))
+                rules.append(Derivation(when, implied, "because", "text"))
         found.append(Feature(_spec(name), tuple(rules)))
     return tuple(found)
 
@@ -350,24 +353,21 @@ def check(backend: Backend, table: sa.Table, case: Case) -> None:
 
 
 def derived_source(table: sa.Table, catalogue: Sequence[Feature]) -> tuple[sa.Subquery, list[str]]:
-    """The table with each feature as `derivations` completes it, and per contradiction a
-    flag column (`x<i>`, named by the feature in the list returned)."""
+    """The table with each feature as `derivations` completes it, and per derived feature its
+    correction flag (`x<i>`, named by the feature in the list returned)."""
     derived = derivations(catalogue, lambda f: table.c[f])
     values = [derived.values.get(f.id, table.c[f.id]).label(f.id) for f in catalogue]
-    flags = [c.holds.label(f"x{i}") for i, c in enumerate(derived.contradictions)]
+    flags = [flag.label(f"x{i}") for i, flag in enumerate(derived.corrected.values())]
     source = sa.select(table.c.id, *values, *flags).subquery("derived")
-    return source, [c.feature.id for c in derived.contradictions]
+    return source, list(derived.corrected)
 
 
 def python_derived(
     catalogue: Sequence[Feature], row: Row
 ) -> tuple[dict[str, FeatureValue], set[str]]:
-    """`derive` over a row: (values, no contradiction) or (given values, the contradicted)."""
-    values = given_values(row)
-    try:
-        return derive(values, {f.id: f for f in catalogue}), set()
-    except InvalidInput as exc:
-        return values, {i.field.removeprefix("features.") for i in exc.issues}
+    """`derive` over a row: the values, and the features whose given value it replaced."""
+    values = derive(given_values(row), {f.id: f for f in catalogue})
+    return values, {ident for ident, _ in corrections(values)}
 
 
 def _same(feature: Feature, value: Any) -> Any:
@@ -377,19 +377,21 @@ def _same(feature: Feature, value: Any) -> Any:
     return bool(value)
 
 
-def check_derived(backend: Backend, table: sa.Table, case: Case) -> None:
-    """The derived values and contradictions of `derive`, then the verdicts of `decide`
-    over the derived values, row by row (a row with a contradiction is rejected: no verdict)."""
-    source, contradicted = derived_source(table, case.catalogue)
+def check_derived(backend: Backend, table: sa.Table, case: Case) -> int:
+    """The values and corrections of `derive`, then the verdicts of `decide` over the derived
+    values, row by row. Returns how many values given were corrected (for the tests that want
+    some)."""
+    source, derived_features = derived_source(table, case.catalogue)
     by_id = sa.select(source).order_by(source.c.id)
     derived = results(backend, table, case.patients, by_id)
     verdicts = results(backend, table, case.patients, query(source, case.rulesets))
+    corrected = 0
     for cells, verdict, patient in zip(derived, verdicts, case.patients, strict=True):
-        values, wrong = python_derived(case.catalogue, patient)
-        flagged = {f for i, f in enumerate(contradicted) if cells[f"x{i}"]}
-        assert flagged == wrong, f"{backend.name}: {patient}"
-        if wrong:
-            continue
+        values, replaced = python_derived(case.catalogue, patient)
+        flagged = {f for i, f in enumerate(derived_features) if cells[f"x{i}"]}
+        assert flagged == replaced, f"{backend.name}: {patient}"
+        assert all(cells[f"x{i}"] is not None for i in range(len(derived_features)))
+        corrected += len(replaced)
         for feature in case.catalogue:
             want = values[feature.id].value if feature.id in values else None
             assert _same(feature, cells[feature.id]) == want, f"{backend.name}: {patient}"
@@ -397,6 +399,7 @@ def check_derived(backend: Backend, table: sa.Table, case: Case) -> None:
             assert actual(ruleset, verdict) == expected(ruleset, values), (
                 f"{backend.name}: rule set {ruleset.id}, patient {patient}"
             )
+    return corrected
 
 
 @pytest.fixture(scope="module")
@@ -470,34 +473,71 @@ def test_derivations_match_derive_and_then_decide(
     run()
 
 
-def test_a_later_derivation_in_the_catalogue_is_read_in_the_next_pass(
+def _derives(name: str, *rules: tuple[Node, Scalar]) -> Feature:
+    return Feature(_spec(name), tuple(Derivation(w, v, "because", "text") for w, v in rules))
+
+
+def test_a_derivation_later_in_the_catalogue_is_settled_first(
     duckdb_backend: Backend,
 ) -> None:
-    """b1 is derived from b2, which comes later in the catalogue and is itself derived from
-    n1: `derive` settles b2 in its first pass and b1 in its second, where b1's first
-    derivation (from n2) may already have given the other value."""
+    """b1 is derived from n2 or from b2, which comes later in the catalogue and is itself
+    derived from n1: `derive` settles b2 before b1, whatever the catalogue's order. A value
+    given against either is replaced, through the chain too, and flagged."""
     catalogue = (
-        Feature(
-            _spec("b1"),
-            (
-                Derivation(Compare("n2", Op.GT, 0.0, "n2 > 0"), False, "from n2", "n2 > 0"),
-                Derivation(Compare("b2", Op.EQ, True, "b2"), True, "from b2", "b2"),
-            ),
+        _derives(
+            "b1", (Compare("n2", Op.GT, 0.0, ""), True), (Compare("b2", Op.EQ, True, ""), True)
         ),
-        Feature(_spec("b2"), (Derivation(Compare("n1", Op.GT, 0.0, "n1"), True, "n1", "n1"),)),
+        _derives("b2", (Compare("n1", Op.GT, 0.0, ""), True)),
         *(Feature(_spec(f)) for f in FEATURES if f not in {"b1", "b2"}),
     )
-    rows = [
-        {"id": 0, "n1": 1.0, "n2": 1.0},  # both hold: b1's first pass takes n2's false
-        {"id": 1, "n1": 1.0},  # only through b2: true in the second pass
-        {"id": 2, "n1": 1.0, "b1": False},  # contradicts b2's implication
-        {"id": 3, "n2": 1.0, "b1": True},  # contradicts n2's
+    rows: list[Row] = [
+        {"id": 0, "n1": 1.0},  # only through b2: true in the second pass
+        {"id": 1, "n1": 1.0, "b1": False},  # b1 given against b2's implication: replaced
+        {"id": 2, "n1": 1.0, "b1": False, "b2": False},  # both replaced, b1 through b2
+        {"id": 3, "n1": -1.0, "b1": False, "b2": False},  # nothing holds: as given
+        {"id": 4, "b1": False, "b2": False},  # n1 unknown: nothing derived
+        {"id": 5, "n2": 1.0, "b1": True},  # given as implied: no correction
     ]
     patients = [{**dict.fromkeys(FEATURES), **row} for row in rows]
-    check_derived(duckdb_backend, TABLE, Case([], patients, catalogue))
-    source, _ = derived_source(TABLE, catalogue)
+    assert check_derived(duckdb_backend, TABLE, Case([], patients, catalogue)) == 3
+    source, names = derived_source(TABLE, catalogue)
     found = results(duckdb_backend, TABLE, patients, sa.select(source).order_by(source.c.id))
-    assert [r["b1"] for r in found[:2]] == [False, True]
+    assert [(r["b1"], r["b2"]) for r in found] == [
+        (True, True),
+        (True, True),
+        (True, True),
+        (False, False),
+        (False, False),
+        (True, None),
+    ]
+    assert names == ["b2", "b1"]  # settled in that order
+    assert [(r["x0"], r["x1"]) for r in found] == [
+        (False, False),
+        (False, True),
+        (True, True),
+        (False, False),
+        (False, False),
+        (False, False),
+    ]
+
+
+def test_a_replaced_value_is_read_as_derive_reads_it(duckdb_backend: Backend) -> None:
+    """b1 is derived true where b2 is false, and b2 true where n1 > 0; b2 is given false
+    against its implication. b2 is settled (replaced by true) before b1's condition reads
+    it, so b1 keeps what was given, in either catalogue order, in SQL as in `derive`."""
+    b1 = _derives("b1", (Compare("b2", Op.EQ, False, ""), True))
+    b2 = _derives("b2", (Compare("n1", Op.GT, 0.0, ""), True))
+    rest = tuple(Feature(_spec(f)) for f in FEATURES if f not in {"b1", "b2"})
+    rows: list[Row] = [
+        {"id": 0, "n1": 1.0, "b1": False, "b2": False},
+        {"id": 1, "n1": 1.0, "b2": False},
+    ]
+    patients = [{**dict.fromkeys(FEATURES), **row} for row in rows]
+    for catalogue in ((b1, b2, *rest), (b2, b1, *rest)):
+        check_derived(duckdb_backend, TABLE, Case([], patients, catalogue))
+        source, _ = derived_source(TABLE, catalogue)
+        found = results(duckdb_backend, TABLE, patients, sa.select(source).order_by(source.c.id))
+        assert [(r["b1"], r["b2"]) for r in found] == [(False, True), (None, True)]
 
 
 def _shipped_table(rules: RuleBase) -> sa.Table:
@@ -540,3 +580,45 @@ def test_every_shipped_rule_set_matches_on_duckdb(
         check_derived(duckdb_backend, table, case)
 
     run()
+
+
+def test_carried_columns_follow_the_key_and_never_shadow_a_result(
+    duckdb_backend: Backend,
+) -> None:
+    """`carry` copies a source column to every result row (the screening's correction flags);
+    a name a rule set's own column already has is refused rather than written twice."""
+    ruleset = RuleSet(
+        id="rs",
+        version="1.0.0",
+        hash="0",
+        title="rs",
+        therapy=Therapy.HSCT,
+        indication=Indication.SSC,
+        protocol="test",
+        source="test",
+        review_status=ReviewStatus.DRAFT,
+        review_note="test",
+        file="test.yaml",
+        indication_criterion=_criterion(
+            "indication", CriterionKind.INDICATION, Compare("b2", Op.EQ, True, "b2")
+        ),
+        inclusions=(),
+        exclusions=(),
+        cautions=(),
+        risks=(),
+        outcomes=(),
+        notes=(),
+        includes=(),
+        confirmations=frozenset(),
+        citations=(),
+        snapshot={},
+    )
+    flagged = sa.select(TABLE, (TABLE.c.n1 > 0).label("corrected:b1")).subquery("flagged")
+    select = Screening([ruleset], flagged, carry=["corrected:b1"]).verdicts().order_by("id")
+    rows: list[Row] = [{**dict.fromkeys(FEATURES), "id": 0, "n1": 1.0}]
+    found = results(duckdb_backend, TABLE, rows, select)
+    assert list(found[0])[:3] == ["id", "corrected:b1", "rs:status"]
+    assert found[0]["corrected:b1"] is True
+    clash = sa.select(TABLE, TABLE.c.b1.label("rs:status")).subquery("clash")
+    with pytest.raises(ValueError, match="named twice: rs:status"):
+        Screening([ruleset], clash, carry=["rs:status"]).verdicts()

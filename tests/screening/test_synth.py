@@ -1,5 +1,5 @@
 """The synthetic registry cohort (`eligo synth`): deterministic, typed by the catalogue, every
-value valid input that contradicts no catalogue derivation, plausible missingness and
+value valid input that no catalogue derivation corrects, plausible missingness and
 correlations, work-ups complete enough to decide (confirmations answered), and screening it
 meets every status."""
 
@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from numpy.typing import NDArray
 
 from app.cli import synth as synth_cli
-from app.engine.derive import derive
+from app.engine.derive import corrections, derive
 from app.engine.evaluate import Status
 from app.engine.inputs import normalise
 from app.engine.model import Feature, RuleBase
@@ -148,8 +148,8 @@ def test_every_patient_is_valid_input(
 ) -> None:
     for row in sample:
         raw = {k: v for k, v in row.items() if k != "id"}
-        # normalise raises InvalidInput on any bad value, derive on any contradiction
-        assert derive(normalise(raw, features), features), row["id"]
+        # normalise raises InvalidInput on any bad value; derive replaces none given
+        assert corrections(derive(normalise(raw, features), features)) == [], row["id"]
 
 
 def test_missingness_is_feature_specific_and_correlated(cohort: pa.Table) -> None:
@@ -223,7 +223,8 @@ def test_nephritis_and_kidney_function_agree(cohort: pa.Table) -> None:
 
 
 def test_derived_features_agree_with_what_they_derive_from(cohort: pa.Table) -> None:
-    """Never a contradiction, and the derived value is often given where its cause is."""
+    """Never a value its derivation would correct, and the derived value is often given where
+    its cause is."""
     pairs = [
         ("dialysis", "renal_replacement_last_3_months"),
         ("active_malignancy", "history_of_malignancy"),
@@ -320,7 +321,8 @@ def test_every_rule_set_finds_eligible_patients_in_a_registry(
     cohort = tmp_path / "cohort.parquet"
     write_parquet(100_000, shipped_rules.features, cohort, seed=11)
     outcome = screen(Request(source=str(cohort), out=tmp_path / "r.parquet"), shipped_rules)
-    assert outcome.report["rejected"]["count"] == 0  # no value out of range, no contradiction
+    assert outcome.report["rejected"]["count"] == 0  # no value out of range
+    assert outcome.report["corrected"] == []  # no value given against a derivation
     for entry in outcome.report["rulesets"]:
         counts = entry["counts"]
         assert counts["eligible"] > 0, entry["id"]
