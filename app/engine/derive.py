@@ -43,7 +43,8 @@ def compile_derivations(
     diagnostics: list[Diagnostic],
 ) -> dict[str, Feature]:
     """The catalogue with each feature's derivations compiled; diagnostics for a condition
-    that does not compile, a value of the wrong type and a cycle of derivations."""
+    that does not compile, a value of the wrong type, derivations of one feature implying
+    different values, and a cycle of derivations."""
     expressions = ExpressionCompiler(doc, features, diagnostics)
     out = dict(features)
     for spec, path in specs:

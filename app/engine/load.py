@@ -2,9 +2,14 @@
 
     1. parse     YAML with positions; syntax errors and duplicate keys
     2. schema    the pydantic file models (schema.py)
-    3. catalogue feature units, ranges, enums; duplicate feature and evidence ids
-    4. compile   each rule set's expressions against the catalogue: features, types, units,
-                 ranges; citations; duplicate ids; unverified evidence used as a threshold
+    3. catalogue feature units, ranges, enums; duplicate feature and evidence ids; the
+                 features' derivations (derive.py) and the safety floor (floor.py)
+    4. fragments each shared fragment's criteria, compiled once; unknown fragments and
+                 include cycles among them
+    5. compile   each rule set's expressions against the catalogue: features, types, units,
+                 ranges; citations; duplicate ids; unverified evidence used as a threshold;
+                 its included fragments (therapy, id clashes); then the safety floor: a rule
+                 set that does not exclude on a general contraindication of its therapy
 
 Every stage collects diagnostics; a stage runs on whatever the previous one could validate,
 so one run reports as much as it can. Any diagnostic at all fails the load: a rule set that
@@ -277,7 +282,6 @@ class _Fragment:
     doc: LocatedDocument
     prefix: PathKey  # () in its own file; ("fragments", id) in a stored snapshot
     criteria: dict[str, tuple[Criterion, ...]]
-    valid: bool
 
     def position(self, *path: str | int) -> Position:
         return self.doc.position((*self.prefix, *path))
@@ -287,7 +291,6 @@ def _compile_fragment(
     spec: FragmentSpec, doc: LocatedDocument, prefix: PathKey, scope: _Scope
 ) -> _Fragment:
     ctx = scope.ctx
-    before = len(ctx.diagnostics)
     origin = Origin(spec.id, spec.title, spec.applies_to)
     compiled = _Criteria(doc, scope).sections(spec, prefix, origin)
     criteria = [
@@ -301,7 +304,6 @@ def _compile_fragment(
         doc,
         prefix,
         {key: tuple(c for c in items if c) for key, items in compiled.items()},
-        len(ctx.diagnostics) == before,
     )
 
 
@@ -354,7 +356,7 @@ def _unknown_fragment(ident: str, fragments: Mapping[str, _Fragment]) -> str:
 
 
 class _RuleSetCompiler:
-    """Stage 4 for one rule set file."""
+    """Stage 5 for one rule set (a file, or a stored snapshot's `ruleset` part)."""
 
     def __init__(
         self,
@@ -437,21 +439,21 @@ class _RuleSetCompiler:
 
     def clashes(self, included: list[_Fragment]) -> None:
         spec = self.spec
-        owners: dict[str, tuple[LocatedDocument, PathKey, str]] = {
-            spec.indication_criterion.id: (self.doc, self.at("indication_criterion", "id"), "")
+        owners: dict[str, tuple[LocatedDocument, PathKey]] = {
+            spec.indication_criterion.id: (self.doc, self.at("indication_criterion", "id"))
         }
         for key, _ in _SECTIONS:
             for i, c in enumerate(getattr(spec, key)):
-                owners.setdefault(c.id, (self.doc, self.at(key, i, "id"), ""))
+                owners.setdefault(c.id, (self.doc, self.at(key, i, "id")))
         for fragment in included:
             for key, _ in _SECTIONS:
                 for i, c in enumerate(getattr(fragment.spec, key)):
                     where = fragment.position(key, i, "id")
                     first = owners.get(c.id)
                     if first is None:
-                        owners[c.id] = (fragment.doc, (*fragment.prefix, key, i, "id"), c.id)
+                        owners[c.id] = (fragment.doc, (*fragment.prefix, key, i, "id"))
                         continue
-                    doc, path, _ = first
+                    doc, path = first
                     self.ctx.error(
                         Code.INCLUDE_CLASH,
                         f"criterion id {c.id!r} of included fragment {fragment.spec.id!r} "
