@@ -160,6 +160,8 @@ class Criterion:
     # The evaluator's compiled form of `when` (evaluate.plan), built on first use and kept
     # with the criterion: a reload builds new criteria, so it can never be stale.
     plan: Any = field(default=None, repr=False)
+    # Its patient-independent JSON (present.py), likewise built on first use.
+    shown: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

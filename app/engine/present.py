@@ -55,24 +55,25 @@ def _comparison(atom: Atom) -> str:
     return "between" if isinstance(atom, Between) else "in"
 
 
-# What an atom's entry says whatever the patient (feature, expression, comparison, threshold,
-# unit), and its whole entry when the value is unknown: built once per criterion, in the order
-# the evaluator traces the atoms (reading order, every atom, no short-circuit). Answers share
-# these objects, as they share criterion_spec's: nothing mutates an answer once built.
+# What a criterion's entry says whatever the patient (criterion_spec), and per atom the
+# same (feature, expression, comparison, threshold, unit) and its whole entry when the value
+# is unknown, in the order the evaluator traces the atoms (reading order, every atom, no
+# short-circuit). Built once per criterion and kept on it (`Criterion.shown`: a reload builds
+# new criteria). Answers share these objects: nothing mutates an answer once built.
 _Static = tuple[str, str, str, Any, str | None]
-_ATOMS: dict[Criterion, tuple[tuple[_Static, dict[str, Any]], ...]] = {}
+_Shown = tuple[dict[str, Any], tuple[tuple[_Static, dict[str, Any]], ...]]
 _RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
-def _atom_statics(
-    criterion: Criterion, features: dict[str, Feature]
-) -> tuple[tuple[_Static, dict[str, Any]], ...]:
-    statics = _ATOMS.get(criterion)
-    if statics is None:
-        statics = _ATOMS[criterion] = tuple(
+def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
+    shown: _Shown | None = criterion.shown
+    if shown is None:
+        statics = tuple(
             _atom_static(atom, features[atom.feature].unit) for atom in atoms(criterion.when)
         )
-    return statics
+        shown = (criterion_spec(criterion), statics)
+        object.__setattr__(criterion, "shown", shown)  # a cache on an immutable object
+    return shown
 
 
 def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, dict[str, Any]]:
@@ -119,15 +120,16 @@ _INPUT = _provenance(INPUT)
 
 
 def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
-    statics = _atom_statics(result.criterion, features)
-    return {
-        **criterion_spec(result.criterion),
-        "result": result.result,
-        "features": [
-            _atom(trace, static, unknown)
-            for trace, (static, unknown) in zip(result.trace, statics, strict=True)
-        ],
-    }
+    spec, statics = _shown(result.criterion, features)
+    trace = result.trace
+    entry = spec.copy()
+    entry["result"] = result.result
+    if len(trace) == 1:  # most criteria: one comparison
+        static, unknown = statics[0]
+        entry["features"] = [_atom(trace[0], static, unknown)]
+    else:
+        entry["features"] = [_atom(t, s, u) for t, (s, u) in zip(trace, statics, strict=True)]
+    return entry
 
 
 @lru_cache(maxsize=4096)
@@ -224,7 +226,6 @@ def clear_caches() -> None:
     """Forget cached JSON of replaced rule objects (called after a rules reload)."""
     criterion_spec.cache_clear()
     _static.cache_clear()
-    _ATOMS.clear()
 
 
 def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
