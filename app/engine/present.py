@@ -78,18 +78,12 @@ def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
 
 def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, dict[str, Any]]:
     static = (atom.feature, atom.text, _comparison(atom), _threshold(atom), unit)
-    return static, {**_entry(static), "value": None, "margin": None, "result": Result.UNKNOWN}
+    unknown = dict(zip(_STATIC_KEYS, static, strict=True))
+    unknown.update(value=None, margin=None, result=Result.UNKNOWN)
+    return static, unknown
 
 
-def _entry(static: _Static) -> dict[str, Any]:
-    feature, expression, comparison, threshold, unit = static
-    return {
-        "feature": feature,
-        "expression": expression,
-        "comparison": comparison,
-        "threshold": threshold,
-        "unit": unit,
-    }
+_STATIC_KEYS = ("feature", "expression", "comparison", "threshold", "unit")
 
 
 def _atom(trace: AtomTrace, static: _Static, unknown: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +91,8 @@ def _atom(trace: AtomTrace, static: _Static, unknown: dict[str, Any]) -> dict[st
     if given is None:
         return unknown
     feature, expression, comparison, threshold, unit = static
+    # One literal (the keys of _STATIC_KEYS, then the patient's): about twice as fast as
+    # merging a shared dict, and this runs for every known value of every answer.
     return {
         "feature": feature,
         "expression": expression,
