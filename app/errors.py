@@ -16,6 +16,9 @@ class FieldError:
 
 
 class EligoError(Exception):
+    """`errors` may be long: the answer lists the first ELIGO_MAX_PROBLEM_ERRORS and counts the
+    rest, with `omitted` (errors already dropped where they were found) added to that count."""
+
     status = 500
     title = "Internal error"
 
@@ -24,11 +27,13 @@ class EligoError(Exception):
         detail: str,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        omitted: int = 0,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
         self.headers = headers
+        self.omitted = omitted
 
 
 class MalformedRequest(EligoError):

@@ -13,9 +13,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import cds_hooks, errors, evaluations, health, rulesets, screenings, web
-from app.api.body import BodySizeLimit
-from app.api.headers import PathCORS, SecurityHeaders
+from app.api import cds_hooks, errors, evaluations, health, openapi, rulesets, screenings, web
+from app.api.body import BodySizeLimit, document_limits
+from app.api.edge import StringPolicy
+from app.api.headers import AllowHeader, PathCORS, SecurityHeaders
 from app.cds.jwt import ClientTokenVerifier
 from app.db.audit import StoredVersions
 from app.db.cds import DatabaseReplayGuard
@@ -87,6 +88,9 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     _middleware(app, settings)
     for module in (evaluations, rulesets, screenings, cds_hooks, health, web):
         app.include_router(module.router)
+    openapi.install(app, settings.auth)
+    document_limits(app, settings)
+    screenings.document_limits(app, settings)
     app.mount("/static", StaticFiles(directory=web.WEB / "static"), name="static")
     log.info(
         "loaded %d rule sets (%s) from %s", len(rules.rulesets), rules.hash[:19], settings.rules_dir
@@ -127,6 +131,7 @@ def _middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, exempt=[screenings.SUBMIT_PATH]
     )
+    app.add_middleware(StringPolicy)  # U+0000 in a path or query: 422, before any route
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -137,4 +142,5 @@ def _middleware(app: FastAPI, settings: Settings) -> None:
         )
     if settings.cds_cors_origins:
         app.add_middleware(PathCORS, prefix="/cds-services", origins=settings.cds_cors_origins)
+    app.add_middleware(AllowHeader)
     app.add_middleware(SecurityHeaders)

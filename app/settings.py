@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from app.cds.jwt import IssuerConfig
+from app.cds.jwt import IssuerConfig, allowed_host
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
@@ -55,6 +55,26 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        le=200,
+        description="JSON request bodies whose arrays and objects nest deeper get 422 "
+        "(judged before parsing; a FHIR Bundle nests about 12 deep)",
+    )
+    max_json_items: int = Field(
+        default=10_000,
+        ge=16,
+        description="A JSON array or object in a request body with more items (members) gets "
+        "422, e.g. a FHIR Bundle with more entries",
+    )
+    max_problem_errors: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="An error answer lists at most this many field errors; "
+        "`errors_omitted` counts the rest",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     auth: bool = Field(
         default=True,
@@ -75,8 +95,15 @@ class Settings(BaseSettings):
         default=None,
         pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
         description="The URL callers reach this service at (behind a proxy), without a "
-        "trailing slash: the audience CDS Hooks JWTs must name and the base of card links; "
-        "by default the URL of the request",
+        "trailing slash: the audience CDS Hooks JWTs must name and the base of card links. "
+        "Required in production when CDS issuers are configured; in development, by default "
+        "the URL of the request, if its Host is in ELIGO_CDS_ALLOWED_HOSTS",
+    )
+    cds_allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Without ELIGO_PUBLIC_URL: the Host header values (a name or address, "
+        "optionally with :port) a CDS Hooks call may arrive with. Its audience and card links "
+        "are built from that Host, so a call with any other is refused (401)",
     )
     cds_issuers: dict[str, IssuerConfig] = Field(
         default_factory=dict,
@@ -113,7 +140,8 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="`proxy` sign-in: addresses or networks (CIDR) of the proxies whose identity "
-        "header is believed; the header from anyone else is refused",
+        "header is believed; the header from anyone else is refused. `local` sign-in: the "
+        "proxies whose X-Forwarded-For names the address failed sign-ins are counted by",
     )
     session_idle_minutes: int = Field(
         default=30, ge=1, le=24 * 60, description="A web session ends after this long unused"
@@ -160,6 +188,42 @@ class Settings(BaseSettings):
         description="A running screening whose heartbeat (every second) is older than this "
         "is taken to have crashed and is started again",
     )
+    screening_max_columns: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Most columns a screening source may have (a CSV header, the keys of "
+        "NDJSON lines, a Parquet schema, a table); a wider one is refused, naming the file "
+        "and the count, before it is read",
+    )
+    screening_max_header_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Longest first line (the header) of a CSV or NDJSON screening source; a "
+        "longer one is refused without reading further",
+    )
+    screening_preflight_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=64 * 1024,
+        description="How much of a screening source the request's check reads: the first "
+        "lines of a CSV or NDJSON file, a Parquet file's metadata (a larger one is refused); "
+        "the job reads the rest",
+    )
+    screening_record_retry_seconds: float = Field(
+        default=10,
+        ge=0,
+        le=300,
+        description="A screening's outcome the database cannot take (unreachable, locked) is "
+        "written again, with backoff, for this long (at most half the stale timeout) before "
+        "it is given up",
+    )
+
+    @field_validator("cds_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            allowed_host(entry)  # ValueError names the bad entry
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -195,6 +259,12 @@ class Settings(BaseSettings):
             )
         if self.auth and self.sign_in == "proxy" and not self.trusted_proxies:
             problems.append("proxy sign-in needs ELIGO_TRUSTED_PROXIES (the proxies to believe)")
+        if self.env is Environment.PRODUCTION and self.cds_issuers and not self.public_url:
+            problems.append(
+                "CDS Hooks issuers are configured (ELIGO_CDS_ISSUERS) but ELIGO_PUBLIC_URL is "
+                "unset: set it to the URL EHRs call this service at (e.g. "
+                "https://eligo.example.org), the audience their JWTs must name"
+            )
         if self.env is Environment.PRODUCTION and self.cookie_secure is False:
             problems.append("cookies must be Secure in production (ELIGO_COOKIE_SECURE)")
         if self.env is Environment.PRODUCTION:

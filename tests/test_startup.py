@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from sqlalchemy import inspect
 
+from app.cli.common import EXIT_CONFIG
 from app.db.migrate import current, head, upgrade
 from app.db.session import make_engine
 from app.errors import StartupRefused
@@ -15,8 +18,10 @@ from app.main import create_app
 from app.settings import DEV_PSEUDONYM_KEY, Environment, Settings
 from tests.conftest import SHIPPED_RULES
 from tests.databases import app_database
+from tests.e2e.helpers import run_eligo
 
 GOOD_KEY = "k" * 40
+EHR_ISSUERS = {"https://ehr.example": {"jwks_url": "https://ehr.example/jwks.json"}}
 
 
 def _settings(url: str, **overrides: object) -> Settings:
@@ -35,6 +40,7 @@ def url(tmp_path: Path) -> str:
         ({"pseudonym_key": None}, "ELIGO_PSEUDONYM_KEY is unset"),
         ({"pseudonym_key": DEV_PSEUDONYM_KEY}, "published development key"),
         ({"pseudonym_key": "short"}, "shorter than 32"),
+        ({"cds_issuers": EHR_ISSUERS}, "ELIGO_PUBLIC_URL is unset: set it to the URL EHRs call"),
     ],
 )
 def test_production_refuses_unsafe_configuration(
@@ -46,6 +52,43 @@ def test_production_refuses_unsafe_configuration(
     with pytest.raises(StartupRefused) as refused:
         create_app(settings)
     assert any(reason in r for r in refused.value.reasons)
+
+
+def test_production_with_cds_issuers_starts_once_the_public_url_is_set(url: str) -> None:
+    upgrade(url)
+    production = {"env": Environment.PRODUCTION, "pseudonym_key": GOOD_KEY}
+    settings = _settings(url, **production, cds_issuers=EHR_ISSUERS)
+    assert any("ELIGO_PUBLIC_URL" in r for r in settings.refusals("127.0.0.1"))
+    with_url = _settings(
+        url, **production, cds_issuers=EHR_ISSUERS, public_url="https://eligo.example.org"
+    )
+    assert with_url.refusals("127.0.0.1") == []
+    create_app(with_url)
+    # without CDS issuers every CDS call is refused anyway: no audience to get wrong
+    assert _settings(url, **production).refusals("127.0.0.1") == []
+    # development keeps the request's Host, if allow-listed
+    assert _settings(url, cds_issuers=EHR_ISSUERS).refusals("127.0.0.1") == []
+
+
+@pytest.mark.e2e
+def test_eligo_serve_refuses_cds_issuers_without_a_public_url(tmp_path: Path) -> None:
+    env = {
+        "ELIGO_ENV": "production",
+        "ELIGO_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "ELIGO_AUTH": "on",
+        "ELIGO_PSEUDONYM_KEY": GOOD_KEY,
+        "ELIGO_CDS_ISSUERS": json.dumps(EHR_ISSUERS),
+    }
+    result = run_eligo("serve", "--port", "1", env=env)
+    assert result.returncode == EXIT_CONFIG
+    assert "refusing to start" in result.stderr
+    assert "ELIGO_PUBLIC_URL is unset: set it to the URL EHRs call" in result.stderr
+
+
+@pytest.mark.parametrize("entry", ["https://eligo.local", "eligo.local:99999", "a b", ""])
+def test_a_bad_allowed_host_is_named(entry: str) -> None:
+    with pytest.raises(ValidationError, match="is not a host name or address"):
+        Settings.model_validate({"cds_allowed_hosts": ["localhost", entry]})
 
 
 def test_development_without_auth_binds_only_to_loopback(url: str) -> None:

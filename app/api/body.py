@@ -10,13 +10,16 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import strict_json
 from app.api.errors import problem
-from app.errors import MalformedRequest, UnsupportedMediaType
+from app.errors import FieldError, InvalidPayload, MalformedRequest, UnsupportedMediaType
+from app.settings import Settings
 
 
 class _TooLarge(Exception):
@@ -92,26 +95,113 @@ def _is_html_form(scope: Scope) -> bool:
     return content_type in (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
-def parse_json(body: bytes, content_type: str | None) -> Any:
-    """Parse a JSON request body, or raise a 400/415 that says where and why."""
+OFFLOAD_BYTES = 64 * 1024  # larger bodies are parsed in a worker thread, not on the event loop
+
+
+def json_limits(settings: Settings) -> strict_json.Limits:
+    return strict_json.Limits(depth=settings.max_json_depth, items=settings.max_json_items)
+
+
+def parse_json(
+    body: bytes, content_type: str | None, limits: strict_json.Limits, max_issues: int = 100
+) -> Any:
+    """Parse a JSON request body within `limits`, or raise a 400/415/422 that says where and
+    why (422 names each field: too deep, too many items, U+0000, a lone surrogate, a number
+    that is not a finite double)."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {media!r}")
     if not body.strip():
         raise MalformedRequest("request body is empty; expected a JSON object")
     try:
-        text = body.decode("utf-8")
-        return strict_json.loads(text)
+        return strict_json.loads_checked(body, limits, max_issues=max_issues)
     except UnicodeDecodeError as exc:
         raise MalformedRequest(f"request body is not UTF-8 (byte {exc.start})") from None
+    except strict_json.Refused as exc:
+        errors = [FieldError(i.field, i.code, i.message) for i in exc.issues]
+        raise InvalidPayload(
+            "the request body breaks a limit or holds a value that cannot be accepted",
+            errors,
+            omitted=exc.omitted,
+        ) from None
     except json.JSONDecodeError as exc:
         raise MalformedRequest(
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except ValueError as exc:
         raise MalformedRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:  # not expected: the depth is checked before parsing
+        raise MalformedRequest("JSON nested too deeply") from None
+
+
+async def json_of(body: bytes, content_type: str | None, settings: Settings) -> Any:
+    """`parse_json` with the configured limits; a large body in a worker thread, so that one
+    client's megabytes never hold up everyone else's requests."""
+    limits, most = json_limits(settings), settings.max_problem_errors
+    if len(body) <= OFFLOAD_BYTES:
+        return parse_json(body, content_type, limits, most)
+    return await run_in_threadpool(parse_json, body, content_type, limits, most)
 
 
 async def json_body(request: Request) -> Any:
-    """A dependency: the parsed JSON body (read here, so the endpoint itself can be sync)."""
-    return parse_json(await request.body(), request.headers.get("content-type"))
+    """A dependency: the parsed JSON body (read here, so the endpoint itself can be sync).
+
+    Declare it after the route's credential check (`require(...)`, the CDS JWT): FastAPI solves
+    dependencies in order, and no body is read, let alone parsed, for a caller refused 401/403.
+    tests/api/test_hostile.py holds every route to that."""
+    settings: Settings = request.app.state.settings
+    return await json_of(await request.body(), request.headers.get("content-type"), settings)
+
+
+def document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured request limits in the OpenAPI document: in `info` (the policy, and
+    `x-limits` for machines) and on every JSON request body. Wraps whatever `app.openapi` is
+    by now, so it composes with other additions to the document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        info = schema.setdefault("info", {})
+        if "x-limits" not in info:
+            info["x-limits"] = {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_json_depth": settings.max_json_depth,
+                "max_json_items": settings.max_json_items,
+                "max_problem_errors": settings.max_problem_errors,
+            }
+            info["description"] = info.get("description", "") + _limits_text(settings)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    _document_body(operation, settings)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _limits_text(settings: Settings) -> str:
+    return (
+        "\n\n**Limits.** A request body over "
+        f"{settings.max_body_bytes:,} bytes is 413 (`ELIGO_MAX_BODY_BYTES`). A JSON body whose "
+        f"arrays and objects nest more than {settings.max_json_depth} deep "
+        f"(`ELIGO_MAX_JSON_DEPTH`) is 422 `too_deep`; one array or object with more than "
+        f"{settings.max_json_items:,} items (`ELIGO_MAX_JSON_ITEMS`) is 422 `too_long`. U+0000 "
+        "or an unpaired surrogate in any string, key, path or query parameter is 422 "
+        "`invalid_character`; a number that is not a finite double (`1e400`) is 422 "
+        "`not_finite`. Credentials are checked before a body is read. An error answer lists "
+        f"at most {settings.max_problem_errors} field errors (`ELIGO_MAX_PROBLEM_ERRORS`) and "
+        "counts the rest in `errors_omitted`. A value the database refuses as data is 422 "
+        "`unstorable_value`, never 503."
+    )
+
+
+def _document_body(operation: dict[str, Any], settings: Settings) -> None:
+    content = operation.get("requestBody", {}).get("content", {})
+    if not any(media == "application/json" or media.endswith("+json") for media in content):
+        return
+    note = (
+        f"JSON of at most {settings.max_body_bytes:,} bytes, nested at most "
+        f"{settings.max_json_depth} deep, at most {settings.max_json_items:,} items per array "
+        "or object; no U+0000 or unpaired surrogate in a string; finite numbers only."
+    )
+    body = operation["requestBody"]
+    body["description"] = f"{body.get('description', '')}\n\n{note}".strip()

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Request
 
 from app.api.body import json_body
 from app.api.deps import DbSession, get_rules, get_settings
-from app.api.errors import invalid_input, parse_body
+from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
-from app.cds.jwt import ClientTokenVerifier
+from app.cds.jwt import ClientTokenVerifier, public_base
 from app.cds.schemas import Discovery, FeedbackRequest, HookRequest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
@@ -30,20 +30,26 @@ Config = Annotated[Settings, Depends(get_settings)]
 
 
 def base_url(request: Request, settings: Settings) -> str:
-    """This service's public URL: configured behind a proxy, else as the request reached us."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    return str(request.base_url).rstrip("/")
+    """This service's public URL: ELIGO_PUBLIC_URL, else as the request reached us if its Host
+    is allow-listed (401 otherwise: app.cds.jwt.public_base says why)."""
+    return public_base(
+        settings.public_url,
+        str(request.base_url),
+        request.headers.get("host"),
+        settings.cds_allowed_hosts,
+    )
 
 
 def cds_client(request: Request) -> str | None:
     """The verified issuer of the call's JWT, whose `aud` must be exactly the URL called.
-    None only in the announced development mode without authentication."""
+    None only in the announced development mode without authentication (where the Host is
+    still checked first: card links are built from it)."""
     settings = get_settings(request)
+    base = base_url(request, settings)
     if not settings.auth:
         return None
     verifier: ClientTokenVerifier = request.app.state.cds_verifier
-    audience = base_url(request, settings) + request.url.path
+    audience = base + request.url.path
     return verifier.verify(request.headers.get("authorization"), audience).issuer
 
 
@@ -55,7 +61,11 @@ def discover(rules: Rules) -> Any:
     return FastJSONResponse(service.discovery(rules))
 
 
-@router.post("/{service_id}", summary="Answer a hook call with eligibility cards")
+@router.post(
+    "/{service_id}",
+    summary="Answer a hook call with eligibility cards",
+    responses=problem_responses(400, 401, 404, 412, 413, 415, 422, 503),
+)
 def answer_hook(
     *,
     issuer: Issuer,
@@ -85,7 +95,11 @@ def answer_hook(
     return FastJSONResponse(answer)
 
 
-@router.post("/{service_id}/feedback", summary="Record what the clinician did with cards")
+@router.post(
+    "/{service_id}/feedback",
+    summary="Record what the clinician did with cards",
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 503),
+)
 def give_feedback(
     *,
     issuer: Issuer,

@@ -14,17 +14,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.schemas import Problem
 from app.engine.inputs import InvalidInput
 from app.errors import AuditUnavailable, EligoError, FieldError, InvalidPayload
+from app.settings import Settings
+from app.strict_json import printable
 
 log = logging.getLogger("eligo.api")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+MAX_ERRORS = 50  # field errors listed, where no settings are at hand (ELIGO_MAX_PROBLEM_ERRORS)
+FIELD_CHARS = 300  # a field path or code echoed in an error is cut after this many characters
+DETAIL_CHARS = 1000  # ... a detail or message
 
 
 def problem(
@@ -33,16 +38,39 @@ def problem(
     detail: str,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    omitted: int = 0,
+    max_errors: int = MAX_ERRORS,
 ) -> JSONResponse:
+    """The answer for an error. Whatever it echoes is made safe to encode (U+0000 and lone
+    surrogates as escapes) and short; at most `max_errors` field errors are listed, and
+    `errors_omitted` counts the rest, so no request can make its refusal large."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": printable(detail, DETAIL_CHARS),
     }
-    if errors:
-        body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
+    errors = errors or []
+    shown = errors[:max_errors]
+    omitted += len(errors) - len(shown)
+    if shown:
+        body["errors"] = [
+            {
+                "field": printable(e.field, FIELD_CHARS),
+                "code": printable(e.code, FIELD_CHARS),
+                "message": printable(e.message, DETAIL_CHARS),
+            }
+            for e in shown
+        ]
+    if omitted:
+        body["errors_omitted"] = omitted
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _max_errors(request: Request) -> int:
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    return settings.max_problem_errors if settings is not None else MAX_ERRORS
 
 
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -81,9 +109,39 @@ def parse_body(model: type[M], payload: Any) -> M:
         ) from None
 
 
-async def _eligo_error(_: Request, exc: Exception) -> JSONResponse:
+async def _eligo_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EligoError)
-    return problem(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+    return problem(
+        exc.status,
+        exc.title,
+        exc.detail,
+        exc.errors,
+        exc.headers,
+        omitted=exc.omitted,
+        max_errors=_max_errors(request),
+    )
+
+
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused a value as data (SQLSTATE class 22, or the driver before it: text
+    with U+0000, a number out of a column's range). That is the request's fault and permanent:
+    a 4xx, never the outage answer with its Retry-After (clients would retry it forever).
+    Nothing was recorded; the transaction is rolled back with the session."""
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    request.app.state.stored.forget()
+    log.warning(
+        "database refused a value on %s %s: %s %s",
+        request.method,
+        request.url.path,
+        type(getattr(exc, "orig", None) or exc).__name__,
+        code or "",
+    )
+    error = InvalidPayload(
+        "the database refused a value in this request as data; nothing was recorded. "
+        "Correct the request rather than retrying it",
+        [FieldError("request", "unstorable_value", "a value the database cannot store")],
+    )
+    return await _eligo_error(request, error)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -104,10 +162,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _eligo_error(request, error)
 
 
-async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = validation_errors(list(exc.errors()))
-    return problem(422, InvalidPayload.title, "request validation failed", errors)
+    return problem(
+        422,
+        InvalidPayload.title,
+        "request validation failed",
+        errors,
+        max_errors=_max_errors(request),
+    )
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
@@ -129,6 +193,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(EligoError, _eligo_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(DataError, _data_error)  # the more specific class wins
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

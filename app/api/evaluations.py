@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,6 +20,7 @@ from app.api.schemas import (
     EvaluationResponse,
     Replay,
     Status,
+    UtcTime,
 )
 from app.db import audit
 from app.db.models import Evaluation
@@ -29,8 +30,10 @@ from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
 from app.settings import Settings
+from app.strict_json import printable
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 FHIR_JSON = "application/fhir+json"
 
 Rules = Annotated[RuleBase, Depends(get_rules)]
@@ -55,14 +58,15 @@ AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 def create_evaluation(
     *,
     request: Request,
+    caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],  # first: before the body
     payload: Annotated[Any, Depends(json_body)],
     rules: Rules,
     settings: Annotated[Settings, Depends(get_settings)],
-    caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],
     session: DbSession,
 ) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() == FHIR_JSON:
         payload = {"fhir": payload}  # the body is the Bundle itself
+    _within_rules(payload, rules)
     body = parse_body(EvaluationRequest, payload)
     if body.fhir is None and "features" not in body.model_fields_set:
         raise InvalidPayload(
@@ -83,6 +87,25 @@ def create_evaluation(
     return FastJSONResponse(answer)
 
 
+def _within_rules(payload: Any, rules: RuleBase) -> None:
+    """More features than the catalogue has, or more rule sets than are loaded, cannot be a
+    valid request: refused before each one is judged (and answered with an error of its own)."""
+    if not isinstance(payload, dict):
+        return
+    bounds = (("features", dict, len(rules.features)), ("rulesets", list, len(rules.rulesets)))
+    errors = [
+        FieldError(
+            name,
+            "too_long",
+            f"{len(given)} given; at most {most}, as many as are loaded (GET /v1/{name})",
+        )
+        for name, kind, most in bounds
+        if isinstance(given := payload.get(name), kind) and len(given) > most
+    ]
+    if errors:
+        raise InvalidPayload("request validation failed", errors)
+
+
 @router.get(
     "/evaluations",
     response_model=EvaluationPage,
@@ -93,8 +116,8 @@ def list_evaluations(
     *,
     session: DbSession,
     _: AuditReader,
-    since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time")] = None,
+    since: Annotated[UtcTime | None, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[UtcTime | None, Query(description="Before this time")] = None,
     ruleset: Annotated[str | None, Query(description="Evaluated with this rule set")] = None,
     status: Annotated[
         Status | None, Query(description="With this status (for `ruleset`, if given)")
@@ -104,16 +127,6 @@ def list_evaluations(
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> Any:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidPayload(
-                "times need a UTC offset",
-                [
-                    FieldError(
-                        f"query.{name}", "naive_datetime", "give an offset, e.g. 2026-11-22T08:00Z"
-                    )
-                ],
-            )
     filters = audit.Filters(since, until, ruleset, status, channel, client)
     try:
         rows, next_cursor = audit.page(session, filters, limit, cursor)
@@ -125,10 +138,11 @@ def list_evaluations(
 
 
 def _evaluation(session: Session, evaluation_id: str) -> Evaluation:
-    evaluation = audit.get(session, evaluation_id)
-    if evaluation is None:
-        raise NotFound(f"no evaluation {evaluation_id!r}")
-    return evaluation
+    # Ids are UUIDs: anything else is not looked for (nor echoed at length).
+    found = audit.get(session, evaluation_id) if _UUID.fullmatch(evaluation_id) else None
+    if found is None:
+        raise NotFound(f"no evaluation {printable(evaluation_id)!r}")
+    return found
 
 
 @router.get(

@@ -9,8 +9,10 @@ exactly that and nothing else.
 
 from __future__ import annotations
 
+from fastapi.routing import iter_route_contexts
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALWAYS = {
@@ -114,3 +116,41 @@ class PathCORS:
             await self.cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def allowed_methods(scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path (HEAD with GET, as Starlette
+    answers it), in alphabetical order. Where a route is written for exactly this path
+    (`POST /v1/rulesets/reload`), only such routes count: the resource is that one, not a
+    value of a templated path that also matches (`GET /v1/rulesets/{ruleset_id}`)."""
+    # Through FastAPI's route contexts: included routers are reached lazily, with their prefix.
+    matching = [
+        route
+        for route in iter_route_contexts(scope["app"].router.routes)
+        if route.methods and route.matches(scope)[0] is not Match.NONE
+    ]
+    literal = [route for route in matching if "{" not in (route.path or "")]
+    return sorted({method for route in literal or matching for method in route.methods or ()})
+
+
+class AllowHeader:
+    """A 405's Allow header lists every method the path accepts (RFC 9110 §15.5.6). Starlette
+    answers 405 from the first route whose path matches, so a path served by several routes
+    (GET and POST /v1/evaluations) would otherwise list only the first one's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = allowed_methods(scope)
+                if methods:
+                    MutableHeaders(scope=message)["allow"] = ", ".join(methods)
+            await send(message)
+
+        await self.app(scope, receive, with_allow)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import text
 
 from app.api.deps import DbSession, get_rules
+from app.api.errors import problem_responses
 from app.engine.model import RuleBase
 
 router = APIRouter(tags=["health"])
@@ -21,6 +22,7 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: rules are loaded and the audit database answers (503 if it does not)",
+    responses=problem_responses(503),
 )
 def readyz(rules: Annotated[RuleBase, Depends(get_rules)], session: DbSession) -> dict[str, Any]:
     session.execute(text("SELECT 1"))  # a database error becomes the 503 of the error handler

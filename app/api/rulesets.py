@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from app.api.deps import Caller, get_rules, require
-from app.api.schemas import EvidenceList, FeatureList, Problem, RulesetDetail, RulesetList
+from app.api.errors import problem_responses
+from app.api.schemas import EvidenceList, FeatureList, RulesetDetail, RulesetList
 from app.engine import present
 from app.engine.model import RuleBase
 from app.engine.schema import ruleset_json_schema
@@ -42,7 +43,7 @@ def list_rulesets(rules: Rules, request: Request) -> Any:
 @router.post(
     "/rulesets/reload",
     response_model=RulesetList,
-    responses={409: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}},
+    responses=problem_responses(401, 403, 409),
     summary="Reload the rules directory now (as SIGHUP does); 409 if the change is refused",
 )
 async def reload_rulesets(
@@ -61,7 +62,7 @@ async def reload_rulesets(
 
 
 @router.get(
-    "/rulesets/{ruleset_id}", response_model=RulesetDetail, responses={404: {"model": Problem}}
+    "/rulesets/{ruleset_id}", response_model=RulesetDetail, responses=problem_responses(404)
 )
 def get_ruleset(ruleset_id: str, rules: Rules) -> Any:
     ruleset = rules.rulesets.get(ruleset_id)

@@ -6,10 +6,19 @@ models document them, and a test validates real responses against them so the tw
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from app.engine.schema import EvidenceSpec, FeatureSpec
 
@@ -34,6 +43,30 @@ Result = Literal["met", "not_met", "unknown"]
 Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
 Channel = Literal["api", "cds-hooks", "form", "screening"]
 
+# An RFC 3339 date-time, its UTC offset included. Pydantic alone would also read a bare number
+# as seconds since 1970 (`until=0.5`) and a time without an offset as local to nobody knows.
+_DATE_TIME = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+_WITH_OFFSET = re.compile(_DATE_TIME + r"(?:[Zz]|[+-]\d{2}:\d{2})")
+_WITHOUT_OFFSET = re.compile(_DATE_TIME)
+
+
+def _with_offset(value: object) -> object:
+    if isinstance(value, str) and _WITH_OFFSET.fullmatch(value):
+        return value
+    if isinstance(value, str) and _WITHOUT_OFFSET.fullmatch(value):
+        raise PydanticCustomError("naive_datetime", "give an offset, e.g. 2026-11-22T08:00Z")
+    raise PydanticCustomError(
+        "datetime_format", "expected a date-time with a UTC offset, e.g. 2026-11-22T08:00Z"
+    )
+
+
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_with_offset),
+    # RFC 3339's date-time, which OpenAPI's format names, always has its offset.
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
 
 class EvaluationRequest(BaseModel):
     model_config = ConfigDict(
@@ -57,7 +90,8 @@ class EvaluationRequest(BaseModel):
     features: dict[str, FeatureInput] = Field(
         default_factory=dict,
         description="Feature id -> value; see GET /v1/features. Missing means unknown. "
-        "Given alongside `fhir`, these override the values derived from it.",
+        "Given alongside `fhir`, these override the values derived from it. At most as many "
+        "as the catalogue has (422 `too_long`).",
     )
     fhir: dict[str, Any] | None = Field(
         default=None,
@@ -65,7 +99,9 @@ class EvaluationRequest(BaseModel):
         "from, by the codes in the catalogue",
     )
     rulesets: list[str] | None = Field(
-        default=None, description="Rule set ids to evaluate; all shipped ones when omitted"
+        default=None,
+        description="Rule set ids to evaluate; all shipped ones when omitted. At most as many "
+        "as are loaded (422 `too_long`).",
     )
     patient_id: str | None = Field(
         default=None,
@@ -401,7 +437,13 @@ class Problem(_Out):
     title: str
     status: int
     detail: str
-    errors: list[ProblemField] | None = None
+    errors: list[ProblemField] | None = Field(
+        default=None,
+        description="Each field at fault; the first ELIGO_MAX_PROBLEM_ERRORS (50) of them",
+    )
+    errors_omitted: int | None = Field(
+        default=None, description="How many more errors there were than `errors` lists"
+    )
 
 
 # Registry screening jobs -------------------------------------------------------------------

@@ -12,11 +12,11 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app.api.body import parse_json
+from app.api.body import json_of
 from app.api.deps import Caller, DbSession, get_rules, get_settings, require
 from app.api.errors import parse_body, problem_responses
 from app.api.headers import IMAGE_POLICY
@@ -40,7 +40,7 @@ Config = Annotated[Settings, Depends(get_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
 FORM_FIELDS = ("rulesets", "engine", "as_of")
-MAX_MAPPING_BYTES = 256 * 1024
+MAX_MAPPING_BYTES = service.MAX_MAPPING_BYTES
 PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv; charset=utf-8"
 
@@ -105,7 +105,7 @@ async def submission(request: Request) -> AsyncIterator[service.Submission]:
             found = await _from_form(request, files, job_id, settings.screening_max_upload_bytes)
         else:
             body = await _read(request, settings.max_body_bytes)
-            parsed = parse_body(ScreeningRequest, parse_json(body, media or None))
+            parsed = parse_body(ScreeningRequest, await json_of(body, media or None, settings))
             files.create(job_id)
             found = _from_json(job_id, parsed)
         yield found
@@ -201,6 +201,47 @@ def _day(text: str | None) -> date | None:
 
 
 Submitted = Annotated[service.Submission, Depends(submission, scope="function")]
+
+
+def limits_text(settings: Settings) -> str:
+    """The limits a submission meets, as configured (the OpenAPI description of the body)."""
+    return (
+        f"An upload is at most {settings.screening_max_upload_bytes:,} bytes "
+        "(`ELIGO_SCREENING_MAX_UPLOAD_BYTES`, 413 beyond), a mapping at most "
+        f"{MAX_MAPPING_BYTES:,} bytes (a file, or inline as JSON). A source has at most "
+        f"{settings.screening_max_columns:,} columns (`ELIGO_SCREENING_MAX_COLUMNS`) and a "
+        f"CSV or NDJSON file a first line of at most {settings.screening_max_header_bytes:,} "
+        "bytes (`ELIGO_SCREENING_MAX_HEADER_BYTES`): beyond, 422 `too_many_columns` or "
+        "`line_too_long` naming the file and line, found without reading further. The check "
+        f"before a job is accepted reads at most {settings.screening_preflight_bytes:,} bytes "
+        "of a file (`ELIGO_SCREENING_PREFLIGHT_BYTES`; a Parquet footer larger than that is "
+        "422 `metadata_too_large`); a defect further on fails the job, its `error` naming "
+        "the file and line."
+    )
+
+
+def document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured screening limits on POST /v1/screenings in the OpenAPI document
+    (wrapping whatever `app.openapi` is by now)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        operation = schema.get("paths", {}).get(SUBMIT_PATH, {}).get("post")
+        if operation is not None and "x-limits" not in operation:
+            operation["x-limits"] = {
+                "screening_max_upload_bytes": settings.screening_max_upload_bytes,
+                "screening_max_mapping_bytes": MAX_MAPPING_BYTES,
+                "screening_max_columns": settings.screening_max_columns,
+                "screening_max_header_bytes": settings.screening_max_header_bytes,
+                "screening_preflight_bytes": settings.screening_preflight_bytes,
+            }
+            operation["description"] = (
+                f"{operation.get('description', '')}\n\n**Limits.** {limits_text(settings)}"
+            ).strip()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 # Endpoints ---------------------------------------------------------------------------------

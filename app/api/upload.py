@@ -7,6 +7,9 @@ the caller's limit, a file against its own; and the writes run in a thread, so a
 stalls this upload, not the event loop. Files are flushed to disk (fsync) before this returns:
 a job accepted on an upload must still have it after a power cut.
 
+Names, file names and field values are UTF-8 text without U+0000 (400 / 422 naming the field):
+none of them could be stored or shown otherwise.
+
 On any error the files written so far are closed; removing them is the caller's (it owns the
 folder they are in).
 """
@@ -25,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from app.errors import FieldError, InvalidPayload, MalformedRequest, PayloadTooLarge
+from app.strict_json import character_problem, printable
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 100
@@ -114,11 +118,13 @@ class _Reader:
         if b"name" not in options:
             raise MalformedRequest("a multipart part has no Content-Disposition name")
         self.part.name = _text(options[b"name"], "a part's name")
+        _acceptable(self.part.name, printable(self.part.name), "the field's name")
         if b"filename" not in options:
             if self.part.name not in self.allowed:
                 raise _unexpected(self.part.name)
             return
         raw = _text(options[b"filename"], "a file name")
+        _acceptable(raw, self.part.name, "the file name")
         self.part.filename = raw.replace("\\", "/").rsplit("/", 1)[-1]
         if self.part.name in self.form.files:
             raise InvalidPayload(
@@ -144,6 +150,7 @@ class _Reader:
         part = self.part
         if part.handle is None:
             value = _text(bytes(part.data), part.name)
+            _acceptable(value, part.name, "the value")
             self.form.fields.setdefault(part.name, []).append(value)
         else:
             assert part.path is not None
@@ -177,6 +184,17 @@ def _text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedRequest(f"{what} is not UTF-8") from None
+
+
+def _acceptable(text: str, field: str, what: str) -> None:
+    """The one policy for strings: U+0000 is refused, naming the field (surrogates cannot
+    come out of strict UTF-8 decoding)."""
+    problem = character_problem(text)
+    if problem is not None:
+        raise InvalidPayload(
+            "a form field holds a character that cannot be accepted",
+            [FieldError(field, "invalid_character", f"{what} {problem}")],
+        )
 
 
 def _unexpected(name: str) -> InvalidPayload:

@@ -47,14 +47,55 @@ Config = Annotated[Settings, Depends(get_settings)]
 _EVALUATION_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 
-async def form_data(request: Request) -> FormData:
-    """The posted form, parsed before the (synchronous) endpoint runs. Multipart parts may
-    be as large as a whole request (a pasted FHIR bundle); the body limit still applies."""
+SIGN_IN_FIELD_BYTES = 4096  # a user name, a password, a token, a path: never more
+
+
+def admission(request: Request, session: DbSession, settings: Config) -> web_auth.Viewer | Response:
+    """Who posts the clinician form, or the page to answer instead (sign in; a post from
+    another site), judged before the body is read: a stranger's megabytes are never parsed.
+    The form's own CSRF token is compared once the form is read (`_csrf`)."""
+    viewer = _who(request, session, settings)
+    if viewer is None:
+        return _no_viewer(request, settings)
+    return _cross_site(request, settings) or viewer
+
+
+Admission = Annotated[web_auth.Viewer | Response, Depends(admission)]
+
+
+async def admitted_form(request: Request, admitted: Admission) -> FormData:
+    """The clinician form, read only for an admitted viewer (else empty, its body unread).
+    Multipart parts may be as large as a whole request (a pasted FHIR bundle); the body limit
+    still applies."""
+    if isinstance(admitted, Response):
+        return FormData()
     limit = get_settings(request).max_body_bytes
     return await request.form(max_files=1, max_fields=500, max_part_size=limit)
 
 
-Posted = Annotated[FormData, Depends(form_data)]
+Posted = Annotated[FormData, Depends(admitted_form)]
+
+
+def sign_in_gate(request: Request, settings: Config) -> Response | None:
+    """Before a sign-in or sign-out form is read: the checks of a cross-site post that need
+    no body (its origin, the CSRF cookie)."""
+    if not settings.auth or settings.sign_in != "local":
+        return None
+    return _cross_site(request, settings)
+
+
+Gate = Annotated[Response | None, Depends(sign_in_gate)]
+
+
+async def small_form(request: Request, refused: Gate) -> FormData:
+    """A sign-in or sign-out form: a few short fields, whoever sends it (no one is signed in
+    yet), so it is read only past the gate and never more than a few kilobytes of it."""
+    if refused is not None:
+        return FormData()
+    return await request.form(max_files=0, max_fields=10, max_part_size=SIGN_IN_FIELD_BYTES)
+
+
+SmallForm = Annotated[FormData, Depends(small_form)]
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -188,13 +229,15 @@ def _not_found(request: Request, settings: Settings, evaluation_id: str) -> Resp
 
 @router.post("/", response_class=HTMLResponse)
 def evaluate_form(
+    *,
     request: Request,
+    admitted: Admission,
     posted: Posted,
     session: DbSession,
     rules: Rules,
     settings: Config,
 ) -> Response:
-    viewer = _admit(request, session, settings, posted)
+    viewer = _admit(request, settings, admitted, posted)
     if isinstance(viewer, Response):
         return viewer
     fields = [(k, v) for k, v in posted.multi_items() if isinstance(v, str)]
@@ -243,13 +286,27 @@ def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]
 
 
 def _admit(
-    request: Request, session: Session, settings: Settings, posted: FormData
+    request: Request, settings: Settings, admitted: web_auth.Viewer | Response, posted: FormData
 ) -> web_auth.Viewer | Response:
-    """Who posts this form, or the page to answer instead (sign in; a forged post)."""
-    viewer = _who(request, session, settings)
-    if viewer is None:
-        return _no_viewer(request, settings)
-    return _csrf(request, settings, posted) or viewer
+    """Who posts this form (admitted before it was read), or the page to answer instead: sign
+    in, a forged post (its token), a field with a character no record can hold."""
+    if isinstance(admitted, Response):
+        return admitted
+    return _csrf(request, settings, posted) or _characters(request, settings, posted) or admitted
+
+
+def _refused(request: Request, settings: Settings, exc: web_auth.CrossSiteRefused) -> Response:
+    return _page(
+        request, settings, "message.html", {"title": "Form refused", "message": str(exc)}, 403
+    )
+
+
+def _cross_site(request: Request, settings: Settings) -> Response | None:
+    try:
+        web_auth.check_csrf_before_body(request, settings)
+    except web_auth.CrossSiteRefused as exc:
+        return _refused(request, settings, exc)
+    return None
 
 
 def _csrf(request: Request, settings: Settings, posted: FormData) -> Response | None:
@@ -257,30 +314,47 @@ def _csrf(request: Request, settings: Settings, posted: FormData) -> Response | 
     try:
         web_auth.check_csrf(request, settings, token if isinstance(token, str) else None)
     except web_auth.CrossSiteRefused as exc:
-        return _page(
-            request,
-            settings,
-            "message.html",
-            {"title": "Form refused", "message": str(exc)},
-            403,
-        )
+        return _refused(request, settings, exc)
     return None
 
 
+def field_problem(posted: FormData) -> tuple[str, str] | None:
+    """(field, what is wrong) for the first form field whose name or value holds U+0000."""
+    for name, value in posted.multi_items():
+        for text in (name, value) if isinstance(value, str) else (name,):
+            problem = strict_json.character_problem(text)
+            if problem:
+                return strict_json.printable(name), problem
+    return None
+
+
+def _characters(request: Request, settings: Settings, posted: FormData) -> Response | None:
+    found = field_problem(posted)
+    if found is None:
+        return None
+    field, problem = found
+    message = f"The field '{field}' {problem}. Go back and correct it; nothing was recorded."
+    return _page(
+        request, settings, "message.html", {"title": "Form refused", "message": message}, 422
+    )
+
+
 @router.post("/fhir", response_class=HTMLResponse)
-async def load_fhir(
+def load_fhir(
+    *,
     request: Request,
+    admitted: Admission,
     posted: Posted,
     session: DbSession,
     rules: Rules,
     settings: Config,
 ) -> Response:
-    """Async only to read an uploaded file; the deciding is quick and in-process."""
-    viewer = _admit(request, session, settings, posted)
+    """Synchronous, so a large bundle is read and parsed in a worker thread."""
+    viewer = _admit(request, settings, admitted, posted)
     if isinstance(viewer, Response):
         return viewer
-    text = await _bundle_text(posted)
-    error, bundle = _read_bundle(text)
+    text = _bundle_text(posted)
+    error, bundle = _read_bundle(text, settings)
     if error is None:
         asked = service.Asked({}, None, "form", None, fhir=bundle, clinician=viewer.username)
         decided = _decide(request, session, rules, settings, asked)
@@ -291,21 +365,27 @@ async def load_fhir(
     return _page(request, settings, "form.html", context, 422)
 
 
-async def _bundle_text(posted: FormData) -> str:
+def _bundle_text(posted: FormData) -> str:
     upload = posted.get("bundle_file")
     if isinstance(upload, UploadFile) and upload.filename:
-        raw = await upload.read()
+        raw = upload.file.read()
         return raw.decode("utf-8", errors="replace")
     pasted = posted.get("bundle")
     return pasted if isinstance(pasted, str) else ""
 
 
-def _read_bundle(text: str) -> tuple[str | None, Any]:
-    """(error, bundle): the JSON problem with line and column, in words."""
+def _read_bundle(text: str, settings: Settings) -> tuple[str | None, Any]:
+    """(error, bundle): the JSON problem with line and column, or the places in the bundle
+    that break a limit or hold an unacceptable value, in words."""
     if not text.strip():
         return "paste a FHIR R4 Bundle (JSON) or choose a file", None
+    limits = strict_json.Limits(settings.max_json_depth, settings.max_json_items)
     try:
-        bundle = strict_json.loads(text)
+        bundle = strict_json.loads_checked(text.encode("utf-8", "surrogatepass"), limits)
+    except strict_json.Refused as exc:
+        shown = "; ".join(f"{i.field}: {i.message}" for i in exc.issues[:5])
+        more = len(exc.issues) - 5 + exc.omitted
+        return f"not accepted: {shown}" + (f" (and {more} more)" if more > 0 else ""), None
     except json.JSONDecodeError as exc:
         return f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", None
     except ValueError as exc:
@@ -352,17 +432,25 @@ def sign_in_page(request: Request, settings: Config, next: str = "/") -> Respons
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
-def sign_in(request: Request, posted: Posted, session: DbSession, settings: Config) -> Response:
+def sign_in(
+    request: Request, gate: Gate, posted: SmallForm, session: DbSession, settings: Config
+) -> Response:
     target = web_auth.safe_next(str(posted.get("next") or "/"))
     if not settings.auth or settings.sign_in != "local":
         return RedirectResponse(target, status_code=303)
-    refused = _csrf(request, settings, posted)
+    refused = gate or _csrf(request, settings, posted)
     if refused is not None:
         return refused
     username = str(posted.get("username") or "")[:100]
     password = str(posted.get("password") or "")
+    found = field_problem(posted)
+    if found is not None:  # no account can have it: refused before any look-up
+        shown = strict_json.printable(username)
+        context = {"next": target, "username": shown, "error": f"The {found[0]} {found[1]}."}
+        return _page(request, settings, "sign_in.html", context, 422)
     try:
-        clinician = accounts.sign_in(session, username, password, web_auth.now())
+        source = web_auth.client_source(request, settings)
+        clinician = accounts.sign_in(session, username, password, web_auth.now(), source)
     except accounts.SignInRefused as exc:
         context = {"next": target, "username": username, "error": str(exc)}
         return _page(request, settings, "sign_in.html", context, 401)
@@ -378,8 +466,10 @@ def sign_in(request: Request, posted: Posted, session: DbSession, settings: Conf
 
 
 @router.post("/sign-out", response_class=HTMLResponse)
-def sign_out(request: Request, posted: Posted, session: DbSession, settings: Config) -> Response:
-    refused = _csrf(request, settings, posted)
+def sign_out(
+    request: Request, gate: Gate, posted: SmallForm, session: DbSession, settings: Config
+) -> Response:
+    refused = gate or _csrf(request, settings, posted)
     if refused is not None:
         return refused
     token = request.cookies.get(web_auth.cookie_name("session", request, settings))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from app.services import accounts
 from app.settings import Environment, Settings
 
 CSRF_FIELD = "csrf_token"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +122,7 @@ def _proxy_viewer(request: Request, settings: Settings) -> Viewer:
 def csrf_value(request: Request, settings: Settings) -> tuple[str, bool]:
     """The CSRF token for this browser, and whether it is new (then the page sets it)."""
     current = request.cookies.get(cookie_name("csrf", request, settings))
-    if current and 20 <= len(current) <= 100:
+    if current and _TOKEN.fullmatch(current):  # as new_csrf makes them; never echo others
         return current, False
     return new_csrf(), True
 
@@ -133,17 +135,35 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_csrf(request: Request, settings: Settings, submitted: str | None) -> None:
-    """Raise CrossSiteRefused unless the POST came from this site's own form."""
+def check_csrf_before_body(request: Request, settings: Settings) -> None:
+    """What of `check_csrf` needs no body (where the POST came from, the CSRF cookie): run
+    before a form is read, so a post refused anyway costs no parsing."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise CrossSiteRefused("a form posted from another site")
     origin = request.headers.get("origin")
     if origin is not None and origin != _own_origin(request, settings):
         raise CrossSiteRefused(f"a form posted from another origin ({origin[:100]})")
+    if not request.cookies.get(cookie_name("csrf", request, settings)):
+        raise CrossSiteRefused(_STALE)
+
+
+def check_csrf(request: Request, settings: Settings, submitted: str | None) -> None:
+    """Raise CrossSiteRefused unless the POST came from this site's own form."""
+    check_csrf_before_body(request, settings)
     cookie = request.cookies.get(cookie_name("csrf", request, settings))
-    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
-        raise CrossSiteRefused("the form's security token is missing or stale: reload the page")
+    if not cookie or not submitted or not _same(cookie, submitted):
+        raise CrossSiteRefused(_STALE)
+
+
+def _same(cookie: str, submitted: str) -> bool:
+    # As bytes: compare_digest refuses str with anything but ASCII (a TypeError, a 500).
+    return hmac.compare_digest(
+        cookie.encode("utf-8", "surrogatepass"), submitted.encode("utf-8", "surrogatepass")
+    )
+
+
+_STALE = "the form's security token is missing or stale: reload the page"
 
 
 def _own_origin(request: Request, settings: Settings) -> str:
@@ -158,3 +178,49 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target[:2000]
+
+
+# --- where a sign-in comes from ----------------------------------------------------------------
+
+IPV6_SOURCE_PREFIX = 64  # one subscriber's usual allocation: its addresses count as one source
+MAX_SOURCE_CHARS = 64
+
+
+def client_source(request: Request, settings: Settings) -> str:
+    """Where a sign-in comes from, for counting its failures (app.services.accounts): the
+    client's address, an IPv6 address as its /64 network. Behind a proxy listed in
+    ELIGO_TRUSTED_PROXIES, the address that proxy saw: X-Forwarded-For read from the right,
+    past the trusted proxies (the entries further left are the client's own to write)."""
+    peer = request.client.host if request.client else ""
+    address = _ip(peer)
+    if address is None:
+        return peer[:MAX_SOURCE_CHARS] or "unknown"
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+    for entry in reversed(forwarded):
+        if not _trusted(address, settings):
+            break
+        hop = _ip(entry.strip())
+        if hop is None:
+            break
+        address = hop
+    if address.version == 6:
+        network = ipaddress.ip_network(f"{address}/{IPV6_SOURCE_PREFIX}", strict=False)
+        return str(network)
+    return str(address)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, settings: Settings) -> bool:
+    return any(
+        address in ipaddress.ip_network(network, strict=False)
+        for network in settings.trusted_proxies
+    )

@@ -297,6 +297,66 @@ class _ServerError(Exception):
     """A 5xx answer: worth another attempt."""
 
 
+# --- the audience ----------------------------------------------------------------------------
+
+# A Host header (RFC 9110 §7.2) that can name this service: a name or IPv4 address, or an IPv6
+# address in brackets, and an optional port. Userinfo, paths and spaces cannot.
+_HOST = re.compile(r"(?P<name>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """A Host header's name (lower case, an IPv6 address without brackets) and port, or None
+    if it is not a Host that can name this service."""
+    found = _HOST.fullmatch(value)
+    if found is None:
+        return None
+    port = int(found["port"]) if found["port"] else None
+    if port is not None and not 0 < port < 65536:
+        return None
+    return found["name"].lower().strip("[]"), port
+
+
+def allowed_host(entry: str) -> tuple[str, int | None]:
+    """An ELIGO_CDS_ALLOWED_HOSTS entry as (name, port or None for any port): a host name, an
+    IPv4 or IPv6 address (bare or in brackets), optionally with :port. ValueError names it."""
+    bare_ipv6 = entry.count(":") > 1 and not entry.startswith("[")
+    parsed = split_host(f"[{entry}]" if bare_ipv6 else entry)
+    if parsed is None:
+        raise ValueError(f"{entry!r} is not a host name or address, optionally with :port")
+    return parsed
+
+
+def host_allowed(host: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a request's Host header is one of `allowed` (entries as `allowed_host` reads
+    them; an entry without a port allows any port)."""
+    given = split_host(host) if host else None
+    if given is None:
+        return False
+    for entry in allowed:
+        name, port = allowed_host(entry)
+        if name == given[0] and port in (None, given[1]):
+            return True
+    return False
+
+
+def public_base(
+    public_url: str | None, request_base: str, host: str | None, allowed: Iterable[str]
+) -> str:
+    """The base URL (no trailing slash) that CDS client JWTs must name in their audience and
+    card links point at: ELIGO_PUBLIC_URL when set; else the URL the request came in at, but
+    only if its Host is allow-listed. The Host header is the caller's to choose: trusted
+    blindly, a token minted for another service would be accepted here when sent with that
+    service's Host, and the cards would link there. Unauthorized otherwise."""
+    if public_url:
+        return public_url.rstrip("/")
+    if not host_allowed(host, allowed):
+        raise _deny(
+            f"Host {_shown(host)} is not in ELIGO_CDS_ALLOWED_HOSTS, so the URL called cannot "
+            "be trusted as the token audience; the service needs ELIGO_PUBLIC_URL"
+        )
+    return request_base.rstrip("/")
+
+
 # --- the token -------------------------------------------------------------------------------
 
 

@@ -86,11 +86,15 @@ def _announcement(settings: Settings) -> str:
 def _read_patient(path: Path) -> dict[str, Any]:
     data: Any = None
     try:
-        data = strict_json.loads(path.read_text(encoding="utf-8"))
+        settings = Settings()
+        limits = strict_json.Limits(settings.max_json_depth, settings.max_json_items)
+        data = strict_json.loads_checked(path.read_bytes(), limits)
     except OSError as exc:
         fail(f"{path}: cannot read: {exc.strerror}")
     except json.JSONDecodeError as exc:
         fail(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}")
+    except strict_json.Refused as exc:
+        fail("\n".join(f"{path}: {strict_json.located(issue)}" for issue in exc.issues))
     except (UnicodeDecodeError, ValueError) as exc:
         fail(f"{path}: {exc}")
     if not isinstance(data, dict) or not isinstance(data.get("features"), dict):

@@ -71,25 +71,29 @@ def _time(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _row(clinician: Clinician) -> dict[str, object]:
+Paused = list[tuple[str, datetime]]
+
+
+def _row(clinician: Clinician, paused: Paused) -> dict[str, object]:
     return {
         "id": clinician.id,
         "username": clinician.username,
         "display_name": clinician.display_name,
         "created_at": _time(clinician.created_at),
         "disabled_at": _time(clinician.disabled_at),
-        "failed_attempts": clinician.failed_attempts,
-        "locked_until": _time(clinician.locked_until),
+        "sign_in_paused": [{"source": source, "until": _time(until)} for source, until in paused],
         "last_sign_in_at": _time(clinician.last_sign_in_at),
         "password_changed_at": _time(clinician.password_changed_at),
     }
 
 
-def _state(clinician: Clinician, now: datetime) -> str:
+def _state(clinician: Clinician, paused: Paused) -> str:
     if clinician.disabled_at is not None:
         return f"disabled {clinician.disabled_at.isoformat()}"
-    if clinician.locked_until is not None and clinician.locked_until > now:
-        return f"locked until {clinician.locked_until.isoformat()}"
+    if paused:
+        until = max(until for _, until in paused).isoformat()
+        where = "1 address" if len(paused) == 1 else f"{len(paused)} addresses"
+        return f"active; sign-in paused from {where} until {until}"
     return "active"
 
 
@@ -97,14 +101,16 @@ def _state(clinician: Clinician, now: datetime) -> str:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 def list_users(as_json: bool) -> None:
     """List clinicians, disabled ones included (never their password hashes)."""
-    with database_session() as session:
-        found = repository.all_clinicians(session)
-    if as_json:
-        click.echo(json.dumps([_row(c) for c in found], indent=2))
-        return
     now = datetime.now(UTC)
-    for clinician in found:
-        click.echo(f"{clinician.username}  {clinician.display_name}  {_state(clinician, now)}")
+    with database_session() as session:
+        found = [
+            (c, accounts.paused_from(session, c, now)) for c in repository.all_clinicians(session)
+        ]
+    if as_json:
+        click.echo(json.dumps([_row(c, paused) for c, paused in found], indent=2))
+        return
+    for clinician, paused in found:
+        click.echo(f"{clinician.username}  {clinician.display_name}  {_state(clinician, paused)}")
 
 
 @users.command("disable")
@@ -147,8 +153,9 @@ def change_password(username: str, password_stdin: bool) -> None:
 @users.command("unlock")
 @click.argument("username")
 def unlock(username: str) -> None:
-    """Lift USERNAME's lockout after too many failed sign-ins."""
+    """Lift the pauses on signing in as USERNAME after failed sign-ins, from every address
+    (and those addresses' pauses for every name), and forget the failures counted."""
     with database_session() as session:
         clinician = _clinician(session, username)
-        accounts.unlock(clinician)
+        accounts.unlock(session, clinician)
     click.echo(f"unlocked {clinician.username}")

@@ -175,8 +175,8 @@ class CdsTokenUse(Base):
 
 class Clinician(Base):
     """A local account for the web form. Never deleted, so the audit trail's `clinician` always
-    names someone who existed; disabled instead. Only an Argon2id hash of the password is kept,
-    and the lockout state lives here so it holds across workers and restarts."""
+    names someone who existed; disabled instead. Only an Argon2id hash of the password is kept.
+    Failed sign-ins are counted apart, per source (SignInThrottle)."""
 
     __tablename__ = "clinicians"
 
@@ -187,8 +187,6 @@ class Clinician(Base):
     password_hash: Mapped[str] = mapped_column(String(255))  # argon2id PHC string
     created_at: Mapped[datetime] = mapped_column(Time())
     disabled_at: Mapped[datetime | None] = mapped_column(Time())
-    failed_attempts: Mapped[int] = mapped_column(default=0)  # consecutive, since the last lock
-    locked_until: Mapped[datetime | None] = mapped_column(Time())
     last_sign_in_at: Mapped[datetime | None] = mapped_column(Time())
     password_changed_at: Mapped[datetime] = mapped_column(Time())
 
@@ -209,6 +207,25 @@ class WebSession(Base):
 
     # Declared so that a flush inserts the clinician before the sessions that refer to it.
     clinician: Mapped[Clinician] = relationship()
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins, counted per (user name, source) and per source (app/services/accounts
+    .py), so guessing is paused where it comes from and nobody can lock a clinician out from
+    elsewhere. Kept in the database so the count holds across workers and restarts.
+
+    `account` is the SHA-256 of the user name as typed (normalised), whether or not such a
+    clinician exists: the table neither lists typed names (sometimes a password typed in the
+    wrong field) nor behaves differently for names that exist. "*" counts a source's failures
+    against every name. `source` is the client's address (an IPv6 /64 network)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 hex, or "*"
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int]  # in the window that started at window_started_at
+    window_started_at: Mapped[datetime] = mapped_column(Time(), index=True)
+    blocked_until: Mapped[datetime | None] = mapped_column(Time())
 
 
 class ScreeningState(StrEnum):

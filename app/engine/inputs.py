@@ -49,6 +49,10 @@ class InputIssue:
     message: str
 
 
+_EXACT_INT = 2**53  # larger integers have no exact double: echoed as the double compared
+_SHOWN = 80  # characters of a value quoted in a message
+
+
 class InvalidInput(ValueError):
     def __init__(self, issues: list[InputIssue]) -> None:
         self.issues = issues
@@ -128,9 +132,14 @@ def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValu
         suffix = ""
     if isinstance(given, bool) or not isinstance(given, int | float):
         raise _Issue("wrong_type", f"expected a number, got {_describe(given)}", suffix)
-    number = float(given)
+    try:
+        number = float(given)
+    except OverflowError:  # an integer beyond any double
+        number = math.inf
     if not math.isfinite(number):
         raise _Issue("not_finite", "expected a finite number", suffix)
+    if isinstance(given, int) and abs(given) > _EXACT_INT:
+        given = number  # what was compared, and what any answer can echo
     try:
         value = converter(unit, canonical, feature.spec.molar_mass)(number)
     except UnitError as exc:
@@ -147,12 +156,19 @@ def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValu
 
 
 def _describe(value: Any) -> str:
+    """The value for a message: short, and always encodable (repr escapes NUL and surrogates)."""
     if value is None:
         return "null"
     kind = {bool: "boolean", str: "string", list: "array", dict: "object"}.get(type(value))
     if kind is None:
         kind = "number" if isinstance(value, int | float) else type(value).__name__
-    return f"{kind} {value!r}" if kind in ("string", "number", "boolean") else kind
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        # Not repr: an integer of over 4,300 digits cannot even be turned into text.
+        return f"number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    if kind not in ("string", "number", "boolean"):
+        return kind
+    shown = repr(value)
+    return f"{kind} {shown if len(shown) <= _SHOWN else shown[:_SHOWN] + '…'}"
 
 
 def values_to_json(values: Mapping[str, FeatureValue]) -> dict[str, Any]:

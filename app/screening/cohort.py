@@ -30,6 +30,9 @@ from app.engine.schema import FeatureType
 HEADER = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*)(?:\[(?P<unit>[^\]]+)\])?$")
 _TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 MAX_ROWS = 1_000_000
+# A cohort line is one patient's features: held to the API's default JSON limits (a line of
+# thousands of nested brackets would otherwise exhaust Python's parser).
+LINE_LIMITS = strict_json.Limits(depth=32, items=10_000)
 
 
 class CohortError(ValueError):
@@ -79,10 +82,12 @@ def _jsonl(lines: Any, name: str) -> Iterator[CohortPatient]:
             continue
         where = f"{name}:{number}"
         try:
-            data = strict_json.loads(line)
+            data = strict_json.loads_checked(line.encode("utf-8", "surrogatepass"), LINE_LIMITS)
         except json.JSONDecodeError as exc:
             raise CohortError(f"{where}:{exc.colno}: malformed JSON: {exc.msg}") from None
-        except ValueError as exc:
+        except strict_json.Refused as exc:
+            raise CohortError(f"{where}: {strict_json.located(exc.issues[0])}") from None
+        except (UnicodeDecodeError, ValueError) as exc:
             raise CohortError(f"{where}: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
             raise CohortError(f'{where}: expected {{"id": ..., "features": {{...}}}}')

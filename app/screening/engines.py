@@ -9,6 +9,7 @@ holds, and streams the rows of a SELECT back as Arrow record batches.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import FromClause
 
 from app.screening.dialects import render
+from app.screening.head import HeadError, Limits, check, columns_within, first_long_line
 from app.screening.mapping import RawKind
 from app.screening.validate import ROW
 
@@ -33,7 +35,26 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": 
 
 
 class SourceError(ValueError):
-    """The source cannot be read: the message names the file or table."""
+    """The source cannot be read: the message names the file or table. `code`, where set,
+    says which limit or check refused it (the API's error code)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _checked_head(path: Path, fmt: str, limits: Limits) -> None:
+    try:
+        check(path, fmt, limits)
+    except HeadError as exc:
+        raise SourceError(str(exc), exc.code) from None
+
+
+def _within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
+    try:
+        columns_within(len(kinds), name, limits)
+    except HeadError as exc:
+        raise SourceError(str(exc), exc.code) from None
 
 
 class Engine(Protocol):
@@ -96,11 +117,14 @@ def _relation(table: str, kinds: dict[str, RawKind]) -> FromClause:
 
 class DuckDBEngine:
     """In-process DuckDB reading CSV, Parquet and NDJSON where they lie (nothing is loaded
-    first), or an Arrow table (a FHIR Bulk export, mapped in Python)."""
+    first), or an Arrow table (a FHIR Bulk export, mapped in Python). A file's header is
+    checked against `limits` (app/screening/head.py) before DuckDB reads it."""
 
     dialect = "duckdb"
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.path: Path | None = None  # the file opened, for errors that need its lines
         self.connection = duckdb.connect()
         # Row numbers come from the scan order: DuckDB keeps it unless told not to.
         self.connection.execute("SET preserve_insertion_order = true")
@@ -112,7 +136,11 @@ class DuckDBEngine:
         if not path.is_file():
             raise SourceError(f"{path}: no such file")
         fmt = file_format(path)
-        return self._view(_scan(fmt, path), str(path))
+        _checked_head(path, fmt, self.limits)
+        self.path = path
+        opened = self._view(_scan(fmt, path), str(path))
+        _within(opened[1], str(path), self.limits)  # NDJSON keys past the checked sample
+        return opened
 
     def open_arrow(self, table: pa.Table) -> tuple[FromClause, dict[str, RawKind]]:
         self.connection.register("arrow_source", table)
@@ -123,7 +151,7 @@ class DuckDBEngine:
             self.connection.execute(f"CREATE OR REPLACE TEMP VIEW raw_source AS {scan}").fetchall()
             described = self.connection.execute("DESCRIBE raw_source").fetchall()
         except duckdb.Error as exc:
-            raise SourceError(f"{name}: {_first_line(exc)}") from None
+            raise self._described(exc, name) from None
         kinds = {str(row[0]): _duckdb_kind(str(row[1])) for row in described if row[0] != ROW}
         return _relation("raw_source", kinds), kinds
 
@@ -140,7 +168,7 @@ class DuckDBEngine:
         try:
             self.connection.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {sql}").fetchall()
         except duckdb.Error as exc:
-            raise SourceError(_first_line(exc)) from None
+            raise self._described(exc) from None
         return sa.table("checked", *(sa.column(c.name) for c in query.selected_columns))
 
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
@@ -148,10 +176,28 @@ class DuckDBEngine:
             reader = self.connection.sql(render(query, self.dialect)).to_arrow_reader(BATCH_ROWS)
             yield from _at_least_one(reader, reader.schema)
         except duckdb.Error as exc:
-            raise SourceError(_first_line(exc)) from None
+            raise self._described(exc) from None
+
+    def _described(self, exc: duckdb.Error, name: str | None = None) -> SourceError:
+        """DuckDB's first line (the rest quotes the source's cells). A line over DuckDB's
+        length limit is found here, as DuckDB's own line number can be wrong for it: that
+        error names the file and line itself (and has a code)."""
+        first = _first_line(exc)
+        found = _LINE_LIMIT.search(str(exc))
+        if found is not None and self.path is not None:
+            limit = int(found.group(1))
+            number = first_long_line(self.path, limit)
+            if number is not None:
+                located = f"{self.path}:{number}: a line longer than {limit:,} bytes"
+                return SourceError(located, "line_too_long")
+        return SourceError(f"{name}: {first}" if name else first)
 
     def close(self) -> None:
         self.connection.close()
+
+
+# DuckDB's words for a line (CSV) or a record (NDJSON) longer than it reads.
+_LINE_LIMIT = re.compile(r'(?:Maximum line size|"maximum_object_size") of (\d+) bytes')
 
 
 def arrow_type(type_: sa.types.TypeEngine[Any]) -> pa.DataType:
@@ -206,7 +252,7 @@ class DatabaseEngine:
     """A table in the user's own database: validation and verdicts run there as one query;
     only the result rows come back, streamed with a server-side cursor."""
 
-    def __init__(self, url: str, *, key: str = "id") -> None:
+    def __init__(self, url: str, *, key: str = "id", limits: Limits | None = None) -> None:
         try:
             # Parameters stay out of error messages: a registry's values must not reach a log.
             self.engine = sa.create_engine(
@@ -214,6 +260,12 @@ class DatabaseEngine:
             )
         except (SQLAlchemyError, ValueError) as exc:
             raise SourceError(f"database URL: {_first_line(exc)}") from None
+        except ImportError as exc:  # the URL names a driver that is not installed
+            missing = exc.name or "its driver"
+            raise SourceError(
+                f"database URL: the driver {missing!r} is not installed here", "driver_unavailable"
+            ) from None
+        self.limits = limits or Limits()
         self.dialect = self.engine.dialect.name
         if self.dialect != "postgresql":
             raise SourceError(f"database URL: {self.dialect} is not supported (PostgreSQL is)")
@@ -229,6 +281,7 @@ class DatabaseEngine:
         except SQLAlchemyError as exc:
             raise SourceError(f"table {source!r}: {_first_line(exc)}") from None
         kinds = {c.name: _sql_kind(c.type) for c in self.table.columns}
+        _within(kinds, f"table {source!r}", self.limits)
         order = self.table.c[self.key] if self.key in self.table.c else sa.literal(1)
         numbered = sa.select(
             sa.func.row_number(type_=sa.BigInteger).over(order_by=order).label(ROW), *self.table.c
@@ -326,11 +379,14 @@ class SparkEngine:
 
     dialect = "spark"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, limits: Limits | None = None) -> None:
         self.session = session
+        self.limits = limits or Limits()
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
         fmt = file_format(Path(source))
+        if Path(source).is_file():  # a local file: the same header checks as DuckDB's
+            _checked_head(Path(source), fmt, self.limits)
         reader = self.session.read
         try:
             if fmt == "csv":
@@ -343,6 +399,7 @@ class SparkEngine:
             raise SourceError(f"{source}: {_first_line(exc)}") from None
         _numbered(frame).createOrReplaceTempView("raw_source")
         kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
+        _within(kinds, source, self.limits)
         return _relation("raw_source", kinds), kinds
 
     def count(self) -> int:

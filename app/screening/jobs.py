@@ -18,6 +18,9 @@ Why it is built this way:
   dead attempt left can pass for a result. Each attempt writes in a folder of its own, and every
   change to the row names the attempt, so an attempt that lost its job (its process stalled
   past the stale timeout and another took over) can neither overwrite nor record anything.
+- The outcome's write (succeeded, failed, cancelled) is tried again with backoff for a few
+  seconds when the database is briefly unavailable: the heartbeat has stopped by then, so a
+  lost write would leave the job `running` until stale, then screen it again from scratch.
 - Logs name jobs by id and exceptions by class and code location, never by message: messages
   from a data source can quote its cells, and the results are the registry's own identifiers.
 
@@ -47,7 +50,14 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import screenings as repo
@@ -55,9 +65,18 @@ from app.db.models import ScreeningState
 from app.db.session import normalise_url
 from app.engine.inputs import InvalidInput
 from app.engine.model import Feature, RuleBase
+from app.screening import head
 from app.screening.bulk import BulkError
-from app.screening.engines import FORMATS, DatabaseEngine, DuckDBEngine, Engine, SourceError
-from app.screening.mapping import MappingError, MappingFile, load_mapping, plan
+from app.screening.engines import (
+    FORMATS,
+    DatabaseEngine,
+    DuckDBEngine,
+    Engine,
+    SourceError,
+    file_format,
+)
+from app.screening.head import Limits
+from app.screening.mapping import MappingError, MappingFile, RawKind, load_mapping, plan
 from app.screening.runner import Cancelled, Outcome, Request, screen, side_file
 from app.settings import Settings
 
@@ -68,6 +87,8 @@ HEARTBEAT_SECONDS = 1.0
 POLL_SECONDS = 1.0
 STOP_SECONDS = 10.0
 ORPHAN_SECONDS = 3600  # a folder without a row this old was left by a failed submission
+RETRY_FIRST_SECONDS = 0.1  # a final write the database refused is tried again after this,
+RETRY_MAX_SECONDS = 2.0  # then twice as long each time, up to this
 BAD_INPUT = (SourceError, BulkError, MappingError, InvalidInput)
 UNEXPECTED = "the screening failed unexpectedly; the server log has the details (by job id)"
 _JOB_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -130,16 +151,22 @@ def source_path(given: str, allowed: Sequence[Path]) -> Path:
     up in each allowed directory in turn."""
     if not allowed:
         raise SourceError("this server reads no source by path (ELIGO_SCREENING_SOURCES is empty)")
+    if "\x00" in given:  # the API refuses it first; the CLI and stored requests come here
+        raise SourceError("a path cannot contain U+0000 (NUL)", "invalid_character")
     wanted = Path(given)
     candidates = [wanted] if wanted.is_absolute() else [root / wanted for root in allowed]
     roots = [root.resolve() for root in allowed]
     for candidate in candidates:
-        resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):
+        try:
+            resolved = candidate.resolve()
+            if not any(resolved.is_relative_to(root) for root in roots):
+                continue
+            is_dir, is_file = resolved.is_dir(), resolved.is_file()
+        except (OSError, ValueError):  # ValueError: a name the file system cannot encode
             continue
-        if resolved.is_dir():
+        if is_dir:
             return resolved
-        if resolved.is_file():
+        if is_file:
             if resolved.suffix.lower() not in FORMATS:
                 known = ", ".join(sorted(FORMATS))
                 raise SourceError(f"{given}: unsupported format (use {known}, or a folder)")
@@ -160,10 +187,39 @@ def database_url(given: str, allowed: Sequence[str]) -> str:
         permitted = _url(entry)
         if _same_database(parsed, permitted):
             password = parsed.password if parsed.password is not None else permitted.password
-            return normalise_url(parsed.set(password=password).render_as_string(False))
+            url = normalise_url(parsed.set(password=password).render_as_string(False))
+            _driver_installed(make_url(url))
+            return url
     raise SourceError(
         "this database is not one the server may read from (ELIGO_SCREENING_URL_PREFIXES)"
     )
+
+
+def _driver_installed(url: URL) -> None:
+    """The URL's dialect and driver are installed and synchronous (an allowed database named
+    with `+pg8000` or `+asyncpg` must be a 422, not a failure inside the engine). The
+    message names the driver, never the URL's credentials."""
+    driver = url.drivername
+    try:
+        dialect = url.get_dialect()
+        dialect.import_dbapi()
+    except NoSuchModuleError:
+        raise SourceError(
+            f"no database dialect {driver!r} here; use postgresql:// (psycopg)",
+            "driver_unavailable",
+        ) from None
+    except ImportError as exc:
+        module = exc.name or url.get_driver_name()
+        raise SourceError(
+            f"the database driver {module!r} ({driver}) is not installed here; "
+            "use postgresql:// (psycopg)",
+            "driver_unavailable",
+        ) from None
+    if getattr(dialect, "is_async", False):
+        raise SourceError(
+            f"{driver} is an asynchronous driver; use postgresql:// (psycopg)",
+            "driver_unavailable",
+        )
 
 
 def _url(text: str) -> URL:
@@ -247,28 +303,80 @@ def runner_request(
         engine=spec.get("engine", "duckdb"),
         as_of=date.fromisoformat(spec["as_of"]),
         source_name=source["name"],
+        limits=Limits.of(settings),
     )
 
 
-def preflight(request: Request, rules: RuleBase) -> None:
+def preflight(request: Request, rules: RuleBase, scratch: Path) -> None:
     """Open the source and match its columns, as the runner will, so a request that cannot
-    run is refused with the reason instead of accepted and failed. Cheap: DuckDB reads a
-    file's header or schema, a database its catalogue. A FHIR Bulk folder is read whole by
-    the runner only (mapping it is the screening itself)."""
+    run is refused with the reason instead of accepted and failed. Bounded in time whatever
+    the source: a file's header is checked within its limits first (app/screening/head.py),
+    then DuckDB reads a Parquet file's schema, or at most the first
+    ELIGO_SCREENING_PREFLIGHT_BYTES of a CSV or NDJSON file (copied to `scratch`, the job's
+    folder, and removed); a database gives its catalogue. What lies further in a file is the
+    job's to find. A FHIR Bulk folder is read whole by the runner only (mapping it is the
+    screening itself)."""
     path = Path(request.source)
     if request.table is None and path.is_dir():
         return
     engine: Engine
     if request.table is not None:
         key = request.mapping.key if request.mapping else "id"
-        engine = DatabaseEngine(request.source, key=key)
-    else:
-        engine = DuckDBEngine()  # whichever engine runs it, the file's columns are the same
+        engine = DatabaseEngine(request.source, key=key, limits=request.limits)
+    else:  # whichever engine runs it, the file's columns are the same
+        engine = DuckDBEngine(request.limits)
     try:
-        _, kinds = engine.open(request.table or request.source)
+        if request.table is not None:
+            _, kinds = engine.open(request.table)
+        else:
+            assert isinstance(engine, DuckDBEngine)
+            kinds = _sampled_columns(engine, path, request, scratch)
         plan(kinds, rules.features, request.mapping, name=request.source_name or "source")
     finally:
         engine.close()
+
+
+def _sampled_columns(
+    engine: DuckDBEngine, path: Path, request: Request, scratch: Path
+) -> dict[str, RawKind]:
+    """A file's columns as DuckDB finds them, from its first lines only when it is larger
+    than the sample. The header is checked on the file itself first."""
+    fmt = file_format(path)
+    if fmt == "parquet" or not path.is_file():
+        return engine.open(str(path))[1]
+    try:
+        head.check(path, fmt, request.limits)
+        part = head.sample(path, request.limits)
+    except head.HeadError as exc:
+        raise SourceError(str(exc), exc.code) from None
+    if part is None:
+        return engine.open(str(path))[1]
+    copy = scratch / f"preflight-sample{path.suffix.lower()}"
+    try:
+        try:
+            copy.write_bytes(part)
+            kinds = engine.open(str(copy))[1]
+        except SourceError:
+            if fmt != "csv":  # an NDJSON record never spans lines: its defect is real
+                raise
+            # The cut may fall inside a quoted value: the header alone still names the
+            # columns. Any defect of the first lines is then the job's to report.
+            copy.write_bytes(head.first_line(path, request.limits.header_bytes) + b"\n")
+            kinds = engine.open(str(copy))[1]
+    except SourceError as exc:
+        raise SourceError(str(exc).replace(str(copy), str(path)), exc.code) from None
+    finally:
+        copy.unlink(missing_ok=True)
+    if fmt == "ndjson":  # keys that first appear past the sample may still be there
+        kinds = {column: RawKind.JSON for column in _named(request.mapping)} | kinds
+    return kinds
+
+
+def _named(mapping: MappingFile | None) -> list[str]:
+    """The columns a screening reads by name: the key and the mapped columns."""
+    if mapping is None:
+        return ["id"]
+    return [mapping.key, *(wanted.column for wanted in mapping.wanted.values())]
 
 
 def message_for(exc: Exception, spec: Mapping[str, Any], layout: Layout, job_id: str) -> str:
@@ -342,6 +450,15 @@ class JobStore:
     def read(self, query: Callable[Concatenate[Session, P], T], *args: P.args, **kw: P.kwargs) -> T:
         with self.sessions() as session:
             return query(session, *args, **kw)
+
+
+def transient(exc: SQLAlchemyError) -> bool:
+    """A database error that may pass by itself: the server unreachable or restarting, a
+    connection cut, SQLite locked past its busy timeout. Not a statement the database
+    refuses (a constraint, a value it cannot store), which fails the same way every time."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _now() -> datetime:
@@ -507,8 +624,46 @@ class Worker:
                 shutil.rmtree(self.layout.attempt(job_id, attempt), ignore_errors=True)
             else:
                 self._record(job_id, attempt, ended, heartbeat)
+        except SQLAlchemyError as exc:  # an outage longer than the retries: restarts when stale
+            code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+            log.error(
+                "screening %s: could not record the outcome (%s); the job restarts once its "
+                "heartbeat is stale",
+                job_id,
+                f"{type(exc).__name__} {code}" if code else type(exc).__name__,
+            )
         except Exception as exc:  # the thread must go on; the job restarts when stale
             log.error("screening %s: could not record the outcome: %s", job_id, _described(exc))
+
+    def _lasting(
+        self,
+        job_id: str,
+        change: Callable[Concatenate[Session, P], T],
+        *args: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        """A job's final write (its outcome), tried again with backoff while the database is
+        briefly unavailable, for ELIGO_SCREENING_RECORD_RETRY_SECONDS (at most half the stale
+        timeout, so no other process has restarted the job meanwhile; if one has, the write
+        is fenced by the attempt and changes nothing). Losing it would restart the screening
+        from scratch once the heartbeat, stopped now, went stale."""
+        window = min(self.settings.screening_record_retry_seconds, self.stale.total_seconds() / 2)
+        deadline = time.monotonic() + window
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return self.store.write(change, *args, **kw)
+            except SQLAlchemyError as exc:
+                if not transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "screening %s: the outcome could not be written (%s); again in %.1f s",
+                    job_id,
+                    type(exc).__name__,
+                    delay,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
 
     def _attempt(self, job_id: str, attempt: int, heartbeat: _Heartbeat) -> _Ended:
         rules = self.rules()  # the rules served now: a reload since the request counts
@@ -543,19 +698,20 @@ class Worker:
         if ended.outcome is not None:
             summary = summary_of(ended.outcome.report)
             kept = (summary, ended.rules_hash)
-            if self.store.write(repo.succeed, job_id, attempt, now, kept):
+            if self._lasting(job_id, repo.succeed, job_id, attempt, now, kept):
                 self._drop_upload(job_id)
                 log.info("screening %s: succeeded (%d rows)", job_id, summary["rows"])
             return
         if ended.cancelled and not heartbeat.cancel_asked:  # this process is stopping
-            self.store.write(repo.release, job_id, attempt)
+            self._lasting(job_id, repo.release, job_id, attempt)
             shutil.rmtree(self.layout.attempt(job_id, attempt), ignore_errors=True)
             log.info("screening %s: back in the queue (shutdown)", job_id)
             return
         if ended.cancelled:
-            recorded = self.store.write(repo.cancelled, job_id, attempt, now)
+            recorded = self._lasting(job_id, repo.cancelled, job_id, attempt, now)
         else:
-            recorded = self.store.write(repo.fail, job_id, attempt, now, ended.error or UNEXPECTED)
+            error = ended.error or UNEXPECTED
+            recorded = self._lasting(job_id, repo.fail, job_id, attempt, now, error)
         if recorded:
             self.layout.remove(job_id)
             log.info("screening %s: %s", job_id, "cancelled" if ended.cancelled else "failed")

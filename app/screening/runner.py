@@ -41,6 +41,7 @@ from app.screening.engines import (
     spark_session,
 )
 from app.screening.funnel import funnel_svg
+from app.screening.head import Limits, configured
 from app.screening.mapping import MappingFile, Plan, plan
 from app.screening.validate import (
     KEY,
@@ -117,6 +118,8 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     try:
         rows = job.engine.materialise(sa.select(checked))
     except SourceError as exc:
+        if exc.code:  # names the file (and line) itself
+            raise
         raise SourceError(f"{job.source_name}: {exc}") from None
     total = job.engine.count()
     patients = sa.select(rows).where(rows.c[VALID]).subquery("patients")
@@ -257,6 +260,7 @@ class Request:
     as_of: date | None = None  # FHIR freshness windows count back from this day
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
+    limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
 
 
 def is_url(source: str) -> bool:
@@ -307,12 +311,12 @@ def _engine(request: Request) -> Engine:
         if not request.table:
             raise SourceError("a database source needs a table (--table)")
         key = request.mapping.key if request.mapping else "id"
-        return DatabaseEngine(request.source, key=key)
+        return DatabaseEngine(request.source, key=key, limits=request.limits)
     if request.engine == "spark":
-        return SparkEngine(spark_session(request.spark_master))
+        return SparkEngine(spark_session(request.spark_master), request.limits)
     if request.engine != "duckdb":
         raise SourceError(f"unknown engine {request.engine!r} (duckdb or spark)")
-    return DuckDBEngine()
+    return DuckDBEngine(request.limits)
 
 
 Opened = tuple[Any, dict[str, Any]]

@@ -8,6 +8,15 @@ Hashes are Argon2id at argon2-cffi's defaults, RFC 9106's low-memory profile (t=
 p=4); a hash made with other parameters is upgraded at the next successful sign-in, the only
 moment the password is known.
 
+Failed sign-ins pause guessing where it comes from, never the account as a whole: anyone can
+type a clinician's name, so a lockout per account would let anyone lock them out, from
+anywhere, again and again. Counted per (user name, source): MAX_FAILED_ATTEMPTS within WINDOW
+pause that name from that source for LOCKOUT; and per source whatever the names, so that one
+source trying many names is slowed too: MAX_SOURCE_FAILURES within WINDOW pause it for
+LOCKOUT. Names that exist and names that do not are counted alike, and every refusal (unknown
+name, wrong password, disabled account, paused) gets the same words, the same status and the
+same Argon2 work: nothing tells which names exist.
+
 A session cookie carries 256 random bits; only their SHA-256 is stored, as for API tokens
 (app/security.py): a slow hash adds nothing against guessing 256 random bits. A session ends
 at its absolute `expires_at`, earlier when unused for `idle_minutes`, and at once when the
@@ -26,7 +35,7 @@ import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import NoReturn
 
@@ -35,18 +44,24 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from app.db import accounts as repository
+from app.db.accounts import ANY_ACCOUNT
 from app.db.models import Clinician, WebSession
 
 HASHER = PasswordHasher()  # Argon2id, RFC 9106's low-memory profile: keep the defaults
 MIN_PASSWORD_LENGTH = 15  # SP 800-63B-4, a password used as the only factor
 MAX_PASSWORD_LENGTH = 256  # bounds the hashing work one request can ask for
-MAX_FAILED_ATTEMPTS = 10
+MAX_FAILED_ATTEMPTS = 10  # per user name and source, within WINDOW
+MAX_SOURCE_FAILURES = 100  # per source, whatever the user names, within WINDOW
+WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 SEEN_WRITE_INTERVAL = timedelta(seconds=60)  # last_seen_at is written at most this often
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,99}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,100}")  # token_urlsafe's alphabet, 43 characters in use
 MAX_DISPLAY_NAME = 200
-WRONG = "wrong user name or password"
+WRONG = (
+    "wrong user name or password; after repeated failures, signing in from this device "
+    f"pauses for {LOCKOUT.seconds // 60} minutes"
+)
 
 
 class PasswordRejected(ValueError):
@@ -54,17 +69,13 @@ class PasswordRejected(ValueError):
 
 
 class SignInRefused(Exception):
-    """A refused sign-in. The message can be shown as it is: it is the same for an unknown
-    user, a wrong password and a disabled account, so it never tells which names exist."""
+    """A refused sign-in. Its message can be shown as it is: it is WRONG whatever the reason
+    (an unknown user, a wrong password, a disabled account, a pause), so it never tells which
+    names exist."""
 
-    def __init__(self, message: str, locked_until: datetime | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.locked_until = locked_until
-
-    @classmethod
-    def locked(cls, until: datetime) -> SignInRefused:
-        return cls(f"too many failed attempts; try again after {_clock(until)} UTC", until)
+    def __init__(self) -> None:
+        super().__init__(WRONG)
+        self.message = WRONG
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +147,6 @@ def create_clinician(
         password_hash=hash_password(password),
         created_at=now,
         disabled_at=None,
-        failed_attempts=0,
-        locked_until=None,
         last_sign_in_at=None,
         password_changed_at=now,
     )
@@ -145,27 +154,53 @@ def create_clinician(
     return clinician
 
 
-def sign_in(session: Session, username: str, password: str, now: datetime) -> Clinician:
-    """The clinician these credentials belong to, or SignInRefused. The failure count it
-    changes must be committed even when it refuses (see the module's docstring)."""
-    clinician = find_clinician(session, username)
-    if clinician is None:
-        # The same Argon2 work as a known name with a wrong password: timing tells nothing.
-        verify_password(_dummy_hash(), password)
-        raise SignInRefused(WRONG)
-    if clinician.locked_until is not None and now < clinician.locked_until:
-        raise SignInRefused.locked(clinician.locked_until)
-    verified = verify_password(clinician.password_hash, password)
-    if clinician.disabled_at is not None:
-        raise SignInRefused(WRONG)
-    if not verified.ok:
-        _fail(session, clinician, now)
-    clinician.failed_attempts = 0
-    clinician.locked_until = None
+def sign_in(
+    session: Session, username: str, password: str, now: datetime, source: str
+) -> Clinician:
+    """The clinician these credentials belong to, or SignInRefused. `source` is where the
+    attempt comes from (the client's address, see app.api.web_auth.client_source). The
+    failure counts it changes must be committed even when it refuses (see the module's
+    docstring)."""
+    account = account_key(username)
+    paused = repository.paused(session, [(account, source), (ANY_ACCOUNT, source)], now)
+    clinician = None if paused else _existing(session, username)
+    # The same Argon2 work whatever follows (a hash with the current parameters when there is
+    # no clinician to check): the time taken tells nothing either.
+    verified = verify_password(
+        clinician.password_hash if clinician is not None else _dummy_hash(), password
+    )
+    if paused:
+        raise SignInRefused  # guesses while paused don't count
+    if clinician is None or clinician.disabled_at is not None or not verified.ok:
+        _fail(session, account, source, now)
+    repository.forget_failures(session, account, source)
+    # Housekeeping at a moment that is rare and not hurried: counts that would restart anyway.
+    repository.delete_stale_failures(session, now - WINDOW, now)
     clinician.last_sign_in_at = now
     if verified.needs_rehash:
         clinician.password_hash = hash_password(password)
     return clinician
+
+
+def account_key(username: str) -> str:
+    """What failures of a user name are counted under: the SHA-256 of the name as normalised,
+    whether or not such a clinician exists."""
+    return hashlib.sha256(normalise_username(username).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _existing(session: Session, username: str) -> Clinician | None:
+    # A name that could not have been created (a NUL, a space, a surrogate...) names no one,
+    # and never reaches the database.
+    name = normalise_username(username)
+    return repository.find_by_username(session, name) if USERNAME.fullmatch(name) else None
+
+
+def paused_from(
+    session: Session, clinician: Clinician, now: datetime
+) -> list[tuple[str, datetime]]:
+    """The sources from which signing in as `clinician` is paused at `now`, and until when."""
+    rows = repository.pauses_of(session, account_key(clinician.username), now)
+    return [(row.source, row.blocked_until) for row in rows if row.blocked_until is not None]
 
 
 def set_password(session: Session, clinician: Clinician, password: str, now: datetime) -> None:
@@ -194,10 +229,11 @@ def enable(clinician: Clinician) -> bool:
     return True
 
 
-def unlock(clinician: Clinician) -> None:
-    """Lift a lockout and forget earlier failures (an administrator vouched for the person)."""
-    clinician.failed_attempts = 0
-    clinician.locked_until = None
+def unlock(session: Session, clinician: Clinician) -> int:
+    """Lift the pauses on signing in as `clinician`, from every source, and those sources'
+    pauses against every name; forget the failures counted (an administrator vouched for the
+    person). How many counts went."""
+    return repository.forget_account(session, account_key(clinician.username))
 
 
 def start_session(session: Session, clinician: Clinician, now: datetime, max_hours: int) -> str:
@@ -255,14 +291,18 @@ def purge_sessions(session: Session, now: datetime, idle_minutes: int) -> int:
     )
 
 
-def _fail(session: Session, clinician: Clinician, now: datetime) -> NoReturn:
-    """Count a wrong password and refuse; the last allowed failure locks the account and
-    starts the count again, so after the lockout there are as many tries as before."""
-    if repository.count_failure(session, clinician.id) < MAX_FAILED_ATTEMPTS:
-        raise SignInRefused(WRONG)
-    clinician.failed_attempts = 0
-    clinician.locked_until = now + LOCKOUT
-    raise SignInRefused.locked(clinician.locked_until)
+def _fail(session: Session, account: str, source: str, now: datetime) -> NoReturn:
+    """Count a failure for the name from this source and for the source, and refuse. The
+    last failure a count allows pauses it and starts it again, so after the pause there are
+    as many tries as before. Always in this order: concurrent sign-ins lock the rows in the
+    same order, so they wait for each other rather than deadlock."""
+    for key, limit in (
+        ((account, source), MAX_FAILED_ATTEMPTS),
+        ((ANY_ACCOUNT, source), MAX_SOURCE_FAILURES),
+    ):
+        if repository.count_failure(session, *key, now, now - WINDOW) >= limit:
+            repository.pause(session, *key, now + LOCKOUT, now)
+    raise SignInRefused
 
 
 def _checked_username(username: str) -> str:
@@ -287,12 +327,3 @@ def _token_hash(token: str) -> str:
 def _dummy_hash() -> str:
     """A hash of no one's password, made once with the current parameters."""
     return HASHER.hash(secrets.token_urlsafe(32))
-
-
-def _clock(moment: datetime) -> str:
-    """HH:MM in UTC, rounded up: "after 10:15" must not be before the lock ends."""
-    moment = moment.astimezone(UTC)
-    rounded = moment.replace(second=0, microsecond=0)
-    if rounded < moment:
-        rounded += timedelta(minutes=1)
-    return rounded.strftime("%H:%M")

@@ -2,13 +2,15 @@
 it, cancel it, and find its files. The running is app/screening/jobs.py's.
 
 A request is refused with every reason at once (unknown rule sets, a source this server may
-not read, a mapping or columns that do not fit), so an accepted job fails only on what cannot
-be known before reading the rows. Nothing here commits: the request's session does, and the
-worker is woken only once it has.
+not read, a mapping or columns that do not fit, a source too wide), so an accepted job fails
+only on what cannot be known before reading the rows. The check is bounded in time: it reads a
+file's header and first lines only (jobs.preflight). Nothing here commits: the request's
+session does, and the worker is woken only once it has.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from app.settings import Settings
 
 ENGINES = ("duckdb", "spark")
 MAX_LIST = 200
+MAX_MAPPING_BYTES = 256 * 1024  # a mapping file, or a mapping given inline as JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ def submit(
     elif sub.engine == "spark" and find_spec("pyspark") is None:
         errors.append(FieldError("engine", "unavailable", "Spark is not installed here"))
     folder = layout(settings)
+    _check_mapping_size(sub, settings, errors)
     spec = _spec(sub, settings, folder, errors)
     if spec["mapping"] is not None:
         errors += _check_mapping(spec, folder, sub, rules)
@@ -93,7 +97,7 @@ def submit(
         request = jobs.runner_request(
             spec, folder, sub.job_id, out=Path(), settings=settings, features=rules.features
         )
-        jobs.preflight(request, rules)
+        jobs.preflight(request, rules, scratch=folder.job(sub.job_id))
     except (MappingError, SourceError, BulkError) as exc:
         problems = _problems(exc, spec, folder, sub)
         raise InvalidPayload("the screening cannot run as asked", problems) from None
@@ -143,7 +147,7 @@ def _source(source: Source, settings: Settings, errors: list[FieldError]) -> dic
             return {"kind": "path", "name": path.name, "path": str(path)}
         jobs.database_url(source.given, settings.screening_url_prefixes)
     except SourceError as exc:
-        errors.append(FieldError(source.field, "source_refused", str(exc)))
+        errors.append(FieldError(source.field, exc.code or "source_refused", str(exc)))
         return {"kind": source.kind}
     return {"kind": "url", "name": source.table, "url": source.given, "table": source.table}
 
@@ -155,6 +159,8 @@ def _mapping(
     which is what the worker reads."""
     path = folder.mapping(sub.job_id)
     if sub.mapping is not None:
+        if any(e.field.startswith("mapping") and e.code.startswith("too_") for e in errors):
+            return None  # refused: not written, not read
         path.write_text(yaml.safe_dump(sub.mapping, sort_keys=False), encoding="utf-8")
         return {"name": "mapping", "content": sub.mapping}
     if sub.mapping_file is None:
@@ -165,6 +171,35 @@ def _mapping(
         errors.append(FieldError("mapping", "not_utf8", "the mapping file is not UTF-8 text"))
         return None
     return {"name": sub.mapping_file, "text": text}
+
+
+def _check_mapping_size(sub: Submission, settings: Settings, errors: list[FieldError]) -> None:
+    """A mapping given inline is as large as a mapping file may be (reading a large one as
+    YAML takes seconds a megabyte), and names at most as many columns as a source may
+    have."""
+    if sub.mapping is None:
+        return
+    size = len(json.dumps(sub.mapping, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > MAX_MAPPING_BYTES:
+        errors.append(
+            FieldError(
+                "mapping",
+                "too_large",
+                f"{size:,} bytes as JSON; a mapping may have at most {MAX_MAPPING_BYTES:,} "
+                "(as a file too)",
+            )
+        )
+    columns = sub.mapping.get("columns")
+    most = settings.screening_max_columns
+    if isinstance(columns, dict) and len(columns) > most:
+        errors.append(
+            FieldError(
+                "mapping.columns",
+                "too_many_columns",
+                f"{len(columns):,} columns mapped; a source may have at most {most:,} "
+                "(ELIGO_SCREENING_MAX_COLUMNS)",
+            )
+        )
 
 
 def _check_mapping(
@@ -186,7 +221,8 @@ def _problems(
     if isinstance(exc, MappingError):
         where = "mapping" if spec.get("mapping") is not None else sub.source.field
         return [FieldError(where, "columns", line) for line in message.split("\n")]
-    return [FieldError(sub.source.field, "unreadable_source", message)]
+    code = exc.code if isinstance(exc, SourceError) else None
+    return [FieldError(sub.source.field, code or "unreadable_source", message)]
 
 
 def on_commit(session: Session, action: Callable[[], None]) -> None:

@@ -99,6 +99,8 @@ def cds_app_settings(app_database_url: str, fhir_base: str) -> Settings:
         cds_issuers={SANDBOX_ISSUER: IssuerConfig(jwks=sandbox_jwks())},
         cds_fhir_servers=[fhir_base + "/"],
         max_body_bytes=1024 * 1024,
+        # No ELIGO_PUBLIC_URL, as in development: the test client's Host must be allowed.
+        cds_allowed_hosts=["testserver"],
     )
 
 

@@ -1,5 +1,5 @@
-"""Clinician accounts: password hashing and policy, sign-in with lockout, web sessions; against
-real databases (both), with the clock passed in."""
+"""Clinician accounts: password hashing and policy, sign-in with failures counted per name and
+source, web sessions; against real databases (both), with the clock passed in."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Clinician, WebSession
+from app.db.accounts import ANY_ACCOUNT
+from app.db.models import Clinician, SignInThrottle, WebSession
 from app.db.session import session_factory
 from app.services import accounts
-from app.services.accounts import PasswordRejected, SignInRefused, Verified
+from app.services.accounts import WRONG, PasswordRejected, SignInRefused, Verified
 
 NOW = datetime(2026, 11, 22, 9, 0, 30, tzinfo=UTC)
 PASSWORD = "correct horse battery staple"  # noqa: S105 - a test account's
@@ -35,10 +36,12 @@ def ng(db: Session) -> Clinician:
     return clinician
 
 
-def _refusal(db: Session, username: str, password: str, now: datetime) -> str:
-    """Sign in expecting a refusal, committed as the web form must (the count is kept)."""
+def _refusal(
+    db: Session, username: str, password: str, now: datetime, source: str = "192.0.2.10"
+) -> str:
+    """Sign in expecting a refusal, committed as the web form must (the counts are kept)."""
     with pytest.raises(SignInRefused) as refused:
-        accounts.sign_in(db, username, password, now)
+        accounts.sign_in(db, username, password, now, source)
     db.commit()
     return refused.value.message
 
@@ -117,8 +120,7 @@ def test_create_normalises_the_user_name(db: Session, ng: Clinician) -> None:
     assert PASSWORD not in stored.password_hash
     assert stored.created_at == NOW
     assert stored.password_changed_at == NOW
-    assert stored.failed_attempts == 0
-    assert (stored.disabled_at, stored.locked_until, stored.last_sign_in_at) == (None, None, None)
+    assert (stored.disabled_at, stored.last_sign_in_at) == (None, None)
     assert len(stored.id) == 36
 
 
@@ -143,25 +145,57 @@ def test_create_refuses_a_weak_password_and_adds_nobody(db: Session) -> None:
 
 # Signing in
 
+HERE = "192.0.2.10"  # the clinician's own computer
+THERE = "198.51.100.7"  # somebody else's
 
-def test_sign_in_succeeds_and_resets_the_failure_count(db: Session, ng: Clinician) -> None:
-    assert _refusal(db, "dr.ng", "wrong password, surely", NOW) == accounts.WRONG
-    assert _stored(db, ng).failed_attempts == 1
+
+def _throttles(db: Session) -> list[SignInThrottle]:
+    db.expire_all()
+    return list(db.scalars(select(SignInThrottle).order_by(SignInThrottle.account)))
+
+
+def _count(db: Session, username: str, source: str = HERE) -> tuple[int, datetime | None] | None:
+    """(failures, paused until) counted for `username` from `source`, None if nothing is."""
+    key = accounts.account_key(username)
+    for row in _throttles(db):
+        if (row.account, row.source) == (key, source):
+            return row.failures, row.blocked_until
+    return None
+
+
+def _fail_times(db: Session, username: str, times: int, source: str = HERE) -> None:
+    for attempt in range(times):
+        assert _refusal(db, username, f"wrong guess number {attempt}", NOW, source) == WRONG
+
+
+def test_sign_in_succeeds_and_forgets_the_failures_from_there(db: Session, ng: Clinician) -> None:
+    assert _refusal(db, "dr.ng", "wrong password, surely", NOW) == WRONG
+    assert _refusal(db, "dr.ng", "wrong password, surely", NOW, THERE) == WRONG
+    assert _count(db, "dr.ng") == (1, None)
     later = NOW + timedelta(minutes=1)
-    assert accounts.sign_in(db, "  DR.NG", PASSWORD, later) is ng
+    assert accounts.sign_in(db, "  DR.NG", PASSWORD, later, HERE) is ng
     db.commit()
-    stored = _stored(db, ng)
-    assert stored.failed_attempts == 0
-    assert stored.last_sign_in_at == later
+    assert _count(db, "dr.ng") is None
+    assert _count(db, "dr.ng", THERE) == (1, None)  # another source's failures still count
+    assert _stored(db, ng).last_sign_in_at == later
 
 
-def test_unknown_user_and_wrong_password_get_the_same_message(db: Session, ng: Clinician) -> None:
+def test_every_refusal_says_the_same_words(db: Session, ng: Clinician) -> None:
+    """Unknown name, wrong password, disabled account and a paused one: one message, so none
+    tells which names exist (issue 17: the lockout message did)."""
+    assert WRONG.startswith("wrong user name or password")
     unknown = _refusal(db, "dr.nobody", PASSWORD, NOW)
     wrong = _refusal(db, ng.username, "not the right password", NOW)
-    assert unknown == wrong == "wrong user name or password"
+    _fail_times(db, "dr.ng", 9)
+    paused = _refusal(db, ng.username, PASSWORD, NOW)  # the right password, while paused
+    accounts.disable(db, _stored(db, ng), NOW)
+    db.commit()
+    disabled = _refusal(db, ng.username, PASSWORD, NOW, THERE)
+    assert unknown == wrong == paused == disabled == WRONG
 
 
-def test_an_unknown_user_name_costs_a_verification(
+@pytest.mark.usefixtures("ng")
+def test_every_refusal_costs_one_verification_with_current_parameters(
     db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verified: list[str] = []
@@ -174,54 +208,105 @@ def test_an_unknown_user_name_costs_a_verification(
     monkeypatch.setattr(accounts, "verify_password", spy)
     _refusal(db, "dr.nobody", PASSWORD, NOW)
     _refusal(db, "dr.nobody-else", PASSWORD, NOW)
-    assert len(verified) == 2
-    assert verified[0] == verified[1]  # one fixed hash
-    assert verified[0].startswith(CURRENT_PARAMETERS)  # as costly as a real one
+    _refusal(db, "dr.ng", "not the right password", NOW)
+    assert len(verified) == 3
+    assert verified[0] == verified[1] != verified[2]  # one fixed hash for no one
+    _fail_times(db, "dr.ng", 10, THERE)
+    verified.clear()
+    _refusal(db, "dr.ng", PASSWORD, NOW, THERE)  # paused: the same work as any refusal
+    assert len(verified) == 1
+    assert all(h.startswith(CURRENT_PARAMETERS) for h in verified)  # as costly as a real one
 
 
-def test_ten_failures_lock_the_account_for_fifteen_minutes(db: Session, ng: Clinician) -> None:
-    for attempt in range(9):
-        assert _refusal(db, "dr.ng", f"wrong guess number {attempt}", NOW) == accounts.WRONG
-    assert _stored(db, ng).failed_attempts == 9
-    tenth = _refusal(db, "dr.ng", "wrong guess number 10", NOW)
-    # Locked until 09:15:30, so "after 09:16" (rounded up, never before the end).
-    assert tenth == "too many failed attempts; try again after 09:16 UTC"
-    stored = _stored(db, ng)
-    assert stored.locked_until == NOW + timedelta(minutes=15)
-    assert stored.failed_attempts == 0
+def test_ten_failures_pause_that_name_from_that_source_only(db: Session, ng: Clinician) -> None:
+    """Nobody can lock a clinician out from elsewhere (issue 17)."""
+    _fail_times(db, "dr.ng", 9, THERE)
+    assert _count(db, "dr.ng", THERE) == (9, None)
+    assert _refusal(db, "dr.ng", "wrong guess number 10", NOW, THERE) == WRONG
+    assert _count(db, "dr.ng", THERE) == (0, NOW + accounts.LOCKOUT)
 
     almost = NOW + timedelta(minutes=14, seconds=59)
-    assert _refusal(db, "dr.ng", PASSWORD, almost) == tenth  # the right password, still locked
-    assert _refusal(db, "dr.ng", "another wrong guess", almost) == tenth
-    assert _stored(db, ng).failed_attempts == 0  # guesses while locked don't count
+    assert _refusal(db, "dr.ng", PASSWORD, almost, THERE) == WRONG  # the right password
+    assert _refusal(db, "dr.ng", "another wrong guess", almost, THERE) == WRONG
+    assert _count(db, "dr.ng", THERE) == (0, NOW + accounts.LOCKOUT)  # paused: not counted
 
-    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW + timedelta(minutes=15)) is ng
+    # meanwhile the clinician, at their own computer, signs in as ever
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, almost, HERE) is ng
     db.commit()
-    stored = _stored(db, ng)
-    assert (stored.locked_until, stored.failed_attempts) == (None, 0)
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW + accounts.LOCKOUT, THERE) is ng
+    db.commit()
+    assert _count(db, "dr.ng", THERE) is None
 
 
-def test_after_a_lockout_the_count_starts_again(db: Session, ng: Clinician) -> None:
-    for attempt in range(10):
-        _refusal(db, "dr.ng", f"wrong guess number {attempt}", NOW)
+@pytest.mark.usefixtures("ng")
+def test_unknown_names_are_counted_and_paused_alike(db: Session) -> None:
+    _fail_times(db, "dr.nobody", 10)
+    _fail_times(db, "dr.ng", 10)
+    assert _count(db, "dr.nobody") == _count(db, "dr.ng") == (0, NOW + accounts.LOCKOUT)
+    # the table holds a hash of the names typed, never the names
+    for row in _throttles(db):
+        assert "nobody" not in row.account
+        assert row.account in {
+            "*",
+            accounts.account_key("dr.ng"),
+            accounts.account_key("DR.NOBODY "),
+        }
+
+
+@pytest.mark.usefixtures("ng")
+def test_after_a_pause_the_count_starts_again(db: Session) -> None:
+    _fail_times(db, "dr.ng", 10)
     after = NOW + timedelta(minutes=16)
-    assert _refusal(db, "dr.ng", "wrong once more", after) == accounts.WRONG
-    assert _stored(db, ng).failed_attempts == 1
+    assert _refusal(db, "dr.ng", "wrong once more", after) == WRONG
+    assert _count(db, "dr.ng") == (1, None)
 
 
-def test_failures_counted_meanwhile_by_another_request_are_not_lost(
-    engine: Engine, db: Session, ng: Clinician
+def test_failures_spread_beyond_the_window_count_again_from_one(db: Session, ng: Clinician) -> None:
+    _fail_times(db, "dr.ng", 9)
+    later = NOW + accounts.WINDOW + timedelta(seconds=1)
+    assert _refusal(db, "dr.ng", "wrong, much later", later) == WRONG
+    assert _count(db, "dr.ng") == (1, None)
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, later, HERE) is ng
+
+
+def test_one_source_trying_many_names_is_paused_too(
+    db: Session, ng: Clinician, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db.expire_all()
-    stale = db.get(Clinician, ng.id)  # read before the other request's failure
-    assert stale is not None
-    assert stale.failed_attempts == 0
+    assert accounts.MAX_SOURCE_FAILURES > accounts.MAX_FAILED_ATTEMPTS
+    monkeypatch.setattr(accounts, "MAX_SOURCE_FAILURES", 6)  # the rule; fewer hashes to make
+    for name in ("ann", "bob", "cy", "dee", "eve"):
+        _refusal(db, name, "a guess at somebody's password", NOW, THERE)
+    assert _count(db, "*", THERE) is None  # "*" is not a name's hash...
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW, THERE) is ng  # not paused yet
+    db.commit()
+    _refusal(db, "fay", "a guess at somebody's password", NOW, THERE)  # the sixth
+    source_wide = [r for r in _throttles(db) if r.account == ANY_ACCOUNT]
+    assert [(r.source, r.blocked_until) for r in source_wide] == [(THERE, NOW + accounts.LOCKOUT)]
+    assert _refusal(db, "dr.ng", PASSWORD, NOW, THERE) == WRONG  # every name, from there
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW, HERE) is ng  # from elsewhere: fine
+
+
+@pytest.mark.usefixtures("ng")
+def test_failures_counted_meanwhile_by_another_request_are_not_lost(
+    engine: Engine, db: Session
+) -> None:
+    _refusal(db, "dr.ng", "a first wrong guess", NOW)
+    assert _count(db, "dr.ng") == (1, None)  # read before the other request's failure
     with session_factory(engine)() as other:
         _refusal(other, "dr.ng", "a wrong guess elsewhere", NOW)
+    # counted in the database itself: the 1 read above is not what this request writes back
     with pytest.raises(SignInRefused):
-        accounts.sign_in(db, "dr.ng", "a wrong guess here", NOW)
+        accounts.sign_in(db, "dr.ng", "a wrong guess here", NOW, HERE)
     db.commit()
-    assert _stored(db, ng).failed_attempts == 2
+    assert _count(db, "dr.ng") == (3, None)
+
+
+@pytest.mark.usefixtures("ng")
+@pytest.mark.parametrize("username", ["dr.ng\x00", "dr\udcffng", "x" * 10_000, "dr ng", ""])
+def test_a_name_no_account_can_have_is_refused_like_any_other(db: Session, username: str) -> None:
+    """A NUL or a lone surrogate never reaches the database (PostgreSQL refuses NUL in text)."""
+    assert _refusal(db, username, PASSWORD, NOW) == WRONG
+    assert _count(db, username) == (1, None)
 
 
 def test_a_disabled_clinician_is_refused_with_the_generic_message(
@@ -230,18 +315,36 @@ def test_a_disabled_clinician_is_refused_with_the_generic_message(
     assert accounts.disable(db, ng, NOW)
     assert not accounts.disable(db, ng, NOW)  # already
     db.commit()
-    assert _refusal(db, "dr.ng", PASSWORD, NOW) == accounts.WRONG
+    assert _refusal(db, "dr.ng", PASSWORD, NOW) == WRONG
     assert accounts.enable(ng)
     assert not accounts.enable(ng)
-    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW) is ng
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW, HERE) is ng
 
 
-def test_unlock_lifts_a_lockout(db: Session, ng: Clinician) -> None:
-    for attempt in range(10):
-        _refusal(db, "dr.ng", f"wrong guess number {attempt}", NOW)
-    accounts.unlock(_stored(db, ng))
+def test_unlock_lifts_the_pauses_from_every_source(db: Session, ng: Clinician) -> None:
+    _fail_times(db, "dr.ng", 10, HERE)
+    _fail_times(db, "dr.ng", 10, THERE)
+    _fail_times(db, "lee", 10, THERE)
+    assert [source for source, _ in accounts.paused_from(db, _stored(db, ng), NOW)] == [
+        HERE,
+        THERE,
+    ]
+    assert accounts.unlock(db, _stored(db, ng)) == 4  # its two counts, and its sources' two
     db.commit()
-    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW + timedelta(minutes=1)) is ng
+    assert accounts.paused_from(db, _stored(db, ng), NOW) == []
+    assert _count(db, "lee", THERE) == (0, NOW + accounts.LOCKOUT)  # another name's pause stays
+    assert accounts.sign_in(db, "dr.ng", PASSWORD, NOW + timedelta(minutes=1), THERE) is ng
+
+
+@pytest.mark.usefixtures("ng")
+def test_a_successful_sign_in_clears_away_counts_that_would_restart(db: Session) -> None:
+    _refusal(db, "dr.nobody", "a wrong guess", NOW)
+    _fail_times(db, "lee", 10, THERE)
+    later = NOW + accounts.WINDOW + timedelta(seconds=1)
+    accounts.sign_in(db, "dr.ng", PASSWORD, later, HERE)
+    db.commit()
+    # the stale count of dr.nobody went; lee's pause (until NOW + LOCKOUT) has ended too
+    assert _throttles(db) == []
 
 
 def test_an_outdated_hash_is_upgraded_at_sign_in(db: Session, ng: Clinician) -> None:
@@ -252,7 +355,7 @@ def test_an_outdated_hash_is_upgraded_at_sign_in(db: Session, ng: Clinician) -> 
     _refusal(db, "dr.ng", "a wrong password here", NOW)
     assert _stored(db, ng).password_hash.startswith("$argon2id$v=19$m=8192,t=1,p=1$")
 
-    accounts.sign_in(db, "dr.ng", PASSWORD, NOW)
+    accounts.sign_in(db, "dr.ng", PASSWORD, NOW, HERE)
     db.commit()
     stored = _stored(db, ng)
     assert stored.password_hash.startswith(CURRENT_PARAMETERS)

@@ -27,8 +27,7 @@ LISTED = {
     "display_name",
     "created_at",
     "disabled_at",
-    "failed_attempts",
-    "locked_until",
+    "sign_in_paused",
     "last_sign_in_at",
     "password_changed_at",
 }
@@ -99,7 +98,7 @@ def test_add_and_list(database_url: str) -> None:
     (row,) = json.loads(as_json)
     assert set(row) == LISTED
     assert (row["username"], row["display_name"]) == ("dr.ng", "Dr Ng")
-    assert (row["disabled_at"], row["locked_until"], row["failed_attempts"]) == (None, None, 0)
+    assert (row["disabled_at"], row["sign_in_paused"]) == (None, [])
     table = run_eligo("users", "list", env=env)
     assert table.stdout == "dr.ng  Dr Ng  active\n"
 
@@ -178,24 +177,28 @@ def test_unlock(sqlite_url: str) -> None:
     _add(env)
     engine = make_engine(sqlite_url)
     now = datetime.now(UTC)
+    source = "192.0.2.10"
     with session_factory(engine)() as session:
         for attempt in range(accounts.MAX_FAILED_ATTEMPTS):
             with pytest.raises(accounts.SignInRefused):
-                accounts.sign_in(session, "dr.ng", f"wrong guess {attempt}", now)
+                accounts.sign_in(session, "dr.ng", f"wrong guess {attempt}", now, source)
             session.commit()
     engine.dispose()
     (row,) = _listed(env)
-    assert row["locked_until"] is not None
-    assert "  locked until " in run_eligo("users", "list", env=env).stdout
+    assert row["sign_in_paused"] == [
+        {"source": source, "until": (now + accounts.LOCKOUT).isoformat()}
+    ]
+    listed = run_eligo("users", "list", env=env).stdout
+    assert listed.startswith("dr.ng  Dr Ng  active; sign-in paused from 1 address until ")
 
     unlocked = run_eligo("users", "unlock", "dr.ng", env=env)
     assert (unlocked.returncode, unlocked.stdout) == (0, "unlocked dr.ng\n")
     (row,) = _listed(env)
-    assert (row["locked_until"], row["failed_attempts"]) == (None, 0)
+    assert row["sign_in_paused"] == []
     engine = make_engine(sqlite_url)
     with session_factory(engine)() as session:
-        signed_in = accounts.sign_in(session, "dr.ng", PASSWORD, now + timedelta(seconds=1))
-        assert signed_in.username == "dr.ng"
+        later = now + timedelta(seconds=1)
+        assert accounts.sign_in(session, "dr.ng", PASSWORD, later, source).username == "dr.ng"
     engine.dispose()
 
 

@@ -61,6 +61,9 @@ def test_indeterminate_shows_what_is_missing(tmp_path: Path) -> None:
         ('{"features": {"lvef": 50}}', "features.lvef: unknown feature 'lvef'"),
         ('{"lvef_percent": 50}', 'expected a JSON object with a "features" object'),
         ('{"features": {}, "rulesets": ["nope"]}', "rulesets[0]: unknown rule set 'nope'"),
+        ('{"features": ' + "[" * 2000 + "]" * 2000 + "}", "nest deeper than 32 levels"),
+        ('{"features": {"sex": "f\\u0000"}}', "features.sex: contains U+0000"),
+        ('{"features": {"age_years": 1' + "0" * 400 + "}}", "features.age_years: "),
     ],
 )
 def test_bad_patient_files_exit_2_with_a_precise_message(
@@ -71,6 +74,7 @@ def test_bad_patient_files_exit_2_with_a_precise_message(
     result = run_eligo("evaluate", str(path))
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
     assert result.stdout == ""
 
 

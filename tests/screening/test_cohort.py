@@ -72,6 +72,12 @@ def test_jsonl_rows_are_the_api_input(golden_rules: RuleBase, tmp_path: Path) ->
         ("c.jsonl", '{"id": "a"}\n', 'c.jsonl:1: expected {"id": ..., "features": {...}}'),
         ("c.jsonl", '{"id": true, "features": {}}\n', "c.jsonl:1: id must be"),
         ("c.jsonl", '{"id": 1, "features": {}, "x": 1}\n', "c.jsonl:1: unexpected key(s) ['x']"),
+        (
+            "c.jsonl",
+            '{"id": 1, "features": ' + "[" * 3000 + "]" * 3000 + "}\n",
+            "c.jsonl:1: arrays and objects nest deeper than 32",
+        ),
+        ("c.jsonl", '{"id": "a\\u0000", "features": {}}\n', "c.jsonl:1: id: contains U+0000"),
         ("c.parquet", "", "c.parquet: unsupported cohort format"),
         ("c.csv", b"id,score\n\xff\xfe,1\n", "c.csv: not UTF-8 text"),
     ],

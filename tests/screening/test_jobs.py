@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,12 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import update
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import screenings as repo
+from app.db import session as db_session
 from app.db.migrate import upgrade
 from app.db.models import Screening, ScreeningState
 from app.db.session import make_engine, session_factory
@@ -34,7 +38,7 @@ from app.screening import jobs
 from app.screening.engines import SourceError
 from app.screening.runner import Cancelled, Outcome, Request
 from app.settings import Settings
-from tests.databases import app_database
+from tests.databases import POSTGRES_ADMIN_URL, app_database, database
 from tests.waiting import eventually
 
 # Source checks ------------------------------------------------------------------------------
@@ -132,22 +136,25 @@ def test_csv_chunks_match_pyarrows_csv(tmp_path: Path) -> None:
 
 
 class Env:
-    def __init__(self, root: Path, sessions: sessionmaker[Session], rules: RuleBase) -> None:
+    def __init__(
+        self, root: Path, sessions: sessionmaker[Session], rules: RuleBase, **settings: Any
+    ) -> None:
         self.root, self.sessions, self.rules = root, sessions, rules
         self.settings = Settings(
             rules_dir=root,
             database_url="sqlite://",
             screening_dir=root / "jobs",
             screening_sources=[root / "registry"],
-            screening_stale_seconds=3,
+            **({"screening_stale_seconds": 3} | settings),
         )
         self.worker = jobs.Worker(
             jobs.JobStore(sessions, threading.Lock()), self.settings, lambda: rules
         )
 
-    def add(self, csv: str = "id,age_years\np1,40\np2,200\n", **row: Any) -> str:
+    def add(self, csv: str | bytes = "id,age_years\np1,40\np2,200\n", **row: Any) -> str:
         job_id = str(uuid.uuid4())
-        (self.root / "registry" / "r.csv").write_text(csv)
+        source = self.root / "registry" / "r.csv"
+        source.write_bytes(csv if isinstance(csv, bytes) else csv.encode())
         self.worker.layout.create(job_id)
         spec = {
             "source": {"kind": "path", "name": "r.csv", "path": str(self.root / "registry/r.csv")},
@@ -350,3 +357,231 @@ def test_folders_of_jobs_never_recorded_are_removed(env: Env) -> None:
     assert recent.exists()
     assert other.exists()
     assert env.worker.layout.job(job_id).exists()
+
+
+# Hostile sources and drivers (issue 17) -----------------------------------------------------
+
+
+@pytest.mark.one_pass
+def test_a_path_with_nul_or_an_unencodable_name_is_refused_not_raised(allowed: Path) -> None:
+    with pytest.raises(SourceError, match="U\\+0000") as refused:
+        jobs.source_path("cohort.csv\x00", [allowed])
+    assert refused.value.code == "invalid_character"
+    with pytest.raises(SourceError, match="no such file or folder"):
+        jobs.source_path("cohort\ud800.csv", [allowed])
+
+
+@pytest.mark.one_pass
+@pytest.mark.parametrize(
+    ("driver", "named"),
+    [("pg8000", "'pg8000'"), ("asyncpg", "'asyncpg'"), ("nosuch", "'postgresql+nosuch'")],
+)
+def test_an_allowed_database_named_with_a_driver_not_installed_is_refused(
+    driver: str, named: str
+) -> None:
+    with pytest.raises(SourceError) as refused:
+        jobs.database_url(f"postgresql+{driver}://reader:own@db.example/registry", ALLOWED)
+    assert refused.value.code == "driver_unavailable"
+    assert named in str(refused.value)
+    assert "own" not in str(refused.value)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_a_source_too_wide_for_the_job_fails_naming_the_file_and_the_count(env: Env) -> None:
+    """A source that changed after it was accepted meets the request's checks again: the
+    header is counted before DuckDB reads it, and the job fails with the same message."""
+    wide = ",".join(["id", *(f"c{i}" for i in range(1000))]) + "\np1" + ",1" * 1000 + "\n"
+    job_id = env.add(csv=wide)
+    env.worker.start()
+    job = env.finished(job_id)
+    assert job.state == "failed"
+    assert job.error == (
+        "r.csv:1: the header has 1,001 columns; a source may have at most 1,000 "
+        "(ELIGO_SCREENING_MAX_COLUMNS): give a narrower extract"
+    )
+
+
+def test_a_first_line_too_long_for_the_job_fails_naming_the_file(env: Env) -> None:
+    job_id = env.add(csv=b"id,age_years" + b"x" * (1024 * 1024) + b"\np1,40\n")
+    env.worker.start()
+    job = env.finished(job_id)
+    assert job.state == "failed"
+    assert job.error is not None
+    assert job.error.startswith("r.csv:1: the header (the first line) is longer than 1,048,576")
+
+
+# The outcome's write meets an outage ----------------------------------------------------------
+
+
+@pytest.mark.one_pass
+def test_only_errors_that_may_pass_are_retried() -> None:
+    cause = Exception("server closed the connection")
+    assert jobs.transient(OperationalError("UPDATE", {}, cause))
+    assert jobs.transient(InterfaceError("UPDATE", {}, cause))
+    assert jobs.transient(DBAPIError("UPDATE", {}, cause, connection_invalidated=True))
+    assert not jobs.transient(IntegrityError("UPDATE", {}, cause))
+    assert not jobs.transient(DataError("UPDATE", {}, cause))
+
+
+class Outage:
+    """The database made unavailable for a moment, as tests/db/test_outage.py does it:
+    PostgreSQL refuses connections and cuts those open; SQLite's write lock is held by
+    another connection past the busy timeout."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind, self.url = kind, url
+        self.name = url.rsplit("/", 1)[1]
+        self.blocker: sqlite3.Connection | None = None
+        self.lock = threading.Lock()
+        self.on = False
+
+    def begin(self) -> None:
+        with self.lock:
+            self.on = True
+            if self.kind == "sqlite":
+                path = self.url.removeprefix("sqlite:///")
+                self.blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self.blocker.execute("BEGIN EXCLUSIVE")
+                return
+            _admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+            _admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
+                name=self.name,
+            )
+
+    def end(self) -> None:
+        with self.lock:
+            if not self.on:
+                return
+            self.on = False
+            if self.blocker is not None:
+                self.blocker.execute("ROLLBACK")
+                self.blocker.close()
+                self.blocker = None
+            else:
+                _admin(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+def _admin(statement: str, **params: str) -> None:
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(statement), params)
+    admin.dispose()
+
+
+@contextmanager
+def _outage_env(
+    kind: str, tmp_path: Path, rules: RuleBase, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> Iterator[tuple[Env, Outage]]:
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(db_session, "SQLITE_BUSY_TIMEOUT_MS", 100)  # locked fails in 0.1 s
+    (tmp_path / "registry").mkdir()
+    with database(kind, tmp_path) as url:
+        upgrade(url)
+        engine = make_engine(url)
+        env = Env(tmp_path, session_factory(engine), rules, **settings)
+        outage = Outage(kind, url)
+        try:
+            yield env, outage
+        finally:
+            outage.end()
+            env.worker.stop()
+            engine.dispose()
+
+
+def _outage_at_the_outcome(
+    outage: Outage, monkeypatch: pytest.MonkeyPatch, seconds: float | None
+) -> list[float]:
+    """The first write of a job's success begins an outage (ended after `seconds`, or by
+    the test); the times of every write tried."""
+    real, tried = repo.succeed, list[float]()
+
+    def succeed(session: Session, *args: Any) -> bool:
+        if not tried:
+            outage.begin()
+            if seconds is not None:
+                threading.Timer(seconds, outage.end).start()
+        tried.append(time.monotonic())
+        return real(session, *args)
+
+    monkeypatch.setattr(repo, "succeed", succeed)
+    return tried
+
+
+def _settled(
+    env: Env, job_id: str, check: Callable[[Screening], bool], timeout: float
+) -> Screening:
+    """`env.until`, reading through the outage (a read may fail while it lasts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            job = env.job(job_id)
+            if check(job):
+                return job
+        except OperationalError:
+            pass
+        assert time.monotonic() < deadline, f"not settled after {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.one_pass
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_outcome_met_by_a_short_outage_is_recorded_not_restarted(
+    kind: str,
+    tmp_path: Path,
+    shipped_rules: RuleBase,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 17: a success lost to a brief database error left the job `running` until its
+    heartbeat went stale, then screened it again from scratch. Now the write is tried again,
+    with backoff, and the outcome recorded once the database is back: one attempt."""
+    with _outage_env(
+        kind,
+        tmp_path,
+        shipped_rules,
+        monkeypatch,
+        screening_stale_seconds=20,
+        screening_record_retry_seconds=8,
+    ) as (env, outage):
+        tried = _outage_at_the_outcome(outage, monkeypatch, seconds=1.0)
+        job_id = env.add()
+        with caplog.at_level(logging.INFO, logger="eligo.screening"):
+            env.worker.start()
+            job = _settled(env, job_id, lambda j: j.state not in {"queued", "running"}, 15)
+    assert (job.state, job.attempts, job.error) == ("succeeded", 1, None)
+    assert job.summary is not None
+    assert job.summary["rows"] == 2
+    assert len(tried) >= 2  # refused during the outage, recorded once it was over
+    assert "the outcome could not be written (OperationalError); again in 0.1 s" in caplog.text
+    assert "could not record the outcome" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.one_pass
+def test_an_outage_longer_than_the_retries_leaves_the_job_to_the_stale_restart(
+    tmp_path: Path,
+    shipped_rules: RuleBase,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The retries are bounded: past ELIGO_SCREENING_RECORD_RETRY_SECONDS the worker gives the
+    write up (an error in the log, without a traceback), and the job is restarted as after a
+    crash once the database is back and its heartbeat stale."""
+    with _outage_env(
+        "sqlite", tmp_path, shipped_rules, monkeypatch, screening_record_retry_seconds=0.5
+    ) as (env, outage):
+        tried = _outage_at_the_outcome(outage, monkeypatch, seconds=None)
+        job_id = env.add()
+        with caplog.at_level(logging.INFO, logger="eligo.screening"):
+            env.worker.start()
+            eventually(lambda: "could not record the outcome" in caplog.text, "given up")
+            given_up = len(tried)
+            outage.end()
+            job = _settled(env, job_id, lambda j: j.state == "succeeded", timeout=20)
+    assert 1 < given_up < 10  # tried again, a few times only
+    assert job.attempts == 2
+    assert "could not record the outcome (OperationalError" in caplog.text
+    assert "heartbeat stale; now queued" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]

@@ -7,12 +7,15 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from app.api import web_auth
 from app.main import create_app
 from app.services import accounts
 from app.settings import Settings
@@ -87,13 +90,115 @@ def test_a_wrong_password_says_only_that_and_keeps_the_name(accounts_app: TestCl
     assert accounts_app.get("/", follow_redirects=False).status_code == 303
 
 
-def test_ten_failures_lock_the_account(accounts_app: TestClient) -> None:
+def _refusal_page(client: TestClient, username: str, password: str) -> str:
+    """The sign-in refusal as a browser gets it, without what differs by design: the CSRF
+    token and the user name typed back into its field."""
+    token = csrf_of(client.get("/sign-in").text)
+    fields = {"username": username, "password": password, "next": "/", "csrf_token": token}
+    answer = client.post("/sign-in", data=fields, follow_redirects=False)
+    assert answer.status_code == 401
+    assert "eligo-session" not in str(answer.headers)
+    page: str = answer.text.replace(token, "TOKEN")
+    return page.replace(f'value="{username}"', 'value="NAME"')
+
+
+def test_ten_failures_pause_that_browser_only(accounts_app: TestClient) -> None:
+    """Issue 17: anyone could lock a clinician out for 15 minutes, again and again."""
     _add_clinician(accounts_app)
-    for _ in range(10):
-        _sign_in(accounts_app, password=WRONG_PASSWORD)
-    locked = _sign_in(accounts_app)  # even the right password, while locked
-    assert locked.status_code == 401
-    assert "too many failed attempts" in locked.text
+    app: Any = accounts_app.app
+    with TestClient(app, raise_server_exceptions=False, client=("198.51.100.7", 5000)) as other:
+        for _ in range(10):
+            assert _sign_in(other, password=WRONG_PASSWORD).status_code == 401
+        paused = _sign_in(other)  # even the right password, from there
+        assert paused.status_code == 401
+        assert accounts.WRONG in paused.text
+    answer = _sign_in(accounts_app)  # the clinician, at their own computer
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/"
+
+
+def test_unknown_paused_and_wrong_get_the_same_page(accounts_app: TestClient) -> None:
+    """The lockout message told which names exist (issue 17): now every refusal reads alike."""
+    _add_clinician(accounts_app)
+    wrong = _refusal_page(accounts_app, "Dr.Ng", WRONG_PASSWORD)
+    unknown = _refusal_page(accounts_app, "dr.nobody", WRONG_PASSWORD)
+    for _ in range(9):
+        _refusal_page(accounts_app, "Dr.Ng", WRONG_PASSWORD)
+    paused = _refusal_page(accounts_app, "Dr.Ng", PASSWORD)
+    for _ in range(9):
+        _refusal_page(accounts_app, "dr.nobody", WRONG_PASSWORD)
+    unknown_paused = _refusal_page(accounts_app, "dr.nobody", PASSWORD)
+    assert wrong == unknown == paused == unknown_paused
+    assert accounts.WRONG in wrong
+
+
+@pytest.fixture
+def behind_proxy(tmp_path: Path) -> Iterator[TestClient]:
+    """Local accounts behind a reverse proxy at 127.0.0.1 that sets X-Forwarded-For."""
+    with app_database(tmp_path) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES,
+            database_url=url,
+            sign_in="local",
+            trusted_proxies=["127.0.0.1/32"],
+        )
+        app = create_app(settings)
+        with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 5000)) as c:
+            yield c
+
+
+def test_behind_a_trusted_proxy_failures_count_by_the_browsers_address(
+    behind_proxy: TestClient,
+) -> None:
+    _add_clinician(behind_proxy)
+    # The entries left of the proxy's own are the client's to write: they change nothing.
+    guesser = {"X-Forwarded-For": "10.9.9.9, 203.0.113.5"}
+    for attempt in range(10):
+        forged = {"X-Forwarded-For": f"10.0.0.{attempt}, 203.0.113.5"}
+        _sign_in_with(behind_proxy, WRONG_PASSWORD, forged if attempt % 2 else guesser)
+    assert _sign_in_with(behind_proxy, PASSWORD, guesser).status_code == 401
+    clinician = {"X-Forwarded-For": "203.0.113.77"}
+    assert _sign_in_with(behind_proxy, PASSWORD, clinician).status_code == 303
+
+
+def _sign_in_with(client: TestClient, password: str, headers: dict[str, str]) -> httpx.Response:
+    token = csrf_of(client.get("/sign-in").text)
+    answer: httpx.Response = client.post(
+        "/sign-in",
+        data={"username": "Dr.Ng", "password": password, "next": "/", "csrf_token": token},
+        headers=headers,
+        follow_redirects=False,
+    )
+    return answer
+
+
+def _source(client: tuple[str, int] | None, forwarded: str | None, trusted: list[str]) -> str:
+    scope: dict[str, Any] = {"type": "http", "client": client, "headers": []}
+    if forwarded is not None:
+        scope["headers"] = [(b"x-forwarded-for", forwarded.encode())]
+    settings = Settings(trusted_proxies=trusted)
+    return web_auth.client_source(Request(scope), settings)
+
+
+@pytest.mark.parametrize(
+    ("client", "forwarded", "trusted", "source"),
+    [
+        (("192.0.2.7", 1), None, [], "192.0.2.7"),
+        (("2001:db8:1:2:3:4:5:6", 1), None, [], "2001:db8:1:2::/64"),  # one subscriber
+        (("::ffff:192.0.2.7", 1), None, [], "192.0.2.7"),
+        (("testclient", 1), None, [], "testclient"),
+        (None, None, [], "unknown"),
+        (("192.0.2.7", 1), "203.0.113.5", [], "192.0.2.7"),  # an untrusted peer's claim
+        (("10.0.0.2", 1), "203.0.113.5, 10.0.0.1", ["10.0.0.0/8"], "203.0.113.5"),
+        (("10.0.0.2", 1), "10.0.0.3", ["10.0.0.0/8"], "10.0.0.3"),  # proxies all the way
+        (("10.0.0.2", 1), "garbage", ["10.0.0.0/8"], "10.0.0.2"),
+        (("10.0.0.2", 1), None, ["10.0.0.0/8"], "10.0.0.2"),
+    ],
+)
+def test_client_source(
+    client: tuple[str, int] | None, forwarded: str | None, trusted: list[str], source: str
+) -> None:
+    assert _source(client, forwarded, trusted) == source
 
 
 def test_signing_out_ends_the_session_on_the_server(accounts_app: TestClient) -> None:
