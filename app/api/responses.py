@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi.responses import JSONResponse
+
+from app.engine import present
 
 
 class FastJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        # Enums serialise by value and datetimes as RFC 3339, like the standard encoder here.
-        return orjson.dumps(content)
+        return present.render(content)

@@ -284,6 +284,52 @@ class EvaluationResponse(_Out):
     fhir: FhirUse | None = None
 
 
+class SummaryRef(_Out):
+    id: str
+    version: str
+    hash: str
+    title: str
+    review_status: str
+
+
+class ReasonOut(_Out):
+    id: str
+    kind: Literal["indication", "inclusion", "exclusion"]
+    title: str
+    source: str
+
+
+class MissingOut(_Out):
+    feature: str
+    label: str
+    unit: str | None
+
+
+class QuestionOut(_Out):
+    feature: str
+    question: str
+
+
+class DecisionSummaryOut(_Out):
+    """`?view=summary`: the verdict and what would decide it, without the trace."""
+
+    ruleset: SummaryRef
+    status: Status
+    reasons: list[ReasonOut] = Field(description="Criteria that settled it, with their titles")
+    missing: list[MissingOut]
+    to_confirm: list[QuestionOut]
+
+
+class EvaluationSummaryResponse(_Out):
+    id: str
+    evaluated_at: datetime
+    rules_hash: str
+    results: list[DecisionSummaryOut]
+    corrections: list[CorrectionOut] = []
+    fhir: FhirUse | None = None
+    view: Literal["summary"]
+
+
 class ClientRef(_Out):
     id: str
     name: str | None
@@ -326,9 +372,51 @@ class RecordedResult(EvaluationResponse):
     )
 
 
+class RecordedVerdict(_Out):
+    """What a record holds of one decision whatever happens to the presentation."""
+
+    ruleset: dict[str, str]
+    status: Status
+    reasons: list[str]
+    missing: list[str]
+    to_confirm: list[str]
+    criteria: str = Field(
+        description="Each criterion's result in the version's reading order (deciding "
+        "criteria, then cautions): M met, N not met, U unknown"
+    )
+
+
+class UnprovenResult(_Out):
+    """A record whose answer could not be re-rendered and proven: its verdicts only."""
+
+    id: str
+    evaluated_at: datetime
+    rules_hash: str
+    results: list[RecordedVerdict]
+    corrections: list[CorrectionOut] = []
+    fhir: FhirUse | None = None
+    cards: list[dict[str, Any]] | None = None
+
+
+class Integrity(_Out):
+    verified: bool | None = Field(
+        description="true: `result` was re-rendered from the record (the rule set versions, "
+        "the normalised input, the envelope) and its SHA-256 equals the digest taken of the "
+        "bytes sent. false: it could not be proven (`problem`), and `result` holds the "
+        "recorded verdicts only. null: a record from before digests, holding the whole answer."
+    )
+    sha256: str | None = Field(default=None, description="Of the answer's bytes as sent")
+    bytes: int | None = None
+    problem: str | None = None
+    note: str | None = None
+
+
 class EvaluationRecord(EvaluationSummary):
     input: RecordedInput
-    result: RecordedResult = Field(description="Exactly what was answered")
+    result: RecordedResult | EvaluationSummaryResponse | UnprovenResult = Field(
+        description="Exactly what was answered"
+    )
+    integrity: Integrity
 
 
 class ReplayDifference(_Out):

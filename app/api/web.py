@@ -29,7 +29,7 @@ from app.db import audit
 from app.db.models import Evaluation
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
-from app.services import accounts
+from app.services import accounts, compact
 from app.services import evaluations as service
 from app.settings import Settings
 from app.web import forms, view
@@ -155,7 +155,7 @@ def _form_context(
     entries: Mapping[str, forms.Entry],
     errors: Mapping[str, str],
     *,
-    evaluation: Evaluation | None = None,
+    evaluation: tuple[Evaluation, compact.Recorded] | None = None,
     fhir_text: str = "",
 ) -> dict[str, Any]:
     context: dict[str, Any] = {
@@ -169,12 +169,23 @@ def _form_context(
         "evaluation": None,
     }
     if evaluation is not None:
-        context.update(_evaluation_context(evaluation, rules))
+        context.update(_evaluation_context(*evaluation, rules))
     return context
 
 
-def _evaluation_context(evaluation: Evaluation, rules: RuleBase) -> dict[str, Any]:
-    result = evaluation.result
+def _evaluation_context(
+    evaluation: Evaluation, recorded: compact.Recorded, rules: RuleBase
+) -> dict[str, Any]:
+    if recorded.integrity.get("verified") is False:  # never shown as if it were the answer
+        return {
+            "evaluation": evaluation,
+            "results": [],
+            "rulesets": [],
+            "fhir": None,
+            "fhir_from": None,
+            "record_problem": recorded.integrity["problem"],
+        }
+    result = recorded.content
     fhir = result.get("fhir")
     return {
         "evaluation": evaluation,
@@ -202,8 +213,9 @@ def form_page(
     if found is None:
         return _not_found(request, settings, evaluation)
     entries = forms.entries_of(found.input_normalised, rules.features)
+    shown = (found, compact.answer(session, rules, found, shown_as="full"))
     return _page(
-        request, settings, "form.html", _form_context(rules, viewer, entries, {}, evaluation=found)
+        request, settings, "form.html", _form_context(rules, viewer, entries, {}, evaluation=shown)
     )
 
 
@@ -267,12 +279,12 @@ def _decide(
     """Decide and record, then redirect to the recorded evaluation (post/redirect/get, so a
     reload never decides twice); or the input errors by field."""
     try:
-        answer = service.decide_and_record(
+        answered = service.decide_and_record(
             session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
         )
     except InvalidInput as exc:
         return forms.engine_errors(exc.issues)
-    return RedirectResponse(f"/?evaluation={answer['id']}", status_code=303)
+    return RedirectResponse(f"/?evaluation={answered.content['id']}", status_code=303)
 
 
 def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]) -> None:
@@ -414,7 +426,7 @@ def report(
         viewer,
         forms.entries_of(found.input_normalised, rules.features),
         {},
-        evaluation=found,
+        evaluation=(found, compact.answer(session, rules, found, shown_as="full")),
     )
     return _page(request, settings, "report.html", context)
 

@@ -8,16 +8,19 @@ unknown propagates by Kleene's strong tables, which are also SQL's:
     NOT: None -> None
 
 Every child is evaluated (no short-circuit) so the trace shows every value a clinician might
-ask about. That costs a few hundred nanoseconds per comparison and buys a complete
-explanation: the trace is what the evaluator did, not a second evaluator's reconstruction.
+ask about. That costs tens of nanoseconds per comparison and buys a complete explanation.
+
+Two evaluators give the same Decision: `decide` runs the rule set compiled into one
+specialised function (codegen.py), which records the trace as it evaluates; `interpret`
+walks the rule tree and is the reference the compiled code is tested against.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from app.engine.inputs import FeatureValue
 from app.engine.model import (
@@ -28,12 +31,12 @@ from app.engine.model import (
     Compare,
     Criterion,
     CriterionKind,
-    In,
     Node,
     Not,
     Op,
     RuleSet,
     Scalar,
+    atoms,
 )
 
 Truth = bool | None
@@ -68,8 +71,7 @@ class Status(StrEnum):
     ELIGIBLE = "eligible"
 
 
-@dataclass(slots=True)
-class AtomTrace:
+class AtomTrace(NamedTuple):
     """One comparison as evaluated: the value used, the threshold, the margin to it."""
 
     atom: Atom
@@ -78,135 +80,144 @@ class AtomTrace:
     margin: float | None
 
 
-@dataclass(slots=True)
-class CriterionResult:
+class CriterionResult(NamedTuple):
     criterion: Criterion
     result: Result
     trace: tuple[AtomTrace, ...]
 
 
-@dataclass(slots=True)
-class Decision:
-    ruleset: RuleSet
-    status: Status
-    criteria: tuple[CriterionResult, ...]
-    cautions: tuple[CriterionResult, ...]
-    missing: tuple[str, ...]  # values to measure that would decide an indeterminate status
-    to_confirm: tuple[str, ...] = ()  # clinician confirmations that would decide it
-
-
-Traced = tuple[Truth, tuple[AtomTrace, ...]]
-Plan = Callable[[Values], Traced]
-
-
-def plan(criterion: Criterion) -> Plan:
-    """The criterion's tree compiled once into nested closures, each returning its truth
-    value and the trace of the atoms below it, in reading order.
-
-    A closure per node instead of a dispatch on the node's type at every call more than
-    halves the cost of a criterion; the trace is still recorded by the code that evaluates.
-    """
-    compiled: Plan | None = criterion.plan
-    if compiled is None:
-        compiled = _compile(criterion.when)
-        object.__setattr__(criterion, "plan", compiled)  # a cache on an immutable object
-    return compiled
-
-
-def _compile(node: Node) -> Plan:
-    if isinstance(node, All | AnyOf):
-        return _compile_connective(node)
-    if isinstance(node, Not):
-        child = _compile(node.child)
-
-        def negation(values: Values) -> Traced:
-            inner, trace = child(values)
-            return (None if inner is None else not inner), trace
-
-        return negation
-    if isinstance(node, Compare):
-        return _compile_compare(node)
-    if isinstance(node, Between):
-        return _compile_between(node)
-    return _compile_in(node)
-
-
-def _compile_connective(node: All | AnyOf) -> Plan:
-    """Kleene AND / OR. Every child is evaluated (no short-circuit): the trace shows every
-    value a clinician might ask about."""
-    children = tuple(_compile(child) for child in node.children)
-    decisive = isinstance(node, AnyOf)  # OR: any TRUE decides; AND: any FALSE decides
-
-    def connective(values: Values) -> Traced:
-        unknown = settled = False
-        trace: tuple[AtomTrace, ...] = ()
-        for child in children:
-            result, below = child(values)
-            trace += below
-            if result is None:
-                unknown = True
-            elif result is decisive:
-                settled = True
-        if settled:
-            return decisive, trace
-        return (None if unknown else not decisive), trace
-
-    return connective
-
-
-def _compile_compare(atom: Compare) -> Plan:
-    feature, threshold, compare = atom.feature, atom.value, _COMPARE[atom.op]
-    numeric = isinstance(threshold, float)
-    absent = (None, (AtomTrace(atom, None, None, None),))  # the same for every patient
-
-    def comparison(values: Values) -> Traced:
-        given = values.get(feature)
-        if given is None:
-            return absent
-        value = given.value
-        result = compare(value, threshold)
-        margin = value - threshold if numeric and type(value) is float else None  # type: ignore[operator]
-        return result, (AtomTrace(atom, given, result, margin),)
-
-    return comparison
-
-
-def _compile_between(atom: Between) -> Plan:
-    feature, low, high = atom.feature, atom.low, atom.high
-    absent = (None, (AtomTrace(atom, None, None, None),))
-
-    def between(values: Values) -> Traced:
-        given = values.get(feature)
-        if given is None:
-            return absent
-        value = given.value
-        assert isinstance(value, float)
-        result = low <= value <= high
-        return result, (AtomTrace(atom, given, result, min(value - low, high - value)),)
-
-    return between
-
-
-def _compile_in(atom: In) -> Plan:
-    feature, allowed = atom.feature, frozenset(atom.values)
-    absent = (None, (AtomTrace(atom, None, None, None),))
-
-    def membership(values: Values) -> Traced:
-        given = values.get(feature)
-        if given is None:
-            return absent
-        result = given.value in allowed
-        return result, (AtomTrace(atom, given, result, None),)
-
-    return membership
-
-
+# Where each criterion's entries start in a Decision's record, and its atoms in reading order.
+Layout = tuple[tuple[Criterion, int, tuple[Atom, ...]], ...]
 _RESULT = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
-def evaluate_criterion(criterion: Criterion, values: Values) -> CriterionResult:
-    truth, trace = plan(criterion)(values)
-    return CriterionResult(criterion, _RESULT[truth], trace)
+def layout(ruleset: RuleSet) -> Layout:
+    """The shape of the rule set's records, computed once and kept with the rule set."""
+    known: Layout | None = ruleset.layout
+    if known is None:
+        entries, offset = [], 0
+        for criterion in (*ruleset.deciding, *ruleset.cautions):
+            below = tuple(atoms(criterion.when))
+            entries.append((criterion, offset, below))
+            offset += 1 + 3 * len(below)
+        known = tuple(entries)
+        object.__setattr__(ruleset, "layout", known)  # a cache on an immutable object
+    return known
+
+
+class Decision:
+    """One patient against one rule set: the status, the trace, what would decide it.
+
+    `record` is the trace exactly as the evaluator wrote it, one flat tuple: for each
+    criterion in reading order (deciding ones, then cautions) its truth value, then for each
+    of its atoms the value used (a FeatureValue, None when unknown), the atom's truth value
+    and the margin to the threshold. One tuple instead of an object per atom and criterion
+    is what lets the compiled evaluator keep pace with a hand-written function; `criteria`
+    and `cautions` are the same record as objects, built when first read.
+    """
+
+    __slots__ = ("_results", "missing", "record", "ruleset", "status", "to_confirm")
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        status: Status,
+        record: tuple[object, ...],
+        missing: tuple[str, ...] = (),  # values to measure that would decide indeterminate
+        to_confirm: tuple[str, ...] = (),  # clinician confirmations that would decide it
+    ) -> None:
+        self.ruleset = ruleset
+        self.status = status
+        self.record = record
+        self.missing = missing
+        self.to_confirm = to_confirm
+        self._results: tuple[CriterionResult, ...] | None = None
+
+    def __repr__(self) -> str:
+        return f"Decision({self.ruleset.id!r}, {self.status.value}, missing={self.missing})"
+
+    @property
+    def criteria(self) -> tuple[CriterionResult, ...]:
+        """The deciding criteria's results: the indication first, then inclusions, exclusions."""
+        return self._every()[: len(self.ruleset.deciding)]
+
+    @property
+    def cautions(self) -> tuple[CriterionResult, ...]:
+        return self._every()[len(self.ruleset.deciding) :]
+
+    def truth(self, index: int) -> Truth:
+        """The truth value of the index-th criterion (deciding, then cautions)."""
+        return self.record[layout(self.ruleset)[index][1]]  # type: ignore[return-value]
+
+    def _every(self) -> tuple[CriterionResult, ...]:
+        if self._results is None:
+            record = self.record
+            self._results = tuple(
+                CriterionResult(
+                    criterion,
+                    _RESULT[record[offset]],  # type: ignore[index]
+                    tuple(
+                        AtomTrace(atom, *record[at : at + 3])  # type: ignore[arg-type]
+                        for atom, at in zip(below, _positions(offset, below), strict=True)
+                    ),
+                )
+                for criterion, offset, below in layout(self.ruleset)
+            )
+        return self._results
+
+
+def _positions(offset: int, below: tuple[Atom, ...]) -> range:
+    """Where each atom's (value, truth, margin) starts in the record, after the criterion's."""
+    return range(offset + 1, offset + 1 + 3 * len(below), 3)
+
+
+def decide(ruleset: RuleSet, values: Values) -> Decision:
+    """Evaluate one patient against one rule set: status, full trace, missing features.
+
+    Runs the rule set's compiled function (codegen.py), built on first use and kept with the
+    rule set: a reload builds new rule sets, so it can never be stale."""
+    compiled = ruleset.compiled
+    if compiled is None:
+        # Imported here: codegen builds on this module's types.
+        from app.engine.codegen import compile_ruleset  # noqa: PLC0415
+
+        compiled = compile_ruleset(ruleset)
+        object.__setattr__(ruleset, "compiled", compiled)  # a cache on an immutable object
+    result: Decision = compiled(values)
+    return result
+
+
+def interpret(ruleset: RuleSet, values: Values) -> Decision:
+    """The reference evaluator: the same Decision as `decide`, by walking the rule tree.
+
+    Slow and plain on purpose. It is the oracle the compiled functions are tested against,
+    and it is what `decide` means."""
+    record: list[object] = []
+    for criterion, _, below in layout(ruleset):
+        record.append(truth(criterion.when, values))
+        for atom in below:
+            record += _trace(atom, values)
+    decision = Decision(ruleset, Status.ELIGIBLE, tuple(record))
+    decision.status = status = _status(decision.criteria)
+    if status is not Status.INDETERMINATE:
+        return decision
+    undecided = (r.criterion.when for r in decision.criteria if r.result is Result.UNKNOWN)
+    unknown = dict.fromkeys(f for node in undecided for f in deciding_unknowns(node, values))
+    decision.missing = tuple(f for f in unknown if f not in ruleset.confirmations)
+    decision.to_confirm = tuple(f for f in unknown if f in ruleset.confirmations)
+    return decision
+
+
+def _trace(atom: Atom, values: Values) -> tuple[FeatureValue | None, Truth, float | None]:
+    given = values.get(atom.feature)
+    if given is None:
+        return None, None, None
+    value, margin = given.value, None
+    if isinstance(atom, Between):
+        margin = min(value - atom.low, atom.high - value)  # type: ignore[operator]
+    elif isinstance(atom, Compare) and isinstance(atom.value, float) and type(value) is float:
+        margin = value - atom.value
+    return given, _atom_truth(atom, values), margin
 
 
 def truth(node: Node, values: Values) -> Truth:
@@ -251,42 +262,32 @@ def deciding_unknowns(node: Node, values: Values) -> list[str]:
         ]
     if isinstance(node, Not):
         return deciding_unknowns(node.child, values)
-    return [node.feature] if node.feature not in values else []
+    return [node.feature] if values.get(node.feature) is None else []
 
 
 def decisive(decision: Decision) -> list[CriterionResult]:
     """The criteria that settled a not_indicated or ineligible status."""
+    reasons = set(settled_by(decision))
+    return [r for r in decision.criteria if r.criterion in reasons]
+
+
+def settled_by(decision: Decision) -> list[Criterion]:
+    """`decisive`'s criteria, read straight from the record (the answer's `reasons`)."""
     if decision.status is Status.NOT_INDICATED:
-        return [decision.criteria[0]]
-    if decision.status is Status.INELIGIBLE:
-        return [r for r in decision.criteria[1:] if r.result is _failing(r.criterion)]
-    return []
+        return [decision.ruleset.indication_criterion]
+    if decision.status is not Status.INELIGIBLE:
+        return []
+    record, ruleset = decision.record, decision.ruleset
+    deciding = layout(ruleset)[1 : len(ruleset.deciding)]
+    return [
+        criterion
+        for criterion, offset, _ in deciding
+        if record[offset] is (criterion.kind is CriterionKind.EXCLUSION)
+    ]
 
 
 def _failing(criterion: Criterion) -> Result:
     return Result.MET if criterion.kind is CriterionKind.EXCLUSION else Result.NOT_MET
-
-
-def decide(ruleset: RuleSet, values: Values) -> Decision:
-    """Evaluate one patient against one rule set: status, full trace, missing features."""
-    criteria = tuple([evaluate_criterion(c, values) for c in ruleset.deciding])
-    cautions = tuple([evaluate_criterion(c, values) for c in ruleset.cautions])
-    status = _status(criteria)
-    if status is not Status.INDETERMINATE:
-        return Decision(ruleset, status, criteria, cautions, ())
-    undecided = (r.criterion.when for r in criteria if r.result is Result.UNKNOWN)
-    unknown = dict.fromkeys(f for node in undecided for f in deciding_unknowns(node, values))
-    confirm = ruleset.confirmations
-    if not confirm:
-        return Decision(ruleset, status, criteria, cautions, tuple(unknown))
-    return Decision(
-        ruleset,
-        status,
-        criteria,
-        cautions,
-        tuple(f for f in unknown if f not in confirm),
-        tuple(f for f in unknown if f in confirm),
-    )
 
 
 def _status(criteria: tuple[CriterionResult, ...]) -> Status:

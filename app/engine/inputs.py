@@ -10,13 +10,14 @@ Every problem in a payload is reported at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from app.engine.model import Feature, Scalar
 from app.engine.schema import FeatureType
-from app.engine.units import UnitError, converter
+from app.engine.units import UnitError, converter, round_significant
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +34,11 @@ class Provenance:
 INPUT = Provenance()
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureValue:
+class FeatureValue(NamedTuple):
+    """A value as compared (canonical unit) and as given, with where it came from.
+
+    A tuple: `normalise` builds one per value of every request with `tuple.__new__`."""
+
     value: Scalar
     unit: str | None
     given_value: Scalar
@@ -90,12 +94,70 @@ def normalise(
         if given is None:
             continue  # explicit null: unknown, exactly like an absent key
         try:
-            values[key] = _value(feature, given, provenance)
+            values[key] = (feature.check or checker(feature))(given, provenance)
         except _Issue as issue:
             issues.append(InputIssue(f"{prefix}.{key}{issue.suffix}", issue.code, str(issue)))
     if issues:
         raise InvalidInput(issues)
     return values
+
+
+Check = Callable[[Any, Provenance], FeatureValue]
+_new = tuple.__new__
+
+
+def checker(feature: Feature) -> Check:
+    """The feature's check specialised once (kept on the Feature): the common input, a plain
+    number in the canonical unit, a boolean or a listed enum value, takes a few comparisons;
+    anything else goes through `_value`, which has every rule and every message."""
+    if feature.type is FeatureType.NUMBER:
+        check = _number_checker(feature)
+    elif feature.type is FeatureType.BOOLEAN:
+
+        def check(given: Any, provenance: Provenance) -> FeatureValue:
+            if given is True or given is False:
+                return _new(FeatureValue, (given, None, given, None, provenance))
+            return _value(feature, given, provenance)  # raises the precise wrong_type
+    else:
+        allowed = frozenset(feature.spec.values or [])
+
+        def check(given: Any, provenance: Provenance) -> FeatureValue:
+            if type(given) is str and given in allowed:
+                return _new(FeatureValue, (given, None, given, None, provenance))
+            return _value(feature, given, provenance)
+
+    object.__setattr__(feature, "check", check)  # a cache on an immutable object
+    return check
+
+
+def _number_checker(feature: Feature) -> Check:
+    canonical = feature.unit or "1"
+    low, high = feature.spec.range or (-math.inf, math.inf)
+    # Finite bounds for the fast path, so that an infinity or NaN always takes the slow one.
+    low, high = max(low, -_FINITE), min(high, _FINITE)
+
+    def check(given: Any, provenance: Provenance) -> FeatureValue:
+        kind = type(given)
+        if kind is float or (kind is int and -_EXACT_INT <= given <= _EXACT_INT):
+            # The identity conversion of `_number` (which also turns -0.0 into 0.0), rounding
+            # included, without its lookups.
+            value = _rounded(float(given)) if given else 0.0
+            if low <= value <= high:
+                return _new(FeatureValue, (value, canonical, given, canonical, provenance))
+        return _number(feature, given, provenance)  # quantities, and every error
+
+    return check
+
+
+_FINITE = 1.7976931348623157e308
+
+
+@lru_cache(maxsize=65536)
+def _rounded(value: float) -> float:
+    """`round_significant`, remembered: it costs a microsecond, and clinical values repeat
+    (they are recorded to a fixed precision). Zero never reaches here: -0.0 and 0.0 would
+    share an entry."""
+    return round_significant(value)
 
 
 def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:

@@ -103,6 +103,8 @@ class Derivation:
 class Feature:
     spec: FeatureSpec
     derivations: tuple[Derivation, ...] = ()
+    # Its input check compiled into one function (inputs.checker), built on first use.
+    check: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -157,9 +159,6 @@ class Criterion:
     note: str | None
     features: tuple[str, ...]
     origin: Origin | None = None  # None: written in the rule set itself
-    # The evaluator's compiled form of `when` (evaluate.plan), built on first use and kept
-    # with the criterion: a reload builds new criteria, so it can never be stale.
-    plan: Any = field(default=None, repr=False)
     # Its patient-independent JSON (present.py), likewise built on first use.
     shown: Any = field(default=None, repr=False)
 
@@ -204,6 +203,10 @@ class RuleSet:
     # What `hash` is the hash of: the validated rule set and the definitions of the features and
     # citations it uses, as JSON. Stored with every decision so the rule set can be rebuilt.
     snapshot: Mapping[str, Any]
+    # The rule set compiled into one function (codegen.py), built on first use and kept with
+    # the rule set: a reload builds new rule sets, so it can never be stale.
+    compiled: Any = field(default=None, init=False, repr=False, compare=False)
+    layout: Any = field(default=None, init=False, repr=False, compare=False)  # evaluate.layout
 
     @property
     def deciding(self) -> tuple[Criterion, ...]:

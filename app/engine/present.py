@@ -14,13 +14,9 @@ from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
-from app.engine.evaluate import (
-    AtomTrace,
-    CriterionResult,
-    Decision,
-    Result,
-    decisive,
-)
+import orjson
+
+from app.engine.evaluate import Decision, Result, layout, settled_by
 from app.engine.inputs import INPUT, FeatureValue, Provenance
 from app.engine.model import Atom, Between, Compare, Criterion, Feature, RuleBase, RuleSet, atoms
 from app.engine.schema import EvidenceSpec, FactSpec
@@ -86,8 +82,13 @@ def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, dict[str, Any]]
 _STATIC_KEYS = ("feature", "expression", "comparison", "threshold", "unit")
 
 
-def _atom(trace: AtomTrace, static: _Static, unknown: dict[str, Any]) -> dict[str, Any]:
-    given = trace.value
+def _atom(
+    given: FeatureValue | None,
+    result: bool | None,
+    margin: float | None,
+    static: _Static,
+    unknown: dict[str, Any],
+) -> dict[str, Any]:
     if given is None:
         return unknown
     feature, expression, comparison, threshold, unit = static
@@ -100,8 +101,8 @@ def _atom(trace: AtomTrace, static: _Static, unknown: dict[str, Any]) -> dict[st
         "threshold": threshold,
         "unit": unit,
         "value": given.value,
-        "margin": trace.margin,
-        "result": _RESULTS[trace.result],
+        "margin": margin,
+        "result": _RESULTS[result],
         "given": {"value": given.given_value, "unit": given.given_unit},
         "provenance": _INPUT if given.provenance is INPUT else _provenance(given.provenance),
     }
@@ -115,16 +116,24 @@ def _provenance(provenance: Provenance) -> dict[str, Any]:
 _INPUT = _provenance(INPUT)
 
 
-def criterion_result(result: CriterionResult, features: dict[str, Feature]) -> dict[str, Any]:
-    spec, statics = _shown(result.criterion, features)
-    trace = result.trace
+def _entry(
+    criterion: Criterion, record: tuple[Any, ...], offset: int, features: dict[str, Feature]
+) -> dict[str, Any]:
+    """A criterion's entry, read from a Decision's record at the criterion's offset."""
+    spec, statics = _shown(criterion, features)
     entry = spec.copy()
-    entry["result"] = result.result
-    if len(trace) == 1:  # most criteria: one comparison
+    entry["result"] = _RESULTS[record[offset]]
+    if len(statics) == 1:  # most criteria: one comparison
         static, unknown = statics[0]
-        entry["features"] = [_atom(trace[0], static, unknown)]
+        given, result, margin = record[offset + 1 : offset + 4]
+        entry["features"] = [_atom(given, result, margin, static, unknown)]
     else:
-        entry["features"] = [_atom(t, s, u) for t, (s, u) in zip(trace, statics, strict=True)]
+        at = offset + 1
+        shown = []
+        for static, unknown in statics:
+            shown.append(_atom(record[at], record[at + 1], record[at + 2], static, unknown))
+            at += 3
+        entry["features"] = shown
     return entry
 
 
@@ -207,14 +216,51 @@ def citation(spec: EvidenceSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
+class SplicedList(list[Any]):
+    """A list that is the same in every answer, serialised once (`render` splices the bytes).
+
+    Still a list to every reader (the form, the cards, the tests); only `render` knows."""
+
+    __slots__ = ("fragment",)
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.fragment = orjson.Fragment(orjson.dumps(items))
+
+
+class SplicedDict(dict[str, Any]):
+    """A mapping that is the same in every answer, serialised once (see SplicedList)."""
+
+    __slots__ = ("fragment",)
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self.fragment = orjson.Fragment(orjson.dumps(items))
+
+
+def _splice(obj: Any) -> Any:
+    if isinstance(obj, SplicedList | SplicedDict):
+        return obj.fragment
+    raise TypeError(f"{type(obj).__name__} is not JSON")
+
+
+def render(content: Any) -> bytes:
+    """An answer as the JSON bytes the API sends (and the audit trail's digest is taken of).
+
+    A rule set's reference, risks, outcomes, citations and notes (over 40 % of an answer)
+    are spliced in as bytes serialised when the rule set was first presented. Enums are
+    written as their values and datetimes as RFC 3339, as the standard encoder writes them."""
+    return orjson.dumps(content, default=_splice, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
 @lru_cache(maxsize=256)
 def _static(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
     return {
-        "ruleset": ruleset_ref(ruleset),
-        "risks": [fact(r) for r in ruleset.risks],
-        "outcomes": [fact(o) for o in ruleset.outcomes],
-        "citations": [citation(rules.evidence[c]) for c in ruleset.citations],
-        "notes": list(ruleset.notes),
+        "ruleset": SplicedDict(ruleset_ref(ruleset)),
+        "risks": SplicedList([fact(r) for r in ruleset.risks]),
+        "outcomes": SplicedList([fact(o) for o in ruleset.outcomes]),
+        "citations": SplicedList([citation(rules.evidence[c]) for c in ruleset.citations]),
+        "notes": SplicedList(list(ruleset.notes)),
     }
 
 
@@ -222,16 +268,20 @@ def clear_caches() -> None:
     """Forget cached JSON of replaced rule objects (called after a rules reload)."""
     criterion_spec.cache_clear()
     _static.cache_clear()
+    _summary_ref.cache_clear()
 
 
 def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
     static = _static(result.ruleset, rules)
+    record, features = result.record, rules.features
+    entries = [_entry(c, record, offset, features) for c, offset, _ in layout(result.ruleset)]
+    deciding = len(result.ruleset.deciding)
     return {
         "ruleset": static["ruleset"],
         "status": result.status,
-        "reasons": [r.criterion.id for r in decisive(result)],
-        "criteria": [criterion_result(r, rules.features) for r in result.criteria],
-        "cautions": [criterion_result(r, rules.features) for r in result.cautions],
+        "reasons": [c.id for c in settled_by(result)],
+        "criteria": entries[:deciding],
+        "cautions": entries[deciding:],
         "risks": static["risks"],
         "outcomes": static["outcomes"],
         "missing": list(result.missing),
@@ -239,6 +289,41 @@ def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
         "citations": static["citations"],
         "notes": static["notes"],
     }
+
+
+def summary(result: Decision, rules: RuleBase) -> dict[str, Any]:
+    """The verdict without the trace: what a worklist or a registry needs of a decision,
+    about a twentieth of `decision`'s bytes. The full answer stays one query away."""
+    ruleset, features = result.ruleset, rules.features
+    return {
+        "ruleset": _summary_ref(ruleset),
+        "status": result.status,
+        "reasons": [
+            {"id": c.id, "kind": c.kind, "title": c.title, "source": c.source}
+            for c in settled_by(result)
+        ],
+        "missing": [
+            {"feature": f, "label": features[f].spec.label, "unit": features[f].unit}
+            for f in result.missing
+        ],
+        "to_confirm": [
+            {"feature": c["feature"], "question": c["question"]}
+            for c in (to_confirm(result, features) if result.to_confirm else [])
+        ],
+    }
+
+
+@lru_cache(maxsize=256)
+def _summary_ref(ruleset: RuleSet) -> dict[str, Any]:
+    return SplicedDict(
+        {
+            "id": ruleset.id,
+            "version": ruleset.version,
+            "hash": ruleset.hash,
+            "title": ruleset.title,
+            "review_status": ruleset.review_status,
+        }
+    )
 
 
 def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:

@@ -37,12 +37,22 @@ def differences(recorded: Mapping[str, Any], replayed: Mapping[str, Any]) -> lis
 def _field(recorded: Mapping[str, Any], replayed: Mapping[str, Any], field: str) -> tuple[Any, Any]:
     """A record from before `to_confirm` existed listed confirmations under `missing`: compare
     it with both lists together, so a replay does not report a split as a change."""
+    if field == "to_confirm" and "to_confirm" in recorded:
+        return _features(recorded.get(field)), _features(replayed.get(field))
     if "to_confirm" in recorded or field not in ("missing", "to_confirm"):
         return recorded.get(field), replayed.get(field)
     if field == "to_confirm":
         return None, None
     together = [*replayed.get("missing", []), *replayed.get("to_confirm", [])]
     return sorted(recorded.get("missing") or []), sorted(together)
+
+
+def _features(confirmations: list[Any] | None) -> list[str] | None:
+    """Confirmations by feature id: an answer lists them with their questions, a compact
+    record by id alone, and the question's wording is not the verdict."""
+    if confirmations is None:
+        return None
+    return [c["feature"] if isinstance(c, dict) else c for c in confirmations]
 
 
 def _results(decision: Mapping[str, Any]) -> dict[str, str]:

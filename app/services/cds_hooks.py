@@ -197,7 +197,7 @@ class _Call:
         try:
             answer = decide_and_record(
                 self.session, self.rules, self.stored, asked, context.key, extra=with_cards
-            )
+            ).content
         except InvalidInput as exc:
             raise gathered.located(exc) from None
         records.record_cards(

@@ -36,6 +36,7 @@ from app.engine.replay import differences
 from app.engine.run import evaluate_all, select
 from app.fhir.mapping import Mapped, map_bundle
 from app.security import pseudonym
+from app.services import compact
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Asked:
     hook_instance: str | None = None  # CDS Hooks: the client's id of the call
     call: Mapping[str, Any] | None = None  # CDS Hooks: what else the record keeps of the call
     clinician: str | None = None  # the web form: the signed-in clinician's user name
+    view: str = "full"  # or "summary": verdicts without the trace (compact.PRESENT)
 
 
 def patient_values(
@@ -99,6 +101,12 @@ def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[st
 Extra = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    content: dict[str, Any]  # the answer, for a channel that builds on it (cards, the form)
+    body: bytes  # exactly what the API sends, and what the record's digest is the digest of
+
+
 def decide_and_record(
     session: Session,
     rules: RuleBase,
@@ -107,7 +115,7 @@ def decide_and_record(
     key: bytes,
     *,
     extra: Extra | None = None,
-) -> dict[str, Any]:
+) -> Answered:
     """The answer to give, already added to the session; raises InvalidInput on bad input.
     `extra` adds a channel's own part of the answer (CDS Hooks: its cards), which the record
     then keeps too, since it is what was sent."""
@@ -119,8 +127,10 @@ def decide_and_record(
         "id": str(uuid.uuid4()),
         "evaluated_at": now.isoformat(),
         "rules_hash": rules.hash,
-        "results": [present.decision(d, rules) for d in decisions],
+        "results": [compact.PRESENT[asked.view](d, rules) for d in decisions],
     }
+    if asked.view != "full":
+        answer["view"] = asked.view
     replaced = corrections(values)
     if replaced:
         answer["corrections"] = [present.correction(ident, value) for ident, value in replaced]
@@ -128,6 +138,7 @@ def decide_and_record(
         answer["fhir"] = _fhir_summary(mapped, values)
     if extra is not None:
         answer.update(extra(answer))
+    body = present.render(answer)
     patient = asked.patient_id or (mapped.patient_id if mapped else None)
     received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
     if mapped is not None:
@@ -143,14 +154,14 @@ def decide_and_record(
         rules_hash=rules.hash,
         input_received=received,
         input_normalised=values_to_json(values),
-        result=answer,
+        result=compact.record(answer, decisions, body, asked.view),
         rulesets=rulesets,
         statuses=[d.status.value for d in decisions],
         hook_instance=asked.hook_instance,
         clinician=asked.clinician,
     )
     audit.record(session, new, stored)
-    return answer
+    return Answered(answer, body)
 
 
 def summary(
@@ -184,14 +195,16 @@ def summaries(session: Session, rows: Sequence[Evaluation]) -> list[dict[str, An
     return [summary(e, versions, names) for e in rows]
 
 
-def full_record(session: Session, evaluation: Evaluation) -> dict[str, Any]:
+def full_record(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[str, Any]:
+    answer = compact.answer(session, rules, evaluation)
     return {
         **summaries(session, [evaluation])[0],
         "input": {
             "received": evaluation.input_received,
             "normalised": evaluation.input_normalised,
         },
-        "result": evaluation.result,
+        "result": answer.content,
+        "integrity": answer.integrity,
     }
 
 
@@ -199,7 +212,7 @@ def replay(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[st
     """Decide the recorded patient again, with the recorded rule set versions and with
     today's rules, and say what differs from what was recorded."""
     stored = audit.versions(session, (d.ruleset_hash for d in evaluation.decisions))
-    recorded_results = evaluation.result["results"]
+    recorded_results = compact.verdicts(evaluation)
     return {
         "evaluation_id": evaluation.id,
         "recorded_at": evaluation.created_at,
@@ -229,6 +242,8 @@ def _replay_one(
         out["recorded_version"] = {"error": f"cannot rebuild the stored version: {exc.report()}"}
         return out
     ruleset = then.rulesets[version.ruleset_id]
+    if isinstance(recorded.get("criteria"), str):  # a compact record: its verdict letters
+        recorded = compact.verdict_view(recorded, ruleset)
     values = values_from_json(evaluation.input_normalised)
     again = present.decision(decide(ruleset, values), then)
     out["recorded_version"] = _outcome(ruleset, again, recorded)

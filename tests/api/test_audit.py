@@ -3,6 +3,8 @@ listed, replayed with its recorded rule set version and with changed rules."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +16,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from app.api.schemas import EvaluationPage, EvaluationRecord, Replay
+from app.api.schemas import EvaluationPage, EvaluationRecord, EvaluationSummaryResponse, Replay
 from app.db.models import Evaluation, EvaluationDecision, RulesetVersion
+from app.engine import present
 from app.main import create_app
 from app.settings import Settings
 from tests.astis_patients import ASTIS_CANDIDATE
@@ -262,3 +265,141 @@ def test_decision_rows_match_the_answer(client: TestClient) -> None:
 def test_settings_for_tests_never_touch_the_project_database(client: TestClient) -> None:
     url = app_of(client).state.settings.database_url
     assert url != Settings().database_url
+
+
+# --- compact records: verdicts, envelope and digest, the answer re-rendered and proven ----
+
+
+def stored_result(client: TestClient, evaluation_id: str) -> dict[str, Any]:
+    with app_of(client).state.sessions() as session:
+        row = session.get(Evaluation, evaluation_id)
+        assert row is not None
+        return dict(row.result)
+
+
+def test_the_record_is_compact_and_proves_the_exact_bytes_sent(client: TestClient) -> None:
+    """All shipped rule sets: the answer is hundreds of kB, the record a few; reading the
+    record gives the same bytes back, proven by the SHA-256 taken when they were sent."""
+    response = client.post("/v1/evaluations", json={"features": ASTIS_CANDIDATE})
+    assert response.status_code == 200
+    sent = response.content
+    answer = response.json()
+    stored = stored_result(client, answer["id"])
+    assert stored["format"] == "compact/1"
+    assert stored["sha256"] == hashlib.sha256(sent).hexdigest()
+    assert stored["bytes"] == len(sent)
+    assert len(json.dumps(stored)) < len(sent) / 20, "the record keeps the rule sets' text"
+    astis = answer["results"][[r["ruleset"]["id"] for r in answer["results"]].index(ASTIS)]
+    verdict = stored["verdicts"][answer["results"].index(astis)]
+    assert verdict["status"] == astis["status"] == "eligible"
+    every = [*astis["criteria"], *astis["cautions"]]
+    assert verdict["criteria"] == "".join(
+        {"met": "M", "not_met": "N", "unknown": "U"}[c["result"]] for c in every
+    )
+    record = client.get(f"/v1/evaluations/{answer['id']}").json()
+    EvaluationRecord.model_validate(record)
+    assert record["integrity"] == {
+        "verified": True,
+        "sha256": hashlib.sha256(sent).hexdigest(),
+        "bytes": len(sent),
+    }
+    assert record["result"] == answer
+    assert present.render(record["result"]) == sent  # the same bytes, not just equal JSON
+
+
+def test_a_record_from_a_version_no_longer_served_is_rebuilt_and_proven(
+    client: TestClient, changed_rules_client: TestClient
+) -> None:
+    answer = evaluate(client, features=ASTIS_CANDIDATE)
+    record = changed_rules_client.get(f"/v1/evaluations/{answer['id']}").json()
+    assert record["integrity"]["verified"] is True
+    assert record["result"] == answer
+    assert record["result"]["results"][0]["status"] == "eligible"  # the version then
+
+
+def test_a_tampered_record_is_not_shown_as_the_answer(client: TestClient) -> None:
+    """A record whose re-rendering does not match its digest says so and shows the verdicts
+    it holds; a replay compares against those verdicts, which were stored as decided."""
+    answer = evaluate(client, features={**ASTIS_CANDIDATE, "age_years": 70})
+    with app_of(client).state.sessions() as session:
+        row = session.get(Evaluation, answer["id"])
+        assert row is not None
+        normalised = dict(row.input_normalised)
+        normalised["age_years"] = {**normalised["age_years"], "value": 45.0}
+        row.input_normalised = normalised  # the input no longer gives what was sent
+        session.commit()
+    record = client.get(f"/v1/evaluations/{answer['id']}").json()
+    EvaluationRecord.model_validate(record)
+    assert record["integrity"]["verified"] is False
+    assert "differs from the one sent" in record["integrity"]["problem"]
+    (verdict,) = record["result"]["results"]
+    assert verdict["status"] == "ineligible"
+    assert verdict["reasons"] == ["age-18-to-65"]
+    assert "title" not in verdict
+    replay = client.post(f"/v1/evaluations/{answer['id']}/replay").json()
+    Replay.model_validate(replay)
+    (one,) = replay["rulesets"]
+    assert one["recorded_version"]["status"] == "eligible"  # decided on the altered input
+    assert {
+        "field": "criterion",
+        "id": "age-18-to-65",
+        "recorded": "not_met",
+        "replayed": "met",
+    } in one["recorded_version"]["differences"]
+
+
+def test_the_summary_view_is_the_verdict_without_the_trace_and_recorded_alike(
+    client: TestClient,
+) -> None:
+    patient = {**ASTIS_CANDIDATE, "age_years": 70}
+    del patient["dlco_percent_predicted"]
+    full = client.post("/v1/evaluations", json={"features": patient})
+    short = client.post("/v1/evaluations?view=summary", json={"features": patient})
+    assert short.status_code == 200, short.text
+    assert len(short.content) * 10 < len(full.content)
+    summary = short.json()
+    EvaluationSummaryResponse.model_validate(summary)
+    assert summary["view"] == "summary"
+    for brief, whole in zip(summary["results"], full.json()["results"], strict=True):
+        assert brief["ruleset"]["hash"] == whole["ruleset"]["hash"]
+        assert brief["status"] == whole["status"]
+        assert [r["id"] for r in brief["reasons"]] == whole["reasons"]
+        assert [m["feature"] for m in brief["missing"]] == whole["missing"]
+        assert [q["feature"] for q in brief["to_confirm"]] == [
+            q["feature"] for q in whole["to_confirm"]
+        ]
+    astis = next(r for r in summary["results"] if r["ruleset"]["id"] == ASTIS)
+    assert astis["status"] == "ineligible"
+    assert astis["reasons"][0]["title"]  # a label a person reads, not only an id
+    record = client.get(f"/v1/evaluations/{summary['id']}").json()
+    EvaluationRecord.model_validate(record)
+    assert record["integrity"]["verified"] is True
+    assert present.render(record["result"]) == short.content
+    replay = client.post(f"/v1/evaluations/{summary['id']}/replay").json()
+    assert all(r["recorded_version"]["same_as_recorded"] for r in replay["rulesets"])
+    bad = client.post("/v1/evaluations?view=brief", json={"features": patient})
+    assert bad.status_code == 422
+    assert "view" in bad.text
+
+
+def test_large_answers_are_compressed_for_clients_that_accept_it(client: TestClient) -> None:
+    plain = client.post(
+        "/v1/evaluations",
+        json={"features": ASTIS_CANDIDATE},
+        headers={"Accept-Encoding": "identity"},
+    )
+    assert "content-encoding" not in plain.headers
+    packed = client.post(
+        "/v1/evaluations",
+        json={"features": ASTIS_CANDIDATE},
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert packed.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in packed.headers["vary"].lower()
+    assert int(packed.headers["content-length"]) * 3 < len(plain.content)
+    answer = packed.json()  # httpx decompresses
+    assert [r["status"] for r in answer["results"]] == [
+        r["status"] for r in plain.json()["results"]
+    ]
+    small = client.get("/healthz", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers  # not worth it under 2 kB

@@ -305,6 +305,38 @@ def test_a_recorded_evaluation_opens_by_id_and_prints(development: TestClient) -
     assert "11.5 kPa" in html
 
 
+def test_an_answer_sent_as_a_summary_opens_with_every_criterion(development: TestClient) -> None:
+    made = development.post(
+        "/v1/evaluations?view=summary", json={"features": ASTIS_CANDIDATE}
+    ).json()
+    assert "criteria" not in made["results"][0]
+    page = development.get(f"/?evaluation={made['id']}").text
+    assert "answer cannot be shown" not in page
+    panel = _panel(page, "hsct-ssc-astis")
+    assert "11.5 kPa" in panel  # the trace: the value as given, from the recorded input
+
+
+def test_a_record_that_cannot_be_proven_is_not_shown_as_results(development: TestClient) -> None:
+    """Its re-rendering no longer matches the digest of what was sent: the page and the report
+    say so and show no verdict panels, rather than an answer that was never given."""
+    made = development.post("/v1/evaluations", json={"features": ASTIS_CANDIDATE}).json()
+    before = development.get(f"/?evaluation={made['id']}").text
+    assert 'id="rs-hsct-ssc-astis"' in before
+    with sessions(development)() as session:
+        row = session.get(Evaluation, made["id"])
+        assert row is not None
+        normalised = dict(row.input_normalised)
+        normalised["age_years"] = {**normalised["age_years"], "value": 70.0}
+        row.input_normalised = normalised
+        session.commit()
+    for path in (f"/?evaluation={made['id']}", f"/report/{made['id']}"):
+        page = development.get(path)
+        assert page.status_code == 200
+        assert "answer cannot be shown" in page.text
+        assert "differs from the one sent" in page.text
+        assert 'id="rs-hsct-ssc-astis"' not in page.text
+
+
 def test_unknown_evaluations_are_404_pages(development: TestClient) -> None:
     for path in (
         "/?evaluation=00000000-0000-0000-0000-000000000000",

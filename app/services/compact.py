@@ -1,0 +1,185 @@
+"""An answer's audit record, compact: what depends on the patient, and a digest of the rest.
+
+An answer for all shipped rule sets is some 340 kB, of which under 1 kB depends on the patient:
+the rest (titles, sources, notes, citations, risks, outcomes) is the rule set version's, and
+the audit trail keeps each version once (`ruleset_versions`). So the record keeps, beside the
+input as received and as normalised (columns of their own) and the versions by hash (one
+`evaluation_decisions` row each):
+
+- each decision's verdict: status, reasons, missing, to-confirm and every criterion's result
+  as one letter (M met, N not met, U unknown) in the version's reading order;
+- the answer's envelope (id, time, rules hash, corrections, the FHIR summary, a channel's own
+  part such as CDS cards) as the JSON text sent, since a JSONB column keeps neither key
+  order nor number spelling;
+- the SHA-256 and length of the exact answer bytes sent.
+
+Reading a record re-renders the answer (the recorded versions, the normalised input, the
+same presentation) and proves it by the digest; a record that cannot be proven says so and
+shows the verdicts it holds. Records from before this format hold the whole answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from app.db import audit
+from app.db.models import Evaluation, RulesetVersion
+from app.engine import present
+from app.engine.diagnostics import RuleLoadError
+from app.engine.evaluate import Decision, decide, layout, settled_by
+from app.engine.inputs import values_from_json
+from app.engine.load import rebuild
+from app.engine.model import RuleBase, RuleSet
+
+FORMAT = "compact/1"
+PRESENT = {"full": present.decision, "summary": present.summary}  # by the view asked for
+_LETTER = {True: "M", False: "N", None: "U"}
+_RESULT = {"M": "met", "N": "not_met", "U": "unknown"}
+
+
+def record(
+    answer: dict[str, Any], decisions: Sequence[Decision], body: bytes, view: str
+) -> dict[str, Any]:
+    """What the audit trail stores of an answer (`result` column)."""
+    envelope = {k: v for k, v in answer.items() if k != "results"}
+    return {
+        "format": FORMAT,
+        "view": view,
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "bytes": len(body),
+        "keys": list(answer),
+        "envelope": present.render(envelope).decode(),
+        "verdicts": [_verdict(d) for d in decisions],
+    }
+
+
+def _verdict(decision: Decision) -> dict[str, Any]:
+    record = decision.record
+    return {
+        "status": decision.status.value,
+        "reasons": [c.id for c in settled_by(decision)],
+        "missing": list(decision.missing),
+        "to_confirm": list(decision.to_confirm),
+        "criteria": "".join(_LETTER[record[at]] for _, at, _ in layout(decision.ruleset)),  # type: ignore[index]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    content: dict[str, Any]  # the answer as sent, or (unproven) its verdicts only
+    integrity: dict[str, Any]
+
+
+def answer(
+    session: Session, rules: RuleBase, evaluation: Evaluation, *, shown_as: str | None = None
+) -> Recorded:
+    """The recorded answer, re-rendered and proven against the digest taken when it was sent.
+
+    `shown_as="full"`: once proven, the same decisions in the full view (the form shows
+    every criterion of an answer the API sent as a summary)."""
+    stored = evaluation.result
+    if stored.get("format") != FORMAT:
+        return Recorded(stored, {"verified": None, "note": "recorded whole, before digests"})
+    kept = {"sha256": stored["sha256"], "bytes": stored["bytes"]}
+    try:
+        content = _rerender(session, rules, evaluation, stored, stored["view"])
+    except RuleLoadError as exc:
+        problem = f"a recorded rule set version cannot be rebuilt: {exc.report()}"
+        return _unproven(stored, evaluation, {**kept, "verified": False, "problem": problem})
+    body = present.render(content)
+    if hashlib.sha256(body).hexdigest() != stored["sha256"]:
+        problem = "the re-rendered answer differs from the one sent; its verdicts are shown"
+        return _unproven(stored, evaluation, {**kept, "verified": False, "problem": problem})
+    if shown_as is not None and shown_as != stored["view"]:
+        content = _rerender(session, rules, evaluation, stored, shown_as)
+    return Recorded(content, {**kept, "verified": True})
+
+
+def _rerender(
+    session: Session,
+    rules: RuleBase,
+    evaluation: Evaluation,
+    stored: dict[str, Any],
+    view: str,
+) -> dict[str, Any]:
+    values = values_from_json(evaluation.input_normalised)
+    versions: dict[str, RulesetVersion] | None = None
+    results = []
+    for d in evaluation.decisions:
+        served = rules.rulesets.get(d.ruleset_id)
+        if served is not None and served.hash == d.ruleset_hash:
+            ruleset, base = served, rules
+        else:
+            if versions is None:
+                versions = audit.versions(session, (x.ruleset_hash for x in evaluation.decisions))
+            ruleset, base = _version(versions[d.ruleset_hash])
+        results.append(PRESENT[view](decide(ruleset, values), base))
+    envelope: dict[str, Any] = orjson.loads(stored["envelope"])
+    if view != stored["view"]:  # another view of the same decisions: its own envelope
+        envelope.pop("view", None)
+        return {**envelope, "results": results}
+    return {k: results if k == "results" else envelope[k] for k in stored["keys"]}
+
+
+_REBUILT: dict[str, tuple[RuleSet, RuleBase]] = {}
+_KEEP = 64  # rebuilt versions kept; each is one rule set with the catalogue entries it uses
+
+
+def _version(version: RulesetVersion) -> tuple[RuleSet, RuleBase]:
+    """A recorded version no longer served, rebuilt from its snapshot (and kept: rebuilding
+    validates and compiles the whole rule set again)."""
+    found = _REBUILT.get(version.hash)
+    if found is None:
+        base = rebuild(version.content, version.hash)
+        found = (base.rulesets[version.ruleset_id], base)
+        if len(_REBUILT) >= _KEEP:
+            _REBUILT.pop(next(iter(_REBUILT)))
+        _REBUILT[version.hash] = found
+    return found
+
+
+def _unproven(
+    stored: dict[str, Any], evaluation: Evaluation, integrity: dict[str, Any]
+) -> Recorded:
+    """The envelope and the verdicts the record holds, never a re-rendering as if it were
+    what was sent."""
+    envelope: dict[str, Any] = orjson.loads(stored["envelope"])
+    verdicts = [
+        {"ruleset": {"id": d.ruleset_id, "hash": d.ruleset_hash}, **v}
+        for d, v in zip(evaluation.decisions, stored["verdicts"], strict=True)
+    ]
+    return Recorded({**envelope, "results": verdicts}, integrity)
+
+
+def verdicts(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Each decision's verdict as recorded (what a replay compares against): a compact
+    record's own, stored as decided and independent of any presentation; an older record's
+    whole answer."""
+    stored = evaluation.result
+    if stored.get("format") != FORMAT:
+        return list(stored["results"])
+    return list(stored["verdicts"])
+
+
+def verdict_view(verdict: dict[str, Any], ruleset: RuleSet) -> dict[str, Any]:
+    """A stored verdict in the shape `replay.differences` compares (criteria by id)."""
+    criteria = [c for c, _, _ in layout(ruleset)]
+    letters = verdict["criteria"]
+    deciding = len(ruleset.deciding)
+    entry = [
+        {"id": c.id, "result": _RESULT[letter]} for c, letter in zip(criteria, letters, strict=True)
+    ]
+    return {
+        "status": verdict["status"],
+        "reasons": verdict["reasons"],
+        "missing": verdict["missing"],
+        "to_confirm": verdict["to_confirm"],
+        "criteria": entry[:deciding],
+        "cautions": entry[deciding:],
+    }
