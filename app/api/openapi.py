@@ -26,6 +26,8 @@ from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from app.api.cds_hooks import cds_client
 from app.api.errors import PROBLEM_JSON
 from app.api.schemas import Problem
+from app.engine.model import Feature, RuleBase
+from app.engine.schema import FeatureType
 from app.security import Scope
 
 API_TOKEN = "apiToken"  # noqa: S105 - a scheme's name, not a secret
@@ -143,8 +145,63 @@ def _with_note(description: str, needed: Requirement) -> str:
     return f"{description}\n\n{note}".strip() if note not in description else description
 
 
+QUANTITY = {
+    "type": "object",
+    "properties": {
+        "value": {"type": "number"},
+        "unit": {"type": "string", "description": "A UCUM unit convertible to the canonical one"},
+    },
+    "required": ["value", "unit"],
+    "additionalProperties": False,
+    "description": "A value in another unit, converted to the feature's canonical unit",
+}
+_UNKNOWN = {"type": "null", "description": "unknown, as if left out"}
+
+
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """One catalogue feature as a JSON Schema: a generated client gets its type, canonical
+    unit, plausible range and allowed values (an out-of-range number is still a 422 naming
+    the field, with the range)."""
+    spec = feature.spec
+    if spec.type is FeatureType.NUMBER:
+        number: dict[str, Any] = {"type": "number"}
+        if spec.range is not None:
+            number["minimum"], number["maximum"] = spec.range
+        if spec.unit:
+            number["description"] = f"in {spec.unit}"
+        kinds = [number, {"$ref": "#/components/schemas/Quantity"}, _UNKNOWN]
+    elif spec.type is FeatureType.BOOLEAN:
+        kinds = [{"type": "boolean"}, _UNKNOWN]
+    else:
+        kinds = [{"type": "string", "enum": list(spec.values or [])}, _UNKNOWN]
+    shown: dict[str, Any] = {"title": spec.label, "description": spec.description, "anyOf": kinds}
+    if spec.unit:
+        shown["x-unit"] = spec.unit  # the canonical UCUM unit, for a client's own checks
+    return shown
+
+
+def add_features(schema: dict[str, Any], rules: RuleBase) -> None:
+    """The request's `features` as the loaded catalogue: one property per feature id."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Quantity"] = QUANTITY
+    components["Features"] = {
+        "type": "object",
+        "description": "Feature id -> value (GET /v1/features); a feature left out is unknown",
+        "properties": {ident: feature_schema(f) for ident, f in rules.features.items()},
+        "additionalProperties": False,
+        "x-rules-hash": rules.hash,
+    }
+    body = schema["paths"]["/v1/evaluations"]["post"]["requestBody"]["content"]
+    properties = body["application/json"]["schema"]["properties"]
+    properties["features"] = {
+        "$ref": "#/components/schemas/Features",
+        "description": properties["features"].get("description", ""),
+    }
+
+
 def install(app: FastAPI, auth: bool) -> None:
-    """Make `app.openapi` FastAPI's document with the security added (built once, cached)."""
+    """Make `app.openapi` FastAPI's document with the security and the loaded catalogue
+    added (built once, and the catalogue again after a reload changes the rules)."""
     build = app.openapi  # FastAPI's own; it caches the document in app.openapi_schema
 
     def openapi() -> dict[str, Any]:
@@ -152,6 +209,9 @@ def install(app: FastAPI, auth: bool) -> None:
         if "securitySchemes" not in schema.get("components", {}):
             add_security(schema, app.routes, auth)
             problem_bodies(schema)
+        rules: RuleBase = app.state.rules
+        if schema["components"]["schemas"].get("Features", {}).get("x-rules-hash") != rules.hash:
+            add_features(schema, rules)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

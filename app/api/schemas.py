@@ -20,6 +20,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.engine.present import (
+    CitationOut,
+    CorrectionOut,
+    CriterionSpecOut,
+    DecisionOut,
+    DecisionSummaryOut,
+    FactOut,
+)
 from app.engine.schema import EvidenceSpec, FeatureSpec
 
 _FEATURE_VALUE_SCHEMA: dict[str, Any] = {
@@ -116,7 +124,7 @@ class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RulesetRef(_Out):
+class _RulesetFields(_Out):
     id: str
     version: str
     hash: str
@@ -127,117 +135,6 @@ class RulesetRef(_Out):
     source: str
     review_status: Literal["draft", "in_review", "approved"]
     review_note: str
-
-
-class Given(_Out):
-    value: float | bool | str
-    unit: str | None
-
-
-class Provenance(_Out):
-    source: str = Field(description="input, fhir, or derived (implied by other values)")
-    resource: str | None = None
-    date: str | None = None
-    derivation: str | None = Field(
-        default=None, description="For a derived value: the implication and why it holds"
-    )
-    replaced: str | None = Field(
-        default=None,
-        description="For a derived value: the value given against the implication, which it "
-        "replaced (see the answer's corrections)",
-    )
-
-
-class OriginOut(_Out):
-    """Set on a criterion included from a shared fragment (rules/fragments/)."""
-
-    fragment: str
-    title: str
-    applies_to: str = Field(description="e.g. 'all cellular therapies'")
-    label: str = Field(description="e.g. 'applies to all cellular therapies: Greco 2024 Table 1'")
-
-
-class ConfirmationOut(_Out):
-    """A clinician-judged value the rules cannot compute, still unanswered."""
-
-    feature: str = Field(description="The feature id to send once confirmed")
-    label: str
-    question: str
-    description: str = Field(description="The source's words the judgement is made against")
-    proceeds_when: bool = Field(description="The answer under which the patient can go on")
-    criteria: list[str] = Field(description="The criteria waiting for this answer")
-
-
-class FeatureUse(_Out):
-    feature: str
-    expression: str
-    comparison: Literal["<", "<=", ">", ">=", "==", "!=", "between", "in"]
-    threshold: float | bool | str | dict[str, float] | list[str]
-    unit: str | None
-    value: float | bool | str | None = Field(description="In the canonical unit; null: unknown")
-    margin: float | None = Field(
-        description="value − threshold (between: distance to the nearer bound, negative "
-        "outside); null when unknown or not numeric"
-    )
-    result: Result
-    given: Given | None = None
-    provenance: Provenance | None = None
-
-
-class CriterionOut(_Out):
-    id: str
-    kind: Literal["indication", "inclusion", "exclusion", "caution"]
-    title: str
-    expression: str
-    result: Result
-    features: list[FeatureUse]
-    citations: list[str]
-    source: str
-    evidence: Literal["verified", "partial"]
-    note: str | None
-    origin: OriginOut | None
-
-
-class CriterionSpecOut(_Out):
-    id: str
-    kind: Literal["indication", "inclusion", "exclusion", "caution"]
-    title: str
-    expression: str
-    citations: list[str]
-    source: str
-    evidence: Literal["verified", "partial"]
-    note: str | None
-    origin: OriginOut | None
-
-
-class FactOut(_Out):
-    id: str
-    title: str
-    figure: str
-    population: str | None
-    citations: list[str]
-    source: str
-    evidence: Literal["verified", "partial"]
-    note: str | None
-
-
-class DecisionOut(_Out):
-    ruleset: RulesetRef
-    status: Status
-    reasons: list[str] = Field(description="Criteria that settled an ineligible/not_indicated")
-    criteria: list[CriterionOut]
-    cautions: list[CriterionOut]
-    risks: list[FactOut]
-    outcomes: list[FactOut]
-    missing: list[str] = Field(
-        description="Values to measure (feature ids) that would decide an indeterminate"
-    )
-    to_confirm: list[ConfirmationOut] = Field(
-        description="Clinician confirmations that would decide an indeterminate; apart from "
-        "`missing`: answer them with the feature id as true or false"
-    )
-    citations: list[EvidenceSpec]
-    notes: list[str]
 
 
 class FhirValue(_Out):
@@ -261,14 +158,8 @@ class FhirUse(_Out):
     skipped: list[FhirSkipped] = Field(description="Matching resources not used, and why")
 
 
-class CorrectionOut(_Out):
-    """A value given against an implication of the catalogue (3 g of IV cyclophosphamide
-    means a prior alkylating agent): the implied value was used; correct the record."""
-
-    feature: str
-    given: Given
-    used: float | bool | str
-    because: str | None = Field(description="The implication and why it holds")
+# The decision payloads (DecisionOut, DecisionSummaryOut, CorrectionOut, ...) are typed once,
+# beside their builder in present.py, and used here as they are.
 
 
 class EvaluationResponse(_Out):
@@ -282,42 +173,6 @@ class EvaluationResponse(_Out):
         "(absent when there are none)",
     )
     fhir: FhirUse | None = None
-
-
-class SummaryRef(_Out):
-    id: str
-    version: str
-    hash: str
-    title: str
-    review_status: str
-
-
-class ReasonOut(_Out):
-    id: str
-    kind: Literal["indication", "inclusion", "exclusion"]
-    title: str
-    source: str
-
-
-class MissingOut(_Out):
-    feature: str
-    label: str
-    unit: str | None
-
-
-class QuestionOut(_Out):
-    feature: str
-    question: str
-
-
-class DecisionSummaryOut(_Out):
-    """`?view=summary`: the verdict and what would decide it, without the trace."""
-
-    ruleset: SummaryRef
-    status: Status
-    reasons: list[ReasonOut] = Field(description="Criteria that settled it, with their titles")
-    missing: list[MissingOut]
-    to_confirm: list[QuestionOut]
 
 
 class EvaluationSummaryResponse(_Out):
@@ -463,7 +318,7 @@ class Replay(_Out):
     rulesets: list[RulesetReplay]
 
 
-class RulesetSummary(RulesetRef):
+class RulesetSummary(_RulesetFields):
     criteria: int
     cautions: int
     risks: int
@@ -495,7 +350,7 @@ class RulesetList(_Out):
     rulesets: list[RulesetSummary]
 
 
-class RulesetDetail(RulesetRef):
+class RulesetDetail(_RulesetFields):
     file: str
     includes: list[str] = Field(description="Shared fragments applied (rules/fragments/)")
     criteria: list[CriterionSpecOut]
@@ -503,7 +358,7 @@ class RulesetDetail(RulesetRef):
     risks: list[FactOut]
     outcomes: list[FactOut]
     notes: list[str]
-    citations: list[EvidenceSpec]
+    citations: list[CitationOut]
 
 
 class FeatureList(_Out):

@@ -16,7 +16,9 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
+
+from app.engine.present import ConfirmationOut, CriterionOut, DecisionOut, RulesetRef
 
 SUMMARY_LIMIT = 139  # the spec: "<140 characters"
 THERAPIES = {"hsct": "Autologous HSCT", "msc": "MSC", "car_t": "CD19 CAR-T"}
@@ -41,11 +43,9 @@ class Links:
     rulesets: str  # the base URL of the rule sets' public description
 
 
-def cards(
-    results: Sequence[Mapping[str, Any]], labels: Mapping[str, str], links: Links
-) -> list[Card]:
+def cards(results: Sequence[DecisionOut], labels: Mapping[str, str], links: Links) -> list[Card]:
     """`labels`: feature id -> label, to say what to measure in words."""
-    by_therapy: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    by_therapy: dict[tuple[str, str], list[DecisionOut]] = {}
     for result in results:
         if result["status"] == "not_indicated":
             continue
@@ -60,7 +60,7 @@ def cards(
 def _card(
     therapy: str,
     indication: str,
-    results: list[Mapping[str, Any]],
+    results: list[DecisionOut],
     labels: Mapping[str, str],
     links: Links,
 ) -> Card:
@@ -85,7 +85,7 @@ def _card(
 
 
 def changes(
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[DecisionOut],
     before: Mapping[str, str],
     labels: Mapping[str, str],
     links: Links,
@@ -102,13 +102,13 @@ def changes(
     return made
 
 
-def _lost(result: Mapping[str, Any], before: Mapping[str, str]) -> bool:
+def _lost(result: DecisionOut, before: Mapping[str, str]) -> bool:
     """Given, the order would rule out a patient who was a candidate or still undecided."""
     was = before[result["ruleset"]["id"]]
     return result["status"] == "ineligible" and was in ("eligible", "indeterminate")
 
 
-def _change_summary(group: Sequence[Mapping[str, Any]], before: Mapping[str, str]) -> str:
+def _change_summary(group: Sequence[DecisionOut], before: Mapping[str, str]) -> str:
     ruleset = group[0]["ruleset"]
     head = (
         f"If given, this order changes {THERAPIES.get(ruleset['therapy'], ruleset['therapy'])}"
@@ -125,15 +125,22 @@ def _change_summary(group: Sequence[Mapping[str, Any]], before: Mapping[str, str
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
-def short_name(ruleset: Mapping[str, Any]) -> str:
+class Named(TypedDict):
+    """What a short name needs of a rule set (a RulesetRef has more)."""
+
+    id: str
+    title: str
+
+
+def short_name(ruleset: Named | RulesetRef) -> str:
     """ "… (ASTIS criteria)" -> "ASTIS": the protocol's name as clinicians say it."""
-    found = re.search(r"\(([^()]*)\)\s*$", str(ruleset["title"]))
+    found = re.search(r"\(([^()]*)\)\s*$", ruleset["title"])
     if not found:
-        return str(ruleset["id"])
+        return ruleset["id"]
     return re.sub(r"\s+criteria$", "", found.group(1))
 
 
-def summary(therapy: str, indication: str, results: Sequence[Mapping[str, Any]]) -> str:
+def summary(therapy: str, indication: str, results: Sequence[DecisionOut]) -> str:
     head = f"{THERAPIES.get(therapy, therapy)} for {INDICATIONS.get(indication, indication)}"
     status = next(s for s in WORDS if any(r["status"] == s for r in results))
     names = [short_name(r["ruleset"]) for r in results if r["status"] == status]
@@ -145,7 +152,7 @@ def summary(therapy: str, indication: str, results: Sequence[Mapping[str, Any]])
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
-def _open(results: Sequence[Mapping[str, Any]]) -> str:
+def _open(results: Sequence[DecisionOut]) -> str:
     """What keeps the best verdict undecided: values to measure, confirmations, or both."""
     missing = len({f for r in results for f in r["missing"]})
     # .get: answers recorded before confirmations existed have no `to_confirm`.
@@ -158,7 +165,7 @@ def _open(results: Sequence[Mapping[str, Any]]) -> str:
     return f"; {values} to decide"
 
 
-def indicator(results: Sequence[Mapping[str, Any]]) -> str:
+def indicator(results: Sequence[DecisionOut]) -> str:
     """`warning` when the patient is a candidate and a caution applies to them (a risk the
     clinician must weigh before referring); `info` otherwise. Nothing here is `critical`: an
     eligibility opinion is never an emergency in the chart."""
@@ -168,7 +175,7 @@ def indicator(results: Sequence[Mapping[str, Any]]) -> str:
     return "info"
 
 
-def _protocol(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
+def _protocol(result: DecisionOut, labels: Mapping[str, str]) -> str:
     ruleset = result["ruleset"]
     lines = [
         f"**{_md(short_name(ruleset))}**: **{_md(result['status'])}** "
@@ -191,7 +198,7 @@ def _protocol(result: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _confirmation(item: Mapping[str, Any]) -> str:
+def _confirmation(item: ConfirmationOut) -> str:
     answer = "yes" if item["proceeds_when"] else "no"
     return (
         f"- *To confirm (clinician judgement):* {_md(item['question'])} "
@@ -199,18 +206,18 @@ def _confirmation(item: Mapping[str, Any]) -> str:
     )
 
 
-def _references(results: Sequence[Mapping[str, Any]]) -> str:
+def _references(results: Sequence[DecisionOut]) -> str:
     """Each reference once per card, though several protocols cite it."""
     cited = {c["id"]: c for r in results for c in r["citations"]}
     return "**References**\n" + "\n".join(f"- {_reference(c)}" for c in cited.values())
 
 
-def _decisive(criterion: Mapping[str, Any]) -> bool:
+def _decisive(criterion: CriterionOut) -> bool:
     kind, result = str(criterion["kind"]), str(criterion["result"])
     return (kind, result) in {("inclusion", "not_met"), ("exclusion", "met")}
 
 
-def _criteria(result: Mapping[str, Any], heading: str, chosen: Any) -> list[str]:
+def _criteria(result: DecisionOut, heading: str, chosen: Any) -> list[str]:
     return [
         f"- *{heading}:* {_criterion(c)}"
         for c in result["criteria"]
@@ -218,12 +225,12 @@ def _criteria(result: Mapping[str, Any], heading: str, chosen: Any) -> list[str]
     ]
 
 
-def _criterion(criterion: Mapping[str, Any]) -> str:
+def _criterion(criterion: CriterionOut) -> str:
     shown = dict.fromkeys(_value(f) for f in criterion["features"] if f["value"] is not None)
     values = "; ".join(shown)  # a feature used twice in the expression is shown once
     given = f" (patient: {values})" if values else ""
-    origin = (criterion.get("origin") or {}).get("label")
-    shared = f" *({_md(origin)})*" if origin else ""
+    origin = criterion["origin"]
+    shared = f" *({_md(origin['label'])})*" if origin else ""
     return (
         f"{_md(criterion['title'])}: `{criterion['expression']}`{given} "
         f"{_cite(criterion['citations'])}{shared}"

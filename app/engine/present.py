@@ -1,7 +1,9 @@
-"""Decisions and rule sets as the API's JSON (plain dicts), shared by the API and the CLI.
+"""Decisions and rule sets as the API's JSON, shared by the API, the form, the cards and the CLI.
 
-Kept pure and dict-based so `eligo evaluate --json` prints byte-for-byte what the API returns,
-and so the hot path does not pay for building and re-validating response models. What does
+Each payload has one typed definition here, beside its builder: a TypedDict that mypy holds
+the builder and every reader to, and that the OpenAPI schema is generated from (schemas.py
+uses these, it does not mirror them). They are plain dicts at run time, so `eligo evaluate
+--json` prints byte-for-byte what the API returns and the hot path builds no models. What does
 not depend on the patient (a criterion's text and citations, a rule set's risks and references)
 is built once per loaded object and cached: rule objects hash by identity, so a reload simply
 starts new cache entries. Enum members are emitted as-is: they are `str`, and JSON writes them
@@ -12,17 +14,266 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
 
 import orjson
+from pydantic import ConfigDict, Field, with_config
 
-from app.engine.evaluate import Decision, Result, layout, settled_by
-from app.engine.inputs import INPUT, FeatureValue, Provenance
-from app.engine.model import Atom, Between, Compare, Criterion, Feature, RuleBase, RuleSet, atoms
-from app.engine.schema import EvidenceSpec, FactSpec
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
+
+from app.engine.evaluate import Decision, Result, Status, layout, settled_by
+from app.engine.inputs import INPUT, FeatureValue
+from app.engine.inputs import Provenance as ValueProvenance
+from app.engine.model import (
+    Atom,
+    Between,
+    Compare,
+    Criterion,
+    CriterionKind,
+    Feature,
+    RuleBase,
+    RuleSet,
+    atoms,
+)
+from app.engine.schema import (
+    EvidenceKind,
+    EvidenceSpec,
+    EvidenceStatus,
+    FactSpec,
+    Indication,
+    ReviewStatus,
+    Therapy,
+)
+
+# --- the payloads ---------------------------------------------------------------------------
+
+_STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
+Scalar = float | bool | str
 
 
-def ruleset_ref(ruleset: RuleSet) -> dict[str, Any]:
+@with_config(_STRICT)
+class RulesetRef(TypedDict):
+    id: str
+    version: str
+    hash: str
+    title: str
+    therapy: Therapy
+    indication: Indication
+    protocol: str
+    source: str
+    review_status: ReviewStatus
+    review_note: str
+
+
+@with_config(_STRICT)
+class Given(TypedDict):
+    value: Scalar
+    unit: str | None
+
+
+@with_config(_STRICT)
+class Provenance(TypedDict):
+    source: Annotated[str, Field(description="input, fhir, or derived (implied by other values)")]
+    resource: NotRequired[str]
+    date: NotRequired[str]
+    derivation: NotRequired[
+        Annotated[str, Field(description="A derived value's implication and why it holds")]
+    ]
+    replaced: NotRequired[
+        Annotated[
+            str,
+            Field(
+                description="A derived value: the value given against the implication, which "
+                "it replaced (see the answer's corrections)"
+            ),
+        ]
+    ]
+
+
+@with_config(_STRICT)
+class FeatureUse(TypedDict):
+    """One comparison of a criterion, with the patient's value and its margin."""
+
+    feature: str
+    expression: str
+    comparison: Literal["<", "<=", ">", ">=", "==", "!=", "between", "in"]
+    threshold: Scalar | dict[str, float] | list[str]
+    unit: str | None
+    value: Annotated[Scalar | None, Field(description="In the canonical unit; null: unknown")]
+    margin: Annotated[
+        float | None,
+        Field(
+            description="value − threshold (between: distance to the nearer bound, negative "
+            "outside); null when unknown or not numeric"
+        ),
+    ]
+    result: Result
+    given: NotRequired[Given]
+    provenance: NotRequired[Provenance]
+
+
+@with_config(_STRICT)
+class OriginOut(TypedDict):
+    """Set on a criterion included from a shared fragment (rules/fragments/)."""
+
+    fragment: str
+    title: str
+    applies_to: Annotated[str, Field(description="e.g. 'all cellular therapies'")]
+    label: Annotated[
+        str, Field(description="e.g. 'applies to all cellular therapies: Greco 2024 Table 1'")
+    ]
+
+
+@with_config(_STRICT)
+class CriterionSpecOut(TypedDict):
+    id: str
+    kind: CriterionKind
+    title: str
+    expression: str
+    citations: list[str]
+    source: str
+    evidence: EvidenceStatus
+    note: str | None
+    origin: OriginOut | None
+
+
+@with_config(_STRICT)
+class CriterionOut(CriterionSpecOut):
+    result: Result
+    features: list[FeatureUse]
+
+
+@with_config(_STRICT)
+class FactOut(TypedDict):
+    id: str
+    title: str
+    figure: str
+    population: str | None
+    citations: list[str]
+    source: str
+    evidence: EvidenceStatus
+    note: str | None
+
+
+@with_config(_STRICT)
+class CitationOut(TypedDict):
+    id: str
+    kind: EvidenceKind
+    authors: str
+    title: str
+    journal: str | None
+    year: int
+    citation: str | None
+    doi: str | None
+    pmid: str | None
+    url: str | None
+    registry: list[str]
+    note: str | None
+
+
+@with_config(_STRICT)
+class ConfirmationOut(TypedDict):
+    """A clinician-judged value the rules cannot compute, still unanswered."""
+
+    feature: Annotated[str, Field(description="The feature id to send once confirmed")]
+    label: str
+    question: str
+    description: Annotated[
+        str, Field(description="The source's words the judgement is made against")
+    ]
+    proceeds_when: Annotated[
+        bool, Field(description="The answer under which the patient can go on")
+    ]
+    criteria: Annotated[list[str], Field(description="The criteria waiting for this answer")]
+
+
+@with_config(_STRICT)
+class DecisionOut(TypedDict):
+    """One rule set's decision in full: every criterion with its trace, and the evidence."""
+
+    ruleset: RulesetRef
+    status: Status
+    reasons: Annotated[
+        list[str], Field(description="Criteria that settled an ineligible/not_indicated")
+    ]
+    criteria: list[CriterionOut]
+    cautions: list[CriterionOut]
+    risks: list[FactOut]
+    outcomes: list[FactOut]
+    missing: Annotated[
+        list[str],
+        Field(description="Values to measure (feature ids) that would decide an indeterminate"),
+    ]
+    to_confirm: Annotated[
+        list[ConfirmationOut],
+        Field(
+            description="Clinician confirmations that would decide an indeterminate; apart "
+            "from `missing`: answer them with the feature id as true or false"
+        ),
+    ]
+    citations: list[CitationOut]
+    notes: list[str]
+
+
+@with_config(_STRICT)
+class SummaryRef(TypedDict):
+    id: str
+    version: str
+    hash: str
+    title: str
+    review_status: ReviewStatus
+
+
+@with_config(_STRICT)
+class ReasonOut(TypedDict):
+    id: str
+    kind: Literal["indication", "inclusion", "exclusion"]
+    title: str
+    source: str
+
+
+@with_config(_STRICT)
+class MissingOut(TypedDict):
+    feature: str
+    label: str
+    unit: str | None
+
+
+@with_config(_STRICT)
+class QuestionOut(TypedDict):
+    feature: str
+    question: str
+
+
+@with_config(_STRICT)
+class DecisionSummaryOut(TypedDict):
+    """`?view=summary`: the verdict and what would decide it, without the trace."""
+
+    ruleset: SummaryRef
+    status: Status
+    reasons: Annotated[
+        list[ReasonOut], Field(description="Criteria that settled it, with their titles")
+    ]
+    missing: list[MissingOut]
+    to_confirm: list[QuestionOut]
+
+
+@with_config(_STRICT)
+class CorrectionOut(TypedDict):
+    """A value given against an implication of the catalogue (3 g of IV cyclophosphamide
+    means a prior alkylating agent): the implied value was used; correct the record."""
+
+    feature: str
+    given: Given
+    used: Scalar
+    because: Annotated[str | None, Field(description="The implication and why it holds")]
+
+
+# --- the builders ---------------------------------------------------------------------------
+
+
+def ruleset_ref(ruleset: RuleSet) -> RulesetRef:
     return {
         "id": ruleset.id,
         "version": ruleset.version,
@@ -45,9 +296,12 @@ def _threshold(atom: Atom) -> Any:
     return list(atom.values)
 
 
-def _comparison(atom: Atom) -> str:
+Comparison = Literal["<", "<=", ">", ">=", "==", "!=", "between", "in"]
+
+
+def _comparison(atom: Atom) -> Comparison:
     if isinstance(atom, Compare):
-        return atom.op
+        return atom.op.value
     return "between" if isinstance(atom, Between) else "in"
 
 
@@ -56,8 +310,8 @@ def _comparison(atom: Atom) -> str:
 # is unknown, in the order the evaluator traces the atoms (reading order, every atom, no
 # short-circuit). Built once per criterion and kept on it (`Criterion.shown`: a reload builds
 # new criteria). Answers share these objects: nothing mutates an answer once built.
-_Static = tuple[str, str, str, Any, str | None]
-_Shown = tuple[dict[str, Any], tuple[tuple[_Static, dict[str, Any]], ...]]
+_Static = tuple[str, str, Comparison, Any, str | None]
+_Shown = tuple[CriterionSpecOut, tuple[tuple[_Static, FeatureUse], ...]]
 _RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
@@ -72,14 +326,20 @@ def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
     return shown
 
 
-def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, dict[str, Any]]:
-    static = (atom.feature, atom.text, _comparison(atom), _threshold(atom), unit)
-    unknown = dict(zip(_STATIC_KEYS, static, strict=True))
-    unknown.update(value=None, margin=None, result=Result.UNKNOWN)
+def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, FeatureUse]:
+    comparison = _comparison(atom)
+    static = (atom.feature, atom.text, comparison, _threshold(atom), unit)
+    unknown: FeatureUse = {
+        "feature": atom.feature,
+        "expression": atom.text,
+        "comparison": comparison,
+        "threshold": static[3],
+        "unit": unit,
+        "value": None,
+        "margin": None,
+        "result": Result.UNKNOWN,
+    }
     return static, unknown
-
-
-_STATIC_KEYS = ("feature", "expression", "comparison", "threshold", "unit")
 
 
 def _atom(
@@ -87,13 +347,13 @@ def _atom(
     result: bool | None,
     margin: float | None,
     static: _Static,
-    unknown: dict[str, Any],
-) -> dict[str, Any]:
+    unknown: FeatureUse,
+) -> FeatureUse:
     if given is None:
         return unknown
     feature, expression, comparison, threshold, unit = static
-    # One literal (the keys of _STATIC_KEYS, then the patient's): about twice as fast as
-    # merging a shared dict, and this runs for every known value of every answer.
+    # One literal (the static keys, then the patient's): about twice as fast as merging a
+    # shared dict, and this runs for every known value of every answer.
     return {
         "feature": feature,
         "expression": expression,
@@ -109,8 +369,9 @@ def _atom(
 
 
 @lru_cache(maxsize=1024)
-def _provenance(provenance: Provenance) -> dict[str, Any]:
-    return {k: v for k, v in asdict(provenance).items() if v is not None}
+def _provenance(provenance: ValueProvenance) -> Provenance:
+    # Provenance's fields are Provenance's keys; only those set are shown.
+    return {k: v for k, v in asdict(provenance).items() if v is not None}  # type: ignore[return-value]
 
 
 _INPUT = _provenance(INPUT)
@@ -118,10 +379,10 @@ _INPUT = _provenance(INPUT)
 
 def _entry(
     criterion: Criterion, record: tuple[Any, ...], offset: int, features: dict[str, Feature]
-) -> dict[str, Any]:
+) -> CriterionOut:
     """A criterion's entry, read from a Decision's record at the criterion's offset."""
     spec, statics = _shown(criterion, features)
-    entry = spec.copy()
+    entry: CriterionOut = spec.copy()  # type: ignore[assignment]  # completed just below
     entry["result"] = _RESULTS[record[offset]]
     if len(statics) == 1:  # most criteria: one comparison
         static, unknown = statics[0]
@@ -138,7 +399,7 @@ def _entry(
 
 
 @lru_cache(maxsize=4096)
-def criterion_spec(criterion: Criterion) -> dict[str, Any]:
+def criterion_spec(criterion: Criterion) -> CriterionSpecOut:
     return {
         "id": criterion.id,
         "kind": criterion.kind,
@@ -152,7 +413,7 @@ def criterion_spec(criterion: Criterion) -> dict[str, Any]:
     }
 
 
-def _origin(criterion: Criterion) -> dict[str, Any] | None:
+def _origin(criterion: Criterion) -> OriginOut | None:
     origin = criterion.origin
     if origin is None:
         return None
@@ -164,10 +425,10 @@ def _origin(criterion: Criterion) -> dict[str, Any] | None:
     }
 
 
-def to_confirm(result: Decision, features: dict[str, Feature]) -> list[dict[str, Any]]:
+def to_confirm(result: Decision, features: dict[str, Feature]) -> list[ConfirmationOut]:
     """The clinician confirmations that would decide an indeterminate status, each with the
     question, the answer that lets the patient go on and the criteria waiting for it."""
-    out = []
+    out: list[ConfirmationOut] = []
     for ident in result.to_confirm:
         spec = features[ident].spec
         assert spec.confirmation is not None  # RuleSet.confirmations holds only these
@@ -189,7 +450,7 @@ def to_confirm(result: Decision, features: dict[str, Feature]) -> list[dict[str,
     return out
 
 
-def correction(ident: str, value: FeatureValue) -> dict[str, Any]:
+def correction(ident: str, value: FeatureValue) -> CorrectionOut:
     """A value given against a catalogue implication, and what was used instead (derive.py)."""
     return {
         "feature": ident,
@@ -199,7 +460,7 @@ def correction(ident: str, value: FeatureValue) -> dict[str, Any]:
     }
 
 
-def fact(spec: FactSpec) -> dict[str, Any]:
+def fact(spec: FactSpec) -> FactOut:
     return {
         "id": spec.id,
         "title": spec.title,
@@ -212,8 +473,21 @@ def fact(spec: FactSpec) -> dict[str, Any]:
     }
 
 
-def citation(spec: EvidenceSpec) -> dict[str, Any]:
-    return spec.model_dump(mode="json")
+def citation(spec: EvidenceSpec) -> CitationOut:
+    return {
+        "id": spec.id,
+        "kind": spec.kind,
+        "authors": spec.authors,
+        "title": spec.title,
+        "journal": spec.journal,
+        "year": spec.year,
+        "citation": spec.citation,
+        "doi": spec.doi,
+        "pmid": spec.pmid,
+        "url": spec.url,
+        "registry": list(spec.registry),
+        "note": spec.note,
+    }
 
 
 class SplicedList(list[Any]):
@@ -253,14 +527,30 @@ def render(content: Any) -> bytes:
     return orjson.dumps(content, default=_splice, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 
+class _StaticParts(TypedDict):
+    ruleset: RulesetRef
+    risks: list[FactOut]
+    outcomes: list[FactOut]
+    citations: list[CitationOut]
+    notes: list[str]
+
+
+_T = TypeVar("_T")
+
+
+def _spliced(value: _T) -> _T:
+    """The same value, as a Spliced* that `render` writes from bytes serialised now."""
+    return cast(_T, SplicedDict(value) if isinstance(value, dict) else SplicedList(value))  # type: ignore[arg-type]
+
+
 @lru_cache(maxsize=256)
-def _static(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
+def _static(ruleset: RuleSet, rules: RuleBase) -> _StaticParts:
     return {
-        "ruleset": SplicedDict(ruleset_ref(ruleset)),
-        "risks": SplicedList([fact(r) for r in ruleset.risks]),
-        "outcomes": SplicedList([fact(o) for o in ruleset.outcomes]),
-        "citations": SplicedList([citation(rules.evidence[c]) for c in ruleset.citations]),
-        "notes": SplicedList(list(ruleset.notes)),
+        "ruleset": _spliced(ruleset_ref(ruleset)),
+        "risks": _spliced([fact(r) for r in ruleset.risks]),
+        "outcomes": _spliced([fact(o) for o in ruleset.outcomes]),
+        "citations": _spliced([citation(rules.evidence[c]) for c in ruleset.citations]),
+        "notes": _spliced(list(ruleset.notes)),
     }
 
 
@@ -271,7 +561,7 @@ def clear_caches() -> None:
     _summary_ref.cache_clear()
 
 
-def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
+def decision(result: Decision, rules: RuleBase) -> DecisionOut:
     static = _static(result.ruleset, rules)
     record, features = result.record, rules.features
     entries = [_entry(c, record, offset, features) for c, offset, _ in layout(result.ruleset)]
@@ -291,7 +581,7 @@ def decision(result: Decision, rules: RuleBase) -> dict[str, Any]:
     }
 
 
-def summary(result: Decision, rules: RuleBase) -> dict[str, Any]:
+def summary(result: Decision, rules: RuleBase) -> DecisionSummaryOut:
     """The verdict without the trace: what a worklist or a registry needs of a decision,
     about a twentieth of `decision`'s bytes. The full answer stays one query away."""
     ruleset, features = result.ruleset, rules.features
@@ -299,7 +589,7 @@ def summary(result: Decision, rules: RuleBase) -> dict[str, Any]:
         "ruleset": _summary_ref(ruleset),
         "status": result.status,
         "reasons": [
-            {"id": c.id, "kind": c.kind, "title": c.title, "source": c.source}
+            {"id": c.id, "kind": c.kind.value, "title": c.title, "source": c.source}  # type: ignore[typeddict-item]  # never a caution
             for c in settled_by(result)
         ],
         "missing": [
@@ -314,19 +604,18 @@ def summary(result: Decision, rules: RuleBase) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=256)
-def _summary_ref(ruleset: RuleSet) -> dict[str, Any]:
-    return SplicedDict(
-        {
-            "id": ruleset.id,
-            "version": ruleset.version,
-            "hash": ruleset.hash,
-            "title": ruleset.title,
-            "review_status": ruleset.review_status,
-        }
-    )
+def _summary_ref(ruleset: RuleSet) -> SummaryRef:
+    ref: SummaryRef = {
+        "id": ruleset.id,
+        "version": ruleset.version,
+        "hash": ruleset.hash,
+        "title": ruleset.title,
+        "review_status": ruleset.review_status,
+    }
+    return _spliced(ref)
 
 
-def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:
+def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:  # RulesetDetail
     static = _static(ruleset, rules)
     return {
         **static["ruleset"],

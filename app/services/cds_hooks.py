@@ -23,6 +23,7 @@ from app.db import audit
 from app.db import cds as records
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
+from app.engine.present import DecisionOut
 from app.engine.run import evaluate_all, select
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.fhir.medication import codes_of_derived
@@ -115,7 +116,7 @@ def call(
     return call.decide(gathered, lambda results, links: cds_cards.cards(results, labels, links))
 
 
-MakeCards = Callable[[list[dict[str, Any]], cds_cards.Links], list[cds_cards.Card]]
+MakeCards = Callable[[list[DecisionOut], cds_cards.Links], list[cds_cards.Card]]
 
 
 @dataclass(frozen=True, slots=True)

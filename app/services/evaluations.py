@@ -272,7 +272,7 @@ def _today(
 
 
 def _outcome(
-    ruleset: RuleSet, decision: dict[str, Any], recorded: dict[str, Any]
+    ruleset: RuleSet, decision: Mapping[str, Any], recorded: dict[str, Any]
 ) -> dict[str, Any]:
     found = differences(recorded, decision)
     return {

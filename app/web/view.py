@@ -12,10 +12,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.cds.cards import INDICATIONS, THERAPIES, short_name
 from app.engine.model import Feature, RuleSet
+from app.engine.present import (
+    CitationOut,
+    CriterionOut,
+    DecisionOut,
+    FactOut,
+    FeatureUse,
+    OriginOut,
+    Provenance,
+    RulesetRef,
+)
 
 # Catalogue groups in the order a clinician works through a patient, folded into sections.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -253,7 +262,7 @@ class ToConfirm:
 
 @dataclass(frozen=True, slots=True)
 class Panel:
-    ruleset: Mapping[str, Any]
+    ruleset: RulesetRef
     name: str
     status: str
     status_words: str
@@ -264,8 +273,8 @@ class Panel:
     still_open: str  # "2 values to measure, 1 to confirm" for an undecided verdict, else ""
     criteria: tuple[Criterion, ...]
     cautions: tuple[Criterion, ...]  # those that apply (met) or may (unknown)
-    risks: tuple[Mapping[str, Any], ...]
-    citations: tuple[Mapping[str, Any], ...]
+    risks: tuple[FactOut, ...]
+    citations: tuple[CitationOut, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,14 +290,13 @@ class Results:
     not_indicated: list[Panel] = field(default_factory=list)
 
 
-def _threshold(atom: Mapping[str, Any], unit: str) -> str:
+def _threshold(atom: FeatureUse, unit: str) -> str:
     threshold, comparison = atom["threshold"], atom["comparison"]
     suffix = f" {unit}" if unit else ""
-    if comparison == "between":
+    if isinstance(threshold, dict):  # between
         return f"{number(threshold['low'])}–{number(threshold['high'])}{suffix}"
-    if comparison in ("in", "not in"):
-        words = ", ".join(str(t).replace("_", " ") for t in threshold)
-        return f"{'one of' if comparison == 'in' else 'none of'} {words}"
+    if isinstance(threshold, list):  # in
+        return "one of " + ", ".join(t.replace("_", " ") for t in threshold)
     if isinstance(threshold, bool):
         return "yes" if threshold else "no"
     if isinstance(threshold, int | float):
@@ -296,7 +304,7 @@ def _threshold(atom: Mapping[str, Any], unit: str) -> str:
     return f"{COMPARISON.get(comparison, comparison)} {threshold}"
 
 
-def _value(atom: Mapping[str, Any], unit: str) -> str:
+def _value(atom: FeatureUse, unit: str) -> str:
     value = atom["value"]
     if value is None:
         return "unknown"
@@ -304,18 +312,19 @@ def _value(atom: Mapping[str, Any], unit: str) -> str:
         return "yes" if value else "no"
     if isinstance(value, int | float):
         text = f"{number(value)}{f' {unit}' if unit else ''}"
-        given = atom.get("given") or {}
-        if given.get("unit") and given["unit"] != atom["unit"]:
-            text += f" (given as {number(given['value'])} {unit_words(given['unit'])})"
+        given = atom.get("given")
+        if given is not None and given["unit"] and given["unit"] != atom["unit"]:
+            shown = given["value"]
+            shown = number(shown) if isinstance(shown, int | float) else str(shown)
+            text += f" (given as {shown} {unit_words(given['unit'])})"
         return text
     return str(value).replace("_", " ")
 
 
-def source(provenance: Mapping[str, Any] | None) -> str | None:
+def source(provenance: Provenance | None) -> str | None:
     """Where a value came from, in words ("Observation/x, 2026-10-01"); None if typed in or
     derived (`derivation` says why)."""
-    provenance = provenance or {}
-    if provenance.get("source", "input") in ("input", DERIVED):
+    if provenance is None or provenance["source"] in ("input", DERIVED):
         return None
     where = provenance.get("resource") or provenance["source"]
     return f"{where}, {provenance['date']}" if provenance.get("date") else str(where)
@@ -325,11 +334,10 @@ DERIVED = "derived"
 _FEATURE_ID = re.compile(r"\b[a-z][a-z0-9_]*\b")
 
 
-def derivation(provenance: Mapping[str, Any] | None, features: Mapping[str, Feature]) -> str | None:
+def derivation(provenance: Provenance | None, features: Mapping[str, Feature]) -> str | None:
     """Why a derived value holds, with labels for feature ids ("Prior IV cyclophosphamide > 0 g
     (cyclophosphamide is an alkylating agent)"); None for a value entered or from FHIR."""
-    provenance = provenance or {}
-    if provenance.get("source") != DERIVED:
+    if provenance is None or provenance["source"] != DERIVED:
         return None
     text = str(provenance.get("derivation") or "")
     # The engine writes "<condition> (<reason>)": only the condition holds feature ids (the
@@ -356,12 +364,12 @@ def _label(ident: str, features: Mapping[str, Feature]) -> str:
     return feature.spec.label if feature else ident
 
 
-def scale(atom: Mapping[str, Any], feature: Feature | None, unit: str) -> Scale | None:
+def scale(atom: FeatureUse, feature: Feature | None, unit: str) -> Scale | None:
     """The picture for a numeric comparison with a known value, else None."""
     value, threshold, comparison = atom["value"], atom["threshold"], atom["comparison"]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if comparison == "between":
+    if isinstance(threshold, dict):  # between
         cuts = [float(threshold["low"]), float(threshold["high"])]
     elif comparison in ("<", "<=", ">", ">=") and isinstance(threshold, int | float):
         cuts = [float(threshold)]
@@ -408,7 +416,7 @@ def _window(value: float, cuts: list[float], feature: Feature | None) -> tuple[f
     return low, high
 
 
-def _atom(atom: Mapping[str, Any], features: Mapping[str, Feature]) -> Atom:
+def _atom(atom: FeatureUse, features: Mapping[str, Feature]) -> Atom:
     feature = features.get(atom["feature"])
     unit = unit_words(atom.get("unit"))
     return Atom(
@@ -423,7 +431,7 @@ def _atom(atom: Mapping[str, Any], features: Mapping[str, Feature]) -> Atom:
     )
 
 
-def _criterion(criterion: Mapping[str, Any], features: Mapping[str, Feature]) -> Criterion:
+def _criterion(criterion: CriterionOut, features: Mapping[str, Feature]) -> Criterion:
     return Criterion(
         criterion["id"],
         criterion["kind"],
@@ -437,7 +445,7 @@ def _criterion(criterion: Mapping[str, Any], features: Mapping[str, Feature]) ->
     )
 
 
-def _origin(origin: Mapping[str, Any] | None) -> tuple[str, str] | None:
+def _origin(origin: OriginOut | None) -> tuple[str, str] | None:
     if not origin:
         return None
     scope = f"applies to {origin['applies_to']}"
@@ -445,12 +453,12 @@ def _origin(origin: Mapping[str, Any] | None) -> tuple[str, str] | None:
     return scope, label.removeprefix(f"{scope}: ")
 
 
-def _deciding(criterion: Mapping[str, Any]) -> bool:
+def _deciding(criterion: CriterionOut) -> bool:
     kind, result = criterion["kind"], criterion["result"]
     return (kind, result) in {("inclusion", "not_met"), ("exclusion", "met")}
 
 
-def _to_confirm(result: Mapping[str, Any]) -> tuple[ToConfirm, ...]:
+def _to_confirm(result: DecisionOut) -> tuple[ToConfirm, ...]:
     titles = {c["id"]: c["title"] for c in result["criteria"]}
     return tuple(
         ToConfirm(
@@ -463,7 +471,7 @@ def _to_confirm(result: Mapping[str, Any]) -> tuple[ToConfirm, ...]:
     )
 
 
-def still_open(result: Mapping[str, Any]) -> str:
+def still_open(result: DecisionOut) -> str:
     if result["status"] != "indeterminate":
         return ""
     measure, confirm = len(result["missing"]), len(result.get("to_confirm") or ())
@@ -471,14 +479,14 @@ def still_open(result: Mapping[str, Any]) -> str:
     return ", ".join([*parts, *([f"{confirm} to confirm"] if confirm else [])])
 
 
-def status_words(result: Mapping[str, Any]) -> str:
+def status_words(result: DecisionOut) -> str:
     if result["status"] != "indeterminate":
         return STATUS[result["status"]][0]
     open_ = (bool(result["missing"]), bool(result.get("to_confirm")))
     return UNDECIDED.get(open_, STATUS["indeterminate"][0])
 
 
-def panel(result: Mapping[str, Any], features: Mapping[str, Feature]) -> Panel:
+def panel(result: DecisionOut, features: Mapping[str, Feature]) -> Panel:
     criteria = [c for c in result["criteria"] if c["kind"] != "caution"]
     return Panel(
         result["ruleset"],
@@ -497,7 +505,7 @@ def panel(result: Mapping[str, Any], features: Mapping[str, Feature]) -> Panel:
     )
 
 
-def results(decisions: Sequence[Mapping[str, Any]], features: Mapping[str, Feature]) -> Results:
+def results(decisions: Sequence[DecisionOut], features: Mapping[str, Feature]) -> Results:
     """Panels grouped by therapy and indication; rule sets whose indication the patient does
     not have are listed apart, so the page leads with what applies."""
     out = Results()
@@ -515,7 +523,7 @@ def results(decisions: Sequence[Mapping[str, Any]], features: Mapping[str, Featu
     return out
 
 
-def link(citation: Mapping[str, Any]) -> str | None:
+def link(citation: CitationOut) -> str | None:
     """DOI first (the version of record), then PubMed, then whatever URL the entry has."""
     if citation.get("doi"):
         return f"https://doi.org/{citation['doi']}"

@@ -221,3 +221,35 @@ def test_times_are_documented_as_date_times(spec: dict[str, Any]) -> None:
     for name in ("since", "until"):
         (found,) = [p for p in parameters if p["name"] == name]
         assert {"type": "string", "format": "date-time"} in found["schema"]["anyOf"]
+
+
+# --- the request's features, from the loaded catalogue -----------------------------------------
+
+
+def test_the_request_lists_every_feature_with_its_type_unit_range_and_values(
+    spec: dict[str, Any], client: TestClient
+) -> None:
+    """A generated client gets typed features: each id, number/boolean/enum, the canonical
+    unit, the plausible range and the allowed values, exactly the loaded catalogue."""
+    body = spec["paths"]["/v1/evaluations"]["post"]["requestBody"]["content"]
+    features = body["application/json"]["schema"]["properties"]["features"]
+    assert features["$ref"] == "#/components/schemas/Features"
+    listed = spec["components"]["schemas"]["Features"]
+    catalogue = {f["id"]: f for f in client.get("/v1/features").json()["features"]}
+    assert set(listed["properties"]) == set(catalogue)
+    assert listed["additionalProperties"] is False
+    lvef = listed["properties"]["lvef_percent"]
+    assert lvef["x-unit"] == "%"
+    number = lvef["anyOf"][0]
+    assert (number["type"], number["minimum"], number["maximum"]) == ("number", 5, 90)
+    assert {"$ref": "#/components/schemas/Quantity"} in lvef["anyOf"]
+    assert {"type": "boolean"} in listed["properties"]["pregnant"]["anyOf"]
+    enums = [
+        (ident, entry)
+        for ident, entry in listed["properties"].items()
+        if catalogue[ident]["type"] == "enum"
+    ]
+    assert enums
+    for ident, entry in enums:
+        assert entry["anyOf"][0]["enum"] == catalogue[ident]["values"]
+    assert spec["components"]["schemas"]["Quantity"]["required"] == ["value", "unit"]
