@@ -311,7 +311,9 @@ def _comparison(atom: Atom) -> Comparison:
 # short-circuit). Built once per criterion and kept on it (`Criterion.shown`: a reload builds
 # new criteria). Answers share these objects: nothing mutates an answer once built.
 _Static = tuple[str, str, Comparison, Any, str | None]
-_Shown = tuple[CriterionSpecOut, tuple[tuple[_Static, FeatureUse], ...]]
+# The criterion's spec, its atoms' statics, and its whole entry when every value is unknown
+# (most criteria of a request that gives a dozen values; the answer shares that entry).
+_Shown = tuple[CriterionSpecOut, tuple[tuple[_Static, FeatureUse], ...], CriterionOut]
 _RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
 
 
@@ -321,7 +323,13 @@ def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
         statics = tuple(
             _atom_static(atom, features[atom.feature].unit) for atom in atoms(criterion.when)
         )
-        shown = (criterion_spec(criterion), statics)
+        spec = criterion_spec(criterion)
+        unknown: CriterionOut = {
+            **spec,
+            "result": Result.UNKNOWN,
+            "features": [entry for _, entry in statics],
+        }
+        shown = (spec, statics, unknown)
         object.__setattr__(criterion, "shown", shown)  # a cache on an immutable object
     return shown
 
@@ -381,21 +389,23 @@ def _entry(
     criterion: Criterion, record: tuple[Any, ...], offset: int, features: dict[str, Feature]
 ) -> CriterionOut:
     """A criterion's entry, read from a Decision's record at the criterion's offset."""
-    spec, statics = _shown(criterion, features)
-    entry: CriterionOut = spec.copy()  # type: ignore[assignment]  # completed just below
-    entry["result"] = _RESULTS[record[offset]]
+    spec, statics, unknown = _shown(criterion, features)
     if len(statics) == 1:  # most criteria: one comparison
-        static, unknown = statics[0]
         given, result, margin = record[offset + 1 : offset + 4]
-        entry["features"] = [_atom(given, result, margin, static, unknown)]
+        if given is None:
+            return unknown
+        static, atom_unknown = statics[0]
+        shown = [_atom(given, result, margin, static, atom_unknown)]
     else:
+        end = offset + 1 + 3 * len(statics)
+        if record[offset + 1 : end : 3].count(None) == len(statics):
+            return unknown
         at = offset + 1
         shown = []
-        for static, unknown in statics:
-            shown.append(_atom(record[at], record[at + 1], record[at + 2], static, unknown))
+        for static, atom_unknown in statics:
+            shown.append(_atom(record[at], record[at + 1], record[at + 2], static, atom_unknown))
             at += 3
-        entry["features"] = shown
-    return entry
+    return {**spec, "result": _RESULTS[record[offset]], "features": shown}
 
 
 @lru_cache(maxsize=4096)
