@@ -3,20 +3,27 @@ summary's limit and wording, and what the Markdown detail says."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from app.cds.cards import SUMMARY_LIMIT, Links, cards, short_name, summary
+from app.cds.cards import SUMMARY_LIMIT, Links, Named, cards, short_name, summary
 from app.engine import present
 from app.engine.derive import derive
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
+from app.engine.present import DecisionOut
 from app.engine.run import evaluate_all, select
 from tests.astis_patients import ASTIS_CANDIDATE
+
+
+def partial(payload: dict[str, Any]) -> DecisionOut:
+    """A hand-made decision with only the keys the code under test reads."""
+    return cast(DecisionOut, payload)
+
 
 LINKS = Links(form="https://eligo.example/?evaluation=e1", rulesets="https://eligo.example/r/")
 
 
-def _results(rules: RuleBase, features: dict[str, Any], ids: list[str]) -> list[dict[str, Any]]:
+def _results(rules: RuleBase, features: dict[str, Any], ids: list[str]) -> list[DecisionOut]:
     values = derive(normalise(features, rules.features), rules.features)  # as the service does
     return [present.decision(d, rules) for d in evaluate_all(select(rules, ids), values)]
 
@@ -79,60 +86,64 @@ def test_summary_counts_protocols_when_their_names_do_not_fit(shipped_rules: Rul
 
 
 def test_short_names_and_markdown_escaping() -> None:
-    ruleset = {"id": "x", "title": "Something (ASTIS criteria)"}
+    ruleset: Named = {"id": "x", "title": "Something (ASTIS criteria)"}
     assert short_name(ruleset) == "ASTIS"
     assert short_name({"id": "plain-id", "title": "No brackets"}) == "plain-id"
-    decision = {
-        "ruleset": {
-            "id": "x",
-            "title": "A *bold* [link](http://evil) <b>",
-            "version": "1",
-            "therapy": "msc",
-            "indication": "sle",
-            "review_status": "draft",
-        },
-        "status": "indeterminate",
-        "criteria": [],
-        "cautions": [],
-        "risks": [],
-        "missing": ["some_feature"],
-        "citations": [],
-    }
+    decision = partial(
+        {
+            "ruleset": {
+                "id": "x",
+                "title": "A *bold* [link](http://evil) <b>",
+                "version": "1",
+                "therapy": "msc",
+                "indication": "sle",
+                "review_status": "draft",
+            },
+            "status": "indeterminate",
+            "criteria": [],
+            "cautions": [],
+            "risks": [],
+            "missing": ["some_feature"],
+            "citations": [],
+        }
+    )
     (card,) = cards([decision], {"some_feature": "A_label"}, LINKS)
     detail = card.card["detail"]
     assert r"A \*bold\* \[link\](http://evil) \<b\>" in detail
     assert r"A\_label" in detail
 
 
-def _undecided(missing: list[str], confirm: list[str]) -> dict[str, Any]:
+def _undecided(missing: list[str], confirm: list[str]) -> DecisionOut:
     """A decision as the API gives it, undecided by `missing` and `confirm` (feature ids)."""
-    return {
-        "ruleset": {
-            "id": "hsct-ssc-upside",
-            "title": "Autologous HSCT (UPSIDE criteria)",
-            "version": "2.0.0",
-            "therapy": "hsct",
-            "indication": "ssc",
-            "review_status": "draft",
-        },
-        "status": "indeterminate",
-        "criteria": [],
-        "cautions": [],
-        "risks": [],
-        "missing": missing,
-        "to_confirm": [
-            {
-                "feature": f,
-                "label": f,
-                "question": f"Is {f} so?",
-                "description": "the source's words",
-                "proceeds_when": False,
-                "criteria": [],
-            }
-            for f in confirm
-        ],
-        "citations": [],
-    }
+    return partial(
+        {
+            "ruleset": {
+                "id": "hsct-ssc-upside",
+                "title": "Autologous HSCT (UPSIDE criteria)",
+                "version": "2.0.0",
+                "therapy": "hsct",
+                "indication": "ssc",
+                "review_status": "draft",
+            },
+            "status": "indeterminate",
+            "criteria": [],
+            "cautions": [],
+            "risks": [],
+            "missing": missing,
+            "to_confirm": [
+                {
+                    "feature": f,
+                    "label": f,
+                    "question": f"Is {f} so?",
+                    "description": "the source's words",
+                    "proceeds_when": False,
+                    "criteria": [],
+                }
+                for f in confirm
+            ],
+            "citations": [],
+        }
+    )
 
 
 def test_the_summary_says_when_confirmations_are_what_is_open() -> None:
@@ -144,7 +155,7 @@ def test_the_summary_says_when_confirmations_are_what_is_open() -> None:
     assert both.endswith("; 2 values missing, 2 to confirm")
     many = [_undecided([f"m{i}" for i in range(40)], [f"c{i}" for i in range(9)])] * 12
     assert len(summary("hsct", "ssc", many)) <= SUMMARY_LIMIT
-    recorded_before = {k: v for k, v in _undecided(["a"], []).items() if k != "to_confirm"}
+    recorded_before = partial({k: v for k, v in _undecided(["a"], []).items() if k != "to_confirm"})
     assert summary("hsct", "ssc", [recorded_before]).endswith("; 1 value missing to decide")
 
 

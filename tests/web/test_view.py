@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -15,7 +15,7 @@ from app.web import view
 from tests.astis_patients import ASTIS_CANDIDATE
 
 
-def _decisions(rules: RuleBase, patient: dict[str, Any]) -> list[dict[str, Any]]:
+def _decisions(rules: RuleBase, patient: dict[str, Any]) -> list[present.DecisionOut]:
     values = derive(normalise(patient, rules.features), rules.features)  # as the service does
     return [present.decision(d, rules) for d in evaluate_all(select(rules, None), values)]
 
@@ -74,8 +74,12 @@ def test_a_group_no_section_names_still_gets_a_section(shipped_rules: RuleBase) 
     ]
 
 
-def _atom(**kw: Any) -> dict[str, Any]:
-    return {"feature": "dlco_percent_predicted", "unit": "%", "result": "not_met", **kw}
+def _atom(**kw: Any) -> present.FeatureUse:
+    """A hand-made comparison with only the keys `scale` reads."""
+    return cast(
+        present.FeatureUse,
+        {"feature": "dlco_percent_predicted", "unit": "%", "result": "not_met", **kw},
+    )
 
 
 def test_scale_below_a_threshold_shades_the_low_side(shipped_rules: RuleBase) -> None:
@@ -119,7 +123,7 @@ def test_scale_between_shades_the_band_and_stays_in_the_plausible_range(
         _atom(value="III", threshold=["III", "IV"], comparison="in"),
     ],
 )
-def test_no_scale_without_a_known_number(atom: dict[str, Any]) -> None:
+def test_no_scale_without_a_known_number(atom: present.FeatureUse) -> None:
     assert view.scale(atom, None, "") is None
 
 
@@ -166,12 +170,17 @@ def test_a_ruled_out_panel_names_what_rules_out(shipped_rules: RuleBase) -> None
     assert [(a.label, a.value, a.threshold) for a in deciding.atoms] == [("LVEF", "40 %", "< 45 %")]
 
 
+def _citation(**kw: Any) -> present.CitationOut:
+    """A hand-made citation with only the keys `link` reads."""
+    return cast(present.CitationOut, kw)
+
+
 def test_citation_links_prefer_doi_then_pubmed() -> None:
-    assert view.link({"doi": "10.1/x", "pmid": "1", "url": "u"}) == "https://doi.org/10.1/x"
-    assert view.link({"doi": None, "pmid": "25058083", "url": "u"}) == (
+    assert view.link(_citation(doi="10.1/x", pmid="1", url="u")) == "https://doi.org/10.1/x"
+    assert view.link(_citation(doi=None, pmid="25058083", url="u")) == (
         "https://pubmed.ncbi.nlm.nih.gov/25058083/"
     )
-    assert view.link({"doi": None, "pmid": None, "url": None}) is None
+    assert view.link(_citation(doi=None, pmid=None, url=None)) is None
 
 
 def _upside(shown: view.Results) -> view.Panel:
@@ -210,14 +219,18 @@ def test_what_to_confirm_is_listed_apart_from_what_to_measure(shipped_rules: Rul
 def test_an_undecided_verdict_says_what_is_open(
     missing: list[str], confirm: list[str], words: str, still_open: str
 ) -> None:
-    result = {
-        "status": "indeterminate",
-        "missing": missing,
-        "to_confirm": [{"feature": f} for f in confirm],
-    }
+    result = cast(
+        present.DecisionOut,
+        {
+            "status": "indeterminate",
+            "missing": missing,
+            "to_confirm": [{"feature": f} for f in confirm],
+        },
+    )
     assert view.status_words(result) == words
     assert view.still_open(result) == still_open
-    recorded_before = {"status": "indeterminate", "missing": ["x"]}  # no `to_confirm` then
+    # no `to_confirm` then
+    recorded_before = cast(present.DecisionOut, {"status": "indeterminate", "missing": ["x"]})
     assert view.status_words(recorded_before) == "Undecided: values missing"
 
 
@@ -251,7 +264,7 @@ def test_a_derived_value_says_it_was_derived_and_why(shipped_rules: RuleBase) ->
 def test_derivations_name_features_by_label_but_leave_the_reason_alone(
     shipped_rules: RuleBase,
 ) -> None:
-    provenance = {
+    provenance: present.Provenance = {
         "source": "derived",
         "derivation": "dialysis (current dialysis is renal replacement therapy (RRT))",
     }
@@ -259,5 +272,6 @@ def test_derivations_name_features_by_label_but_leave_the_reason_alone(
     assert view.derivation(provenance, shipped_rules.features) == (
         f"{label} (current dialysis is renal replacement therapy (RRT))"
     )
-    assert view.derivation({"source": "input"}, shipped_rules.features) is None
+    entered: present.Provenance = {"source": "input"}
+    assert view.derivation(entered, shipped_rules.features) is None
     assert view.source(provenance) is None
