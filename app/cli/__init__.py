@@ -6,14 +6,14 @@ Exit codes: 0 success; 1 invalid rules (diagnostics printed); 2 bad usage or bad
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from app import strict_json
+from app.cli import common
 from app.cli.clients import clients as clients_group
 from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
@@ -21,14 +21,13 @@ from app.cli.rules import rules as rules_group
 from app.cli.screen import screen_command
 from app.cli.synth import synth as synth_command
 from app.cli.users import users as users_group
-from app.engine import present
-from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
-from app.engine.inputs import InvalidInput, normalise
-from app.engine.report import render_table
-from app.engine.run import evaluate_all, select
 from app.errors import StartupRefused
-from app.settings import Settings
+
+# What only some commands need (the engine, pydantic, SQLAlchemy, the server) is imported inside
+# them, so `eligo --version` and `--help` start fast (app/cli/common.py).
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 @click.group()
@@ -42,19 +41,26 @@ def main() -> None:
 @click.option(
     "--port", default=None, type=click.IntRange(1, 65535), help="Port [default: ELIGO_PORT or 8000]"
 )
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(1, 64),
+    help="Worker processes [default: ELIGO_WORKERS, else 1 in development and one per CPU "
+    "(at most 4) in production]",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the HTTP service (refuses to start on invalid rules)."""
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
-    from app.main import create_app  # noqa: PLC0415
+    from app import serving  # noqa: PLC0415
+    from app.main import create_app, release  # noqa: PLC0415
 
-    settings = Settings()
+    settings = common.settings()
     host = host or settings.host
-    # Request bodies are never logged: they carry patient data.
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    workers = workers or serving.worker_count(settings)
+    serving.configure_logging(settings, workers)
     try:
+        # With several workers this app is a check only: each worker builds its own.
         app = create_app(settings, host)
     except RuleLoadError as exc:
         click.echo(exc.report(), err=True)
@@ -62,13 +68,13 @@ def serve(host: str | None, port: int | None) -> None:
     except StartupRefused as exc:
         fail("refusing to start: " + "; ".join(exc.reasons), EXIT_CONFIG)
     click.echo(_announcement(settings), err=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port or settings.port,
-        log_level=settings.log_level,
-        proxy_headers=False,
-    )
+    port = port or settings.port
+    if workers > 1:
+        release(app)
+        del app  # the supervisor only checked it: not kept in memory while the workers serve
+        serving.serve_workers(settings, host, port, workers)
+        return
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, proxy_headers=False)
 
 
 def _announcement(settings: Settings) -> str:
@@ -86,7 +92,7 @@ def _announcement(settings: Settings) -> str:
 def _read_patient(path: Path) -> dict[str, Any]:
     data: Any = None
     try:
-        settings = Settings()
+        settings = common.settings()
         limits = strict_json.Limits(settings.max_json_depth, settings.max_json_items)
         data = strict_json.loads_checked(path.read_bytes(), limits)
     except OSError as exc:
@@ -123,7 +129,14 @@ def evaluate(
     patient: Path, as_json: bool, ruleset_ids: tuple[str, ...], rules_dir: Path | None
 ) -> None:
     """Evaluate PATIENT.json ({"features": {...}}) against the rule sets."""
-    rules = load(rules_dir or Settings().rules_dir)
+    # See the comment on the imports.
+    from app.engine import present  # noqa: PLC0415
+    from app.engine.derive import corrections, derive  # noqa: PLC0415
+    from app.engine.inputs import InvalidInput, normalise  # noqa: PLC0415
+    from app.engine.report import render_table  # noqa: PLC0415
+    from app.engine.run import evaluate_all, select  # noqa: PLC0415
+
+    rules = load(rules_dir or common.settings().rules_dir)
     data = _read_patient(patient)
     ids = list(ruleset_ids) or data.get("rulesets")
     try:

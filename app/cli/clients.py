@@ -7,13 +7,16 @@ client. Clients are revoked, never deleted, so the audit trail can always name w
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from app.cli.common import database_session, fail
-from app.db import clients as repository
-from app.db.models import ApiClient
 from app.security import Scope
+
+# The repository and its SQLAlchemy models are imported inside the commands (app/cli/common.py).
+if TYPE_CHECKING:
+    from app.db.models import ApiClient
 
 SCOPES = [s.value for s in Scope]
 
@@ -35,6 +38,8 @@ def clients() -> None:
 )
 def create(name: str, scopes: tuple[str, ...]) -> None:
     """Create a client NAME and print its token, once."""
+    from app.db import clients as repository  # noqa: PLC0415
+
     if not name.strip() or len(name) > 200:
         fail("NAME must be 1 to 200 characters")
     with database_session() as session:
@@ -58,6 +63,8 @@ def _row(client: ApiClient) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 def list_clients(as_json: bool) -> None:
     """List clients, revoked ones included (never their secrets)."""
+    from app.db import clients as repository  # noqa: PLC0415
+
     with database_session() as session:
         found = repository.all_clients(session)
     if as_json:
@@ -72,6 +79,8 @@ def list_clients(as_json: bool) -> None:
 @click.argument("client_id")
 def revoke(client_id: str) -> None:
     """Revoke CLIENT_ID: its token stops working at once."""
+    from app.db import clients as repository  # noqa: PLC0415
+
     with database_session() as session:
         client = repository.find(session, client_id)
         if client is None:

@@ -8,33 +8,24 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load
-from app.engine.derive import derive
-from app.engine.diagnostics import Diagnostic, RuleLoadError
-from app.engine.diff import Change, StatusChange, cohort_changes, diff_rules
-from app.engine.evaluate import Result, Status
-from app.engine.inputs import FeatureValue, InvalidInput, normalise
-from app.engine.load import check_rules
-from app.engine.model import Feature, RuleBase
-from app.engine.report import render_table
-from app.engine.schema import ruleset_json_schema
-from app.engine.vignettes import (
-    CriterionCoverage,
-    Outcome,
-    Vignette,
-    coverage,
-    floor_cases,
-    load_vignettes,
-    run,
-)
-from app.screening.cohort import CohortError, read_cohort
-from app.settings import Settings
+from app.cli.common import EXIT_INPUT, EXIT_RULES, fail, load, settings
+from app.engine.diagnostics import RuleLoadError
+
+# The engine, pydantic and the cohort readers are imported inside the commands that use them,
+# so `eligo --help` does not load them (app/cli/common.py).
+if TYPE_CHECKING:
+    from app.engine.diagnostics import Diagnostic
+    from app.engine.diff import Change, StatusChange
+    from app.engine.evaluate import Status
+    from app.engine.inputs import FeatureValue
+    from app.engine.model import Feature, RuleBase
+    from app.engine.vignettes import CriterionCoverage, Outcome, Vignette
 
 _DIR = click.argument("rules_dir", required=False, type=click.Path(path_type=Path))
 
@@ -51,6 +42,8 @@ def _report(diagnostics: Sequence[Diagnostic]) -> NoReturn:
 
 def _vignettes(rules_dir: Path, base: RuleBase) -> list[Vignette]:
     """The vignettes of rules_dir/tests; exits 1 on any diagnostic."""
+    from app.engine.vignettes import load_vignettes  # noqa: PLC0415
+
     vignettes, diagnostics = load_vignettes(rules_dir / "tests", base)
     if diagnostics:
         _report(diagnostics)
@@ -61,7 +54,9 @@ def _vignettes(rules_dir: Path, base: RuleBase) -> list[Vignette]:
 @_DIR
 def validate(rules_dir: Path | None) -> None:
     """Validate rule files and vignettes; print every diagnostic as file:line:col."""
-    directory = rules_dir or Settings().rules_dir
+    from app.engine.load import check_rules  # noqa: PLC0415
+
+    directory = rules_dir or settings().rules_dir
     base, diagnostics = check_rules(directory)
     if base is None:
         _report(diagnostics)
@@ -78,7 +73,9 @@ def validate(rules_dir: Path | None) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="List passing vignettes too")
 def test(rules_dir: Path | None, ruleset_ids: tuple[str, ...], verbose: bool) -> None:
     """Run the clinical vignettes in RULES_DIR/tests; exit 1 on any failure."""
-    directory = rules_dir or Settings().rules_dir
+    from app.engine.vignettes import run  # noqa: PLC0415
+
+    directory = rules_dir or settings().rules_dir
     base = load(directory)
     unknown = sorted(set(ruleset_ids) - set(base.rulesets))
     if unknown:
@@ -108,6 +105,9 @@ def test(rules_dir: Path | None, ruleset_ids: tuple[str, ...], verbose: bool) ->
 def _floor(vignettes: list[Vignette], base: RuleBase, verbose: bool) -> int:
     """The generated safety-floor cases: each eligible vignette with each general
     contraindication of its therapy switched on must be ineligible. Returns the failures."""
+    from app.engine.report import render_table  # noqa: PLC0415
+    from app.engine.vignettes import floor_cases  # noqa: PLC0415
+
     cases = floor_cases(vignettes, base)
     for case in cases:
         if not case.passed:
@@ -130,6 +130,8 @@ def _floor(vignettes: list[Vignette], base: RuleBase, verbose: bool) -> int:
 
 
 def _failure(outcome: Outcome) -> str:
+    from app.engine.report import render_table  # noqa: PLC0415
+
     lines = [f"FAIL  {outcome.vignette.label}"]
     lines += [f"      {m}" for m in outcome.mismatches]
     lines.append("      trace:")
@@ -147,7 +149,9 @@ def _failure(outcome: Outcome) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report")
 def coverage_command(rules_dir: Path | None, fail_under: float | None, as_json: bool) -> None:
     """Which criteria the vignettes drove to met, not_met and unknown; what never was."""
-    directory = rules_dir or Settings().rules_dir
+    from app.engine.vignettes import coverage, run  # noqa: PLC0415
+
+    directory = rules_dir or settings().rules_dir
     base = load(directory)
     outcomes = [run(v) for v in _vignettes(directory, base)]
     report = coverage(base, outcomes)
@@ -168,6 +172,8 @@ def coverage_percent(report: list[CriterionCoverage]) -> float:
 
 
 def _coverage_text(report: list[CriterionCoverage], percent: float, failed: int) -> str:
+    from app.engine.evaluate import Result  # noqa: PLC0415
+
     lines: list[str] = []
     current = ""
     for item in report:
@@ -222,6 +228,8 @@ def _coverage_json(report: list[CriterionCoverage], percent: float) -> dict[str,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report")
 def diff(old_dir: Path, new_dir: Path, cohort: Path | None, as_json: bool) -> None:
     """What changed from OLD_DIR to NEW_DIR: criteria, thresholds, citations, risks."""
+    from app.engine.diff import diff_rules  # noqa: PLC0415
+
     old, new = load(old_dir), load(new_dir)
     changes = diff_rules(old, new)
     moved = _cohort_changes(cohort, old, new) if cohort else None
@@ -254,20 +262,19 @@ def _diff_text(old_dir: Path, new_dir: Path, changes: list[Change]) -> str:
 
 def _cohort_changes(path: Path, old: RuleBase, new: RuleBase) -> tuple[int, list[StatusChange]]:
     """Patients of the cohort whose status moves; exits 2 listing every bad row."""
+    from app.engine.diff import cohort_changes  # noqa: PLC0415
+    from app.engine.inputs import InvalidInput  # noqa: PLC0415
+    from app.screening.cohort import CohortError, read_cohort  # noqa: PLC0415
+
     try:
         patients = read_cohort(path, {**old.features, **new.features})
     except CohortError as exc:
         fail(str(exc))
     rows, problems = [], []
+    old_side, new_side = _normaliser(old.features), _normaliser(new.features)
     for patient in patients:
         try:
-            rows.append(
-                (
-                    patient.ident,
-                    _normalise(patient.features, old.features),
-                    _normalise(patient.features, new.features),
-                )
-            )
+            rows.append((patient.ident, old_side(patient.features), new_side(patient.features)))
         except InvalidInput as exc:
             problems += [f"{patient.where}: {i.field}: {i.message}" for i in exc.issues]
     if problems:
@@ -276,10 +283,20 @@ def _cohort_changes(path: Path, old: RuleBase, new: RuleBase) -> tuple[int, list
     return len(rows), cohort_changes(old, new, rows)
 
 
-def _normalise(raw: dict[str, Any], features: Mapping[str, Feature]) -> dict[str, FeatureValue]:
-    """A column one side's catalogue lacks is unknown on that side (the feature was added or
-    removed): that is part of what the diff shows, not an input error."""
-    return derive(normalise({k: v for k, v in raw.items() if k in features}, features), features)
+def _normaliser(
+    features: Mapping[str, Feature],
+) -> Callable[[dict[str, Any]], dict[str, FeatureValue]]:
+    """A row's values as one side's catalogue reads them. A column that catalogue lacks is
+    unknown on that side (the feature was added or removed): that is part of what the diff
+    shows, not an input error."""
+    from app.engine.derive import derive  # noqa: PLC0415
+    from app.engine.inputs import normalise  # noqa: PLC0415
+
+    def side(raw: dict[str, Any]) -> dict[str, FeatureValue]:
+        known = {k: v for k, v in raw.items() if k in features}
+        return derive(normalise(known, features), features)
+
+    return side
 
 
 def _moved(change: StatusChange) -> dict[str, object]:
@@ -325,6 +342,8 @@ def _status(status: Status | None) -> str:
 )
 def schema(out: Path | None, fragment: bool) -> None:
     """Print the JSON Schema of rule set files (generated from the models)."""
+    from app.engine.schema import ruleset_json_schema  # noqa: PLC0415
+
     text = json.dumps(ruleset_json_schema("fragment" if fragment else "ruleset"), indent=2)
     text += "\n"
     if out is None:

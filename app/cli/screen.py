@@ -5,18 +5,16 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli.common import fail, load
-from app.engine.evaluate import Status
-from app.engine.inputs import InvalidInput
-from app.screening.bulk import BulkError
-from app.screening.engines import SourceError
-from app.screening.mapping import MappingError, load_mapping
-from app.screening.runner import Outcome, Request, is_url, screen, side_file
-from app.settings import Settings
+from app.cli.common import fail, load, settings
+
+# The screening engines (DuckDB, PyArrow, PySpark) and the rule engine are imported inside the
+# command (app/cli/common.py).
+if TYPE_CHECKING:
+    from app.screening.runner import Outcome, Request
 
 SHOWN_REJECTED = 10
 
@@ -63,7 +61,9 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
 ) -> None:
     """Screen SOURCE: a CSV, Parquet or NDJSON file, a FHIR Bulk Data export folder, or a
     database URL with --table (the query runs inside that database)."""
-    rules = load(rules_dir or Settings().rules_dir)
+    from app.screening.runner import Request, is_url  # noqa: PLC0415
+
+    rules = load(rules_dir or settings().rules_dir)
     if out.suffix.lower() not in {".parquet", ".csv"}:
         fail(f"{out}: --out must end in .parquet or .csv")
     if not out.parent.is_dir():
@@ -86,6 +86,8 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
 
 
 def _mapping(path: Path, features: Any) -> Any:
+    from app.screening.mapping import MappingError, load_mapping  # noqa: PLC0415
+
     try:
         return load_mapping(path, features)
     except MappingError as exc:
@@ -93,6 +95,12 @@ def _mapping(path: Path, features: Any) -> Any:
 
 
 def _run(request: Request, rules: Any, show: bool) -> Outcome:
+    from app.engine.inputs import InvalidInput  # noqa: PLC0415
+    from app.screening.bulk import BulkError  # noqa: PLC0415
+    from app.screening.engines import SourceError  # noqa: PLC0415
+    from app.screening.mapping import MappingError  # noqa: PLC0415
+    from app.screening.runner import screen  # noqa: PLC0415
+
     bar: Any = None
 
     def progress(done: int, total: int) -> None:
@@ -118,6 +126,9 @@ def _run(request: Request, rules: Any, show: bool) -> Outcome:
 
 
 def _summary(outcome: Outcome) -> str:
+    from app.engine.evaluate import Status  # noqa: PLC0415
+    from app.screening.runner import side_file  # noqa: PLC0415
+
     report = outcome.report
     lines = [
         f"screened {report['screened']:,} of {report['rows']:,} rows; "

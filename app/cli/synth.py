@@ -8,14 +8,15 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import click
 
-from app.cli.common import EXIT_RULES, fail, load
-from app.engine.model import Feature
-from app.screening.synth import check_catalogue, write_csv, write_parquet
-from app.settings import Settings
+from app.cli.common import EXIT_RULES, fail, load, settings
+
+# The generator (NumPy, PyArrow) is imported when the command runs (app/cli/common.py).
+if TYPE_CHECKING:
+    from app.engine.model import Feature
 
 
 class Writer(Protocol):
@@ -24,7 +25,19 @@ class Writer(Protocol):
     ) -> None: ...
 
 
-WRITERS: Mapping[str, Writer] = {".parquet": write_parquet, ".csv": write_csv}
+def _write_parquet(n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0) -> None:
+    from app.screening.synth import write_parquet  # noqa: PLC0415
+
+    write_parquet(n, features, path, seed=seed)
+
+
+def _write_csv(n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0) -> None:
+    from app.screening.synth import write_csv  # noqa: PLC0415
+
+    write_csv(n, features, path, seed=seed)
+
+
+WRITERS: Mapping[str, Writer] = {".parquet": _write_parquet, ".csv": _write_csv}
 MAX_PATIENTS = 100_000_000
 
 
@@ -58,12 +71,14 @@ def synth(n: int, out: Path, seed: int, rules_dir: Path | None) -> None:
     Columns: id, then one per catalogue feature in its canonical unit; empty means unknown.
     The same seed gives the same cohort.
     """
+    from app.screening.synth import check_catalogue  # noqa: PLC0415
+
     writer = WRITERS.get(out.suffix.lower())
     if writer is None:
         fail(f"{out}: unsupported output format {out.suffix!r}; use .parquet or .csv")
     if not out.parent.is_dir():
         fail(f"{out}: directory {str(out.parent)!r} does not exist")
-    features = load(rules_dir or Settings().rules_dir).features
+    features = load(rules_dir or settings().rules_dir).features
     try:
         check_catalogue(features)
     except ValueError as exc:

@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy.orm import Session
 
 from app.cli.common import database_session, fail
-from app.db import accounts as repository
-from app.db.models import Clinician
-from app.services import accounts
-from app.services.accounts import PasswordRejected
+
+# The account services and their SQLAlchemy models are imported inside the commands
+# (app/cli/common.py).
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.db.models import Clinician
 
 PASSWORD_STDIN = click.option(
     "--password-stdin",
@@ -44,6 +47,8 @@ def _password(from_stdin: bool) -> str:
 
 
 def _clinician(session: Session, username: str) -> Clinician:
+    from app.services import accounts  # noqa: PLC0415
+
     clinician = accounts.find_clinician(session, username)
     if clinician is None:
         fail(f"no clinician {username!r}; see `eligo users list`")
@@ -56,6 +61,8 @@ def _clinician(session: Session, username: str) -> Clinician:
 @PASSWORD_STDIN
 def add(username: str, display_name: str, password_stdin: bool) -> None:
     """Add a clinician USERNAME (stored in lower case) with a password."""
+    from app.services import accounts  # noqa: PLC0415
+
     password = _password(password_stdin)
     with database_session() as session:
         try:
@@ -101,6 +108,9 @@ def _state(clinician: Clinician, paused: Paused) -> str:
 @click.option("--json", "as_json", is_flag=True, help="JSON instead of a table")
 def list_users(as_json: bool) -> None:
     """List clinicians, disabled ones included (never their password hashes)."""
+    from app.db import accounts as repository  # noqa: PLC0415
+    from app.services import accounts  # noqa: PLC0415
+
     now = datetime.now(UTC)
     with database_session() as session:
         found = [
@@ -117,6 +127,8 @@ def list_users(as_json: bool) -> None:
 @click.argument("username")
 def disable(username: str) -> None:
     """Refuse USERNAME's sign-ins and end their sessions at once."""
+    from app.services import accounts  # noqa: PLC0415
+
     with database_session() as session:
         clinician = _clinician(session, username)
         if not accounts.disable(session, clinician, datetime.now(UTC)):
@@ -128,6 +140,8 @@ def disable(username: str) -> None:
 @click.argument("username")
 def enable(username: str) -> None:
     """Allow a disabled USERNAME to sign in again."""
+    from app.services import accounts  # noqa: PLC0415
+
     with database_session() as session:
         clinician = _clinician(session, username)
         if not accounts.enable(clinician):
@@ -140,6 +154,9 @@ def enable(username: str) -> None:
 @PASSWORD_STDIN
 def change_password(username: str, password_stdin: bool) -> None:
     """Set USERNAME's password; their sessions end."""
+    from app.services import accounts  # noqa: PLC0415
+    from app.services.accounts import PasswordRejected  # noqa: PLC0415
+
     new_password = _password(password_stdin)
     with database_session() as session:
         clinician = _clinician(session, username)
@@ -155,6 +172,8 @@ def change_password(username: str, password_stdin: bool) -> None:
 def unlock(username: str) -> None:
     """Lift the pauses on signing in as USERNAME after failed sign-ins, from every address
     (and those addresses' pauses for every name), and forget the failures counted."""
+    from app.services import accounts  # noqa: PLC0415
+
     with database_session() as session:
         clinician = _clinician(session, username)
         accounts.unlock(session, clinician)

@@ -202,6 +202,15 @@ class _Scope:
     features: dict[str, Feature]
     evidence: dict[str, EvidenceSpec]
     ctx: _Context
+    # Specs as JSON, by id(spec): a feature, citation or fragment is dumped once per load,
+    # not once for every rule set whose snapshot holds it.
+    dumps: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def dumped(self, spec: BaseModel) -> dict[str, Any]:
+        dump = self.dumps.get(id(spec))
+        if dump is None:
+            dump = self.dumps[id(spec)] = spec.model_dump(mode="json")
+        return dump
 
 
 class _Criteria:
@@ -369,6 +378,7 @@ class _RuleSetCompiler:
     ) -> None:
         self.doc, self.spec, self.features, self.ctx = doc, spec, scope.features, scope.ctx
         self.evidence = scope.evidence
+        self.scope = scope
         self.fragments = fragments
         self.prefix = prefix
         self.criteria = _Criteria(doc, scope)
@@ -530,11 +540,12 @@ class _RuleSetCompiler:
         A changed feature range, citation or included fragment changes it; reformatting a file
         does not.
         """
+        dumped = self.scope.dumped
         return {
             "ruleset": self.spec.model_dump(mode="json"),
-            "fragments": {f.spec.id: f.spec.model_dump(mode="json") for f in included},
-            "features": {f: self.features[f].spec.model_dump(mode="json") for f in used},
-            "evidence": {e: self.evidence[e].model_dump(mode="json") for e in citations},
+            "fragments": {f.spec.id: dumped(f.spec) for f in included},
+            "features": {f: dumped(self.features[f].spec) for f in used},
+            "evidence": {e: dumped(self.evidence[e]) for e in citations},
         }
 
 

@@ -2,14 +2,16 @@
 
 Units are parsed by ucumvert (a UCUM grammar mapped onto pint), never by a hand-written table.
 Conversions are cached per (source, target, molar mass) as a linear map, so after the first
-patient a conversion costs a multiplication. The UCUM registry takes about half a second to
-build, so it is created on first need: a request in canonical units never pays for it.
+patient a conversion costs a multiplication. The UCUM parser and pint's registry take about half
+a second to build, so they are created on first need: a request in canonical units never pays
+for them.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -47,10 +49,21 @@ def round_significant(value: float, digits: int = 9) -> float:
 
 
 @cache
-def _registry() -> Any:
-    from ucumvert import PintUcumRegistry  # noqa: PLC0415 - deferred: costs ~0.5 s to build
+def _from_ucum() -> Callable[[str], Any]:
+    """ucumvert's `PintUcumRegistry().from_ucum`, without building that registry.
 
-    return PintUcumRegistry()
+    PintUcumRegistry loads pint's definitions into a registry of its own (about half a
+    second), yet its transformer converts through pint's application registry (ucumvert
+    0.3 creates it without one): every quantity comes from there. The parser and that
+    transformer are all from_ucum uses, so the same quantities come for half the cost.
+    """
+    # Deferred: importing pint, lark and ucumvert and building the registry take ~0.5 s.
+    from ucumvert.parser import get_ucum_parser, parse_ucum  # noqa: PLC0415
+    from ucumvert.ucum_pint import UcumToPintTransformer  # noqa: PLC0415
+
+    parser = get_ucum_parser()
+    transform = UcumToPintTransformer().transform
+    return lambda unit: transform(parse_ucum(unit, parser))
 
 
 @lru_cache(maxsize=512)
@@ -59,7 +72,7 @@ def _parse(unit: str) -> Any:
     if _ANNOTATION_ONLY.match(unit):
         raise UnitError(f"{unit!r} is an annotation, only convertible to itself")
     try:
-        parsed = _registry().from_ucum(unit)
+        parsed = _from_ucum()(unit)
     except Exception as exc:  # ucumvert raises several parser error types
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UnitError(f"{unit!r} is not a valid UCUM unit ({first_line})") from exc

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
+from app.engine import units
+from app.engine.model import RuleBase
 from app.engine.units import UnitError, convert, round_significant, validate_unit
 
 CREATININE_G_PER_MOL = 113.12
@@ -69,3 +74,23 @@ def test_round_significant_removes_float_noise() -> None:
     assert round_significant(1.0000000008) == 1.0
     assert round_significant(0.1 + 0.2) == 0.3
     assert round_significant(0.0) == 0.0
+
+
+def test_units_parse_as_ucumverts_own_registry_parses_them(shipped_rules: RuleBase) -> None:
+    """units.py uses ucumvert's parser and transformer without building PintUcumRegistry,
+    whose own pint registry its from_ucum never uses: the quantities, and the errors, must
+    stay the ones from_ucum gives (a ucumvert upgrade that changes this fails here)."""
+    from ucumvert import PintUcumRegistry  # noqa: PLC0415 - half a second, this test only
+
+    registry = PintUcumRegistry()
+    catalogue = {u for f in shipped_rules.features.values() for u in [f.unit, *f.spec.other_units]}
+    checked = [*sorted(u for u in catalogue if u), "Cel", "[degF]", "g/(12.h)", "foo", "mg/dL/"]
+
+    def parsed(parse: Callable[[str], Any], unit: str) -> str:
+        try:
+            return repr(parse(unit))
+        except Exception as exc:  # ucumvert raises several parser error types
+            return f"{type(exc).__name__}: {exc}"
+
+    for unit in checked:
+        assert parsed(units._from_ucum(), unit) == parsed(registry.from_ucum, unit), unit
