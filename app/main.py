@@ -52,6 +52,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             await asyncio.to_thread(worker.stop)
+    release(app)
+
+
+def release(app: FastAPI) -> None:
+    """Close what `create_app` opened: its HTTP clients and database connections."""
     app.state.fhir_http.close()
     app.state.jwks_http.close()
     app.state.engine.dispose()

@@ -9,6 +9,9 @@ and to `GET /v1/rulesets` until a later reload succeeds.
 Polling, not inotify: the directory holds a few dozen small files, a stat of each every couple
 of seconds costs microseconds, it works on every filesystem (bind mounts, NFS, Kubernetes
 ConfigMaps, whose atomic symlink swap inotify watchers often miss) and needs no dependency.
+
+With several worker processes each has a reloader of its own; app/serving.py passes SIGHUP and
+requested reloads on to every one.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ class RuleReloader:
         self.interval = interval
         self.seen = seen
         self.lock = asyncio.Lock()
+        # Set when this is one of several worker processes (app/serving.py): asks the others
+        # to reload too, so a reload requested over HTTP, which reaches one worker, reaches all.
+        self.others: Callable[[], None] | None = None
         state.rules_error = None
         state.rules_loaded_at = datetime.now(UTC)
 
@@ -83,6 +89,15 @@ class RuleReloader:
                 self._refuse(reason, diagnostics)
                 return False
             return self._swap(reason, base)
+
+    async def reload_everywhere(self, reason: str) -> bool:
+        """`reload` here, then have every worker process reload (this one finds nothing new).
+        Each checks the directory itself, so all end on the same rules, or refuse the same
+        change."""
+        changed = await self.reload(reason)
+        if self.others is not None:
+            self.others()
+        return changed
 
     def _refuse(self, reason: str, diagnostics: list[Diagnostic]) -> None:
         self.state.rules_error = ReloadError(datetime.now(UTC), tuple(diagnostics))

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Bind address for `eligo serve`")
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Worker processes of `eligo serve` (`--workers`). Default: 1 in "
+        "development; in production one per CPU this process may use, at most 4",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )

@@ -2,9 +2,9 @@
 `eligo serve` process, then a count of what was recorded.
 
     .venv/bin/python -m benchmarks.bench_http [--database sqlite|postgres]
-        [--requests 4000] [--concurrency 8] [--outage]
+        [--requests 4000] [--concurrency 8] [--workers 1] [--outage]
 
-Starts the server on a free loopback port (one uvicorn worker, authentication on, a fresh
+Starts the server on a free loopback port (`--workers` processes, authentication on, a fresh
 database: a SQLite file or a new database on the local PostgreSQL), creates an API client,
 sends `--requests` evaluations from `--concurrency` concurrent keep-alive connections and
 prints requests/s and latency percentiles. It then checks the audit trail: every 200 answer's
@@ -90,12 +90,17 @@ def _recorded(url: str, ids: list[str]) -> tuple[int, int]:
 
 
 @contextmanager
-def serving(kind: str) -> Iterator[tuple[Server, str, str]]:
+def serving(kind: str, workers: int = 1) -> Iterator[tuple[Server, str, str]]:
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         url = stack.enter_context(database(kind, scratch))
         token = _token(url)
-        env = {"ELIGO_DATABASE_URL": url, "ELIGO_AUTH": "on", "ELIGO_LOG_LEVEL": "warning"}
+        env = {
+            "ELIGO_DATABASE_URL": url,
+            "ELIGO_AUTH": "on",
+            "ELIGO_LOG_LEVEL": "warning",
+            "ELIGO_WORKERS": str(workers),
+        }
         server = stack.enter_context(eligo_process(env, log=scratch / "server.log"))
         yield server, url, token
 
@@ -221,6 +226,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=0, help="requests before timing")
+    parser.add_argument("--workers", type=int, default=1, help="`eligo serve` processes")
     parser.add_argument("--outage", action="store_true")
     args = parser.parse_args()
     if args.outage and args.database != "postgres":
@@ -228,7 +234,7 @@ def main() -> None:
     rules = load_rules(Settings().rules_dir)
     rng = random.Random(7)
     bodies = [{"features": random_patient(rules, rng)} for _ in range(500)]
-    with serving(args.database) as (server, url, token):
+    with serving(args.database, args.workers) as (server, url, token):
         if args.outage:
             tally = asyncio.run(_outage(server, token, bodies, args.concurrency))
             _report_outage(tally)

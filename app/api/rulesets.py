@@ -50,7 +50,7 @@ async def reload_rulesets(
     request: Request, caller: Annotated[Caller, Depends(require(Scope.RULES_ADMIN))]
 ) -> Any:
     reloader: RuleReloader = request.app.state.reloader
-    await reloader.reload(f"requested by client {caller.client_id or '(auth off)'}")
+    await reloader.reload_everywhere(f"requested by client {caller.client_id or '(auth off)'}")
     error: ReloadError | None = request.app.state.rules_error
     if error is not None:
         raise RulesRefused(

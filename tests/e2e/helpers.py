@@ -56,6 +56,7 @@ def eligo_process(
     env: dict[str, str] | None = None,
     log: Path | None = None,
     command: tuple[str, ...] = (ELIGO, "serve"),
+    ready_seconds: float = 30,
 ) -> Iterator[Server]:
     """`eligo serve` as a real process on a free loopback port, its output in a file (a pipe
     nobody reads would fill up and stall the server under load). Unless `env` says otherwise
@@ -75,7 +76,7 @@ def eligo_process(
         )
         server = Server(f"http://127.0.0.1:{port}", process, Path(handle.name))
         try:
-            _wait_healthy(server)
+            _wait_healthy(server, ready_seconds)
             yield server
         finally:
             process.terminate()
@@ -86,8 +87,8 @@ def eligo_process(
                 process.wait()
 
 
-def _wait_healthy(server: Server) -> None:
-    deadline = time.monotonic() + 30
+def _wait_healthy(server: Server, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
     while True:
         if server.process.poll() is not None:
             raise RuntimeError(
@@ -99,7 +100,7 @@ def _wait_healthy(server: Server) -> None:
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError("server did not become healthy within 30 s")
+            raise RuntimeError(f"server did not become healthy within {seconds} s")
         time.sleep(0.1)
 
 
