@@ -184,6 +184,7 @@ def _evaluation_context(
             "fhir": None,
             "fhir_from": None,
             "record_problem": recorded.integrity["problem"],
+            "verdicts": recorded.content["results"],
         }
     result = recorded.content
     fhir = result.get("fhir")

@@ -335,6 +335,9 @@ def test_a_record_that_cannot_be_proven_is_not_shown_as_results(development: Tes
         assert "answer cannot be shown" in page.text
         assert "differs from the one sent" in page.text
         assert 'id="rs-hsct-ssc-astis"' not in page.text
+        assert "No therapy applies" not in page.text  # not an answer: none was shown
+        verdict = page.text.split("<code>hsct-ssc-astis</code>", 1)[1].split("</tr>", 1)[0]
+        assert "<td>eligible</td>" in verdict  # as decided and recorded, not as re-rendered
 
 
 def test_unknown_evaluations_are_404_pages(development: TestClient) -> None:
