@@ -13,7 +13,7 @@ import httpx
 from fastapi import APIRouter, Depends, Request
 
 from app.api.body import json_body
-from app.api.deps import DbSession, get_rules, get_settings
+from app.api.deps import DbSession, current_rules, current_settings, get_settings
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.cds.jwt import ClientTokenVerifier, public_base
@@ -25,8 +25,8 @@ from app.settings import Settings
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 
-Rules = Annotated[RuleBase, Depends(get_rules)]
-Config = Annotated[Settings, Depends(get_settings)]
+Rules = Annotated[RuleBase, Depends(current_rules)]
+Config = Annotated[Settings, Depends(current_settings)]
 
 
 def base_url(request: Request, settings: Settings) -> str:

@@ -31,6 +31,17 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def current_rules(request: Request) -> RuleBase:
+    """`get_rules` as a dependency. Async because it only reads an attribute: FastAPI runs a
+    plain function dependency through a worker thread, a hand-off per request for nothing."""
+    return get_rules(request)
+
+
+async def current_settings(request: Request) -> Settings:
+    """`get_settings` as a dependency (async, as `current_rules`)."""
+    return get_settings(request)
+
+
 def _sessions(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.sessions
     return factory

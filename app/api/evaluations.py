@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.api.body import json_body
-from app.api.deps import Caller, DbSession, get_rules, get_settings, require
+from app.api.deps import Caller, DbSession, current_rules, current_settings, require
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
@@ -37,7 +37,7 @@ router = APIRouter(prefix="/v1", tags=["evaluations"])
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 FHIR_JSON = "application/fhir+json"
 
-Rules = Annotated[RuleBase, Depends(get_rules)]
+Rules = Annotated[RuleBase, Depends(current_rules)]
 AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 
 
@@ -62,7 +62,7 @@ def create_evaluation(
     caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],  # first: before the body
     payload: Annotated[Any, Depends(json_body)],
     rules: Rules,
-    settings: Annotated[Settings, Depends(get_settings)],
+    settings: Annotated[Settings, Depends(current_settings)],
     session: DbSession,
     view: Annotated[
         Literal["full", "summary"],

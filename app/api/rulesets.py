@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from app.api.deps import Caller, get_rules, require
+from app.api.deps import Caller, current_rules, require
 from app.api.errors import problem_responses
 from app.api.schemas import EvidenceList, FeatureList, RulesetDetail, RulesetList
 from app.engine import present
@@ -17,7 +17,7 @@ from app.reload import ReloadError, RuleReloader
 from app.security import Scope
 
 router = APIRouter(prefix="/v1", tags=["rules"])
-Rules = Annotated[RuleBase, Depends(get_rules)]
+Rules = Annotated[RuleBase, Depends(current_rules)]
 
 
 @router.get("/rulesets", response_model=RulesetList)

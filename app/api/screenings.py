@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.api.body import json_of
-from app.api.deps import Caller, DbSession, get_rules, get_settings, require
+from app.api.deps import Caller, DbSession, current_rules, current_settings, get_settings, require
 from app.api.errors import parse_body, problem_responses
 from app.api.headers import IMAGE_POLICY
 from app.api.responses import FastJSONResponse
@@ -35,8 +35,8 @@ from app.settings import Settings
 router = APIRouter(prefix="/v1", tags=["screenings"])
 SUBMIT_PATH = "/v1/screenings"
 
-Rules = Annotated[RuleBase, Depends(get_rules)]
-Config = Annotated[Settings, Depends(get_settings)]
+Rules = Annotated[RuleBase, Depends(current_rules)]
+Config = Annotated[Settings, Depends(current_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
 FORM_FIELDS = ("rulesets", "engine", "as_of")

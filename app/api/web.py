@@ -24,7 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app import strict_json
 from app.api import web_auth
-from app.api.deps import DbSession, get_rules, get_settings
+from app.api.deps import DbSession, current_rules, current_settings, get_settings
 from app.db import audit
 from app.db.models import Evaluation
 from app.engine.inputs import InvalidInput
@@ -42,8 +42,8 @@ templates.env.globals["cite_link"] = view.link
 templates.env.globals["result_words"] = view.RESULT
 router = APIRouter(include_in_schema=False)
 
-Rules = Annotated[RuleBase, Depends(get_rules)]
-Config = Annotated[Settings, Depends(get_settings)]
+Rules = Annotated[RuleBase, Depends(current_rules)]
+Config = Annotated[Settings, Depends(current_settings)]
 _EVALUATION_ID = re.compile(r"^[0-9a-f-]{36}$")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from app.engine.model import Feature, Scalar
@@ -109,20 +108,29 @@ _new = tuple.__new__
 def checker(feature: Feature) -> Check:
     """The feature's check specialised once (kept on the Feature): the common input, a plain
     number in the canonical unit, a boolean or a listed enum value, takes a few comparisons;
-    anything else goes through `_value`, which has every rule and every message."""
+    anything else goes through `_value`, which has every rule and every message.
+
+    A value typed in (provenance INPUT) is immutable and the same whoever sends it, so the
+    checks hand out one FeatureValue per boolean, enum value and, up to _KEEP of them, per
+    number: clinical values are recorded to a fixed precision and repeat."""
     if feature.type is FeatureType.NUMBER:
         check = _number_checker(feature)
     elif feature.type is FeatureType.BOOLEAN:
+        typed = {b: FeatureValue(b, None, b, None) for b in (True, False)}
 
         def check(given: Any, provenance: Provenance) -> FeatureValue:
             if given is True or given is False:
+                if provenance is INPUT:
+                    return typed[given]
                 return _new(FeatureValue, (given, None, given, None, provenance))
             return _value(feature, given, provenance)  # raises the precise wrong_type
     else:
-        allowed = frozenset(feature.spec.values or [])
+        listed = {v: FeatureValue(v, None, v, None) for v in feature.spec.values or []}
 
         def check(given: Any, provenance: Provenance) -> FeatureValue:
-            if type(given) is str and given in allowed:
+            if type(given) is str and given in listed:
+                if provenance is INPUT:
+                    return listed[given]
                 return _new(FeatureValue, (given, None, given, None, provenance))
             return _value(feature, given, provenance)
 
@@ -130,34 +138,41 @@ def checker(feature: Feature) -> Check:
     return check
 
 
+_KEEP = 1024  # numbers remembered per feature and type; about 200 bytes each
+
+
 def _number_checker(feature: Feature) -> Check:
     canonical = feature.unit or "1"
     low, high = feature.spec.range or (-math.inf, math.inf)
     # Finite bounds for the fast path, so that an infinity or NaN always takes the slow one.
     low, high = max(low, -_FINITE), min(high, _FINITE)
+    # By type: 45 and 45.0 are equal keys, but an answer echoes each as it was given. Zero is
+    # never kept: -0.0 and 0.0 are equal keys too.
+    seen: dict[type, dict[float, FeatureValue]] = {float: {}, int: {}}
 
     def check(given: Any, provenance: Provenance) -> FeatureValue:
         kind = type(given)
-        if kind is float or (kind is int and -_EXACT_INT <= given <= _EXACT_INT):
-            # The identity conversion of `_number` (which also turns -0.0 into 0.0), rounding
-            # included, without its lookups.
-            value = _rounded(float(given)) if given else 0.0
-            if low <= value <= high:
-                return _new(FeatureValue, (value, canonical, given, canonical, provenance))
-        return _number(feature, given, provenance)  # quantities, and every error
+        if kind is not float and not (kind is int and -_EXACT_INT <= given <= _EXACT_INT):
+            return _number(feature, given, provenance)  # quantities, and every error
+        kept = seen[kind]
+        if provenance is INPUT:
+            known = kept.get(given)
+            if known is not None:
+                return known
+        # The identity conversion of `_number` (which also turns -0.0 into 0.0), rounding
+        # included, without its lookups.
+        value = round_significant(float(given)) if given else 0.0
+        if not low <= value <= high:
+            return _number(feature, given, provenance)  # the out_of_range message
+        made: FeatureValue = _new(FeatureValue, (value, canonical, given, canonical, provenance))
+        if provenance is INPUT and given and len(kept) < _KEEP:
+            kept[given] = made
+        return made
 
     return check
 
 
 _FINITE = 1.7976931348623157e308
-
-
-@lru_cache(maxsize=65536)
-def _rounded(value: float) -> float:
-    """`round_significant`, remembered: it costs a microsecond, and clinical values repeat
-    (they are recorded to a fixed precision). Zero never reaches here: -0.0 and 0.0 would
-    share an entry."""
-    return round_significant(value)
 
 
 def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
