@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, with_config
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
-from app.engine.evaluate import Decision, Result, Status, layout, settled_by
+from app.engine.evaluate import Decision, Result, layout, settled_by
 from app.engine.inputs import INPUT, FeatureValue
 from app.engine.inputs import Provenance as ValueProvenance
 from app.engine.model import (
@@ -30,7 +30,6 @@ from app.engine.model import (
     Between,
     Compare,
     Criterion,
-    CriterionKind,
     Feature,
     RuleBase,
     RuleSet,
@@ -39,7 +38,6 @@ from app.engine.model import (
 from app.engine.schema import (
     EvidenceKind,
     EvidenceSpec,
-    EvidenceStatus,
     FactSpec,
     Indication,
     ReviewStatus,
@@ -49,6 +47,12 @@ from app.engine.schema import (
 # --- the payloads ---------------------------------------------------------------------------
 
 _STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
+# Enum values as plain strings: orjson writes a str faster than an Enum member, and answers
+# hold hundreds of them.
+ResultText = Literal["met", "not_met", "unknown"]
+StatusText = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
+KindText = Literal["indication", "inclusion", "exclusion", "caution"]
+EvidenceText = Literal["verified", "partial"]
 Scalar = float | bool | str
 
 
@@ -108,7 +112,7 @@ class FeatureUse(TypedDict):
             "outside); null when unknown or not numeric"
         ),
     ]
-    result: Result
+    result: ResultText
     given: NotRequired[Given]
     provenance: NotRequired[Provenance]
 
@@ -128,19 +132,19 @@ class OriginOut(TypedDict):
 @with_config(_STRICT)
 class CriterionSpecOut(TypedDict):
     id: str
-    kind: CriterionKind
+    kind: KindText
     title: str
     expression: str
     citations: list[str]
     source: str
-    evidence: EvidenceStatus
+    evidence: EvidenceText
     note: str | None
     origin: OriginOut | None
 
 
 @with_config(_STRICT)
 class CriterionOut(CriterionSpecOut):
-    result: Result
+    result: ResultText
     features: list[FeatureUse]
 
 
@@ -152,7 +156,7 @@ class FactOut(TypedDict):
     population: str | None
     citations: list[str]
     source: str
-    evidence: EvidenceStatus
+    evidence: EvidenceText
     note: str | None
 
 
@@ -193,7 +197,7 @@ class DecisionOut(TypedDict):
     """One rule set's decision in full: every criterion with its trace, and the evidence."""
 
     ruleset: RulesetRef
-    status: Status
+    status: StatusText
     reasons: Annotated[
         list[str], Field(description="Criteria that settled an ineligible/not_indicated")
     ]
@@ -251,7 +255,7 @@ class DecisionSummaryOut(TypedDict):
     """`?view=summary`: the verdict and what would decide it, without the trace."""
 
     ruleset: SummaryRef
-    status: Status
+    status: StatusText
     reasons: Annotated[
         list[ReasonOut], Field(description="Criteria that settled it, with their titles")
     ]
@@ -314,7 +318,7 @@ _Static = tuple[str, str, Comparison, Any, str | None]
 # The criterion's spec, its atoms' statics, and its whole entry when every value is unknown
 # (most criteria of a request that gives a dozen values; the answer shares that entry).
 _Shown = tuple[CriterionSpecOut, tuple[tuple[_Static, FeatureUse], ...], CriterionOut]
-_RESULTS = {True: Result.MET, False: Result.NOT_MET, None: Result.UNKNOWN}
+_RESULTS: dict[bool | None, ResultText] = {True: "met", False: "not_met", None: "unknown"}
 
 
 def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
@@ -326,7 +330,7 @@ def _shown(criterion: Criterion, features: dict[str, Feature]) -> _Shown:
         spec = criterion_spec(criterion)
         unknown: CriterionOut = {
             **spec,
-            "result": Result.UNKNOWN,
+            "result": "unknown",
             "features": [entry for _, entry in statics],
         }
         shown = (spec, statics, unknown)
@@ -345,7 +349,7 @@ def _atom_static(atom: Atom, unit: str | None) -> tuple[_Static, FeatureUse]:
         "unit": unit,
         "value": None,
         "margin": None,
-        "result": Result.UNKNOWN,
+        "result": "unknown",
     }
     return static, unknown
 
@@ -412,12 +416,12 @@ def _entry(
 def criterion_spec(criterion: Criterion) -> CriterionSpecOut:
     return {
         "id": criterion.id,
-        "kind": criterion.kind,
+        "kind": criterion.kind.value,
         "title": criterion.title,
         "expression": criterion.text,
         "citations": list(criterion.citations),
         "source": criterion.source,
-        "evidence": criterion.evidence,
+        "evidence": criterion.evidence.value,  # type: ignore[typeddict-item]  # never unverified
         "note": criterion.note,
         "origin": _origin(criterion),
     }
@@ -478,7 +482,7 @@ def fact(spec: FactSpec) -> FactOut:
         "population": spec.population,
         "citations": list(spec.cite),
         "source": spec.source,
-        "evidence": spec.evidence,
+        "evidence": spec.evidence.value,  # type: ignore[typeddict-item]  # never unverified
         "note": spec.note,
     }
 
@@ -578,7 +582,7 @@ def decision(result: Decision, rules: RuleBase) -> DecisionOut:
     deciding = len(result.ruleset.deciding)
     return {
         "ruleset": static["ruleset"],
-        "status": result.status,
+        "status": result.status.value,
         "reasons": [c.id for c in settled_by(result)],
         "criteria": entries[:deciding],
         "cautions": entries[deciding:],
@@ -597,7 +601,7 @@ def summary(result: Decision, rules: RuleBase) -> DecisionSummaryOut:
     ruleset, features = result.ruleset, rules.features
     return {
         "ruleset": _summary_ref(ruleset),
-        "status": result.status,
+        "status": result.status.value,
         "reasons": [
             {"id": c.id, "kind": c.kind.value, "title": c.title, "source": c.source}  # type: ignore[typeddict-item]  # never a caution
             for c in settled_by(result)
