@@ -61,7 +61,8 @@ class Tally:
     timeline: list[tuple[float, int | str]] = field(default_factory=list)
 
 
-def _token(url: str) -> str:
+def api_token(url: str) -> str:
+    """A fresh API client allowed to evaluate, in the database at `url` (migrated first)."""
     upgrade(url)
     engine = make_engine(url)
     with session_factory(engine)() as session:
@@ -94,7 +95,7 @@ def serving(kind: str, workers: int = 1) -> Iterator[tuple[Server, str, str]]:
     with ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         url = stack.enter_context(database(kind, scratch))
-        token = _token(url)
+        token = api_token(url)
         env = {
             "ELIGO_DATABASE_URL": url,
             "ELIGO_AUTH": "on",

@@ -65,14 +65,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from app.db import clients
-from app.db.migrate import upgrade
 from app.db.models import Evaluation
 from app.db.session import make_engine, session_factory
 from app.engine.load import load_rules
-from app.security import Scope
 from app.settings import Settings
 from benchmarks import floor_app
+from benchmarks.bench_http import api_token
 from benchmarks.patients import random_patient
 from benchmarks.peer import cohort
 from benchmarks.peer.ruleset import write_rules_dir
@@ -357,16 +355,6 @@ def _environment(patch_nodelay: bool) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
-def _api_token(url: str) -> str:
-    upgrade(url)
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        _, credential = clients.create(session, "benchmark", [Scope.EVALUATE])
-        session.commit()
-    engine.dispose()
-    return credential.token
-
-
 def _evaluations(url: str) -> Callable[[], int]:
     engine = make_engine(url)
 
@@ -417,7 +405,7 @@ def targets(stack: ExitStack, scratch: Path, patch_nodelay: bool) -> list[Target
 
     def eligo(name: str, rules_dir: Path, bodies: list[bytes]) -> Target:
         url = stack.enter_context(postgres_database())
-        token = _api_token(url)
+        token = api_token(url)
 
         def start(workers: int) -> AbstractContextManager[Server]:
             command, _ = _eligo_command(workers, patch_nodelay)

@@ -206,8 +206,9 @@ def compile_ruleset(ruleset: RuleSet) -> Compiled:
     body, names = _RuleSetCompiler(ruleset).build()
     bound = {**_RUNTIME, **names, "RS": ruleset, "CONFIRM": ruleset.confirmations}
     source = f"def factory({', '.join(bound)}):\n{body}\n    return decide\n"
-    namespace: dict[str, Any] = {"__builtins__": {"min": min, "type": type, "float": float}}
-    namespace["tuple"], namespace["dict"] = tuple, dict
+    # Only the builtins the generated source calls.
+    builtins = {"min": min, "type": type, "float": float, "tuple": tuple, "dict": dict}
+    namespace: dict[str, Any] = {"__builtins__": builtins}
     exec(compile(source, f"<rule set {ruleset.id} {ruleset.version}>", "exec"), namespace)  # noqa: S102 - our own generated source, built from a validated rule set
     function: Compiled = namespace["factory"](**bound)
     function.__source__ = source  # type: ignore[attr-defined]

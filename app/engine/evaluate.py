@@ -145,10 +145,6 @@ class Decision:
     def cautions(self) -> tuple[CriterionResult, ...]:
         return self._every()[len(self.ruleset.deciding) :]
 
-    def truth(self, index: int) -> Truth:
-        """The truth value of the index-th criterion (deciding, then cautions)."""
-        return self.record[layout(self.ruleset)[index][1]]  # type: ignore[return-value]
-
     def _every(self) -> tuple[CriterionResult, ...]:
         if self._results is None:
             record = self.record

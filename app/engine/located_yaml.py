@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from yaml.composer import Composer
@@ -75,6 +75,9 @@ class _Loader(Protocol):
     def get_single_node(self) -> yaml.Node | None: ...
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any: ...
     def dispose(self) -> None: ...
+
+
+_N = TypeVar("_N", bound=yaml.Node)
 
 
 class _Diverges(yaml.YAMLError):
@@ -150,18 +153,17 @@ def _libyaml_loader() -> Callable[[str], _Loader] | None:
             return super().compose_node(parent, index)
 
         def compose_sequence_node(self, anchor: dict[Any, yaml.Node]) -> yaml.SequenceNode:
-            flow = int(bool(getattr(self.peek_event(), "flow_style", False)))
-            self.flow_level += flow
-            try:
-                return super().compose_sequence_node(anchor)
-            finally:
-                self.flow_level -= flow
+            return self._counting_flow(super().compose_sequence_node, anchor)
 
         def compose_mapping_node(self, anchor: dict[Any, yaml.Node]) -> yaml.MappingNode:
+            return self._counting_flow(super().compose_mapping_node, anchor)
+
+        def _counting_flow(self, compose: Callable[[Any], _N], anchor: dict[Any, yaml.Node]) -> _N:
+            """Compose a collection, counting the [...] and {...} it is inside."""
             flow = int(bool(getattr(self.peek_event(), "flow_style", False)))
             self.flow_level += flow
             try:
-                return super().compose_mapping_node(anchor)
+                return compose(anchor)
             finally:
                 self.flow_level -= flow
 
