@@ -94,6 +94,11 @@ class RulesRefused(EligoError):
     title = "Rules refused"
 
 
+class RequestTimeout(EligoError):
+    status = 408
+    title = "Request timeout"
+
+
 class PayloadTooLarge(EligoError):
     status = 413
     title = "Payload too large"

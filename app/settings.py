@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413"
     )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A JSON request body not received within this many seconds of the "
+        "request's start gets 408: a sender that stalls holds no worker or database "
+        "connection for longer",
+    )
     max_json_depth: int = Field(
         default=32,
         ge=4,

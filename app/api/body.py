@@ -6,8 +6,10 @@ at the limit too), before any parsing, so an oversized body costs us at most the
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,8 +19,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import strict_json
-from app.api.errors import problem
-from app.errors import FieldError, InvalidPayload, MalformedRequest, UnsupportedMediaType
+from app.api.errors import PROBLEM_JSON, problem
+from app.errors import (
+    FieldError,
+    InvalidPayload,
+    MalformedRequest,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from app.settings import Settings
 
 
@@ -150,7 +158,30 @@ async def json_body(request: Request) -> Any:
     dependencies in order, and no body is read, let alone parsed, for a caller refused 401/403.
     tests/api/test_hostile.py holds every route to that."""
     settings: Settings = request.app.state.settings
-    return await json_of(await request.body(), request.headers.get("content-type"), settings)
+    return await json_of(
+        await _received(request, settings), request.headers.get("content-type"), settings
+    )
+
+
+async def _received(request: Request, settings: Settings) -> bytes:
+    async with receiving(settings):
+        return await request.body()
+
+
+@asynccontextmanager
+async def receiving(settings: Settings) -> AsyncIterator[None]:
+    """Receive a JSON body within `body_timeout_seconds`, else 408: the credential check may
+    have left the request's transaction open for a small body (api.deps), and a sender who
+    stalls must not hold it, nor a worker, indefinitely."""
+    try:
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {settings.body_timeout_seconds:g} s "
+            "(ELIGO_BODY_TIMEOUT_SECONDS)",
+            headers={"Connection": "close"},
+        ) from None
 
 
 def document_limits(app: FastAPI, settings: Settings) -> None:
@@ -205,3 +236,11 @@ def _document_body(operation: dict[str, Any], settings: Settings) -> None:
     )
     body = operation["requestBody"]
     body["description"] = f"{body.get('description', '')}\n\n{note}".strip()
+    operation.setdefault("responses", {}).setdefault(
+        "408",
+        {
+            "description": "The body did not arrive within "
+            f"{settings.body_timeout_seconds:g} s (`ELIGO_BODY_TIMEOUT_SECONDS`)",
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
+    )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.api.body import json_body
-from app.api.deps import Caller, DbSession, current_rules, current_settings, require
+from app.api.deps import Caller, DbSession, commit, current_rules, current_settings, require
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
@@ -97,6 +97,7 @@ def create_evaluation(
         )
     except InvalidInput as exc:
         raise invalid_input(exc) from None
+    commit(request, session)  # here, in this worker thread: no hand-off to another for it
     # The bytes the record's digest was taken of. Returning a Response skips FastAPI's
     # re-validation through EvaluationResponse; a contract test validates real responses.
     return Response(answered.body, media_type="application/json")

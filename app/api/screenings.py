@@ -16,8 +16,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app.api.body import json_of
-from app.api.deps import Caller, DbSession, current_rules, current_settings, get_settings, require
+from app.api.body import json_of, receiving
+from app.api.deps import (
+    Caller,
+    DbSession,
+    commit,
+    current_rules,
+    current_settings,
+    get_settings,
+    require,
+)
 from app.api.errors import parse_body, problem_responses
 from app.api.headers import IMAGE_POLICY
 from app.api.responses import FastJSONResponse
@@ -104,7 +112,8 @@ async def submission(request: Request) -> AsyncIterator[service.Submission]:
             files.create(job_id)
             found = await _from_form(request, files, job_id, settings.screening_max_upload_bytes)
         else:
-            body = await _read(request, settings.max_body_bytes)
+            async with receiving(settings):
+                body = await _read(request, settings.max_body_bytes)
             parsed = parse_body(ScreeningRequest, await json_of(body, media or None, settings))
             files.create(job_id)
             found = _from_json(job_id, parsed)
@@ -266,7 +275,7 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
 def create_screening(
     *,
     caller: Screener,  # first: no upload is read for a caller who may not screen
-    submitted: Submitted,  # before the session: it removes the files if the commit fails
+    submitted: Submitted,  # it removes the files if the commit below fails
     request: Request,
     rules: Rules,
     settings: Config,
@@ -275,6 +284,9 @@ def create_screening(
     job = service.submit(session, settings, rules, _asker(caller), submitted)
     worker: Worker = request.app.state.screening_worker
     service.on_commit(session, worker.wake)
+    # Here, not when the session closes: `submitted` then sees a failed commit and removes
+    # the upload (it was entered after the session, which authentication opened first).
+    commit(request, session)
     return FastJSONResponse(
         service.view(job), status_code=202, headers={"Location": f"/v1/screenings/{job.id}"}
     )

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, event, exists, or_, select
+from sqlalchemy import ColumnElement, Executable, Select, and_, event, exists, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, selectinload
 
+from app.db import writes
 from app.db.models import Evaluation, EvaluationDecision, RulesetVersion
 from app.engine.model import RuleSet
 
@@ -69,33 +70,41 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
     """Add the decision and any rule set version not yet stored; written only at commit."""
     versions = stored.missing(new.rulesets)
     if versions:
-        _store_versions(session, versions, new.created_at)
+        writes.at_commit(session, _versions_insert(session, versions, new.created_at))
         stored.mark_on_commit(session, [r.hash for r in versions])
-    evaluation = Evaluation(
-        id=new.id,
-        created_at=new.created_at,
-        channel=new.channel,
-        client_id=new.client_id,
-        patient_pseudonym=new.patient_pseudonym,
-        rules_hash=new.rules_hash,
-        input_received=new.input_received,
-        input_normalised=new.input_normalised,
-        result=new.result,
-        hook_instance=new.hook_instance,
-        clinician=new.clinician,
-    )
-    evaluation.decisions = [
-        EvaluationDecision(position=i, ruleset_id=r.id, ruleset_hash=r.hash, status=status)
+    writes.at_commit(session, insert(Evaluation), _evaluation_row(new))
+    decisions = [
+        {
+            "evaluation_id": new.id,
+            "position": i,
+            "ruleset_id": r.id,
+            "ruleset_hash": r.hash,
+            "status": status,
+        }
         for i, (r, status) in enumerate(zip(new.rulesets, new.statuses, strict=True))
     ]
-    session.add(evaluation)
+    if decisions:
+        writes.at_commit(session, insert(EvaluationDecision), decisions)
 
 
-def _store_versions(session: Session, rulesets: list[RuleSet], now: datetime) -> None:
-    """Insert-or-ignore (another process may have stored the same version meanwhile), run at
-    commit, before the flush that writes the decisions referring to them. Nothing is written
-    before the commit, so a session's whole write happens within it: on SQLite that is one
-    short write lock, taken in the commit and never held while a request is still computing."""
+def _evaluation_row(new: NewEvaluation) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "created_at": new.created_at,
+        "channel": new.channel,
+        "client_id": new.client_id,
+        "patient_pseudonym": new.patient_pseudonym,
+        "rules_hash": new.rules_hash,
+        "input_received": new.input_received,
+        "input_normalised": new.input_normalised,
+        "result": new.result,
+        "hook_instance": new.hook_instance,
+        "clinician": new.clinician,
+    }
+
+
+def _versions_insert(session: Session, rulesets: list[RuleSet], now: datetime) -> Executable:
+    """Insert-or-ignore: another process may have stored the same version meanwhile."""
     rows = [
         {
             "hash": r.hash,
@@ -107,14 +116,8 @@ def _store_versions(session: Session, rulesets: list[RuleSet], now: datetime) ->
         for r in rulesets
     ]
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(RulesetVersion).values(rows).on_conflict_do_nothing(index_elements=["hash"])
-
-    def store(session: Session) -> None:
-        with session.no_autoflush:  # the versions first: the decisions refer to them
-            session.execute(statement)
-
-    event.listen(session, "before_commit", store, once=True)
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return upsert(RulesetVersion).values(rows).on_conflict_do_nothing(index_elements=["hash"])
 
 
 def get(session: Session, evaluation_id: str) -> Evaluation | None:

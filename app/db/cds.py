@@ -11,21 +11,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db import writes
 from app.db.models import CdsCard, CdsFeedback, CdsTokenUse
 
 
 def record_cards(
     session: Session, evaluation_id: str, service_id: str, cards: Iterable[tuple[str, str]]
 ) -> None:
-    """(card uuid, rule set id it speaks for first) for each card served."""
-    session.add_all(
-        CdsCard(uuid=card, evaluation_id=evaluation_id, service_id=service_id, ruleset_id=rs)
+    """(card uuid, rule set id it speaks for first) for each card served; written at commit,
+    after the evaluation they refer to (recorded the same way, before them)."""
+    rows = [
+        {"uuid": card, "evaluation_id": evaluation_id, "service_id": service_id, "ruleset_id": rs}
         for card, rs in cards
-    )
+    ]
+    if rows:
+        writes.at_commit(session, insert(CdsCard), rows)
 
 
 def cards_of(session: Session, service_id: str, uuids: Iterable[str]) -> dict[str, CdsCard]:

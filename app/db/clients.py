@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiClient
@@ -33,6 +33,13 @@ def all_clients(session: Session) -> list[ApiClient]:
 
 def find(session: Session, client_id: str) -> ApiClient | None:
     return session.get(ApiClient, client_id)
+
+
+def credential(client_id: str) -> Select[str, str, list[str], datetime | None]:
+    """What authenticating a request needs of a client, as one row (no ORM object)."""
+    return select(
+        ApiClient.name, ApiClient.secret_hash, ApiClient.scopes, ApiClient.revoked_at
+    ).where(ApiClient.id == client_id)
 
 
 def names(session: Session, ids: Iterable[str]) -> dict[str, str]:

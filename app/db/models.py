@@ -140,9 +140,6 @@ class CdsCard(Base):
     service_id: Mapped[str] = mapped_column(String(64))
     ruleset_id: Mapped[str] = mapped_column(String(100))
 
-    # Declared so that a flush inserts the evaluation before the cards that refer to it.
-    evaluation: Mapped[Evaluation] = relationship()
-
 
 class CdsFeedback(Base):
     """What the clinician did with a card (accepted / overridden, and why)."""

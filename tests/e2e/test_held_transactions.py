@@ -1,0 +1,123 @@
+"""What a request holds in PostgreSQL while its body arrives (app.api.deps, app.api.body).
+
+The credential check runs in the request's own session; for a small body its transaction
+stays open so the evaluation is recorded on the same connection. A sender who stalls then
+holds that connection only until `ELIGO_BODY_TIMEOUT_SECONDS` (408), and a large upload is
+received with no transaction open at all. Watched from PostgreSQL's side, in
+pg_stat_activity, on a real server.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.security import Scope
+from tests.databases import postgres_database
+from tests.e2e.helpers import Server, eligo_process, run_eligo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.one_pass]
+
+TIMEOUT_SECONDS = 2
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Server, str, str]]:
+    with postgres_database() as url:
+        env = {"ELIGO_DATABASE_URL": url, "ELIGO_AUTH": "on"}
+        assert run_eligo("db", "upgrade", env=env).returncode == 0
+        scopes = ("--scope", Scope.EVALUATE.value, "--scope", Scope.SCREEN.value)
+        created = run_eligo("clients", "create", "held", *scopes, env=env)
+        token = created.stdout.strip().splitlines()[-1]
+        env["ELIGO_BODY_TIMEOUT_SECONDS"] = str(TIMEOUT_SECONDS)
+        with eligo_process(env) as server:
+            yield server, url, token
+
+
+def _held(url: str) -> int:
+    """Connections to the server's database idle inside a transaction."""
+    database = make_url(url).database
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = :db AND state = 'idle in transaction'"
+            )
+            return int(connection.execute(query, {"db": database}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _stalled(server: Server, head: str, first: bytes) -> Iterator[socket.socket]:
+    """A request whose head and first body bytes are sent, and the rest never."""
+    host, port = server.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as connection:
+        connection.sendall(head.encode() + first)
+        yield connection
+
+
+def _answer(connection: socket.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    return answer
+
+
+def _wait_for(condition: object, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_small_body_that_stalls_holds_its_transaction_until_408(
+    served: tuple[Server, str, str],
+) -> None:
+    server, url, token = served
+    head = (
+        "POST /v1/evaluations HTTP/1.1\r\nHost: eligo\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: 200\r\n\r\n"
+    )
+    started = time.monotonic()
+    with _stalled(server, head, b'{"features": {') as connection:
+        assert _wait_for(lambda: _held(url) == 1), "the credential check's transaction"
+        answer = _answer(connection)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:300]
+    assert time.monotonic() - started >= TIMEOUT_SECONDS - 0.5
+    assert _wait_for(lambda: _held(url) == 0), "released after the 408"
+
+
+def test_a_large_upload_arrives_with_no_transaction_open(
+    served: tuple[Server, str, str],
+) -> None:
+    server, url, token = served
+    head = (
+        "POST /v1/screenings HTTP/1.1\r\nHost: eligo\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {1024 * 1024}\r\n\r\n"
+    )
+    first = b'--b\r\nContent-Disposition: form-data; name="file"; filename="r.csv"\r\n\r\nage\n'
+    with _stalled(server, head, first):
+        time.sleep(1)  # the credential check is done well within this
+        assert _held(url) == 0
+        # Meanwhile others are answered, and recorded.
+        answer = httpx.post(
+            f"{server.base}/v1/evaluations?view=summary",
+            json={"features": {"age_years": 40}, "rulesets": ["hsct-ssc-astis"]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200, answer.text
