@@ -13,7 +13,11 @@ machine's load falls on all of them alike:
   load_rules(rules)              in-process, timed around the call only, in a process that
                                  has done nothing else;
   load_rules(rules), 2nd call    the same in a process that has loaded them once: without
-                                 the one-time costs (the UCUM parser and pint's registry).
+                                 the one-time costs (the UCUM parser and pint's registry);
+  load_rules(rules), no cache    the first call with an empty cache of UCUM answers
+                                 (XDG_CACHE_HOME, app/engine/unit_memo.py): what the first
+                                 start after an install or a ucumvert/pint upgrade pays. The
+                                 other cases use the cache as the first, untimed, run left it.
 
 Each median is printed with its ratio to a floor measured in the same run: `python -c pass`
 (same interpreter) for the commands, importing PyYAML for the import, and a plain
@@ -27,9 +31,11 @@ the working directory set to `--root` (default: this checkout): point it at a pr
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,6 +92,7 @@ class Case:
     argv: list[str]
     timed_inside: bool  # the process prints its own figure (in-process cases)
     floor: str | None = None  # label of the case this one is compared with
+    empty_cache: bool = False  # each sample with a new, empty XDG_CACHE_HOME
     samples: list[float] = field(default_factory=list)
 
 
@@ -106,16 +113,25 @@ def cases(root: Path) -> list[Case]:
         Case("import app.engine.load", [python, "-c", IMPORT], True, "import yaml"),
         Case("load_rules(rules)", [python, "-c", LOAD, rules, "1"], True, YAML_FLOOR),
         Case("load_rules(rules), 2nd call", [python, "-c", LOAD, rules, "2"], True, YAML_FLOOR),
+        Case(
+            "load_rules(rules), no cache",
+            [python, "-c", LOAD, rules, "1"],
+            True,
+            YAML_FLOOR,
+            empty_cache=True,
+        ),
     ]
 
 
 def sample(case: Case, root: Path) -> float:
     """Seconds: wall clock around the whole process, or the figure it printed."""
-    start = time.perf_counter()
-    done = subprocess.run(
-        case.argv, cwd=root, capture_output=True, text=True, check=False, timeout=300
-    )
-    elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="eligo-bench-cache-") as cache:
+        env = {**os.environ, "XDG_CACHE_HOME": cache} if case.empty_cache else None
+        start = time.perf_counter()
+        done = subprocess.run(
+            case.argv, cwd=root, env=env, capture_output=True, text=True, check=False, timeout=300
+        )
+        elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{case.label}: exit {done.returncode}\n{done.stderr}")
     return float(done.stdout.strip().splitlines()[-1]) if case.timed_inside else elapsed

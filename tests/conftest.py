@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.db import clients
+from app.engine import unit_memo
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from app.main import create_app
@@ -21,6 +22,15 @@ from tests.databases import app_database
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_RULES = ROOT / "tests" / "golden" / "rules"
 SHIPPED_RULES = ROOT / "rules"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unit_memo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's own file of UCUM answers: what a developer's cache holds does not reach the
+    tests, and the broken units of the test rule sets do not reach it."""
+    unit_memo.use(tmp_path_factory.mktemp("cache") / "units.json")
+    yield
+    unit_memo.use(unit_memo.default_path())
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ from app.engine.schema import (
     FragmentSpec,
     RuleSetSpec,
 )
-from app.engine.units import UnitError, validate_unit
+from app.engine.unit_memo import recording
+from app.engine.units import UnitError, anticipate, validate_unit
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -117,13 +118,7 @@ def _check_feature(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: 
             )
         elif spec.range[0] > spec.range[1]:
             ctx.error(Code.EMPTY_RANGE, f"range {list(spec.range)} is empty", doc, (*path, "range"))
-        for key, unit in [("unit", spec.unit), *(("other_units", u) for u in spec.other_units)]:
-            if unit is None:
-                continue
-            try:
-                validate_unit(unit)
-            except UnitError as exc:
-                ctx.error(Code.UNIT, str(exc), doc, (*path, key))
+        _check_units(spec, doc, path, ctx)
     elif spec.type is FeatureType.ENUM and not spec.values:
         ctx.error(Code.SCHEMA, f"enum feature {spec.id!r} needs its values", doc, path)
     elif spec.type is not FeatureType.ENUM and spec.values:
@@ -132,6 +127,21 @@ def _check_feature(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: 
         ctx.error(
             Code.SCHEMA, f"only number features have a unit or range ({spec.id!r})", doc, path
         )
+
+
+def _check_units(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: _Context) -> None:
+    valid = True
+    for key, unit in [("unit", spec.unit), *(("other_units", u) for u in spec.other_units)]:
+        if unit is None:
+            continue
+        try:
+            validate_unit(unit)
+        except UnitError as exc:
+            ctx.error(Code.UNIT, str(exc), doc, (*path, key))
+            valid = False
+    if valid and spec.unit is not None:
+        for other in spec.other_units:  # what the form and clients will send
+            anticipate(other, spec.unit, spec.molar_mass)
 
 
 def _unique(
@@ -604,6 +614,12 @@ def _rulesets(
 
 def check_rules(rules_dir: Path) -> tuple[RuleBase | None, list[Diagnostic]]:
     """Load a rules directory; return the rule base (None on any error) and all diagnostics."""
+    # The UCUM answers this load needs are kept for the next process (unit_memo.py).
+    with recording():
+        return _check_rules(rules_dir)
+
+
+def _check_rules(rules_dir: Path) -> tuple[RuleBase | None, list[Diagnostic]]:
     ctx = _Context()
     if not rules_dir.is_dir():
         ctx.diagnostics.append(

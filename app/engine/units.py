@@ -4,17 +4,21 @@ Units are parsed by ucumvert (a UCUM grammar mapped onto pint), never by a hand-
 Conversions are cached per (source, target, molar mass) as a linear map, so after the first
 patient a conversion costs a multiplication. The UCUM parser and pint's registry take about half
 a second to build, so they are created on first need: a request in canonical units never pays
-for them.
+for them, and neither does a load whose answers (validity, linear maps) unit_memo kept from an
+earlier process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
+
+from app.engine import unit_memo
 
 _ANNOTATION_ONLY = re.compile(r"^\{[^{}]*\}$")
 
@@ -84,10 +88,19 @@ def _parse(unit: str) -> Any:
 def validate_unit(unit: str) -> None:
     """Raise UnitError unless `unit` is valid UCUM (annotation-only units are valid)."""
     if not _ANNOTATION_ONLY.match(unit):
+        problem = unit_memo.unit(unit, _problem)
+        if problem is not None:
+            raise UnitError(problem)
+
+
+def _problem(unit: str) -> unit_memo.Verdict:
+    try:
         _parse(unit)
+    except UnitError as exc:
+        return str(exc)
+    return None
 
 
-@lru_cache(maxsize=1024)
 def converter(source: str, target: str, molar_mass: float | None = None) -> Linear:
     """The linear map from `source` to `target` units.
 
@@ -97,6 +110,41 @@ def converter(source: str, target: str, molar_mass: float | None = None) -> Line
     """
     if source == target:
         return IDENTITY
+    if unit_memo.is_recording():  # a load: what it asks must reach the memo, not an lru hit
+        return _remembered(source, target, molar_mass)
+    return _remembered_here(source, target, molar_mass)
+
+
+def _remembered(source: str, target: str, molar_mass: float | None) -> Linear:
+    answer = unit_memo.conversion((source, target, molar_mass), _conversion)
+    if isinstance(answer, str):
+        raise UnitError(answer)
+    return Linear(*answer)
+
+
+# Requests: a conversion already made costs an lru lookup, as it did before unit_memo.
+_remembered_here = lru_cache(maxsize=1024)(_remembered)
+
+
+def anticipate(source: str, target: str, molar_mass: float | None = None) -> None:
+    """Work out a conversion that requests will ask for (a form's other units) while a load
+    records, so that a fresh process answers the first of them without building pint. Whether
+    it converts is for that request to say."""
+    with contextlib.suppress(UnitError):
+        converter(source, target, molar_mass)
+
+
+@lru_cache(maxsize=1024)
+def _conversion(key: unit_memo.ConversionKey) -> unit_memo.Conversion:
+    """`converter`'s answer as plain data (what unit_memo keeps): (scale, offset) or why not."""
+    try:
+        linear = _linear_map(*key)
+    except UnitError as exc:
+        return str(exc)
+    return linear.scale, linear.offset
+
+
+def _linear_map(source: str, target: str, molar_mass: float | None) -> Linear:
     src, dst = _parse(source), _parse(target)
     candidates = [src]
     if molar_mass is not None:

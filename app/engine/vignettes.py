@@ -28,6 +28,7 @@ from app.engine.inputs import FeatureValue, InvalidInput, normalise
 from app.engine.load import validate_model
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Criterion, Floor, RuleBase, RuleSet, Scalar
+from app.engine.unit_memo import recording
 
 
 class _Strict(BaseModel):
@@ -192,8 +193,9 @@ def load_vignettes(tests_dir: Path, rules: RuleBase) -> tuple[list[Vignette], li
     """Every case of every tests_dir/*.yaml, validated against the loaded rules."""
     loader = _Loader(rules)
     vignettes: list[Vignette] = []
-    for path in sorted(tests_dir.glob("*.yaml")):
-        vignettes += loader.file(path, display_path(path))
+    with recording():  # their units are the rules' too: kept for the next process
+        for path in sorted(tests_dir.glob("*.yaml")):
+            vignettes += loader.file(path, display_path(path))
     return vignettes, loader.diagnostics
 
 
