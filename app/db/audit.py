@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, selectinload
 
 from app.db import writes
-from app.db.models import Evaluation, EvaluationDecision, RulesetVersion
+from app.db.models import Evaluation, EvaluationDecision, RulesetVersion, table
 from app.engine.model import RuleSet
 
 MAX_PAGE = 500
@@ -72,7 +72,7 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
     if versions:
         writes.at_commit(session, _versions_insert(session, versions, new.created_at))
         stored.mark_on_commit(session, [r.hash for r in versions])
-    writes.at_commit(session, insert(Evaluation), _evaluation_row(new))
+    writes.at_commit(session, insert(table(Evaluation)), _evaluation_row(new))
     decisions = [
         {
             "evaluation_id": new.id,
@@ -84,7 +84,7 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
         for i, (r, status) in enumerate(zip(new.rulesets, new.statuses, strict=True))
     ]
     if decisions:
-        writes.at_commit(session, insert(EvaluationDecision), decisions)
+        writes.at_commit(session, insert(table(EvaluationDecision)), decisions)
 
 
 def _evaluation_row(new: NewEvaluation) -> dict[str, Any]:
@@ -117,7 +117,9 @@ def _versions_insert(session: Session, rulesets: list[RuleSet], now: datetime) -
     ]
     dialect = session.get_bind().dialect.name
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return upsert(RulesetVersion).values(rows).on_conflict_do_nothing(index_elements=["hash"])
+    return (
+        upsert(table(RulesetVersion)).values(rows).on_conflict_do_nothing(index_elements=["hash"])
+    )
 
 
 def get(session: Session, evaluation_id: str) -> Evaluation | None:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import writes
-from app.db.models import CdsCard, CdsFeedback, CdsTokenUse
+from app.db.models import CdsCard, CdsFeedback, CdsTokenUse, table
 
 
 def record_cards(
@@ -29,7 +29,7 @@ def record_cards(
         for card, rs in cards
     ]
     if rows:
-        writes.at_commit(session, insert(CdsCard), rows)
+        writes.at_commit(session, insert(table(CdsCard)), rows)
 
 
 def cards_of(session: Session, service_id: str, uuids: Iterable[str]) -> dict[str, CdsCard]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -274,3 +275,8 @@ class Screening(Base):
     rules_hash: Mapped[str] = mapped_column(String(71))
     client_id: Mapped[str | None] = mapped_column(String(36))  # who may see it; None: auth off
     requested_by: Mapped[str] = mapped_column(String(200))
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Core table, for INSERTs that skip the ORM (app/db/writes.py)."""
+    return cast(Table, model.__table__)

@@ -23,7 +23,8 @@ Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 def at_commit(session: Session, statement: Executable, params: Params | None = None) -> None:
     """Run `statement` (with `params`: one row, or several as an executemany) when `session`
-    commits, after the writes asked for before it and before the ORM's own flush."""
+    commits, after the writes asked for before it and before the ORM's own flush. A Core
+    statement (an INSERT into a Table, not an ORM entity)."""
     pending: list[tuple[Executable, Params | None]] = session.info.setdefault(_PENDING, [])
     if not pending:
         event.listen(session, "before_commit", _write, once=True)
@@ -45,9 +46,11 @@ def anything_to_commit(session: Session) -> bool:
 
 def _write(session: Session) -> None:
     writes = session.info.pop(_PENDING, [])
-    with session.no_autoflush:  # these first: ORM objects added since may refer to them
-        for statement, params in writes:
-            session.execute(statement, params)
+    # On the session's connection, not through Session.execute: an INSERT of an ORM entity
+    # there takes the ORM's bulk path, which cost more than the statement itself.
+    connection = session.connection()
+    for statement, params in writes:
+        connection.execute(statement, params)
 
 
 def _forget(session: Session, _previous: object) -> None:

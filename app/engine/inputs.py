@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from app.engine.model import Feature, Scalar
@@ -255,10 +256,17 @@ def values_to_json(values: Mapping[str, FeatureValue]) -> dict[str, Any]:
             "value": v.value,
             "unit": v.unit,
             "given": {"value": v.given_value, "unit": v.given_unit},
-            "provenance": {k: p for k, p in asdict(v.provenance).items() if p is not None},
+            "provenance": _provenance_json(v.provenance),
         }
         for key, v in values.items()
     }
+
+
+@lru_cache(maxsize=4096)
+def _provenance_json(provenance: Provenance) -> dict[str, Any]:
+    """Shared between records, never changed: most values have the one INPUT provenance, and
+    `asdict` per value was a tenth of recording an evaluation against every rule set."""
+    return {k: p for k, p in asdict(provenance).items() if p is not None}
 
 
 def values_from_json(data: Mapping[str, Any]) -> dict[str, FeatureValue]:
