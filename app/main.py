@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from app import __version__
 from app.api import cds_hooks, errors, evaluations, health, openapi, rulesets, screenings, web
 from app.api.body import BodySizeLimit, document_limits
+from app.api.deps import VerifiedClients
 from app.api.edge import StringPolicy
 from app.api.headers import AllowHeader, PathCORS, SecurityHeaders
 from app.cds.jwt import ClientTokenVerifier
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     app.state.sessions = session_factory(app.state.engine)
     app.state.commit_lock = commit_lock(app.state.engine)
     app.state.stored = StoredVersions()
+    app.state.verified_clients = VerifiedClients()
     app.state.screening_worker = Worker(
         JobStore(app.state.sessions, app.state.commit_lock), settings, lambda: app.state.rules
     )

@@ -66,9 +66,8 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         le=3600,
-        description="A JSON request body not received within this many seconds of the "
-        "request's start gets 408: a sender that stalls holds no worker or database "
-        "connection for longer",
+        description="A JSON request body not received within this many seconds gets 408: a "
+        "sender that stalls holds its connection and request no longer",
     )
     max_json_depth: int = Field(
         default=32,

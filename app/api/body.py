@@ -170,9 +170,8 @@ async def _received(request: Request, settings: Settings) -> bytes:
 
 @asynccontextmanager
 async def receiving(settings: Settings) -> AsyncIterator[None]:
-    """Receive a JSON body within `body_timeout_seconds`, else 408: the credential check may
-    have left the request's transaction open for a small body (api.deps), and a sender who
-    stalls must not hold it, nor a worker, indefinitely."""
+    """Receive a JSON body within `body_timeout_seconds`, else 408: a sender who stalls must
+    not hold a connection and its request indefinitely (uvicorn bounds no body's arrival)."""
     try:
         async with asyncio.timeout(settings.body_timeout_seconds):
             yield

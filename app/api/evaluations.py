@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from app.api.body import json_body
-from app.api.deps import Caller, DbSession, commit, current_rules, current_settings, require
+from app.api.deps import (
+    Caller,
+    DbSession,
+    commit,
+    current_rules,
+    get_rules,
+    get_settings,
+    require,
+)
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
@@ -30,7 +38,6 @@ from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
-from app.settings import Settings
 from app.strict_json import printable
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
@@ -61,8 +68,6 @@ def create_evaluation(
     request: Request,
     caller: Annotated[Caller, Depends(require(Scope.EVALUATE))],  # first: before the body
     payload: Annotated[Any, Depends(json_body)],
-    rules: Rules,
-    settings: Annotated[Settings, Depends(current_settings)],
     session: DbSession,
     view: Annotated[
         Literal["full", "summary"],
@@ -73,6 +78,9 @@ def create_evaluation(
         ),
     ] = "full",
 ) -> Any:
+    # The rules and settings as read here, not as dependencies: FastAPI's solving of each
+    # dependency cost more than what it returns (an attribute of app.state).
+    rules, settings = get_rules(request), get_settings(request)
     if request.headers.get("content-type", "").split(";")[0].strip() == FHIR_JSON:
         payload = {"fhir": payload}  # the body is the Bundle itself
     _within_rules(payload, rules)

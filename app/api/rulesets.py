@@ -47,7 +47,9 @@ def list_rulesets(rules: Rules, request: Request) -> Any:
     summary="Reload the rules directory now (as SIGHUP does); 409 if the change is refused",
 )
 async def reload_rulesets(
-    request: Request, caller: Annotated[Caller, Depends(require(Scope.RULES_ADMIN))]
+    request: Request,
+    # fresh: a reload is no database write, so no transaction would confirm the client.
+    caller: Annotated[Caller, Depends(require(Scope.RULES_ADMIN, fresh=True))],
 ) -> Any:
     reloader: RuleReloader = request.app.state.reloader
     await reloader.reload_everywhere(f"requested by client {caller.client_id or '(auth off)'}")

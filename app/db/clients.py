@@ -42,6 +42,11 @@ def credential(client_id: str) -> Select[str, str, list[str], datetime | None]:
     ).where(ApiClient.id == client_id)
 
 
+def revocation(client_id: str) -> Select[datetime | None]:
+    """The client's `revoked_at` (no row: no such client)."""
+    return select(ApiClient.revoked_at).where(ApiClient.id == client_id)
+
+
 def names(session: Session, ids: Iterable[str]) -> dict[str, str]:
     statement = select(ApiClient.id, ApiClient.name).where(ApiClient.id.in_(set(ids)))
     return {i: n for i, n in session.execute(statement).all()}

@@ -6,8 +6,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.api.deps import Caller, VerifiedClients
 from app.db import clients
-from app.security import Scope, parse_token
+from app.security import Scope, hash_secret, parse_token
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.conftest import add_client, bearer
 
@@ -107,3 +108,25 @@ def test_rule_content_is_public_but_patient_data_is_not(client: TestClient) -> N
         assert bare.get("/healthz").status_code == 200
         assert bare.get("/v1/evaluations").status_code == 401
         assert bare.post("/v1/evaluations/x/replay").status_code == 401
+
+
+def test_a_verified_client_still_needs_its_secret(client: TestClient) -> None:
+    token = add_client(_app(client), "ehr", [Scope.EVALUATE])
+    assert _post(client, bearer(token))[0] == 200  # now verified (PostgreSQL: remembered)
+    forged = token[:-43] + "B" * 43
+    status, _, text = _post(client, bearer(forged))
+    assert status == 401, text
+    assert "wrong secret" in text
+
+
+def test_the_verified_clients_are_bounded_and_expire() -> None:
+    verified = VerifiedClients(60, most=2)
+    callers = [Caller(f"c{i}", f"client {i}", frozenset()) for i in range(3)]
+    for caller in callers:
+        verified.put(hash_secret("s"), caller)
+    assert verified.get("c2", "s") == callers[2]
+    assert verified.get("c0", "s") is None  # forgotten when the third came
+    assert verified.get("c2", "wrong") is None
+    expired = VerifiedClients(0)
+    expired.put(hash_secret("s"), callers[0])
+    assert expired.get("c0", "s") is None
