@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -117,6 +118,16 @@ def test_development_upgrades_the_schema_by_itself(tmp_path: Path) -> None:
         engine = make_engine(url)
         assert current(engine) == head()
         engine.dispose()
+
+
+def test_what_is_loaded_at_start_is_kept_out_of_full_collections(url: str) -> None:
+    gc.unfreeze()
+    app = create_app(_settings(url))
+    assert gc.get_freeze_count() == 0
+    with TestClient(app):  # the lifespan: serving from here
+        frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    assert frozen > 10_000  # the modules, the rules and their compiled forms, at least
 
 
 def test_security_headers(client: TestClient) -> None:
