@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from app.cds.jwt import IssuerConfig, allowed_host
+from app.cds.issuers import IssuerConfig, allowed_host
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.

@@ -96,25 +96,22 @@ def _mapping(path: Path, features: Any) -> Any:
 
 def _run(request: Request, rules: Any, show: bool) -> Outcome:
     from app.engine.inputs import InvalidInput  # noqa: PLC0415
-    from app.screening.bulk import BulkError  # noqa: PLC0415
     from app.screening.engines import SourceError  # noqa: PLC0415
     from app.screening.mapping import MappingError  # noqa: PLC0415
-    from app.screening.runner import screen  # noqa: PLC0415
+    from app.screening.runner import quiet, screen  # noqa: PLC0415
 
     bar: Any = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
-        if not show:
-            return
         if bar is None:
             bar = click.progressbar(length=max(total, 1), label="screening", file=sys.stderr)
             bar.__enter__()
         bar.update(done - bar.pos)
 
     try:
-        return screen(request, rules, progress=progress)
-    except (SourceError, BulkError) as exc:
+        return screen(request, rules, progress=progress if show else quiet)
+    except SourceError as exc:  # a FHIR Bulk folder's BulkError too
         fail(str(exc))
     except MappingError as exc:
         fail("the source's columns do not fit:\n" + str(exc))

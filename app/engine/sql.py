@@ -231,11 +231,11 @@ class Screening:
     """Several rule sets compiled over one relation of patients, in stages.
 
     Stage 1 computes every criterion once, and the composite nodes below a criterion's root
-    that `missing` needs; stage 2 adds each rule set's status. What a caller selects (the
-    criterion a patient is excluded by, the missing features) refers to those columns. Done
-    in one expression, each atom's path would repeat its ancestors' SQL and each missing
-    flag the status CASE: the shipped rule sets printed 330 kB of SQL that DuckDB spent half
-    a second planning.
+    that `missing` needs; stage 2 adds each rule set's status, stage 3 whether that is
+    indeterminate. What a caller selects (the criterion a patient is excluded by, the missing
+    features) refers to those columns. Done in one expression, each atom's path would repeat
+    its ancestors' SQL and each missing flag the status CASE: the shipped rule sets printed
+    330 kB of SQL that DuckDB spent half a second planning.
 
     `source` has a key column and one column per feature id, canonical and validated; the
     columns named in `carry` (a screening's `corrected:<feature>` flags) go to every result
@@ -270,7 +270,14 @@ class Screening:
             _status(tuple(self._deciding(criteria, k))).label(f"s{k}")
             for k in range(len(self.rulesets))
         ]
-        self.stage = _stage(sa.select(criteria, *statuses), "statuses", fence)
+        stage = _stage(sa.select(criteria, *statuses), "statuses", fence)
+        # Whether each rule set left the patient indeterminate, compared once: every missing
+        # flag reads it (the shipped rule sets' 220 flags compared the status text 220 times).
+        undecided = [
+            (stage.c[f"s{k}"] == sa.literal(Status.INDETERMINATE.value, sa.String)).label(f"u{k}")
+            for k in range(len(self.rulesets))
+        ]
+        self.stage = _stage(sa.select(stage, *undecided), "undecided", fence)
 
     def _inner_nodes(self, root: Node, prefix: str, columns: Columns) -> list[ColumnElement[Any]]:
         found: list[ColumnElement[Any]] = []
@@ -316,7 +323,7 @@ class Screening:
                 paths.setdefault(atom.feature, []).append(
                     sa.and_(unknown(truth), *inner, self.stage.c[atom.feature].is_(None))
                 )
-        indeterminate = self.status(k) == sa.literal(Status.INDETERMINATE.value, sa.String)
+        indeterminate = self.stage.c[f"u{k}"]
         return {f: sa.and_(indeterminate, sa.or_(*conds)) for f, conds in sorted(paths.items())}
 
     def verdicts(self, *, missing: bool = False) -> sa.Select[Any]:

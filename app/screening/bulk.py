@@ -50,6 +50,7 @@ from app.engine.model import Feature
 from app.fhir import medication
 from app.fhir.bundle import MEDICATION_USES, Note, codes_of, medication_concept, usable
 from app.fhir.mapping import code_index, map_bundle
+from app.screening.engines import SourceError
 
 __all__ = ["BulkCohort", "BulkError", "BulkPatient", "BulkProblem", "read_bulk"]
 
@@ -61,9 +62,10 @@ _FIRST = ("Medication", "Patient")  # read before the other files; see the modul
 Entry = tuple[str, dict[str, Any]]  # (file:line, resource)
 
 
-class BulkError(ValueError):
+class BulkError(SourceError):
     """The export cannot be read at all (no folder, no NDJSON file, not UTF-8); the message
-    starts with the path."""
+    starts with the path. A source error, so that `eligo screen` handles it without importing
+    this module (and the FHIR models) for every other source."""
 
 
 @dataclass(frozen=True, slots=True)

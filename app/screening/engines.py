@@ -23,9 +23,12 @@ from sqlalchemy.sql.expression import FromClause
 from app.screening.dialects import render
 from app.screening.head import HeadError, Limits, check, columns_within, first_long_line
 from app.screening.mapping import RawKind
-from app.screening.validate import ROW
+from app.screening.validate import ROW, duckdb_macros
 
 BATCH_ROWS = 100_000
+# Duplicate keys a DuckDB screening query names, at most (`DuckDBEngine.duplicates`): each
+# costs every row a comparison (1,000 of them half a second a million rows).
+NAMED_DUPLICATES = 100
 # A database driver hands back Python tuples: 100,000 rows of 300 columns are 2 GB of them.
 DRIVER_ROWS = 10_000
 # A registry database that does not answer must not hold a request (the API's pre-check) or a
@@ -63,10 +66,14 @@ class Engine(Protocol):
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]: ...
 
     def count(self) -> int:
-        """Rows in the source; called after `materialise`, which may have them at hand."""
+        """Rows in the source, for a progress display: free for Parquet, an Arrow table, a
+        table's statistics or Spark's numbering; a parse of its own for CSV and NDJSON."""
         ...
 
-    def materialise(self, query: sa.Select[Any]) -> FromClause: ...
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:
+        """The keys `query` (`validate.duplicate_keys`) finds, read ahead of the screening for
+        its query to name; None where the screening query is to find them itself."""
+        ...
 
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]: ...
 
@@ -130,6 +137,11 @@ class DuckDBEngine:
         self.connection.execute("SET preserve_insertion_order = true")
         # DuckDB draws its own progress bar on stderr: in a server that is the log.
         self.connection.execute("SET enable_progress_bar = false")
+        # IN lists stay expressions: DuckDB makes one of six values or more a join, and a
+        # query with a join streams its rows out of the source's order (see `duplicates`).
+        self.connection.execute("SET disabled_optimizers = 'in_clause'")
+        for macro in duckdb_macros():
+            self.connection.execute(macro)
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
         path = Path(source)
@@ -156,24 +168,32 @@ class DuckDBEngine:
         return _relation("raw_source", kinds), kinds
 
     def count(self) -> int:
-        # The materialised rows, one per source row: counting raw_source would parse a CSV
-        # a second time.
-        found = self.connection.execute("SELECT count(*) FROM checked").fetchall()
-        return int(found[0][0])
-
-    def materialise(self, query: sa.Select[Any]) -> FromClause:
-        """A temporary table: DuckDB compresses it, and spills it to disk past its memory
-        limit."""
-        sql = render(query, self.dialect)
         try:
-            self.connection.execute(f"CREATE OR REPLACE TEMP TABLE checked AS {sql}").fetchall()
+            found = self.connection.execute("SELECT count(*) FROM raw_source").fetchall()
         except duckdb.Error as exc:
             raise self._described(exc) from None
-        return sa.table("checked", *(sa.column(c.name) for c in query.selected_columns))
+        return int(found[0][0])
+
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:
+        """Read first, so that the screening query needs no join: DuckDB streams a query's
+        rows in the source's order only when it has none (a join's threads pass rows on as
+        they finish). Past NAMED_DUPLICATES keys, None: the screening query joins, and its
+        results may come in another order than the source's (every row is there; the
+        rejected rows are listed in row order)."""
+        try:
+            found = self.connection.execute(render(query, self.dialect)).fetchall()
+        except duckdb.Error as exc:
+            raise self._described(exc) from None
+        keys = [str(row[0]) for row in found if row[0] is not None]
+        return keys if len(keys) <= NAMED_DUPLICATES else None
 
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:
-            reader = self.connection.sql(render(query, self.dialect)).to_arrow_reader(BATCH_ROWS)
+            # A view, then a short SELECT of it: `connection.sql` tokenises its text in Python
+            # first, 0.2-0.3 s for the shipped rule sets' 300 kB of SQL.
+            sql = render(query, self.dialect)
+            self.connection.execute(f"CREATE OR REPLACE TEMP VIEW screened AS {sql}")
+            reader = self.connection.sql("SELECT * FROM screened").to_arrow_reader(BATCH_ROWS)
             yield from _at_least_one(reader, reader.schema)
         except duckdb.Error as exc:
             raise self._described(exc) from None
@@ -288,10 +308,9 @@ class DatabaseEngine:
         )
         return numbered.subquery("raw_source"), kinds
 
-    def materialise(self, query: sa.Select[Any]) -> FromClause:
-        """Not stored: a TEMP table would need one connection throughout, and validation is
-        cheap next to the network; the database computes it for each of the two reads."""
-        return query.subquery("checked")
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+        """The screening query finds them: one query, in the database."""
+        return None
 
     def count(self) -> int:
         assert self.table is not None
@@ -341,12 +360,12 @@ def spark_session(master: str | None = None) -> Any:
     return session
 
 
-def _numbered(frame: Any) -> Any:
-    """`frame` with `_row`, its 1-based position in the files, computed without a window:
-    a window with no partition puts every row in one task (a Java heap of 1 GB ran out at a
-    million rows). monotonically_increasing_id() is the partition index times 2^33 plus the
-    row's place in its partition, and partitions follow file order; one small count per
-    partition gives each partition's offset."""
+def _numbered(frame: Any) -> tuple[Any, int]:
+    """`frame` with `_row`, its 1-based position in the files, computed without a window (and
+    the rows counted on the way): a window with no partition puts every row in one task (a
+    Java heap of 1 GB ran out at a million rows). monotonically_increasing_id() is the
+    partition index times 2^33 plus the row's place in its partition, and partitions follow
+    file order; one small count per partition gives each partition's offset."""
     from pyspark.sql import functions  # noqa: PLC0415 - only the spark engine needs it
 
     tagged = frame.withColumn("_mid", functions.monotonically_increasing_id()).withColumn(
@@ -363,7 +382,7 @@ def _numbered(frame: Any) -> Any:
     numbered = tagged.join(functions.broadcast(table), "_pid").withColumn(
         ROW, functions.col("_offset") + place + 1
     )
-    return numbered.drop("_mid", "_pid", "_offset")
+    return numbered.drop("_mid", "_pid", "_offset"), start
 
 
 def _spark_kind(type_name: str) -> RawKind:
@@ -382,6 +401,7 @@ class SparkEngine:
     def __init__(self, session: Any, limits: Limits | None = None) -> None:
         self.session = session
         self.limits = limits or Limits()
+        self.rows = 0  # counted when the source is opened
 
     def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
         fmt = file_format(Path(source))
@@ -397,21 +417,19 @@ class SparkEngine:
                 frame = reader.json(source)
         except Exception as exc:  # Spark raises AnalysisException and Py4J errors
             raise SourceError(f"{source}: {_first_line(exc)}") from None
-        _numbered(frame).createOrReplaceTempView("raw_source")
+        numbered, self.rows = _numbered(frame)
+        numbered.createOrReplaceTempView("raw_source")
         kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
         _within(kinds, source, self.limits)
         return _relation("raw_source", kinds), kinds
 
     def count(self) -> int:
-        """From the cached validated rows: counting fills the cache the verdicts read next,
-        where counting the source would scan and number it once more."""
-        return int(self.session.table("checked").count())
+        """Numbering the rows (`_numbered`) counted them."""
+        return self.rows
 
-    def materialise(self, query: sa.Select[Any]) -> FromClause:
-        """Cached by Spark, in memory and on the executors' disks."""
-        checked = self.session.sql(render(query, self.dialect)).cache()
-        checked.createOrReplaceTempView("checked")
-        return sa.table("checked", *(sa.column(c.name) for c in query.selected_columns))
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+        """The screening query finds them (Spark keeps no row order to protect)."""
+        return None
 
     def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:

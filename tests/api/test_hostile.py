@@ -37,7 +37,7 @@ from app import strict_json
 from app.api import body, screenings, web
 from app.api.cds_hooks import cds_client
 from app.api.schemas import Problem
-from app.cds.jwt import IssuerConfig
+from app.cds.issuers import IssuerConfig
 from app.db import audit
 from app.main import create_app
 from app.security import Scope

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.cds.jwt import IssuerConfig
+from app.cds.issuers import IssuerConfig
 from app.main import create_app
 from app.settings import Settings
 from tests.cds.fhir_server import FhirStore, fhir_server

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.cds.jwt import allowed_host, host_allowed, public_base, split_host
+from app.cds.issuers import allowed_host, split_host
+from app.cds.jwt import host_allowed, public_base
 from app.errors import Unauthorized
 from app.main import create_app
 from app.settings import Settings

@@ -20,12 +20,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from app.cds.jwt import (
-    ClientTokenVerifier,
-    IssuerConfig,
-    MemoryReplayGuard,
-    VerifiedClient,
-)
+from app.cds.issuers import IssuerConfig
+from app.cds.jwt import ClientTokenVerifier, MemoryReplayGuard, VerifiedClient
 from app.errors import Unauthorized
 from tests.cds.keys import (
     AUDIENCE,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,26 @@ def test_the_command_line_starts_without_the_heavy_libraries(args: tuple[str, ..
     )
     loaded = done.stderr.splitlines()[-1].split()[1:]
     assert loaded == [], f"`eligo {' '.join(args)}` imported {', '.join(loaded)}"
+
+
+# What `eligo screen` of a file never needs: the server, the CDS token checks (the settings
+# read only their configuration side, app/cds/issuers.py), Spark (`--engine spark`) and the
+# FHIR models (a FHIR Bulk folder).
+NOT_FOR_SCREENING = ("fastapi", "pyspark", "httpx", "jwt", "cryptography", "fhir.resources")
+
+
+def test_screening_a_file_leaves_out_the_server_spark_and_fhir(tmp_path: Path) -> None:
+    (tmp_path / "cohort.csv").write_text("id,age_years,ssc_diagnosis\np1,45,yes\n")
+    out = tmp_path / "r.parquet"
+    args = ["screen", "--no-progress", str(tmp_path / "cohort.csv"), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=NOT_FOR_SCREENING), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert out.exists(), done.stderr  # it screened
+    loaded = done.stderr.splitlines()[-1].split()[1:]
+    assert loaded == [], f"`eligo screen` imported {', '.join(loaded)}"

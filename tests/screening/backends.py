@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from app.screening.dialects import duckdb_sql, spark_sql
 from app.screening.engines import arrow_type
+from app.screening.validate import duckdb_macros
 
 Row = dict[str, Any]
 
@@ -52,6 +53,8 @@ class DuckDBBackend:
 
     def __init__(self) -> None:
         self.connection = duckdb.connect()
+        for macro in duckdb_macros():  # as DuckDBEngine defines them
+            self.connection.execute(macro)
 
     def run(
         self, table: sa.Table, rows: Sequence[Row], query: sa.Select[Any]

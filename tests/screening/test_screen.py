@@ -291,6 +291,91 @@ def test_bad_rows_are_reported_by_line_and_kept_out(
     check_against_oracle(shipped_rules, ROWS, outcome)
 
 
+def test_one_pass_splits_each_batch_into_results_and_rejected_rows(
+    shipped_rules: RuleBase, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The verdicts query reads the source once and brings every row; each batch is split
+    here. In batches of 16, with rejected rows scattered and two batches' worth in a row:
+    every row comes out once, as a result or as a rejected row, the rejected ones in row
+    order, and the progress counts every row against the count the engine gave first."""
+    monkeypatch.setattr(engines, "BATCH_ROWS", 16)
+    rows = [dict(ROWS[i % 2]) for i in range(200)]  # ROWS[0] and [1] are valid
+    bad = {7, 50, 199, *range(100, 140)}
+    for i in bad:
+        rows[i] = dict(ROWS[2])  # age "abc", lvef 150
+    write_csv(tmp_path / "cohort.csv", rows)
+    seen: list[tuple[int, int]] = []
+    engine = DuckDBEngine()
+    try:
+        outcome = screen(
+            engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+            progress=lambda done, total: seen.append((done, total)),
+        )  # fmt: skip
+    finally:
+        engine.close()
+    assert [r.row for r in outcome.rejected] == sorted(i + 1 for i in bad)
+    assert len(seen) > 200 // 16
+    assert seen[-1] == (200, 200)
+    assert {total for _, total in seen} == {200}
+    assert outcome.report["rows"] == 200
+    check_against_oracle(shipped_rules, rows, outcome)
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_duplicate_ids_are_rejected_and_the_results_keep_the_source_order(
+    shipped_rules: RuleBase, named: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both rows of an id given twice are rejected (which is right, the registry must say).
+    DuckDB reads the duplicated ids first and names them in the screening query, which then
+    has no join and streams the rows in the source's order, also over several row groups
+    read in parallel; past NAMED_DUPLICATES ids the query joins (the order is not kept).
+    Eight ids: DuckDB would turn a list of six or more into a join of its own."""
+    monkeypatch.setattr(engines, "NAMED_DUPLICATES", 10 if named else 0)
+    n = 300_000
+    ids = [f"p{i}" for i in range(n)]
+    pairs = [(i * 37_000, i * 37_000 + 5) for i in range(8)]
+    for first, second in pairs:
+        ids[second] = ids[first]
+    table = pa.table(
+        {
+            "id": ids,
+            "ssc_diagnosis": [i % 3 != 0 for i in range(n)],
+            "age_years": pa.array([float(20 + i % 60) for i in range(n)]),
+        }
+    )
+    pq.write_table(table, tmp_path / "cohort.parquet", row_group_size=50_000)
+    engine = DuckDBEngine()
+    try:
+        outcome = screen(
+            engine, shipped_rules, str(tmp_path / "cohort.parquet"), tmp_path / "r.parquet"
+        )
+    finally:
+        engine.close()
+    duplicate = "id: duplicate (another row has the same id)"
+    twice = sorted(i for pair in pairs for i in pair)
+    assert [(r.row, r.problems) for r in outcome.rejected] == [(i + 1, duplicate) for i in twice]
+    kept = [ident for i, ident in enumerate(ids) if i not in set(twice)]
+    results = pq.read_table(outcome.results, columns=["id"]).column("id").to_pylist()
+    assert results == kept if named else sorted(results) == sorted(kept)
+
+
+def test_every_row_rejected_still_writes_the_results_columns(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "cohort.csv", [ROWS[2], ROWS[3]])
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet"
+    )
+    results = pq.read_table(outcome.results)
+    assert results.num_rows == 0
+    assert results.column_names[0] == "id"
+    assert column_name(shipped_rules.rulesets["hsct-ssc-astis"], STATUS) in results.column_names
+    assert not {"_row", "_problems", "_valid"} & set(results.column_names)
+    assert [r.row for r in outcome.rejected] == [1, 2]
+    assert outcome.report["rows"] == 2
+    assert outcome.report["screened"] == 0
+
+
 def test_a_mapping_file_renames_columns_converts_units_and_codes(
     shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
 ) -> None:
@@ -452,11 +537,13 @@ def test_spark_screens_the_same_csv_as_duckdb(
     shipped_rules: RuleBase, spark: Any, tmp_path: Path
 ) -> None:
     write_csv(tmp_path / "cohort.csv", ROWS)
+    seen: list[tuple[int, int]] = []
     outcome = screen(
         SparkEngine(spark), shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
-        line_offset=1,
+        line_offset=1, progress=lambda done, total: seen.append((done, total)),
     )  # fmt: skip
     assert outcome.report["source"]["engine"] == "spark"
+    assert seen[-1] == (len(ROWS), len(ROWS))  # counted while the rows were numbered
     first = outcome.report["rejected"]["first"]
     assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]

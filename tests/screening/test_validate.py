@@ -1,0 +1,87 @@
+"""Validation SQL (app/screening/validate.py) on the engines that run it, against the API's
+own functions: `round9` rounds to nine significant digits as `units.round_significant` does.
+
+`round9` finds a value's magnitude by halving the 31 bands it rounds in, and on DuckDB is a
+macro the engine defines. Whichever way it is printed, it must pick the ROUND that trying each
+band in turn picks (`_in_turn`, the formulation it replaced), on every magnitude and at every
+power of ten, where a band ends."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app.engine.sql import number
+from app.engine.units import round_significant
+from app.screening.engines import DuckDBEngine
+from app.screening.validate import round9
+from tests.screening.backends import Backend, DuckDBBackend, SparkBackend
+
+pytestmark = pytest.mark.one_pass
+
+TABLE = sa.Table("numbers", sa.MetaData(), sa.Column("i", sa.Integer), sa.Column("x", sa.Double))
+
+
+def _values() -> list[float | None]:
+    draw = random.Random(18)
+    values: list[float | None] = [None, 0.0, -0.0, 1.0, -1.0, 0.1 + 0.2, 60.0049261]
+    for exponent in range(-17, 18):
+        power = 10.0**exponent
+        values += [power, math.nextafter(power, 0.0), math.nextafter(power, math.inf)]
+        values += [-power, draw.uniform(1, 10) * power, -draw.uniform(1, 10) * power]
+    values += [round(draw.uniform(0, 300), 1) for _ in range(200)]
+    values += [draw.uniform(-1000, 1000) for _ in range(200)]
+    return values
+
+
+VALUES = _values()
+
+
+def _in_turn(value: Any) -> Any:
+    """`round9` as it was written before: each band's upper end tried in turn."""
+    size = sa.func.abs(value)
+    bands = [(size < number(10.0 ** (e + 1)), sa.func.round(value, 8 - e)) for e in range(-15, 16)]
+    return sa.case((size < number(10.0**-15), value), *bands, else_=value)
+
+
+@pytest.fixture(scope="module")
+def duckdb_backend() -> Iterator[Backend]:
+    backend = DuckDBBackend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def spark_backend(spark: Any) -> Backend:
+    return SparkBackend(spark)
+
+
+@pytest.mark.parametrize("engine", ["duckdb_backend", "spark_backend"])
+def test_round9_rounds_as_the_api_and_as_trying_each_band(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    backend: Backend = request.getfixturevalue(engine)
+    x = TABLE.c.x
+    query = sa.select(TABLE.c.i, round9(x, backend.name), _in_turn(x)).order_by(TABLE.c.i)
+    rows = backend.run(TABLE, [{"i": i, "x": v} for i, v in enumerate(VALUES)], query)
+    assert len(rows) == len(VALUES)
+    for i, rounded, in_turn in rows:
+        given = VALUES[i]
+        assert rounded == in_turn or (rounded is None and in_turn is None), given
+        # The engines' ROUND parts from Python's below 1e-14 (scaling by 10^23 first).
+        if given is not None and 1e-12 <= abs(given) < 1e16:
+            assert rounded == round_significant(given), given
+
+
+def test_the_duckdb_engine_defines_round9() -> None:
+    engine = DuckDBEngine()
+    try:
+        found = engine.connection.execute("SELECT eligo_round9(2.0 / 3.0)").fetchall()
+    finally:
+        engine.close()
+    assert found == [(round_significant(2.0 / 3.0),)]
