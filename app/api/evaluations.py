@@ -21,13 +21,11 @@ from app.api.deps import (
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
-    Channel,
     EvaluationPage,
     EvaluationRecord,
     EvaluationRequest,
     EvaluationResponse,
     EvaluationSummaryResponse,
-    Replay,
     Status,
     UtcTime,
 )
@@ -38,6 +36,7 @@ from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
+from app.services.evaluations import Channel, Replay
 from app.strict_json import printable
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])

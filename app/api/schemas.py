@@ -1,7 +1,8 @@
 """Request and response models: the OpenAPI contract at /docs.
 
-Responses are built as dicts by `app.engine.present` (the CLI prints the same JSON); these
-models document them, and a test validates real responses against them so the two cannot drift.
+Responses are built as dicts by `app.engine.present` and `app.services.evaluations` (the CLI
+prints the same JSON), typed there as TypedDicts these models use as they are; a test validates
+real responses against them so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from typing_extensions import TypeAliasType
 
 from app.engine.present import (
     CitationOut,
@@ -29,6 +31,8 @@ from app.engine.present import (
     FactOut,
 )
 from app.engine.schema import EvidenceSpec, FeatureSpec
+from app.services import evaluations
+from app.services.evaluations import EvaluationSummary
 
 _FEATURE_VALUE_SCHEMA: dict[str, Any] = {
     "anyOf": [
@@ -49,7 +53,6 @@ _FEATURE_VALUE_SCHEMA: dict[str, Any] = {
 FeatureInput = Annotated[Any, WithJsonSchema(_FEATURE_VALUE_SCHEMA)]
 Result = Literal["met", "not_met", "unknown"]
 Status = Literal["not_indicated", "ineligible", "indeterminate", "eligible"]
-Channel = Literal["api", "cds-hooks", "form", "screening"]
 
 # An RFC 3339 date-time, its UTC offset included. Pydantic alone would also read a bare number
 # as seconds since 1970 (`until=0.5`) and a time without an offset as local to nobody knows.
@@ -185,40 +188,9 @@ class EvaluationSummaryResponse(_Out):
     view: Literal["summary"]
 
 
-class ClientRef(_Out):
-    id: str
-    name: str | None
-
-
-class DecisionRef(_Out):
-    ruleset_id: str
-    version: str | None
-    hash: str
-    status: Status
-
-
-class EvaluationSummary(_Out):
-    id: str
-    created_at: datetime
-    channel: Channel
-    client: ClientRef | None = Field(description="The API client that asked; null: auth off")
-    patient_pseudonym: str | None
-    hook_instance: str | None = Field(description="CDS Hooks only: the client's hookInstance")
-    clinician: str | None = Field(
-        description="The web form only: the user name of the clinician who asked"
-    )
-    rules_hash: str
-    decisions: list[DecisionRef]
-
-
 class EvaluationPage(_Out):
     items: list[EvaluationSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
-
-
-class RecordedInput(_Out):
-    received: dict[str, Any] = Field(description="As sent, with the patient id pseudonymised")
-    normalised: dict[str, Any] = Field(description="Canonical units, as the rules saw them")
 
 
 class RecordedResult(EvaluationResponse):
@@ -253,69 +225,13 @@ class UnprovenResult(_Out):
     cards: list[dict[str, Any]] | None = None
 
 
-class Integrity(_Out):
-    verified: bool | None = Field(
-        description="true: `result` was re-rendered from the record (the rule set versions, "
-        "the normalised input, the envelope) and its SHA-256 equals the digest taken of the "
-        "bytes sent. false: it could not be proven (`problem`), and `result` holds the "
-        "recorded verdicts only. null: a record from before digests, holding the whole answer."
-    )
-    sha256: str | None = Field(default=None, description="Of the answer's bytes as sent")
-    bytes: int | None = None
-    problem: str | None = None
-    note: str | None = None
-
-
-class EvaluationRecord(EvaluationSummary):
-    input: RecordedInput
-    result: RecordedResult | EvaluationSummaryResponse | UnprovenResult = Field(
-        description="Exactly what was answered"
-    )
-    integrity: Integrity
-
-
-class ReplayDifference(_Out):
-    field: Literal["status", "reasons", "missing", "to_confirm", "criterion"]
-    id: str | None = None
-    recorded: Any
-    replayed: Any
-
-
-class ReplayOutcome(_Out):
-    version: str | None = None
-    hash: str | None = None
-    status: Status | None = None
-    same_as_recorded: bool | None = None
-    differences: list[ReplayDifference] = []
-    rule_changes: list[dict[str, str | None]] | None = Field(
-        default=None, description="How today's rule set differs from the recorded version"
-    )
-    error: str | None = Field(default=None, description="Why this replay could not run")
-
-
-class RecordedVersion(_Out):
-    version: str
-    hash: str
-    status: Status
-
-
-class RulesetReplay(_Out):
-    ruleset_id: str
-    recorded: RecordedVersion
-    recorded_version: ReplayOutcome = Field(
-        description="Re-evaluated with the exact rule set version recorded; should be the same"
-    )
-    today: ReplayOutcome | None = Field(
-        default=None, description="Re-evaluated with the rule set as served today"
-    )
-
-
-class Replay(_Out):
-    evaluation_id: str
-    recorded_at: datetime
-    replayed_at: datetime
-    rules_hash_today: str
-    rulesets: list[RulesetReplay]
+# The audit payloads (summaries, records, replays) are typed beside their builders in
+# app/services/evaluations.py; a record's `result` is the answer, typed by the models above.
+# The alias names the record's schema (else "EvaluationRecord_RecordedResult__...").
+EvaluationRecord = TypeAliasType(
+    "EvaluationRecord",
+    evaluations.EvaluationRecord[RecordedResult | EvaluationSummaryResponse | UnprovenResult],
+)
 
 
 class RulesetSummary(_RulesetFields):

@@ -3,23 +3,43 @@
 Both sides are decisions as presented (`present.decision`), so a replay compares exactly what
 the caller was told. Only the verdict and its grounds are compared: status, reasons, missing
 features and each criterion's result. Wording and layout may change between releases without
-the advice changing, and are not differences.
+the advice changing, and are not differences. `ReplayDifference` is the API's type of one
+difference too (a replay's `differences`, app/services/evaluations.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-Difference = dict[str, Any]
+from pydantic import ConfigDict, with_config
+
+# typing_extensions': pydantic cannot read typing's TypedDict on Python 3.11.
+from typing_extensions import TypedDict
 
 
-def differences(recorded: Mapping[str, Any], replayed: Mapping[str, Any]) -> list[Difference]:
-    out: list[Difference] = []
-    for field in ("status", "reasons", "missing", "to_confirm"):
+@with_config(ConfigDict(extra="forbid"))
+class ReplayDifference(TypedDict):
+    field: Literal["status", "reasons", "missing", "to_confirm", "criterion"]
+    id: str | None  # the criterion's; None for the other fields
+    recorded: Any
+    replayed: Any
+
+
+_VERDICT: tuple[Literal["status", "reasons", "missing", "to_confirm"], ...] = (
+    "status",
+    "reasons",
+    "missing",
+    "to_confirm",
+)
+
+
+def differences(recorded: Mapping[str, Any], replayed: Mapping[str, Any]) -> list[ReplayDifference]:
+    out: list[ReplayDifference] = []
+    for field in _VERDICT:
         before, after = _field(recorded, replayed, field)
         if before != after:
-            out.append({"field": field, "recorded": before, "replayed": after})
+            out.append({"field": field, "id": None, "recorded": before, "replayed": after})
     before, after = _results(recorded), _results(replayed)
     for ident in [*before, *(k for k in after if k not in before)]:
         if before.get(ident) != after.get(ident):

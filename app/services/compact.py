@@ -23,10 +23,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy.orm import Session
+
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
 
 from app.db import audit
 from app.db.models import Evaluation, RulesetVersion
@@ -70,10 +74,30 @@ def _verdict(decision: Decision) -> dict[str, Any]:
     }
 
 
+# Whether a record's answer is proven to be the one sent: a record's `integrity`, as the API
+# gives it (app/services/evaluations.py's EvaluationRecord).
+@with_config(ConfigDict(extra="forbid"))
+class Integrity(TypedDict):
+    verified: Annotated[
+        bool | None,
+        Field(
+            description="true: `result` was re-rendered from the record (the rule set versions, "
+            "the normalised input, the envelope) and its SHA-256 equals the digest taken of the "
+            "bytes sent. false: it could not be proven (`problem`), and `result` holds the "
+            "recorded verdicts only. null: a record from before digests, holding the whole "
+            "answer."
+        ),
+    ]
+    sha256: NotRequired[Annotated[str, Field(description="Of the answer's bytes as sent")]]
+    bytes: NotRequired[int]
+    problem: NotRequired[str]
+    note: NotRequired[str]
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     content: dict[str, Any]  # the answer as sent, or (unproven) its verdicts only
-    integrity: dict[str, Any]
+    integrity: Integrity
 
 
 def answer(
@@ -86,19 +110,29 @@ def answer(
     stored = evaluation.result
     if stored.get("format") != FORMAT:
         return Recorded(stored, {"verified": None, "note": "recorded whole, before digests"})
-    kept = {"sha256": stored["sha256"], "bytes": stored["bytes"]}
     try:
         content = _rerender(session, rules, evaluation, stored, stored["view"])
     except RuleLoadError as exc:
         problem = f"a recorded rule set version cannot be rebuilt: {exc.report()}"
-        return _unproven(stored, evaluation, {**kept, "verified": False, "problem": problem})
+        return _unproven(stored, evaluation, _unproven_integrity(stored, problem))
     body = present.render(content)
     if hashlib.sha256(body).hexdigest() != stored["sha256"]:
         problem = "the re-rendered answer differs from the one sent; its verdicts are shown"
-        return _unproven(stored, evaluation, {**kept, "verified": False, "problem": problem})
+        return _unproven(stored, evaluation, _unproven_integrity(stored, problem))
     if shown_as is not None and shown_as != stored["view"]:
         content = _rerender(session, rules, evaluation, stored, shown_as)
-    return Recorded(content, {**kept, "verified": True})
+    return Recorded(
+        content, {"sha256": stored["sha256"], "bytes": stored["bytes"], "verified": True}
+    )
+
+
+def _unproven_integrity(stored: dict[str, Any], problem: str) -> Integrity:
+    return {
+        "sha256": stored["sha256"],
+        "bytes": stored["bytes"],
+        "verified": False,
+        "problem": problem,
+    }
 
 
 def _rerender(
@@ -144,9 +178,7 @@ def _version(version: RulesetVersion) -> tuple[RuleSet, RuleBase]:
     return found
 
 
-def _unproven(
-    stored: dict[str, Any], evaluation: Evaluation, integrity: dict[str, Any]
-) -> Recorded:
+def _unproven(stored: dict[str, Any], evaluation: Evaluation, integrity: Integrity) -> Recorded:
     """The envelope and the verdicts the record holds, never a re-rendering as if it were
     what was sent."""
     envelope: dict[str, Any] = orjson.loads(stored["envelope"])

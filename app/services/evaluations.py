@@ -11,9 +11,13 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy.orm import Session
+
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
 
 from app.db import audit, clients
 from app.db.models import Evaluation, RulesetVersion
@@ -32,11 +36,13 @@ from app.engine.inputs import (
 )
 from app.engine.load import rebuild
 from app.engine.model import Feature, RuleBase, RuleSet
-from app.engine.replay import differences
+from app.engine.present import StatusText
+from app.engine.replay import ReplayDifference, differences
 from app.engine.run import evaluate_all, select
 from app.fhir.mapping import Mapped, map_bundle
 from app.security import pseudonym
 from app.services import compact
+from app.services.compact import Integrity
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +170,127 @@ def decide_and_record(
     return Answered(answer, body)
 
 
+# --- the audit payloads: one typed definition each, beside its builder -----------------------
+# Like present.py's decisions, plain dicts at run time, and the OpenAPI schema of the audit
+# endpoints (app/api/schemas.py uses these, it does not mirror them).
+
+_STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
+Channel = Literal["api", "cds-hooks", "form", "screening"]
+Answer = TypeVar("Answer")  # a record's `result`: the answer, as the API types it
+
+
+@with_config(_STRICT)
+class ClientRef(TypedDict):
+    id: str
+    name: str | None
+
+
+@with_config(_STRICT)
+class DecisionRef(TypedDict):
+    ruleset_id: str
+    version: str | None
+    hash: str
+    status: StatusText
+
+
+@with_config(_STRICT)
+class EvaluationSummary(TypedDict):
+    id: str
+    created_at: datetime
+    channel: Channel
+    client: Annotated[
+        ClientRef | None, Field(description="The API client that asked; null: auth off")
+    ]
+    patient_pseudonym: str | None
+    hook_instance: Annotated[
+        str | None, Field(description="CDS Hooks only: the client's hookInstance")
+    ]
+    clinician: Annotated[
+        str | None,
+        Field(description="The web form only: the user name of the clinician who asked"),
+    ]
+    rules_hash: str
+    decisions: list[DecisionRef]
+
+
+@with_config(_STRICT)
+class RecordedInput(TypedDict):
+    received: Annotated[
+        dict[str, Any], Field(description="As sent, with the patient id pseudonymised")
+    ]
+    normalised: Annotated[
+        dict[str, Any], Field(description="Canonical units, as the rules saw them")
+    ]
+
+
+# Generic in its `result` only: the answer's envelope is typed by the API's models
+# (app/api/schemas.py), which the service does not depend on.
+@with_config(_STRICT)
+class EvaluationRecord(EvaluationSummary, Generic[Answer]):
+    input: RecordedInput
+    result: Annotated[Answer, Field(description="Exactly what was answered")]
+    integrity: Integrity
+
+
+@with_config(_STRICT)
+class RecordedVersion(TypedDict):
+    version: str
+    hash: str
+    status: StatusText
+
+
+# Every key is always there (None where it does not apply), as the API has always sent it.
+@with_config(_STRICT)
+class ReplayOutcome(TypedDict):
+    version: str | None
+    hash: str | None
+    status: StatusText | None
+    same_as_recorded: bool | None
+    differences: list[ReplayDifference]
+    rule_changes: Annotated[
+        list[dict[str, str | None]] | None,
+        Field(description="How today's rule set differs from the recorded version"),
+    ]
+    error: Annotated[str | None, Field(description="Why this replay could not run")]
+
+
+@with_config(_STRICT)
+class RulesetReplay(TypedDict):
+    ruleset_id: str
+    recorded: RecordedVersion
+    recorded_version: Annotated[
+        ReplayOutcome,
+        Field(
+            description="Re-evaluated with the exact rule set version recorded; should be the same"
+        ),
+    ]
+    today: Annotated[
+        ReplayOutcome | None,
+        Field(description="Re-evaluated with the rule set as served today"),
+    ]
+
+
+@with_config(_STRICT)
+class Replay(TypedDict):
+    evaluation_id: str
+    recorded_at: datetime
+    replayed_at: datetime
+    rules_hash_today: str
+    rulesets: list[RulesetReplay]
+
+
+# --- the audit builders -----------------------------------------------------------------------
+
+
 def summary(
     evaluation: Evaluation, versions: Mapping[str, str], names: Mapping[str, str]
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     client = evaluation.client_id
     return {
         "id": evaluation.id,
         "created_at": evaluation.created_at,
-        "channel": evaluation.channel,
+        # Written only by decide_and_record, from an `Asked.channel` of this vocabulary.
+        "channel": cast(Channel, evaluation.channel),
         "client": {"id": client, "name": names.get(client)} if client else None,
         "patient_pseudonym": evaluation.patient_pseudonym,
         "hook_instance": evaluation.hook_instance,
@@ -182,20 +301,22 @@ def summary(
                 "ruleset_id": d.ruleset_id,
                 "version": versions.get(d.ruleset_hash),
                 "hash": d.ruleset_hash,
-                "status": d.status,
+                "status": cast(StatusText, d.status),  # written as a Status's value
             }
             for d in evaluation.decisions
         ],
     }
 
 
-def summaries(session: Session, rows: Sequence[Evaluation]) -> list[dict[str, Any]]:
+def summaries(session: Session, rows: Sequence[Evaluation]) -> list[EvaluationSummary]:
     versions = audit.version_numbers(session, (d.ruleset_hash for e in rows for d in e.decisions))
     names = clients.names(session, (e.client_id for e in rows if e.client_id))
     return [summary(e, versions, names) for e in rows]
 
 
-def full_record(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[str, Any]:
+def full_record(
+    session: Session, rules: RuleBase, evaluation: Evaluation
+) -> EvaluationRecord[dict[str, Any]]:
     answer = compact.answer(session, rules, evaluation)
     return {
         **summaries(session, [evaluation])[0],
@@ -208,7 +329,7 @@ def full_record(session: Session, rules: RuleBase, evaluation: Evaluation) -> di
     }
 
 
-def replay(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[str, Any]:
+def replay(session: Session, rules: RuleBase, evaluation: Evaluation) -> Replay:
     """Decide the recorded patient again, with the recorded rule set versions and with
     today's rules, and say what differs from what was recorded."""
     stored = audit.versions(session, (d.ruleset_hash for d in evaluation.decisions))
@@ -227,53 +348,63 @@ def replay(session: Session, rules: RuleBase, evaluation: Evaluation) -> dict[st
 
 def _replay_one(
     evaluation: Evaluation, recorded: dict[str, Any], version: RulesetVersion, rules: RuleBase
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
+) -> RulesetReplay:
+    try:
+        then = rebuild(version.content, version.hash)
+    except RuleLoadError as exc:
+        failed = _failed(f"cannot rebuild the stored version: {exc.report()}")
+        return _ruleset_replay(version, recorded, failed, None)
+    ruleset = then.rulesets[version.ruleset_id]
+    if isinstance(recorded.get("criteria"), str):  # a compact record: its verdict letters
+        recorded = compact.verdict_view(recorded, ruleset)
+    values = values_from_json(evaluation.input_normalised)
+    again = present.decision(decide(ruleset, values), then)
+    outcome = _outcome(ruleset, again, recorded)
+    return _ruleset_replay(version, recorded, outcome, _today(evaluation, recorded, then, rules))
+
+
+def _ruleset_replay(
+    version: RulesetVersion,
+    recorded: dict[str, Any],
+    outcome: ReplayOutcome,
+    today: ReplayOutcome | None,
+) -> RulesetReplay:
+    return {
         "ruleset_id": version.ruleset_id,
         "recorded": {
             "version": version.version,
             "hash": version.hash,
             "status": recorded["status"],
         },
+        "recorded_version": outcome,
+        "today": today,
     }
-    try:
-        then = rebuild(version.content, version.hash)
-    except RuleLoadError as exc:
-        out["recorded_version"] = {"error": f"cannot rebuild the stored version: {exc.report()}"}
-        return out
-    ruleset = then.rulesets[version.ruleset_id]
-    if isinstance(recorded.get("criteria"), str):  # a compact record: its verdict letters
-        recorded = compact.verdict_view(recorded, ruleset)
-    values = values_from_json(evaluation.input_normalised)
-    again = present.decision(decide(ruleset, values), then)
-    out["recorded_version"] = _outcome(ruleset, again, recorded)
-    out["today"] = _today(evaluation, recorded, then, rules)
-    return out
 
 
 def _today(
     evaluation: Evaluation, recorded: dict[str, Any], then: RuleBase, rules: RuleBase
-) -> dict[str, Any]:
+) -> ReplayOutcome:
     ruleset_id = next(iter(then.rulesets))
     current = rules.rulesets.get(ruleset_id)
     if current is None:
-        return {"error": f"rule set {ruleset_id!r} is no longer served"}
+        return _failed(f"rule set {ruleset_id!r} is no longer served")
     received = evaluation.input_received
     asked = Asked(received["features"], None, evaluation.channel, None, None, received.get("fhir"))
     try:
         values, _ = patient_values(asked, rules.features, evaluation.created_at.date())
     except InvalidInput as exc:
-        return {"error": f"the recorded input is not valid against today's catalogue: {exc}"}
+        return _failed(f"the recorded input is not valid against today's catalogue: {exc}")
     now = present.decision(decide(current, values), rules)
-    return {
-        **_outcome(current, now, recorded),
-        "rule_changes": [c.as_dict() for c in diff_rules(then, _alone(current, rules))],
-    }
+    changes = [c.as_dict() for c in diff_rules(then, _alone(current, rules))]
+    return _outcome(current, now, recorded, changes)
 
 
 def _outcome(
-    ruleset: RuleSet, decision: Mapping[str, Any], recorded: dict[str, Any]
-) -> dict[str, Any]:
+    ruleset: RuleSet,
+    decision: present.DecisionOut,
+    recorded: dict[str, Any],
+    rule_changes: list[dict[str, str | None]] | None = None,
+) -> ReplayOutcome:
     found = differences(recorded, decision)
     return {
         "version": ruleset.version,
@@ -281,6 +412,20 @@ def _outcome(
         "status": decision["status"],
         "same_as_recorded": not found,
         "differences": found,
+        "rule_changes": rule_changes,
+        "error": None,
+    }
+
+
+def _failed(error: str) -> ReplayOutcome:
+    return {
+        "version": None,
+        "hash": None,
+        "status": None,
+        "same_as_recorded": None,
+        "differences": [],
+        "rule_changes": None,
+        "error": error,
     }
 
 

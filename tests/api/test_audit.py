@@ -14,17 +14,22 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import func, select, text
 
-from app.api.schemas import EvaluationPage, EvaluationRecord, EvaluationSummaryResponse, Replay
+from app.api.schemas import EvaluationPage, EvaluationRecord, EvaluationSummaryResponse
 from app.db.models import Evaluation, EvaluationDecision, RulesetVersion
 from app.engine import present
 from app.main import create_app
+from app.services.evaluations import Replay
 from app.settings import Settings
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.conftest import SHIPPED_RULES
 
 ASTIS = "hsct-ssc-astis"
+# The documented contract: the payloads' own types, which refuse a key they do not list.
+RECORD: TypeAdapter[EvaluationRecord] = TypeAdapter(EvaluationRecord)
+REPLAY = TypeAdapter(Replay)
 
 
 def evaluate(client: TestClient, **body: Any) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def test_the_record_is_exactly_the_answer(client: TestClient) -> None:
     response = client.get(f"/v1/evaluations/{answer['id']}")
     assert response.status_code == 200, response.text
     record = response.json()
-    EvaluationRecord.model_validate(record)
+    RECORD.validate_python(record)
     assert record["result"] == answer
     assert record["channel"] == "api"
     assert record["client"]["name"] == "test suite"
@@ -170,12 +175,45 @@ def test_replay_with_the_same_rules_reproduces_the_record(client: TestClient) ->
     response = client.post(f"/v1/evaluations/{answer['id']}/replay")
     assert response.status_code == 200, response.text
     replay = response.json()
-    Replay.model_validate(replay)
+    REPLAY.validate_python(replay)
     (one,) = replay["rulesets"]
     assert one["recorded"]["status"] == "eligible"
     assert one["recorded_version"]["same_as_recorded"] is True
     assert one["today"]["same_as_recorded"] is True
     assert one["today"]["rule_changes"] == []
+
+
+def test_the_audit_types_hold_the_payloads_to_every_key(client: TestClient) -> None:
+    answer = evaluate(client, features=ASTIS_CANDIDATE)
+    record = client.get(f"/v1/evaluations/{answer['id']}").json()
+    replay = client.post(f"/v1/evaluations/{answer['id']}/replay").json()
+    with pytest.raises(ValidationError, match="extra"):
+        RECORD.validate_python({**record, "integrity": {**record["integrity"], "x": 1}})
+    (one,) = replay["rulesets"]
+    today = {k: v for k, v in one["today"].items() if k != "error"}  # null, never left out
+    with pytest.raises(ValidationError, match="missing"):
+        REPLAY.validate_python({**replay, "rulesets": [{**one, "today": today}]})
+
+
+def test_replay_of_a_version_that_no_longer_rebuilds_says_why(client: TestClient) -> None:
+    answer = evaluate(client, features={"age_years": 44})
+    with app_of(client).state.sessions() as session:
+        version = session.get(RulesetVersion, answer["results"][0]["ruleset"]["hash"])
+        assert version is not None
+        content = version.content
+        version.content = {**content, "features": "not a mapping"}
+        session.commit()
+        try:
+            replay = client.post(f"/v1/evaluations/{answer['id']}/replay").json()
+        finally:
+            version.content = content
+            session.commit()
+    REPLAY.validate_python(replay)
+    (one,) = replay["rulesets"]
+    assert one["recorded"]["status"] == "indeterminate"
+    assert one["recorded_version"]["error"].startswith("cannot rebuild the stored version")
+    assert one["recorded_version"]["status"] is None
+    assert one["today"] is None
 
 
 @pytest.fixture
@@ -297,7 +335,7 @@ def test_the_record_is_compact_and_proves_the_exact_bytes_sent(client: TestClien
         {"met": "M", "not_met": "N", "unknown": "U"}[c["result"]] for c in every
     )
     record = client.get(f"/v1/evaluations/{answer['id']}").json()
-    EvaluationRecord.model_validate(record)
+    RECORD.validate_python(record)
     assert record["integrity"] == {
         "verified": True,
         "sha256": hashlib.sha256(sent).hexdigest(),
@@ -329,7 +367,7 @@ def test_a_tampered_record_is_not_shown_as_the_answer(client: TestClient) -> Non
         row.input_normalised = normalised  # the input no longer gives what was sent
         session.commit()
     record = client.get(f"/v1/evaluations/{answer['id']}").json()
-    EvaluationRecord.model_validate(record)
+    RECORD.validate_python(record)
     assert record["integrity"]["verified"] is False
     assert "differs from the one sent" in record["integrity"]["problem"]
     (verdict,) = record["result"]["results"]
@@ -337,7 +375,7 @@ def test_a_tampered_record_is_not_shown_as_the_answer(client: TestClient) -> Non
     assert verdict["reasons"] == ["age-18-to-65"]
     assert "title" not in verdict
     replay = client.post(f"/v1/evaluations/{answer['id']}/replay").json()
-    Replay.model_validate(replay)
+    REPLAY.validate_python(replay)
     (one,) = replay["rulesets"]
     assert one["recorded_version"]["status"] == "eligible"  # decided on the altered input
     assert {
@@ -372,7 +410,7 @@ def test_the_summary_view_is_the_verdict_without_the_trace_and_recorded_alike(
     assert astis["status"] == "ineligible"
     assert astis["reasons"][0]["title"]  # a label a person reads, not only an id
     record = client.get(f"/v1/evaluations/{summary['id']}").json()
-    EvaluationRecord.model_validate(record)
+    RECORD.validate_python(record)
     assert record["integrity"]["verified"] is True
     assert present.render(record["result"]) == short.content
     replay = client.post(f"/v1/evaluations/{summary['id']}/replay").json()

@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from app.engine import present
 from app.engine.diagnostics import RuleLoadError
@@ -14,8 +15,10 @@ from app.engine.evaluate import decide
 from app.engine.inputs import normalise, values_from_json, values_to_json
 from app.engine.load import rebuild
 from app.engine.model import RuleBase
-from app.engine.replay import differences
+from app.engine.replay import ReplayDifference, differences
 from tests.astis_patients import ASTIS_CANDIDATE
+
+_DIFFERENCES = TypeAdapter(list[ReplayDifference])
 
 
 def test_every_shipped_rule_set_rebuilds_from_its_json_snapshot(shipped_rules: RuleBase) -> None:
@@ -78,20 +81,30 @@ def test_differences_name_status_grounds_and_criteria() -> None:
         "risks": ["wording changes are not differences"],
     }
     assert differences(recorded, replayed) == [
-        {"field": "status", "recorded": "eligible", "replayed": "ineligible"},
-        {"field": "reasons", "recorded": [], "replayed": ["a"]},
+        {"field": "status", "id": None, "recorded": "eligible", "replayed": "ineligible"},
+        {"field": "reasons", "id": None, "recorded": [], "replayed": ["a"]},
         {"field": "criterion", "id": "a", "recorded": "met", "replayed": "not_met"},
         {"field": "criterion", "id": "gone", "recorded": "met", "replayed": None},
         {"field": "criterion", "id": "new", "recorded": None, "replayed": "unknown"},
     ]
 
 
+def test_differences_are_their_typed_payload() -> None:
+    """Each difference holds to the API's type of it, which refuses any key it does not list."""
+    recorded = {"status": "eligible", "criteria": [{"id": "a", "result": "met"}]}
+    replayed = {"status": "ineligible", "criteria": [{"id": "a", "result": "not_met"}]}
+    found = differences(recorded, replayed)
+    assert _DIFFERENCES.validate_python(found) == found
+    with pytest.raises(ValidationError, match="extra"):
+        _DIFFERENCES.validate_python([{**found[0], "note": "not in the type"}])
+
+
 def test_confirmations_are_compared_apart_from_values_to_measure() -> None:
     recorded = {"status": "indeterminate", "missing": [], "to_confirm": ["severe_comorbidity"]}
     replayed = {"status": "indeterminate", "missing": ["dlco"], "to_confirm": []}
     assert differences(recorded, replayed) == [
-        {"field": "missing", "recorded": [], "replayed": ["dlco"]},
-        {"field": "to_confirm", "recorded": ["severe_comorbidity"], "replayed": []},
+        {"field": "missing", "id": None, "recorded": [], "replayed": ["dlco"]},
+        {"field": "to_confirm", "id": None, "recorded": ["severe_comorbidity"], "replayed": []},
     ]
 
 
@@ -105,6 +118,7 @@ def test_a_record_from_before_to_confirm_is_not_reported_for_the_split() -> None
     assert differences(recorded, other) == [
         {
             "field": "missing",
+            "id": None,
             "recorded": ["lvef_percent", "major_organ_damage"],
             "replayed": ["lvef_percent"],
         }
