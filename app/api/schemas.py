@@ -1,8 +1,10 @@
 """Request and response models: the OpenAPI contract at /docs.
 
-Responses are built as dicts by `app.engine.present` and `app.services.evaluations` (the CLI
-prints the same JSON), typed there as TypedDicts these models use as they are; a test validates
-real responses against them so the two cannot drift.
+Responses are built as dicts by `app.engine.present`, `app.services.evaluations`,
+`app.services.screenings` and `app.screening.report` (the CLI prints and writes the same JSON),
+typed there as TypedDicts these models and the routes use as they are; a test validates real
+responses against them so the two cannot drift. The screening job view and report have no
+model here: the routes name those TypedDicts directly.
 """
 
 from __future__ import annotations
@@ -308,7 +310,6 @@ class Problem(_Out):
 # Registry screening jobs -------------------------------------------------------------------
 
 TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
-ScreeningState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class ScreeningSourceIn(BaseModel):
@@ -373,51 +374,3 @@ class ScreeningRequest(BaseModel):
     as_of: date | None = Field(
         default=None, description="FHIR Bulk: the day freshness windows count back from"
     )
-
-
-class ScreeningProgress(_Out):
-    rows_done: int
-    rows_total: int | None
-    percent: float | None
-
-
-class ScreeningRulesetCounts(_Out):
-    id: str
-    version: str
-    hash: str
-    counts: dict[Status, int]
-
-
-class ScreeningSummary(_Out):
-    rows: int
-    screened: int
-    rejected: int
-    rulesets: list[ScreeningRulesetCounts]
-
-
-class ScreeningJob(_Out):
-    id: str
-    state: ScreeningState
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    requested_by: str
-    request: dict[str, Any] = Field(
-        description="Source (kind and name; a URL without its password), engine, rule sets, "
-        "mapping as given, as_of"
-    )
-    progress: ScreeningProgress
-    attempts: int = Field(description="Runs started; a run interrupted by a crash restarts")
-    cancel_requested: bool
-    rules_hash: str
-    summary: ScreeningSummary | None = Field(description="Counts per rule set, once succeeded")
-    error: str | None
-    links: dict[str, Any] = Field(
-        description="self; cancel (POST) while queued or running, delete (DELETE) once "
-        "finished; once succeeded results_parquet, results_csv, report, rejected and funnels "
-        "(by rule set id)"
-    )
-
-
-class ScreeningList(_Out):
-    items: list[ScreeningJob]

@@ -29,15 +29,17 @@ from app.api.deps import (
 from app.api.errors import parse_body, problem_responses
 from app.api.headers import IMAGE_POLICY
 from app.api.responses import FastJSONResponse
-from app.api.schemas import ScreeningJob, ScreeningList, ScreeningRequest
+from app.api.schemas import ScreeningRequest
 from app.api.upload import Form, read_form, too_large
 from app.db.models import Screening
 from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload
 from app.screening.engines import FORMATS
 from app.screening.jobs import Layout, Worker, csv_chunks
+from app.screening.report import ScreeningReport
 from app.security import Scope
 from app.services import screenings as service
+from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["screenings"])
@@ -303,7 +305,7 @@ def list_screenings(
     caller: Screener,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIST)] = 50,
 ) -> Any:
-    return FastJSONResponse({"items": service.recent(session, _asker(caller), limit)})
+    return FastJSONResponse(service.recent(session, _asker(caller), limit))
 
 
 def _job(session: Session, screening_id: str, caller: Caller) -> Screening:
@@ -393,7 +395,8 @@ def results_csv(
 
 @router.get(
     "/screenings/{screening_id}/report.json",
-    responses={**_FILE_ERRORS, 200: {"content": {"application/json": {}}}},
+    response_model=ScreeningReport,  # documents the file as sent; a FileResponse is not checked
+    responses=_FILE_ERRORS,
     summary="The report: counts, funnels, missing data and rejected rows per rule set",
 )
 def report_json(

@@ -9,7 +9,7 @@ processes on one database, without a lock held across a screening.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,7 +114,7 @@ def succeed(
     screening_id: str,
     attempt: int,
     now: datetime,
-    outcome: tuple[dict[str, Any], str],
+    outcome: tuple[Mapping[str, Any], str],
 ) -> bool:
     """(summary, rules hash) of a finished screening; False if the job was not this
     attempt's any more."""

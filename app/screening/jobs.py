@@ -49,6 +49,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from pydantic import ConfigDict, with_config
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -60,11 +61,15 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
+
 from app.db import screenings as repo
 from app.db.models import ScreeningState
 from app.db.session import normalise_url
 from app.engine.inputs import InvalidInput
 from app.engine.model import Feature, RuleBase
+from app.engine.present import StatusText
 from app.screening import head
 from app.screening.bulk import BulkError
 from app.screening.engines import (
@@ -398,7 +403,27 @@ def message_for(exc: Exception, spec: Mapping[str, Any], layout: Layout, job_id:
     return text
 
 
-def summary_of(report: Mapping[str, Any]) -> dict[str, Any]:
+# --- the job's summary: one typed definition, beside its builder -------------------------------
+# Kept in the job's row and shown in the job view (app/services/screenings.py's ScreeningJob).
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ScreeningRulesetCounts(TypedDict):
+    id: str
+    version: str
+    hash: str
+    counts: dict[StatusText, int]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ScreeningSummary(TypedDict):
+    rows: int
+    screened: int
+    rejected: int
+    rulesets: list[ScreeningRulesetCounts]
+
+
+def summary_of(report: Mapping[str, Any]) -> ScreeningSummary:
     """The counts kept in the job's row: no rejected row's values, no identifier."""
     return {
         "rows": report["rows"],

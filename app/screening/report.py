@@ -22,14 +22,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import ConfigDict, Field, with_config
+
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
 
 from app.engine.evaluate import Status
 from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar
-from app.engine.present import criterion_spec
+from app.engine.present import KindText, OriginOut, StatusText, criterion_spec
+from app.engine.schema import Indication, ReviewStatus, Therapy
 from app.engine.sql import (
     CORRECTED,
     EXCLUDED_BY,
@@ -41,6 +46,173 @@ from app.engine.sql import (
 )
 
 TOP_MISSING = 10
+
+# --- the report: one typed definition, beside its builder ---------------------------------------
+# Plain dicts at run time (written as JSON by `eligo screen` and the worker, served by GET
+# /v1/screenings/{id}/report.json, whose OpenAPI schema this is). The per-rule-set parts are
+# built below; the envelope (`ScreeningReport`) by app/screening/runner.py's `_summary`.
+
+_STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
+
+
+@with_config(_STRICT)
+class CriterionCounts(TypedDict):
+    id: str
+    kind: KindText
+    title: str
+    origin: OriginOut | None
+    met: int
+    not_met: int
+    unknown: int
+    excluded_first: NotRequired[
+        Annotated[
+            int,
+            Field(description="Patients this criterion excluded first (not on a caution)"),
+        ]
+    ]
+
+
+@with_config(_STRICT)
+class FunnelStep(TypedDict):
+    criterion: str
+    title: str
+    kind: KindText
+    origin: OriginOut | None
+    excluded: Annotated[int, Field(description="Patients who leave the funnel here")]
+    unknown: Annotated[
+        int, Field(description="Patients still in the funnel for whom this criterion is unknown")
+    ]
+    remaining: int
+
+
+@with_config(_STRICT)
+class Funnel(TypedDict):
+    """CONSORT-style attrition: patients leave at the first deciding criterion, in reading
+    order, that rules them out."""
+
+    screened: int
+    steps: list[FunnelStep]
+    eligible: int
+    indeterminate: int
+    to_confirm_only: Annotated[
+        int, Field(description="Undecided patients who await nothing but confirmations")
+    ]
+
+
+@with_config(_STRICT)
+class MissingValue(TypedDict):
+    feature: str
+    label: str
+    patients: Annotated[
+        int, Field(description="Patients indeterminate somewhere for want of this value")
+    ]
+
+
+@with_config(_STRICT)
+class AwaitedConfirmation(TypedDict):
+    feature: str
+    label: str
+    question: NotRequired[Annotated[str, Field(description="The question a clinician answers")]]
+    proceeds_when: NotRequired[
+        Annotated[bool, Field(description="The answer that lets a patient go on")]
+    ]
+    patients: Annotated[
+        int, Field(description="Patients indeterminate somewhere awaiting this confirmation")
+    ]
+
+
+@with_config(_STRICT)
+class Derivation(TypedDict):
+    when: str
+    because: str
+
+
+@with_config(_STRICT)
+class CorrectedValues(TypedDict):
+    feature: str
+    label: str
+    rows: Annotated[int, Field(description="Rows whose given value the implied one replaced")]
+    given: Annotated[
+        Scalar | None, Field(description="What was given (for a yes/no, the other answer)")
+    ]
+    implied: Scalar
+    derivations: list[Derivation]
+    summary: Annotated[str, Field(description="The sentence `eligo screen` prints")]
+
+
+@with_config(_STRICT)
+class RulesetReport(TypedDict):
+    id: str
+    version: str
+    hash: str
+    title: str
+    therapy: Therapy
+    indication: Indication
+    review_status: ReviewStatus
+    counts: dict[StatusText, int]
+    criteria: Annotated[list[CriterionCounts], Field(description="The deciding criteria")]
+    cautions: list[CriterionCounts]
+    funnel: Funnel
+    missing: Annotated[
+        list[MissingValue],
+        Field(description=f"The values to measure missing most (at most {TOP_MISSING})"),
+    ]
+    to_confirm: Annotated[
+        list[AwaitedConfirmation],
+        Field(description=f"The confirmations most awaited (at most {TOP_MISSING})"),
+    ]
+    to_confirm_only: int
+
+
+@with_config(_STRICT)
+class ReportSource(TypedDict):
+    name: str
+    engine: str
+
+
+@with_config(_STRICT)
+class RejectedRow(TypedDict):
+    row: int
+    where: Annotated[str, Field(description='file:line, or "row N"')]
+    problems: str
+
+
+@with_config(_STRICT)
+class RejectedRows(TypedDict):
+    count: int
+    first: Annotated[list[RejectedRow], Field(description="The first rejected rows")]
+
+
+@with_config(_STRICT)
+class ReportColumns(TypedDict):
+    used: Annotated[dict[str, str], Field(description="Feature id: the column read")]
+    units: Annotated[dict[str, str], Field(description="Feature id: the column's unit")]
+    ignored: Annotated[list[str], Field(description="Columns no feature was mapped to")]
+
+
+@with_config(_STRICT)
+class ScreeningReport(TypedDict):
+    """Counts, funnels, missing data and rejected rows per rule set; no patient named."""
+
+    rules_hash: str
+    review: str
+    source: ReportSource
+    rows: Annotated[int, Field(description="Rows read, rejected ones included")]
+    screened: int
+    rejected: RejectedRows
+    columns: ReportColumns
+    rulesets: list[RulesetReport]
+    missing: Annotated[
+        list[MissingValue], Field(description="Over all rule sets: values missing most")
+    ]
+    to_confirm: Annotated[
+        list[AwaitedConfirmation],
+        Field(description="Over all rule sets: confirmations most awaited"),
+    ]
+    corrected: Annotated[
+        list[CorrectedValues],
+        Field(description="Values given that a catalogue derivation replaced, per feature"),
+    ]
 
 
 class Tally:
@@ -147,10 +319,10 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class Reports:
     screened: int
-    rulesets: list[dict[str, Any]]
-    missing: list[dict[str, Any]]  # values to measure
-    to_confirm: list[dict[str, Any]]  # clinician confirmations
-    corrected: list[dict[str, Any]]  # values given that a derivation replaced
+    rulesets: list[RulesetReport]
+    missing: list[MissingValue]  # values to measure
+    to_confirm: list[AwaitedConfirmation]  # clinician confirmations
+    corrected: list[CorrectedValues]  # values given that a derivation replaced
 
 
 def _column(batch: pa.RecordBatch, ruleset: RuleSet, part: str) -> Any:
@@ -165,24 +337,23 @@ def _true(column: Any) -> int:
 
 def _criterion(
     counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, criterion: Criterion
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
+) -> CriterionCounts:
+    entry: CriterionCounts = {
         "id": criterion.id,
         "kind": criterion.kind.value,
         "title": criterion.title,
         "origin": criterion_spec(criterion)["origin"],
+        "met": counts[(ruleset.id, "met", criterion.id)],
+        "not_met": counts[(ruleset.id, "not_met", criterion.id)],
+        "unknown": counts[(ruleset.id, "unknown", criterion.id)],
     }
-    for key in ("met", "not_met", "unknown"):
-        entry[key] = counts[(ruleset.id, key, criterion.id)]
     if criterion.kind is not CriterionKind.CAUTION:
         entry["excluded_first"] = counts[(ruleset.id, "excluded", criterion.id)]
     return entry
 
 
-def _funnel(
-    counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, screened: int
-) -> dict[str, Any]:
-    remaining, steps = screened, []
+def _funnel(counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, screened: int) -> Funnel:
+    remaining, steps = screened, list[FunnelStep]()
     for criterion in ruleset.deciding:
         excluded = counts[(ruleset.id, "excluded", criterion.id)]
         remaining -= excluded
@@ -215,7 +386,7 @@ def _most(counts: Mapping[tuple[str, ...], int], scope: str, kind: str) -> list[
 
 def _missing_list(
     counts: Mapping[tuple[str, ...], int], scope: str, features: Mapping[str, Feature]
-) -> list[dict[str, Any]]:
+) -> list[MissingValue]:
     """The values to measure whose absence kept most patients indeterminate."""
     return [
         {"feature": f, "label": features[f].spec.label if f in features else f, "patients": n}
@@ -225,28 +396,38 @@ def _missing_list(
 
 def _to_confirm_list(
     counts: Mapping[tuple[str, ...], int], scope: str, features: Mapping[str, Feature]
-) -> list[dict[str, Any]]:
+) -> list[AwaitedConfirmation]:
     """The clinician confirmations most awaited, with the question a clinician answers and
     the answer that lets a patient go on."""
-    found = []
+    found: list[AwaitedConfirmation] = []
     for ident, n in _most(counts, scope, TO_CONFIRM):
         spec = features[ident].spec if ident in features else None
         confirmation = spec.confirmation if spec else None
-        entry: dict[str, Any] = {"feature": ident, "label": spec.label if spec else ident}
+        entry: AwaitedConfirmation = {
+            "feature": ident,
+            "label": spec.label if spec else ident,
+            "patients": n,
+        }
         if confirmation is not None:
-            entry["question"] = confirmation.question
-            entry["proceeds_when"] = confirmation.proceeds_when
-        found.append({**entry, "patients": n})
+            # In this order: question and answer before the count, as the report has them.
+            entry = {
+                "feature": entry["feature"],
+                "label": entry["label"],
+                "question": confirmation.question,
+                "proceeds_when": confirmation.proceeds_when,
+                "patients": n,
+            }
+        found.append(entry)
     return found
 
 
 def _corrected_list(
     counts: Mapping[tuple[str, ...], int], derived: Sequence[str], features: Mapping[str, Feature]
-) -> list[dict[str, Any]]:
+) -> list[CorrectedValues]:
     """Per derived feature with any, the rows whose given value the implied one replaced, in
     catalogue order: what was given (for a yes/no, the other answer), what was implied, the
     derivations (condition and reason) and the sentence `eligo screen` prints."""
-    found = []
+    found: list[CorrectedValues] = []
     for ident in derived:
         rows = counts[("*", CORRECTED, ident)]
         feature = features.get(ident)
@@ -254,7 +435,9 @@ def _corrected_list(
             continue
         implied = feature.derivations[0].value
         given = (not implied) if isinstance(implied, bool) else None
-        rules = [{"when": d.text, "because": d.because} for d in feature.derivations]
+        rules: list[Derivation] = [
+            {"when": d.text, "because": d.because} for d in feature.derivations
+        ]
         found.append(
             {
                 "feature": ident,
@@ -270,7 +453,7 @@ def _corrected_list(
 
 
 def _corrected_summary(
-    ident: str, rows: int, given: Scalar | None, implied: Scalar, rules: list[dict[str, str]]
+    ident: str, rows: int, given: Scalar | None, implied: Scalar, rules: list[Derivation]
 ) -> str:
     """One line: `prior_alkylating_or_irradiation: given false in 12 rows where
     prior_cyclophosphamide_iv_g > 0 g implies true (cyclophosphamide is an alkylating agent);
@@ -293,16 +476,16 @@ def _json(value: Scalar) -> str:
 
 def ruleset_report(
     counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, features: Mapping[str, Feature]
-) -> dict[str, Any]:
+) -> RulesetReport:
     screened = counts[("*", "screened")]
     return {
         "id": ruleset.id,
         "version": ruleset.version,
         "hash": ruleset.hash,
         "title": ruleset.title,
-        "therapy": ruleset.therapy.value,
-        "indication": ruleset.indication.value,
-        "review_status": ruleset.review_status.value,
+        "therapy": ruleset.therapy,  # a StrEnum: written as its value
+        "indication": ruleset.indication,
+        "review_status": ruleset.review_status,
         "counts": {s.value: counts[(ruleset.id, "count", s.value)] for s in Status},
         "criteria": [_criterion(counts, ruleset, c) for c in ruleset.deciding],
         "cautions": [_criterion(counts, ruleset, c) for c in ruleset.cautions],

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 import yaml
+from pydantic import ConfigDict, Field, with_config
 from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+# typing_extensions': pydantic reads field descriptions from it on Python 3.11.
+from typing_extensions import TypedDict
 
 from app.db import screenings as repo
 from app.db.models import FINISHED, Screening, ScreeningState
@@ -32,6 +36,7 @@ from app.errors import Conflict, FieldError, InvalidPayload, NotFound
 from app.screening import jobs
 from app.screening.bulk import BulkError
 from app.screening.engines import SourceError
+from app.screening.jobs import ScreeningSummary
 from app.screening.mapping import MappingError
 from app.settings import Settings
 
@@ -240,11 +245,13 @@ def find(session: Session, job_id: str, asker: Asker) -> Screening:
     return job
 
 
-def recent(session: Session, asker: Asker, limit: int) -> list[dict[str, Any]]:
-    return [view(job) for job in repo.recent(session, asker.client_id, min(limit, MAX_LIST))]
+def recent(session: Session, asker: Asker, limit: int) -> ScreeningList:
+    """The asker's jobs, newest first: GET /v1/screenings."""
+    found = repo.recent(session, asker.client_id, min(limit, MAX_LIST))
+    return {"items": [view(job) for job in found]}
 
 
-def cancel(session: Session, settings: Settings, job: Screening) -> dict[str, Any]:
+def cancel(session: Session, settings: Settings, job: Screening) -> ScreeningJob:
     """Cancel a queued job at once, ask a running one to stop at its next batch; the job as
     it will be. The change is made in the commit (so on SQLite it is written under the commit
     lock, like every other write), conditional on the state then; a cancelled job's files go
@@ -269,10 +276,12 @@ def cancel(session: Session, settings: Settings, job: Screening) -> dict[str, An
     on_commit(session, tidy)
     shown = view(job)
     if job.state == ScreeningState.QUEUED:
-        shown |= {"state": ScreeningState.CANCELLED, "finished_at": now}
+        shown["state"] = ScreeningState.CANCELLED.value
+        shown["finished_at"] = now
         shown["links"].pop("cancel", None)
         shown["links"]["delete"] = shown["links"]["self"]
-    return shown | {"cancel_requested": True}
+    shown["cancel_requested"] = True
+    return shown
 
 
 def delete(session: Session, settings: Settings, job: Screening) -> None:
@@ -301,12 +310,79 @@ def delete(session: Session, settings: Settings, job: Screening) -> None:
     on_commit(session, tidy)
 
 
-def view(job: Screening) -> dict[str, Any]:
+# --- the job view: one typed definition, beside its builder ------------------------------------
+# Plain dicts at run time, and the OpenAPI schema of the screening endpoints (app/api/schemas.py
+# does not mirror them). The summary is app/screening/jobs.py's, as the job's row keeps it.
+
+_STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
+StateText = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+@with_config(_STRICT)
+class ScreeningProgress(TypedDict):
+    rows_done: int
+    rows_total: int | None
+    percent: float | None
+
+
+@with_config(_STRICT)
+class ScreeningLinks(TypedDict):
+    self: str
+    cancel: NotRequired[Annotated[str, Field(description="POST, while queued or running")]]
+    delete: NotRequired[Annotated[str, Field(description="DELETE, once finished")]]
+    results_parquet: NotRequired[str]
+    results_csv: NotRequired[str]
+    report: NotRequired[str]
+    rejected: NotRequired[str]
+    funnels: NotRequired[Annotated[dict[str, str], Field(description="By rule set id")]]
+
+
+@with_config(_STRICT)
+class ScreeningJob(TypedDict):
+    id: str
+    state: StateText
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    requested_by: str
+    request: Annotated[
+        dict[str, Any],
+        Field(
+            description="Source (kind and name; a URL without its password), engine, rule "
+            "sets, mapping as given, as_of"
+        ),
+    ]
+    progress: ScreeningProgress
+    attempts: Annotated[
+        int, Field(description="Runs started; a run interrupted by a crash restarts")
+    ]
+    cancel_requested: bool
+    rules_hash: str
+    summary: Annotated[
+        ScreeningSummary | None, Field(description="Counts per rule set, once succeeded")
+    ]
+    error: str | None
+    links: Annotated[
+        ScreeningLinks,
+        Field(
+            description="self; cancel (POST) while queued or running, delete (DELETE) once "
+            "finished; once succeeded results_parquet, results_csv, report, rejected and "
+            "funnels (by rule set id)"
+        ),
+    ]
+
+
+@with_config(_STRICT)
+class ScreeningList(TypedDict):
+    items: list[ScreeningJob]
+
+
+def view(job: Screening) -> ScreeningJob:
     """A job as the API shows it."""
     base = f"/v1/screenings/{job.id}"
     return {
         "id": job.id,
-        "state": job.state,
+        "state": cast(StateText, job.state),  # written as a ScreeningState
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
@@ -316,7 +392,8 @@ def view(job: Screening) -> dict[str, Any]:
         "attempts": job.attempts,
         "cancel_requested": job.cancel_requested,
         "rules_hash": job.rules_hash,
-        "summary": job.summary,
+        # Written only by summary_of (the column is JSON, untyped to the database layer).
+        "summary": cast(ScreeningSummary | None, job.summary),
         "error": job.error,
         "links": _links(job, base),
     }
@@ -331,7 +408,7 @@ def _public(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "source": source}
 
 
-def _progress(job: Screening) -> dict[str, Any]:
+def _progress(job: Screening) -> ScreeningProgress:
     total = job.rows_total
     if job.state == ScreeningState.SUCCEEDED:
         percent: float | None = 100.0
@@ -342,20 +419,19 @@ def _progress(job: Screening) -> dict[str, Any]:
     return {"rows_done": job.rows_done, "rows_total": total, "percent": percent}
 
 
-def _links(job: Screening, base: str) -> dict[str, Any]:
-    links: dict[str, Any] = {"self": base}
+def _links(job: Screening, base: str) -> ScreeningLinks:
+    links: ScreeningLinks = {"self": base}
     if job.state in {ScreeningState.QUEUED, ScreeningState.RUNNING}:
         links["cancel"] = f"{base}/cancel"
     else:
         links["delete"] = base  # with DELETE
     if job.state == ScreeningState.SUCCEEDED and job.summary is not None:
-        links |= {
-            "results_parquet": f"{base}/results.parquet",
-            "results_csv": f"{base}/results.csv",
-            "report": f"{base}/report.json",
-            "rejected": f"{base}/rejected.csv",
-            "funnels": {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in job.summary["rulesets"]},
-        }
+        summary = cast(ScreeningSummary, job.summary)
+        links["results_parquet"] = f"{base}/results.parquet"
+        links["results_csv"] = f"{base}/results.csv"
+        links["report"] = f"{base}/report.json"
+        links["rejected"] = f"{base}/rejected.csv"
+        links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
     return links
 
 

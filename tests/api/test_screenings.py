@@ -19,14 +19,17 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from pydantic import TypeAdapter
 
-from app.api.schemas import Problem, ScreeningJob, ScreeningList
+from app.api.schemas import Problem
 from app.db import screenings as repo
 from app.engine.model import RuleBase
 from app.main import create_app
+from app.screening.report import ScreeningReport
 from app.screening.runner import Request, screen
 from app.screening.synth import write_parquet
 from app.security import Scope
+from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
 from tests.conftest import SHIPPED_RULES, add_client, bearer
 from tests.databases import app_database, postgres_database
@@ -43,6 +46,10 @@ BAD_CSV = (
     "r4,61,no,\n"
 )
 MAPPING = "id: patient_no\ncolumns:\n  age_years: AGE\n  ssc_diagnosis: ssc_diagnosis\n"
+# The documented contract: the payloads' own types, which refuse a key they do not list.
+JOB = TypeAdapter(ScreeningJob)
+LIST = TypeAdapter(ScreeningList)
+REPORT = TypeAdapter(ScreeningReport)
 
 
 @dataclass
@@ -123,7 +130,7 @@ def upload(
 def accepted(response: Response) -> dict[str, Any]:
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
-    ScreeningJob.model_validate(body)
+    JOB.validate_python(body)
     assert response.headers["location"] == f"/v1/screenings/{body['id']}"
     return body
 
@@ -133,7 +140,7 @@ def finished(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, 
     while True:
         body: dict[str, Any] = client.get(f"/v1/screenings/{job_id}").json()
         if body["state"] not in {"queued", "running"}:
-            ScreeningJob.model_validate(body)
+            JOB.validate_python(body)
             return body
         assert time.monotonic() < deadline, f"still {body['state']}"
         time.sleep(0.1)
@@ -189,8 +196,9 @@ def test_an_upload_is_screened_as_the_runner_screens_it(
     assert "attachment" in csv.headers["content-disposition"]
     assert csv.content == (tmp_path / "direct.csv").read_bytes()
 
-    report = api.client.get(done["links"]["report"]).json()
-    assert report == direct.report
+    served_report = api.client.get(done["links"]["report"])
+    report = REPORT.validate_json(served_report.content)
+    assert served_report.json() == direct.report == report
     assert [r["id"] for r in done["summary"]["rulesets"]] == RULESETS
     assert done["summary"]["rulesets"][0]["counts"] == direct.report["rulesets"][0]["counts"]
     assert api.client.get(done["links"]["rejected"]).text.startswith('"row","where","id"')
@@ -377,7 +385,7 @@ def test_a_job_failing_on_its_rows_is_409_for_results_and_404_when_unknown(api: 
         refused(api.client.get(f"/v1/screenings/{job['id']}/{name}"), 409)
     eventually(lambda: not (api.jobs / job["id"]).exists(), "a failed job's folder removed")
     listed = api.client.get("/v1/screenings", params={"limit": 2}).json()
-    ScreeningList.model_validate(listed)
+    LIST.validate_python(listed)
     assert [item["id"] for item in listed["items"]][:1] == [job["id"]]
     assert len(listed["items"]) == 2
 
@@ -427,6 +435,45 @@ def test_a_queued_job_is_cancelled_at_once(tmp_path: Path, cohort: Path) -> None
         assert client.post(job["links"]["cancel"]).status_code == 202  # no-op
         refused(client.get(f"/v1/screenings/{job['id']}/report.json"), 409)
         assert response.json()["links"]["delete"] == again["links"]["delete"]
+
+
+def test_every_job_view_and_report_is_its_documented_type(api: Api, tmp_path: Path) -> None:
+    """Queued, running, cancelled, succeeded (with rejected rows and a mapping), failed, the
+    list, the answer to a cancel and the report: each validates against its TypedDict, which
+    refuses a key it does not list, and the OpenAPI document names those types."""
+    job = accepted(upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING))
+    done = finished(api.client, job["id"])
+    assert done["state"] == "succeeded"
+    assert set(done["links"]) >= {"report", "funnels", "delete"}
+    report = api.client.get(done["links"]["report"])
+    assert report.headers["content-type"] == "application/json"
+    REPORT.validate_json(report.content)
+    LIST.validate_json(api.client.get("/v1/screenings").content)
+    with idle(tmp_path) as client:
+        queued = accepted(upload(client, BAD_CSV.encode(), "registry.csv", MAPPING))
+        JOB.validate_json(client.get(queued["links"]["self"]).content)
+        cancelled = client.post(queued["links"]["cancel"])
+        assert JOB.validate_json(cancelled.content)["state"] == "cancelled"
+        JOB.validate_json(client.get(queued["links"]["self"]).content)
+        running = accepted(upload(client, BAD_CSV.encode(), "registry.csv", MAPPING))
+        app: Any = client.app
+        with app.state.sessions() as session:
+            row = repo.get(session, running["id"])
+            assert row is not None
+            row.state, row.rows_done, row.rows_total, row.attempts = "running", 2, 4, 1
+            session.commit()
+        shown = JOB.validate_json(client.get(running["links"]["self"]).content)
+        assert (shown["state"], shown["progress"]["percent"]) == ("running", 50.0)
+        asked = JOB.validate_json(client.post(running["links"]["cancel"]).content)
+        assert (asked["state"], asked["cancel_requested"]) == ("running", True)
+        LIST.validate_json(client.get("/v1/screenings").content)
+    with pytest.raises(ValueError, match="extra"):
+        JOB.validate_python({**done, "surprise": 1})
+    paths = api.app.openapi()["paths"]
+    ok = paths["/v1/screenings/{screening_id}/report.json"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ScreeningReport"
+    }
 
 
 def test_a_queued_job_must_be_cancelled_before_it_is_deleted(tmp_path: Path, cohort: Path) -> None:

@@ -25,16 +25,20 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from pydantic import TypeAdapter
 
-from app.api.schemas import Problem, ScreeningJob
+from app.api.schemas import Problem
 from app.main import create_app
 from app.screening import head
 from app.screening.engines import DuckDBEngine
 from app.security import Scope
+from app.services.screenings import ScreeningJob
 from app.settings import Settings
 from tests.conftest import SHIPPED_RULES, add_client, bearer
 from tests.databases import app_database
 from tests.waiting import eventually
+
+JOB = TypeAdapter(ScreeningJob)  # the job view's own type, which refuses a key it does not list
 
 MIB = 1024 * 1024
 HEADER_LIMIT = MIB  # the default ELIGO_SCREENING_MAX_HEADER_BYTES
@@ -243,7 +247,7 @@ def test_a_large_file_is_checked_on_its_first_lines_and_the_job_finds_a_later_lo
     response = upload(api.client, content, "late.csv", rulesets="hsct-ssc-astis")
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
-    ScreeningJob.model_validate(job)
+    JOB.validate_python(job)
     (scan,) = reads.requests()
     assert "preflight-sample.csv" in scan
     assert not list((api.jobs / job["id"]).glob("preflight-sample.*"))  # the copy went
@@ -281,7 +285,7 @@ def _finished(client: TestClient, job_id: str) -> dict[str, Any]:
         return found["state"] not in {"queued", "running"}
 
     eventually(done, "the job finished", seconds=120)
-    ScreeningJob.model_validate(found)
+    JOB.validate_python(found)
     return found
 
 
