@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,19 +31,24 @@ print("loaded:", *(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
 """
 
 
+def _probe(heavy: Sequence[str], args: Sequence[str], timeout: float) -> tuple[str, list[str]]:
+    """Run `eligo *args` under PROBE: its stderr, and which of `heavy` it imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(heavy=heavy), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return done.stderr, done.stderr.splitlines()[-1].split()[1:]
+
+
 @pytest.mark.parametrize(
     "args", [(), ("--version",), ("--help",), ("rules", "--help"), ("users", "--help")]
 )
 def test_the_command_line_starts_without_the_heavy_libraries(args: tuple[str, ...]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=HEAVY), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded = done.stderr.splitlines()[-1].split()[1:]
+    _, loaded = _probe(HEAVY, args, timeout=60)
     assert loaded == [], f"`eligo {' '.join(args)}` imported {', '.join(loaded)}"
 
 
@@ -56,14 +62,6 @@ def test_screening_a_file_leaves_out_the_server_spark_and_fhir(tmp_path: Path) -
     (tmp_path / "cohort.csv").write_text("id,age_years,ssc_diagnosis\np1,45,yes\n")
     out = tmp_path / "r.parquet"
     args = ["screen", "--no-progress", str(tmp_path / "cohort.csv"), "--out", str(out)]
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE.format(heavy=NOT_FOR_SCREENING), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert out.exists(), done.stderr  # it screened
-    loaded = done.stderr.splitlines()[-1].split()[1:]
+    stderr, loaded = _probe(NOT_FOR_SCREENING, args, timeout=120)
+    assert out.exists(), stderr  # it screened
     assert loaded == [], f"`eligo screen` imported {', '.join(loaded)}"

@@ -58,9 +58,7 @@ from app.engine.sql import MISSING, TO_CONFIRM, Screening, column_name, derivati
 from tests.databases import postgres_database
 from tests.screening.backends import (
     Backend,
-    DuckDBBackend,
     Row,
-    SparkBackend,
     SQLAlchemyBackend,
 )
 
@@ -415,18 +413,6 @@ def postgres() -> Iterator[Backend]:
         backend = SQLAlchemyBackend("postgres", url)
         yield backend
         backend.close()
-
-
-@pytest.fixture(scope="module")
-def duckdb_backend() -> Iterator[Backend]:
-    backend = DuckDBBackend()
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def spark_backend(spark: Any) -> Backend:
-    return SparkBackend(spark)
 
 
 # Examples per engine: Spark takes ~0.3 s a query, so it gets fewer, larger cases.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from app.engine.sql import number
 from app.engine.units import round_significant
 from app.screening.engines import DuckDBEngine
 from app.screening.validate import round9
-from tests.screening.backends import Backend, DuckDBBackend, SparkBackend
+from tests.screening.backends import Backend
 
 pytestmark = pytest.mark.one_pass
 
@@ -47,18 +46,6 @@ def _in_turn(value: Any) -> Any:
     size = sa.func.abs(value)
     bands = [(size < number(10.0 ** (e + 1)), sa.func.round(value, 8 - e)) for e in range(-15, 16)]
     return sa.case((size < number(10.0**-15), value), *bands, else_=value)
-
-
-@pytest.fixture(scope="module")
-def duckdb_backend() -> Iterator[Backend]:
-    backend = DuckDBBackend()
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def spark_backend(spark: Any) -> Backend:
-    return SparkBackend(spark)
 
 
 @pytest.mark.parametrize("engine", ["duckdb_backend", "spark_backend"])
