@@ -12,14 +12,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, Select, and_, event, exists, insert, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Executable,
+    Select,
+    and_,
+    event,
+    exists,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer, selectinload
 
 from app.db import writes
 from app.db.models import Evaluation, EvaluationDecision, RulesetVersion, table
+from app.db.session import json_text
 from app.engine.model import RuleSet
+from app.errors import Unauthorized
 
 MAX_PAGE = 500
 
@@ -72,6 +86,9 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
     if versions:
         writes.at_commit(session, _versions_insert(session, versions, new.created_at))
         stored.mark_on_commit(session, [r.hash for r in versions])
+    if session.get_bind().dialect.name == "postgresql":
+        _record_guarded(session, new)
+        return
     writes.at_commit(session, insert(table(Evaluation)), _evaluation_row(new))
     decisions = [
         {
@@ -85,6 +102,50 @@ def record(session: Session, new: NewEvaluation, stored: StoredVersions) -> None
     ]
     if decisions:
         writes.at_commit(session, insert(table(EvaluationDecision)), decisions)
+
+
+# PostgreSQL: the evaluation and its decisions in one statement, written only if the API
+# client that asked is still active. One round trip and one statement's overhead instead of
+# three (a confirming read, two INSERTs): on a recorded evaluation's path that was a quarter
+# of the time. The decisions come as arrays (unnest keeps their order, numbered from 1).
+_GUARDED_RECORD = text(
+    """
+WITH guarded AS (
+    INSERT INTO evaluations (id, created_at, channel, client_id, patient_pseudonym,
+        rules_hash, input_received, input_normalised, result, hook_instance, clinician)
+    SELECT :id, :created_at, :channel, :client_id, :patient_pseudonym, :rules_hash,
+        CAST(:input_received AS jsonb), CAST(:input_normalised AS jsonb),
+        CAST(:result AS jsonb), :hook_instance, :clinician
+    WHERE CAST(:client_id AS varchar) IS NULL OR EXISTS (
+        SELECT FROM api_clients WHERE id = :client_id AND revoked_at IS NULL)
+    RETURNING id
+), decided AS (
+    INSERT INTO evaluation_decisions (evaluation_id, position, ruleset_id, ruleset_hash, status)
+    SELECT guarded.id, d.position - 1, d.ruleset_id, d.ruleset_hash, d.status
+    FROM guarded, unnest(CAST(:ruleset_ids AS varchar[]), CAST(:ruleset_hashes AS varchar[]),
+        CAST(:statuses AS varchar[])) WITH ORDINALITY AS d(ruleset_id, ruleset_hash, status,
+        position)
+)
+SELECT count(*) FROM guarded
+"""
+)
+
+
+def _record_guarded(session: Session, new: NewEvaluation) -> None:
+    row = _evaluation_row(new)
+    for column in ("input_received", "input_normalised", "result"):
+        row[column] = json_text(row[column])
+    row["ruleset_ids"] = [r.id for r in new.rulesets]
+    row["ruleset_hashes"] = [r.hash for r in new.rulesets]
+    row["statuses"] = list(new.statuses)
+    writes.at_commit(session, _GUARDED_RECORD, row, _client_active)
+    if new.client_id is not None:
+        writes.guards_client(session)
+
+
+def _client_active(result: CursorResult[Any]) -> None:
+    if result.scalar_one() == 0:
+        raise Unauthorized("this client has been revoked")
 
 
 def _evaluation_row(new: NewEvaluation) -> dict[str, Any]:

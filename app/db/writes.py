@@ -11,25 +11,46 @@ foreign keys need (a rule set version, then the decisions that refer to it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Executable, event
+from sqlalchemy import CursorResult, Executable, event
 from sqlalchemy.orm import Session
 
 _PENDING = "eligo.writes"
+_GUARDED = "eligo.client-guarded"
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+Check = Callable[[CursorResult[Any]], None]
 
 
-def at_commit(session: Session, statement: Executable, params: Params | None = None) -> None:
+def at_commit(
+    session: Session,
+    statement: Executable,
+    params: Params | None = None,
+    check: Check | None = None,
+) -> None:
     """Run `statement` (with `params`: one row, or several as an executemany) when `session`
     commits, after the writes asked for before it and before the ORM's own flush. A Core
-    statement (an INSERT into a Table, not an ORM entity)."""
-    pending: list[tuple[Executable, Params | None]] = session.info.setdefault(_PENDING, [])
+    statement (an INSERT into a Table, not an ORM entity). `check` is given its result and
+    raises to fail the commit (a guarded write that wrote nothing)."""
+    pending: list[tuple[Executable, Params | None, Check | None]] = session.info.setdefault(
+        _PENDING, []
+    )
     if not pending:
         event.listen(session, "before_commit", _write, once=True)
         event.listen(session, "after_soft_rollback", _forget, once=True)
-    pending.append((statement, params))
+    pending.append((statement, params, check))
+
+
+def guards_client(session: Session) -> None:
+    """Say that a write held here confirms, in its own statement, that the request's API
+    client is still active (and fails the commit otherwise): the separate confirming query
+    at the transaction's start (api.deps) is then not needed."""
+    session.info[_GUARDED] = True
+
+
+def client_guarded(session: Session) -> bool:
+    return bool(session.info.get(_GUARDED))
 
 
 def anything_to_commit(session: Session) -> bool:
@@ -49,10 +70,14 @@ def _write(session: Session) -> None:
     # On the session's connection, not through Session.execute: an INSERT of an ORM entity
     # there takes the ORM's bulk path, which cost more than the statement itself.
     connection = session.connection()
-    for statement, params in writes:
-        connection.execute(statement, params)
+    for statement, params, check in writes:
+        result = connection.execute(statement, params)
+        if check is not None:
+            check(result)
+    session.info.pop(_GUARDED, None)  # it vouched for this transaction's writes only
 
 
 def _forget(session: Session, _previous: object) -> None:
     """A rollback drops what was asked for in the transaction that ended."""
     session.info.pop(_PENDING, None)
+    session.info.pop(_GUARDED, None)

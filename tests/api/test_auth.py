@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from app.api.deps import Caller, VerifiedClients
 from app.db import clients
+from app.db.models import Evaluation, EvaluationDecision
 from app.security import Scope, hash_secret, parse_token
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.conftest import add_client, bearer
@@ -99,6 +101,11 @@ def test_a_revoked_client_is_refused_at_once(client: TestClient) -> None:
     status, _, text = _post(client, bearer(token))
     assert status == 401
     assert "revoked" in text
+    with _app(client).state.sessions() as session:  # the refused one left nothing behind
+        mine = select(Evaluation.id).where(Evaluation.client_id == parsed[0])
+        assert len(session.scalars(mine).all()) == 1
+        decided = select(func.count()).where(EvaluationDecision.evaluation_id.in_(mine))
+        assert session.scalar(decided) == 1
 
 
 def test_rule_content_is_public_but_patient_data_is_not(client: TestClient) -> None:
