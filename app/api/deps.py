@@ -163,21 +163,28 @@ def _look_up(request: Request, verified: VerifiedClients, client_id: str, secret
     return caller
 
 
+_CONFIRM = "eligo.confirm-client"
+
+
 def _confirm_at_begin(session: Session, caller: Caller) -> None:
     """When the request's transaction begins, check first that the client is still active:
     what the request reads or records then happens only for a client not revoked, at no cost
     but one short query on a connection the request uses anyway (none where the transaction
     begins with a write that confirms the client itself, `writes.guards_client`)."""
-    client_id = caller.client_id or ""
+    session.info[_CONFIRM] = caller.client_id or ""
 
-    def confirm(_session: Session, _transaction: object, connection: Connection) -> None:
-        if writes.client_guarded(session):
-            return  # the transaction begins to write, and its write confirms it (db.audit)
-        found = connection.execute(clients.revocation(client_id)).first()
-        if found is None or found.revoked_at is not None:
-            raise Unauthorized("this client has been revoked")
 
-    event.listen(session, "after_begin", confirm, once=True)
+def _confirm_client(session: Session, _transaction: object, connection: Connection) -> None:
+    client_id = session.info.pop(_CONFIRM, None)  # at the first transaction's start only
+    if client_id is None or writes.client_guarded(session):
+        return  # nothing to confirm, or the transaction begins with a write that confirms it
+    found = connection.execute(clients.revocation(client_id)).first()
+    if found is None or found.revoked_at is not None:
+        raise Unauthorized("this client has been revoked")
+
+
+# On every session, once (a listener per session costs more than the lookup it would save).
+event.listen(Session, "after_begin", _confirm_client)
 
 
 def require(scope: Scope, *, fresh: bool = False) -> Callable[..., Awaitable[Caller]]:

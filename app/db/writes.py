@@ -36,9 +36,6 @@ def at_commit(
     pending: list[tuple[Executable, Params | None, Check | None]] = session.info.setdefault(
         _PENDING, []
     )
-    if not pending:
-        event.listen(session, "before_commit", _write, once=True)
-        event.listen(session, "after_soft_rollback", _forget, once=True)
     pending.append((statement, params, check))
 
 
@@ -66,7 +63,9 @@ def anything_to_commit(session: Session) -> bool:
 
 
 def _write(session: Session) -> None:
-    writes = session.info.pop(_PENDING, [])
+    writes = session.info.pop(_PENDING, None)
+    if not writes:
+        return
     # On the session's connection, not through Session.execute: an INSERT of an ORM entity
     # there takes the ORM's bulk path, which cost more than the statement itself.
     connection = session.connection()
@@ -81,3 +80,9 @@ def _forget(session: Session, _previous: object) -> None:
     """A rollback drops what was asked for in the transaction that ended."""
     session.info.pop(_PENDING, None)
     session.info.pop(_GUARDED, None)
+
+
+# On every session, once: a listener added per session cost more than the write it ran
+# (SQLAlchemy's event registry), and with nothing pending each is a dictionary lookup.
+event.listen(Session, "before_commit", _write)
+event.listen(Session, "after_soft_rollback", _forget)
