@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -59,6 +60,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     a session touches no connection, and an endpoint that commits itself (`commit`, in the
     thread it already runs in) leaves nothing to do here, which spares two thread hand-offs
     per request."""
+    async with request_session(request) as session:
+        yield session
+
+
+@asynccontextmanager
+async def request_session(request: Request) -> AsyncIterator[Session]:
+    """`get_session` for a handler that opens it itself (api.evaluations)."""
     session = _sessions(request)()
     try:
         yield session
@@ -193,9 +201,16 @@ def require(scope: Scope, *, fresh: bool = False) -> Callable[..., Awaitable[Cal
     is not in the database (where no transaction would confirm the client)."""
 
     async def dependency(request: Request, session: DbSession) -> Caller:
-        caller = await _authenticate(request, session, fresh)
-        if scope not in caller.scopes:
-            raise Forbidden(scope)
-        return caller
+        return await authorise(request, session, scope, fresh=fresh)
 
     return dependency
+
+
+async def authorise(
+    request: Request, session: Session, scope: Scope, *, fresh: bool = False
+) -> Caller:
+    """`require(scope)`'s check, for a handler that calls it itself."""
+    caller = await _authenticate(request, session, fresh)
+    if scope not in caller.scopes:
+        raise Forbidden(scope)
+    return caller
