@@ -101,7 +101,9 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     tmp_path: Path,
 ) -> None:
     """The Docker image installs the package (not the source tree): every file the form
-    serves must be in the wheel."""
+    serves must be in the wheel, and the licence with the notices. Built as the image builds
+    it, with pyproject's build requirements (SPDX `license` needs setuptools 77, newer than a
+    venv's own)."""
     built = subprocess.run(
         [
             sys.executable,
@@ -109,7 +111,6 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path),
@@ -129,3 +130,5 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     }
     assert shipped
     assert shipped <= names, sorted(shipped - names)
+    licences = {Path(name).name for name in names if "/licenses/" in name}
+    assert licences == {"LICENSE", "NOTICE"}
