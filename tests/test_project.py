@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.api.docs import SWAGGER_UI
 from app.cli import main
 from tests.conftest import ROOT
 
@@ -101,9 +102,9 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     tmp_path: Path,
 ) -> None:
     """The Docker image installs the package (not the source tree): every file the form
-    serves must be in the wheel, and the licence with the notices. Built as the image builds
-    it, with pyproject's build requirements (SPDX `license` needs setuptools 77, newer than a
-    venv's own)."""
+    and the API docs serve must be in the wheel, and the licence with the notices. Built as
+    the image builds it, with pyproject's build requirements (SPDX `license` needs setuptools
+    77, newer than a venv's own)."""
     built = subprocess.run(
         [
             sys.executable,
@@ -125,10 +126,9 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     (wheel,) = tmp_path.glob("eligo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     web = ROOT / "app" / "web"
-    shipped = {
-        p.relative_to(ROOT).as_posix() for p in [*web.glob("templates/*"), *web.glob("static/*")]
-    }
-    assert shipped
+    files = [p for p in [*web.glob("templates/*"), *web.rglob("static/**/*")] if p.is_file()]
+    shipped = {p.relative_to(ROOT).as_posix() for p in files}
+    assert {"app/web/static/eligo.js", f"app/web/static/docs/{SWAGGER_UI}/LICENSE"} <= shipped
     assert shipped <= names, sorted(shipped - names)
     licences = {Path(name).name for name in names if "/licenses/" in name}
     assert licences == {"LICENSE", "NOTICE"}
