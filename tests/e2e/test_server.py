@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import httpx
@@ -70,3 +71,22 @@ def test_server_refuses_to_start_on_invalid_rules(tmp_path: Path) -> None:
     assert "E011 unknown-feature: unknown feature 'lvef_pct'" in result.stderr
     assert "hsct-ssc-astis.yaml:" in result.stderr
     assert "refusing to start" in result.stderr
+
+
+def test_a_busy_port_gets_a_one_line_hint_not_a_traceback(tmp_path: Path) -> None:
+    """A port some other program listens on (a socket held here, on loopback): `eligo serve`
+    says so in one line and exits before it touches the database."""
+    database = tmp_path / "busy.db"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = {"ELIGO_DATABASE_URL": f"sqlite:///{database}", "ELIGO_AUTH": "off"}
+        result = run_eligo("serve", "--host", "127.0.0.1", "--port", str(port), env=env)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: port {port} is in use on 127.0.0.1: stop the other server or pass --port "
+        f"(e.g. --port {port + 1}; ELIGO_PORT sets the default)"
+    ]
+    assert result.stdout == ""
+    assert not database.exists()
