@@ -36,11 +36,17 @@ def test_served_evaluation_over_http(tmp_path: Path) -> None:
 
 
 def test_the_readme_quick_start_serves_in_announced_development_mode(tmp_path: Path) -> None:
-    """`bash scripts/serve.sh`: no token needed, said so, bound to loopback, and recorded."""
+    """`bash scripts/serve.sh`: no token needed, said so, bound to loopback, and recorded. On a
+    fresh clone (as in CI) this first creates .venv-serve with the runtime dependencies only,
+    about a minute, saying what it does."""
     # ELIGO_AUTH empty, as on a fresh machine: serve.sh itself must choose "off".
     env = {"ELIGO_DATABASE_URL": f"sqlite:///{tmp_path / 'q.db'}", "ELIGO_AUTH": ""}
     quick_start = ("bash", str(ROOT / "scripts" / "serve.sh"))
-    with eligo_process(env, command=quick_start) as server:
+    with eligo_process(env, command=quick_start, ready_seconds=600) as server:
+        assert "serve.sh: starting .venv-serve/bin/eligo serve" in server.output()
+        installed = {path.name for path in ROOT.glob(".venv-serve/lib/python*/site-packages/*")}
+        assert {"fastapi", "uvicorn"} <= installed
+        assert not {"pyspark", "playwright", "pytest", "mypy"} & installed
         body = {"features": ASTIS_CANDIDATE, "rulesets": ["hsct-ssc-astis"], "patient_id": "P-1"}
         response = httpx.post(f"{server.base}/v1/evaluations", json=body, timeout=10)
         assert response.status_code == 200, response.text
