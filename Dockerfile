@@ -20,7 +20,7 @@ RUN groupadd --system --gid 10001 eligo \
 WORKDIR /app
 COPY requirements.runtime.lock ./
 RUN pip install -r requirements.runtime.lock
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md LICENSE NOTICE alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 COPY rules ./rules

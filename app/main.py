@@ -15,7 +15,17 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from app import __version__
-from app.api import cds_hooks, errors, evaluations, health, openapi, rulesets, screenings, web
+from app.api import (
+    cds_hooks,
+    docs,
+    errors,
+    evaluations,
+    health,
+    openapi,
+    rulesets,
+    screenings,
+    web,
+)
 from app.api.body import BodySizeLimit, document_limits
 from app.api.deps import VerifiedClients
 from app.api.edge import StringPolicy
@@ -83,7 +93,14 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     # Fingerprint before loading: an edit landing during the load is then seen as a change.
     seen = fingerprint(settings.rules_dir)
     rules = load_rules(settings.rules_dir)
-    app = FastAPI(title="Eligo", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="Eligo",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,  # /docs and /redoc are app/api/docs.py's: no CDN
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.rules = rules
     app.state.reloader = RuleReloader(
@@ -103,6 +120,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     for module in (evaluations, rulesets, screenings, cds_hooks, health, web):
         app.include_router(module.router)
     openapi.install(app, settings.auth)
+    docs.install(app)
     document_limits(app, settings)
     screenings.document_limits(app, settings)
     app.mount("/static", StaticFiles(directory=web.WEB / "static"), name="static")

@@ -26,11 +26,14 @@ N times as many.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket as sockets
 import sys
-from socket import AF_INET, AF_INET6, IPPROTO_TCP, socket
+from socket import AF_INET6, IPPROTO_TCP, socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -80,9 +83,105 @@ def configure_logging(settings: Settings, workers: int) -> None:
     )
 
 
-def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve with `workers` processes, the app already built once in this one (so the
-    configuration and rules are known to be good and the schema current)."""
+class CannotBind(Exception):
+    """The address `eligo serve` was asked for cannot be had; the message says what to do."""
+
+
+class _NotHere(CannotBind):
+    """The address is not one of this machine's (EADDRNOTAVAIL)."""
+
+
+def bind(host: str, port: int) -> list[socket]:
+    """The listening sockets' bindings, made here rather than by uvicorn: it reports a busy
+    port as a logged `[Errno 98]` (and, with workers, exits from inside its own code), where a
+    user needs one line saying what to do. Every address the host resolves to is bound
+    (`localhost`: 127.0.0.1 and ::1, as uvicorn would), each socket saying it is TCP: uvicorn
+    binds with protocol 0, accepted connections inherit that, and asyncio turns on TCP_NODELAY
+    only for sockets that say IPPROTO_TCP. With Nagle's algorithm left on, the second write of
+    every answer (head, then body) waits for the client's delayed ACK, ~40 ms
+    (Kludex/uvicorn#3149; measured by benchmarks/bench_http_floor: a median of 8.6 ms with one
+    worker, 51 ms with two)."""
+    try:
+        found = sockets.getaddrinfo(
+            host, port, type=sockets.SOCK_STREAM, proto=IPPROTO_TCP, flags=sockets.AI_PASSIVE
+        )
+    except sockets.gaierror as exc:
+        raise CannotBind(f"cannot bind to {host!r}: {exc.strerror}; pass --host") from None
+    bound: list[socket] = []
+    missing: CannotBind | None = None
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        try:
+            bound.append(_bind_one(family, kind, proto, address, port))
+        except _NotHere as exc:  # e.g. ::1 where IPv6 is off: the others serve, as in asyncio
+            missing = exc
+        except CannotBind:
+            for sock in bound:
+                sock.close()
+            raise
+    if not bound:
+        raise missing or CannotBind(f"{host!r} resolves to no address to bind: pass --host")
+    return bound
+
+
+def _bind_one(family: int, kind: int, proto: int, address: tuple[Any, ...], port: int) -> socket:
+    sock = socket(family, kind, proto)
+    try:
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_REUSEADDR, 1)  # restart over TIME_WAIT
+        if family == AF_INET6:  # ::1 beside 127.0.0.1, each on its own socket, as asyncio does
+            sock.setsockopt(sockets.IPPROTO_IPV6, sockets.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        refusal = _NotHere if exc.errno == errno.EADDRNOTAVAIL else CannotBind
+        raise refusal(_why(exc, str(address[0]), port)) from None
+    sock.set_inheritable(True)  # the workers' processes serve on it
+    return sock
+
+
+def _why(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is in use on {host}: stop the other server or pass --port "
+            f"(e.g. --port {port + 1 if port < 65535 else 8000}; ELIGO_PORT sets the default)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"not allowed to bind to port {port} on {host}: pass --port 1024 or above"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine: pass --host"
+    return f"cannot bind to {host} port {port}: {exc.strerror}"
+
+
+def serve(app: FastAPI, settings: Settings, bound: list[socket]) -> None:
+    """One process serving `app` on the sockets bound by `bind`."""
+    config = uvicorn.Config(app, log_level=settings.log_level, proxy_headers=False)
+    server = uvicorn.Server(config)
+    log.info("serving on %s (Ctrl+C to stop)", _urls(bound))
+    try:
+        server.run(sockets=bound)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sock in bound:
+            sock.close()
+    if not server.started:  # uvicorn said why (the lifespan failed)
+        sys.exit(1)
+
+
+def _urls(bound: list[socket]) -> str:
+    urls = []
+    for sock in bound:
+        host, port = sock.getsockname()[:2]
+        urls.append(
+            f"http://[{host}]:{port}" if sock.family == AF_INET6 else f"http://{host}:{port}"
+        )
+    return ", ".join(urls)
+
+
+def serve_workers(settings: Settings, host: str, bound: list[socket], workers: int) -> None:
+    """Serve with `workers` processes on the sockets bound by `bind`, the app already built
+    once in this one (so the configuration and rules are known to be good and the schema
+    current)."""
+    port = bound[0].getsockname()[1]
     # The workers read their settings from the environment: give them the address chosen here.
     os.environ["ELIGO_HOST"] = host
     os.environ["ELIGO_WORKERS"] = str(workers)
@@ -96,24 +195,14 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
         log_level=settings.log_level,
         proxy_headers=False,
     )
-    sock = tcp_socket(config.bind_socket())
+    log.info("serving on %s with %d workers (Ctrl+C to stop)", _urls(bound), workers)
     try:
-        Supervisor(config, sockets=[sock]).run()
+        Supervisor(config, sockets=bound).run()
     except KeyboardInterrupt:
         pass
     finally:
-        sock.close()
-
-
-def tcp_socket(sock: socket) -> socket:
-    """The bound socket, saying it is TCP. uvicorn binds with protocol 0, accepted connections
-    inherit that, and asyncio turns on TCP_NODELAY only for sockets that say IPPROTO_TCP: with
-    Nagle's algorithm left on, the second write of every answer (head, then body) waits for the
-    client's delayed ACK, ~40 ms (Kludex/uvicorn#3149; measured by benchmarks/bench_http_floor:
-    a median of 8.6 ms with one worker, 51 ms with two). Same file descriptor, same binding."""
-    if sock.family not in (AF_INET, AF_INET6) or sock.proto == IPPROTO_TCP:
-        return sock
-    return socket(sock.family, sock.type, IPPROTO_TCP, fileno=sock.detach())
+        for sock in bound:
+            sock.close()
 
 
 def worker_app() -> FastAPI:

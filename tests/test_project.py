@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.api.docs import SWAGGER_UI
 from app.cli import main
 from tests.conftest import ROOT
 
@@ -101,7 +102,9 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     tmp_path: Path,
 ) -> None:
     """The Docker image installs the package (not the source tree): every file the form
-    serves must be in the wheel."""
+    and the API docs serve must be in the wheel, and the licence with the notices. Built as
+    the image builds it, with pyproject's build requirements (SPDX `license` needs setuptools
+    77, newer than a venv's own)."""
     built = subprocess.run(
         [
             sys.executable,
@@ -109,7 +112,6 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
             "pip",
             "wheel",
             "--no-deps",
-            "--no-build-isolation",
             "-q",
             "-w",
             str(tmp_path),
@@ -124,8 +126,46 @@ def test_the_installed_package_carries_the_forms_templates_and_static_files(
     (wheel,) = tmp_path.glob("eligo-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     web = ROOT / "app" / "web"
-    shipped = {
-        p.relative_to(ROOT).as_posix() for p in [*web.glob("templates/*"), *web.glob("static/*")]
-    }
-    assert shipped
+    files = [p for p in [*web.glob("templates/*"), *web.rglob("static/**/*")] if p.is_file()]
+    shipped = {p.relative_to(ROOT).as_posix() for p in files}
+    assert {"app/web/static/eligo.js", f"app/web/static/docs/{SWAGGER_UI}/LICENSE"} <= shipped
     assert shipped <= names, sorted(shipped - names)
+    licences = {Path(name).name for name in names if "/licenses/" in name}
+    assert licences == {"LICENSE", "NOTICE"}
+
+
+READMES = [ROOT / "README.md", ROOT / "rules" / "README.md"]
+TOP_LEVEL = (
+    *(".ci/", "app/", "benchmarks/", "docs/", "migrations/"),
+    *("rules/", "schemas/", "scripts/", "tests/"),
+)
+
+
+def _cited(readme: Path) -> set[str]:
+    """What a README cites: its Markdown links' targets, every `*.md` name, and the code
+    spans that are repository paths (placeholders such as `<id>` left out)."""
+    text = readme.read_text(encoding="utf-8")
+    links = {t for t in re.findall(r"\]\(([^)#\s]+)", text) if "://" not in t}
+    documents = set(re.findall(r"(?<![\w/.-])([\w./-]+\.md)\b", text))
+    spans = {
+        span
+        for span in re.findall(r"`([^`\s]+)`", text)
+        if span.startswith(TOP_LEVEL) and not re.search(r"[<{…]", span)
+    }
+    return links | documents | spans
+
+
+def test_every_document_the_readmes_cite_is_in_the_repository() -> None:
+    """A link, a document named bare (`EVIDENCE.md`: in docs/ or beside the README) or a path:
+    each must exist, so a fresh clone has everything its READMEs send a reader to."""
+    missing = []
+    for readme in READMES:
+        for cited in sorted(_cited(readme)):
+            places = [readme.parent / cited, ROOT / cited, ROOT / "docs" / cited]
+            if not any(list(ROOT.glob(str(p.relative_to(ROOT)))) for p in places if _inside(p)):
+                missing.append(f"{readme.relative_to(ROOT)}: {cited}")
+    assert missing == []
+
+
+def _inside(path: Path) -> bool:
+    return path.resolve().is_relative_to(ROOT)

@@ -1,4 +1,5 @@
-"""How many worker processes `eligo serve` starts when not told (app/serving.py)."""
+"""How many worker processes `eligo serve` starts when not told, and the sockets it binds
+(app/serving.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import socket as sockets
 import pytest
 from pydantic import ValidationError
 
-from app.serving import MAX_DEFAULT_WORKERS, tcp_socket, worker_count
+from app.serving import MAX_DEFAULT_WORKERS, CannotBind, bind, worker_count
 from app.settings import Environment, Settings
 
 pytestmark = pytest.mark.one_pass
@@ -35,17 +36,14 @@ def test_zero_workers_is_refused() -> None:
         Settings(workers=0)
 
 
-def test_the_shared_socket_says_tcp_so_answers_are_not_held_by_nagle() -> None:
+def test_the_sockets_say_tcp_so_answers_are_not_held_by_nagle() -> None:
     """uvicorn binds with protocol 0; asyncio sets TCP_NODELAY only on sockets that say
-    IPPROTO_TCP, so without this every answer of a worker waits for a delayed ACK."""
-
-    bound = sockets.socket(sockets.AF_INET, sockets.SOCK_STREAM, 0)
-    bound.bind(("127.0.0.1", 0))
-    address = bound.getsockname()
-    made = tcp_socket(bound)
+    IPPROTO_TCP, so without this every answer waits for a delayed ACK."""
+    (made,) = bind("127.0.0.1", 0)
+    address = made.getsockname()
     try:
         assert made.proto == sockets.IPPROTO_TCP
-        assert made.getsockname() == address
+        assert made.get_inheritable()  # the workers serve on it
         made.listen()
         with sockets.create_connection(address) as client:
             accepted, _ = made.accept()
@@ -54,3 +52,29 @@ def test_the_shared_socket_says_tcp_so_answers_are_not_held_by_nagle() -> None:
                 assert client.getpeername() == address
     finally:
         made.close()
+
+
+def test_a_busy_port_is_one_sentence_saying_what_to_do() -> None:
+    with sockets.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(CannotBind) as refused:
+            bind("127.0.0.1", port)
+    assert str(refused.value) == (
+        f"port {port} is in use on 127.0.0.1: stop the other server or pass --port "
+        f"(e.g. --port {port + 1}; ELIGO_PORT sets the default)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [
+        ("192.0.2.1", "192.0.2.1 is not an address of this machine: pass --host"),
+        ("no-such-host.invalid", "cannot bind to 'no-such-host.invalid': "),
+    ],
+)
+def test_an_address_that_cannot_be_had_is_said_so(host: str, said: str) -> None:
+    with pytest.raises(CannotBind, match="pass --host") as refused:
+        bind(host, 0)
+    assert str(refused.value).startswith(said)

@@ -2,9 +2,9 @@
 
 API responses carry patient data: `no-store` keeps them out of browser and proxy caches unless
 an endpoint says otherwise. HTML may not be framed (clickjacking) and runs only the scripts its
-policy names. The clinician form runs its own files and nothing inline; the docs pages load
-Swagger UI and ReDoc from jsDelivr with an inline bootstrap script, so their policy allows
-exactly that and nothing else.
+policy names. The clinician form runs its own files and nothing inline; the docs pages
+(app/api/docs.py) run Swagger UI and ReDoc from this service's own copies, plus Swagger UI's
+inline bootstrap script, named by its hash: no other origin, and no other inline script.
 """
 
 from __future__ import annotations
@@ -44,21 +44,32 @@ IMAGE_POLICY = "; ".join(
     ]
 )
 DOCS = ("/docs", "/redoc")
-HTML = {
-    "x-frame-options": "DENY",
-    "content-security-policy": "; ".join(
+
+
+def docs_policy(script_hashes: list[str]) -> str:
+    """The docs pages' policy: scripts, styles, images and fonts from this service only, plus
+    the inline scripts whose hashes are given. Swagger UI and ReDoc style their elements inline
+    (style attributes, ReDoc's generated <style>), hence 'unsafe-inline' for styles; ReDoc's
+    search index runs in a worker made from a blob: URL."""
+    return "; ".join(
         [
             "default-src 'self'",
-            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-            "font-src 'self' https://fonts.gstatic.com",
-            "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+            " ".join(["script-src 'self'", *script_hashes]),
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
             "worker-src 'self' blob:",
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "form-action 'self'",
         ]
-    ),
+    )
+
+
+# HTML under DOCS. Its pages set their own policy naming their inline scripts' hashes; this
+# one, allowing none, is the fallback for anything else there.
+HTML = {
+    "x-frame-options": "DENY",
+    "content-security-policy": docs_policy([]),
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
 

@@ -50,15 +50,19 @@ def main() -> None:
 )
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the HTTP service (refuses to start on invalid rules)."""
-    import uvicorn  # noqa: PLC0415 - only the server needs it
-
-    from app import serving  # noqa: PLC0415
+    from app import serving  # noqa: PLC0415 - only the server needs it (and uvicorn)
     from app.main import create_app, release  # noqa: PLC0415
 
     settings = common.settings()
     host = host or settings.host
     workers = workers or serving.worker_count(settings)
     serving.configure_logging(settings, workers)
+    # Bound before the app is built: a busy port is said at once, in one line, and the
+    # database is not migrated for a server that could not have served.
+    try:
+        bound = serving.bind(host, port or settings.port)
+    except serving.CannotBind as exc:
+        fail(str(exc), EXIT_CONFIG)
     try:
         # With several workers this app is a check only: each worker builds its own.
         app = create_app(settings, host)
@@ -68,13 +72,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     except StartupRefused as exc:
         fail("refusing to start: " + "; ".join(exc.reasons), EXIT_CONFIG)
     click.echo(_announcement(settings), err=True)
-    port = port or settings.port
     if workers > 1:
         release(app)
         del app  # the supervisor only checked it: not kept in memory while the workers serve
-        serving.serve_workers(settings, host, port, workers)
+        serving.serve_workers(settings, host, bound, workers)
         return
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, proxy_headers=False)
+    serving.serve(app, settings, bound)
 
 
 def _announcement(settings: Settings) -> str:

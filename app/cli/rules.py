@@ -1,4 +1,5 @@
-"""`eligo rules ...`: the rule authoring toolchain (validate, test, coverage, diff, schema).
+"""`eligo rules ...`: the rule authoring toolchain (validate, test, coverage, diff, schema,
+features).
 
 Every command exits 1 when the rules or their vignettes are wrong, so CI can run them as is.
 """
@@ -346,6 +347,32 @@ def schema(out: Path | None, fragment: bool) -> None:
 
     text = json.dumps(ruleset_json_schema("fragment" if fragment else "ruleset"), indent=2)
     text += "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+@rules.command("features")
+@_DIR
+@click.option("--markdown", is_flag=True, help="The reference document instead of JSON")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write to a file instead of stdout (docs/FEATURES.md is made this way)",
+)
+def features(rules_dir: Path | None, markdown: bool, out: Path | None) -> None:
+    """Print the feature catalogue: as GET /v1/features answers it, or as Markdown."""
+    from app.engine import present  # noqa: PLC0415
+    from app.engine.features_doc import render_markdown  # noqa: PLC0415
+
+    base = load(rules_dir or settings().rules_dir)
+    if markdown:
+        text = render_markdown(base.features)
+    else:
+        listed = {"features": [present.feature(f) for f in base.features.values()]}
+        text = json.dumps(listed, indent=2) + "\n"
     if out is None:
         click.echo(text, nl=False)
     else:
