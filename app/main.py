@@ -24,6 +24,7 @@ from app.api import (
     openapi,
     rulesets,
     screenings,
+    smart,
     web,
 )
 from app.api.body import BodySizeLimit, document_limits
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     _cds_hooks(app, settings)
     errors.install(app)
     _middleware(app, settings)
-    for module in (evaluations, rulesets, screenings, cds_hooks, health, web):
+    for module in (evaluations, rulesets, screenings, cds_hooks, health, web, smart):
         app.include_router(module.router)
     openapi.install(app, settings.auth)
     docs.install(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from app.cds.issuers import IssuerConfig, allowed_host
+from app.fhir.smart import SmartClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
@@ -140,6 +142,28 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=60, description="Per-request timeout when fetching from a FHIR server"
     )
 
+    smart_issuers: dict[str, SmartClient] = Field(
+        default_factory=dict,
+        description="SMART App Launch: the EHR FHIR servers (`iss`) Eligo may be launched "
+        "from, each optionally with its own registration (JSON, e.g. "
+        '{"https://ehr.example/fhir": {"client_id": "eligo"}}, or a list of URLs that use '
+        "ELIGO_SMART_CLIENT_ID; `client_secret` makes a confidential client). A launch naming "
+        "any other `iss` is refused before anything is fetched; none: no SMART launch",
+    )
+    smart_client_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="SMART App Launch: Eligo's client id at the EHRs' authorisation servers, "
+        "for issuers in ELIGO_SMART_ISSUERS that do not name their own",
+    )
+    smart_scope: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="SMART App Launch: the scopes asked for. Default: `launch` and "
+        "`patient/<type>.rs` for each resource type the FHIR mapping reads (Patient, "
+        "Condition, Observation, the medication records and Medication)",
+    )
+
     sign_in: Literal["local", "proxy"] = Field(
         default="local",
         description="How clinicians sign in to the web form when authentication is on: `local` "
@@ -239,6 +263,16 @@ class Settings(BaseSettings):
             allowed_host(entry)  # ValueError names the bad entry
         return value
 
+    @field_validator("smart_issuers", mode="before")
+    @classmethod
+    def _smart_issuers(cls, value: object) -> object:
+        """A list of URLs is the short form: each uses ELIGO_SMART_CLIENT_ID."""
+        issuers = {url: {} for url in value} if isinstance(value, list) else value
+        for url in issuers if isinstance(issuers, dict) else ():
+            if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", str(url)):
+                raise ValueError(f"SMART issuer {str(url)[:100]!r} is not an http(s) URL")
+        return issuers
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -261,6 +295,25 @@ class Settings(BaseSettings):
             return Path(str(url.database)).resolve().parent / "screenings"
         return Path.cwd() / "screenings"
 
+    def _smart_refusals(self) -> list[str]:
+        problems = [
+            f"SMART issuer {url} has no client id (give one, or set ELIGO_SMART_CLIENT_ID)"
+            for url, client in self.smart_issuers.items()
+            if not (client.client_id or self.smart_client_id)
+        ]
+        if self.env is Environment.PRODUCTION and self.smart_issuers:
+            if not self.public_url:
+                problems.append(
+                    "SMART issuers are configured (ELIGO_SMART_ISSUERS) but ELIGO_PUBLIC_URL "
+                    "is unset: the launch's redirect_uri is built on it"
+                )
+            problems += [
+                f"SMART issuer {url} is not https: its tokens would cross the network in clear"
+                for url in self.smart_issuers
+                if not url.startswith("https://")
+            ]
+        return problems
+
     def refusals(self, host: str) -> list[str]:
         """Why this configuration must not serve (empty: it may)."""
         problems = []
@@ -279,6 +332,7 @@ class Settings(BaseSettings):
                 "unset: set it to the URL EHRs call this service at (e.g. "
                 "https://eligo.example.org), the audience their JWTs must name"
             )
+        problems += self._smart_refusals()
         if self.env is Environment.PRODUCTION and self.cookie_secure is False:
             problems.append("cookies must be Secure in production (ELIGO_COOKIE_SECURE)")
         if self.env is Environment.PRODUCTION:

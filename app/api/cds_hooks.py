@@ -20,6 +20,7 @@ from app.cds.jwt import ClientTokenVerifier, public_base
 from app.cds.schemas import Discovery, FeedbackRequest, HookRequest
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
+from app.fhir.smart import launch_link
 from app.services import cds_hooks as service
 from app.settings import Settings
 
@@ -79,12 +80,14 @@ def answer_hook(
     service.service(service_id)  # an unknown service is a 404 before the body is judged
     body = parse_body(HookRequest, payload)
     http: httpx.Client = request.app.state.fhir_http
+    base = base_url(request, settings)
     context = service.Context(
         issuer=issuer,
         http=http,
         fhir_servers=settings.cds_fhir_servers,
-        base_url=base_url(request, settings),
+        base_url=base,
         key=settings.pseudonym_secret(),
+        smart_launch=launch_link(base, settings.smart_issuers, body.fhirServer),
     )
     try:
         answer = service.call(

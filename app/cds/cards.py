@@ -41,6 +41,7 @@ class Card:
 class Links:
     form: str  # the clinician form, opened on this evaluation
     rulesets: str  # the base URL of the rule sets' public description
+    smart: str = ""  # Eligo's SMART launch URL, when the EHR may launch it ("": no link)
 
 
 def cards(results: Sequence[DecisionOut], labels: Mapping[str, str], links: Links) -> list[Card]:
@@ -79,9 +80,20 @@ def _card(
                 "display": THERAPIES.get(therapy, therapy),
             },
         },
-        "links": [{"label": "Open in Eligo", "url": links.form, "type": "absolute"}],
+        "links": _links(links),
     }
     return Card(card, ids)
+
+
+def _links(links: Links) -> list[dict[str, str]]:
+    """The recorded evaluation; and, where the EHR may launch Eligo, a `smart` link (the EHR
+    adds `iss` and `launch`) that opens the form on the chart's current record."""
+    made = [{"label": "Open in Eligo", "url": links.form, "type": "absolute"}]
+    if links.smart:
+        made.append(
+            {"label": "Open in Eligo with the chart's record", "url": links.smart, "type": "smart"}
+        )
+    return made
 
 
 def changes(

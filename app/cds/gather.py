@@ -151,3 +151,20 @@ def _subject(resource: Mapping[str, Any]) -> str | None:
     if isinstance(subject, dict) and isinstance(subject.get("reference"), str):
         return str(subject["reference"])
     return None
+
+
+def fetch_record(
+    http: httpx.Client, server: FhirServer, searches: Sequence[Search], patient_id: str
+) -> Gathered:
+    """The patient's record read from their FHIR server alone, as a SMART launch has it (no
+    prefetch): the same searches, the same checks that every resource is this patient's.
+    Raise PreconditionFailed when it cannot be had, InvalidPayload for a foreign resource."""
+    gathered = Gathered({"resourceType": "Bundle", "type": "collection", "entry": []})
+    resources = _fetch_all(http, server, list(searches), patient_id)
+    gathered.fetched = [s.key for s in searches]
+    _check_patient(resources, patient_id)
+    if not any(r.get("resourceType") == "Patient" for _, r in resources):
+        raise PreconditionFailed(f"Patient/{patient_id} could not be read")
+    for origin, resource in resources:
+        gathered.add(origin, [resource])
+    return gathered

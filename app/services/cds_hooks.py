@@ -90,6 +90,7 @@ class Context:
     fhir_servers: Sequence[str]
     base_url: str  # public URL of this service, for links (ends without "/")
     key: bytes  # the pseudonym key
+    smart_launch: str = ""  # the SMART launch URL cards link to, if the EHR may launch Eligo
 
 
 def call(
@@ -191,6 +192,7 @@ class _Call:
             links = cds_cards.Links(
                 form=f"{context.base_url}/?evaluation={answer['id']}",
                 rulesets=f"{context.base_url}/v1/rulesets/",
+                smart=context.smart_launch,
             )
             served.extend(make(answer["results"], links))
             return {"cards": [c.card for c in served]}

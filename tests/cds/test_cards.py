@@ -3,6 +3,7 @@ summary's limit and wording, and what the Markdown detail says."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 from app.cds.cards import SUMMARY_LIMIT, Links, Named, cards, short_name, summary
@@ -65,6 +66,19 @@ def test_ruled_out_says_why_with_the_patients_value(shipped_rules: RuleBase) -> 
     assert "lvef_percent = 40" in line
     assert card.card["links"] == [{"label": "Open in Eligo", "url": LINKS.form, "type": "absolute"}]
     assert card.card["source"]["url"] == "https://eligo.example/r/hsct-ssc-astis"
+
+
+def test_a_card_links_to_the_smart_launch_when_eligo_may_be_launched(
+    shipped_rules: RuleBase,
+) -> None:
+    """CDS Hooks: a `smart` link's url is the launch URL; the EHR adds `iss` and `launch`."""
+    results = _results(shipped_rules, ASTIS_CANDIDATE, ["hsct-ssc-astis"])
+    launch = "https://eligo.example/smart/launch"
+    (card,) = cards(results, _labels(shipped_rules), replace(LINKS, smart=launch))
+    assert card.card["links"] == [
+        {"label": "Open in Eligo", "url": LINKS.form, "type": "absolute"},
+        {"label": "Open in Eligo with the chart's record", "url": launch, "type": "smart"},
+    ]
 
 
 def test_undecided_lists_what_to_measure_in_words(shipped_rules: RuleBase) -> None:
