@@ -8,12 +8,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from app.cds.issuers import IssuerConfig, allowed_host
-from app.fhir.smart import SmartClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
@@ -25,6 +23,16 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class SmartClient(BaseModel):
+    """How Eligo is registered with one issuer's authorisation server: its client id (else
+    ELIGO_SMART_CLIENT_ID) and, for a confidential client, its secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -290,6 +298,8 @@ class Settings(BaseSettings):
         data in one place), else `screenings/` in the working directory."""
         if self.screening_dir is not None:
             return self.screening_dir.resolve()
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - 0.3 s of every CLI start
+
         url = make_url(self.database_url)
         if url.get_backend_name() == "sqlite" and url.database not in {None, "", ":memory:"}:
             return Path(str(url.database)).resolve().parent / "screenings"

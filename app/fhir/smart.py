@@ -22,23 +22,15 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import SecretStr
+
+from app.settings import SmartClient  # the registration, where the settings read it
 
 MAX_ANSWER_BYTES = 64 * 1024  # a smart-configuration or token answer is a few kilobytes
 STATE_SECONDS = 600  # from the launch to the callback: an authorisation screen, not a shift
 # A FHIR id (R4 `id` datatype): what the token's `patient` must be before it is put in a URL.
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _KEY_LABEL = b"eligo smart-launch state v1"
-
-
-class SmartClient(BaseModel):
-    """How Eligo is registered with one issuer's authorisation server: its client id (else
-    ELIGO_SMART_CLIENT_ID) and, for a confidential client, its secret."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    client_id: str | None = None
-    client_secret: SecretStr | None = None
 
 
 class LaunchRefused(Exception):

@@ -21,7 +21,7 @@ from app.errors import EligoError
 from app.fhir import smart
 from app.fhir.client import FhirServer
 from app.fhir.queries import searches
-from app.settings import Settings
+from app.settings import Settings, SmartClient
 
 CALLBACK = "/smart/callback"
 
@@ -43,7 +43,7 @@ def scope(rules: RuleBase, settings: Settings) -> str:
     return " ".join(["launch", *(f"patient/{kind}.rs" for kind in kinds)])
 
 
-def issuer(settings: Settings, iss: str) -> tuple[str, smart.SmartClient, str]:
+def issuer(settings: Settings, iss: str) -> tuple[str, SmartClient, str]:
     """The allow-listed issuer, its registration and client id; refused before any request."""
     if not settings.smart_issuers:
         raise smart.LaunchRefused(

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.fhir.smart import SmartClient
 from app.main import create_app
-from app.settings import Settings
+from app.settings import Settings, SmartClient
 from tests.cds.conftest import CdsClient
 
 SERVICE = "eligo-patient-view"

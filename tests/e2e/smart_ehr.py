@@ -37,10 +37,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from sqlalchemy import func, select
 
 from app.db.models import Evaluation
-from app.fhir.smart import SmartClient
 from app.main import create_app
 from app.services import accounts
-from app.settings import Settings
+from app.settings import Settings, SmartClient
 from tests.cds.fhir_server import FhirStore, search
 from tests.conftest import SHIPPED_RULES
 from tests.databases import app_database

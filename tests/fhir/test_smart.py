@@ -11,9 +11,9 @@ from pydantic import ValidationError
 
 from app.engine.load import load_rules
 from app.fhir import smart
-from app.fhir.smart import Configuration, LaunchRefused, SmartClient
+from app.fhir.smart import Configuration, LaunchRefused
 from app.services import smart_launch
-from app.settings import Environment, Settings
+from app.settings import Environment, Settings, SmartClient
 from tests.conftest import SHIPPED_RULES
 
 KEY = smart.state_key(b"k" * 32)
