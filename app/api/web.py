@@ -186,6 +186,7 @@ def _evaluation_context(
             "fhir_from": None,
             "record_problem": recorded.integrity["problem"],
             "verdicts": recorded.content["results"],
+            "warnings": recorded.content.get("warnings", []),
         }
     result = recorded.content
     fhir = result.get("fhir")
@@ -195,6 +196,7 @@ def _evaluation_context(
         "rulesets": [r["ruleset"] for r in result["results"]],
         "fhir": fhir,
         "fhir_from": evaluation.id if "fhir" in evaluation.input_received else None,
+        "warnings": result.get("warnings", []),
     }
 
 
