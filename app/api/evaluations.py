@@ -25,7 +25,7 @@ from app.api.deps import (
     request_session,
     require,
 )
-from app.api.errors import invalid_input, parse_body, problem_responses
+from app.api.errors import MAX_ERRORS, invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.api.schemas import (
     EvaluationPage,
@@ -40,6 +40,7 @@ from app.db import audit
 from app.db.models import Evaluation
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
+from app.engine.suggest import did_you_mean
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
@@ -137,12 +138,7 @@ def _evaluate(
     if request.headers.get("content-type", "").split(";")[0].strip() == FHIR_JSON:
         payload = {"fhir": payload}  # the body is the Bundle itself
     _within_rules(payload, rules)
-    body = parse_body(EvaluationRequest, payload)
-    if body.fhir is None and "features" not in body.model_fields_set:
-        raise InvalidPayload(
-            "request validation failed",
-            [FieldError("features", "missing", "Field required (or send a FHIR Bundle as `fhir`)")],
-        )
+    body = _request(payload)
     asked = service.Asked(
         body.features,
         body.rulesets,
@@ -162,6 +158,63 @@ def _evaluate(
     # The bytes the record's digest was taken of. Returning a Response skips FastAPI's
     # re-validation through EvaluationResponse; a contract test validates real responses.
     return Response(answered.body, media_type="application/json")
+
+
+EXPECTED = (
+    "expected `features`: an object of feature id -> value (GET /v1/features), or `fhir`: a "
+    "FHIR R4 Bundle (or both); optionally `rulesets` and `patient_id`"
+)
+
+
+def _request(payload: Any) -> EvaluationRequest:
+    """The body as a request, or 422. A body that is not shaped like one (a misspelt or
+    invented key, no `features` nor `fhir`) is told what is expected, not only pydantic's
+    "Extra inputs are not permitted" at the key."""
+    try:
+        body = parse_body(EvaluationRequest, payload)
+    except InvalidPayload as exc:
+        raise _reshaped(exc, payload) from None
+    if body.fhir is None and "features" not in body.model_fields_set:
+        raise InvalidPayload(f"no features given: {EXPECTED}", [_missing()])
+    return body
+
+
+def _reshaped(exc: InvalidPayload, payload: Any) -> InvalidPayload:
+    if not isinstance(payload, dict):
+        return exc
+    unexpected = [k for k in payload if k not in EvaluationRequest.model_fields]
+    if not unexpected:
+        return exc
+    # Pydantic's code is kept (callers may match on it); its message is replaced.
+    errors = [e for e in exc.errors if e.code != "extra_forbidden"]
+    if "features" not in payload and "fhir" not in payload:
+        errors.append(_missing())
+    # Only as many as an answer lists (pydantic's own list is as long: it was already paid).
+    errors += [_unexpected(key, payload[key]) for key in unexpected[:MAX_ERRORS]]
+    names = ", ".join(repr(printable(k, 40)) for k in unexpected[:5])
+    names += ", …" if len(unexpected) > 5 else ""
+    return InvalidPayload(
+        f"unexpected key(s) {names}; {EXPECTED}",
+        errors,
+        omitted=exc.omitted + max(0, len(unexpected) - MAX_ERRORS),
+    )
+
+
+def _missing() -> FieldError:
+    return FieldError("features", "missing", f"no `features` and no `fhir`: {EXPECTED}")
+
+
+def _unexpected(key: str, value: Any) -> FieldError:
+    """An object under an unknown key is most likely the feature values (or a Bundle) under
+    another name (`patient`, `values`), whatever the key is closest to."""
+    if isinstance(value, dict):
+        hint = "; did you mean 'fhir'?" if value.get("resourceType") == "Bundle" else ""
+        hint = hint or "; did you mean 'features'?"
+    else:
+        hint = did_you_mean(key, EvaluationRequest.model_fields)
+    return FieldError(
+        key, "extra_forbidden", f"unexpected key {printable(key)!r}{hint} ({EXPECTED})"
+    )
 
 
 def _within_rules(payload: Any, rules: RuleBase) -> None:

@@ -31,6 +31,7 @@ from app.engine.present import (
     DecisionOut,
     DecisionSummaryOut,
     FactOut,
+    WarningOut,
 )
 from app.engine.schema import EvidenceSpec, FeatureSpec
 from app.services import evaluations
@@ -167,11 +168,18 @@ class FhirUse(_Out):
 # beside their builder in present.py, and used here as they are.
 
 
+_WARNINGS = (
+    "About the request as a whole (absent when there are none): `no_features` when no feature "
+    "value was given or found in the FHIR bundle, so that every verdict is undecided"
+)
+
+
 class EvaluationResponse(_Out):
     id: str
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionOut]
+    warnings: list[WarningOut] = Field(default_factory=list, description=_WARNINGS)
     corrections: list[CorrectionOut] = Field(
         default_factory=list,
         description="Values given against an implication of the catalogue, replaced by it "
@@ -185,6 +193,7 @@ class EvaluationSummaryResponse(_Out):
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionSummaryOut]
+    warnings: list[WarningOut] = Field(default_factory=list, description=_WARNINGS)
     corrections: list[CorrectionOut] = []
     fhir: FhirUse | None = None
     view: Literal["summary"]
@@ -222,6 +231,7 @@ class UnprovenResult(_Out):
     evaluated_at: datetime
     rules_hash: str
     results: list[RecordedVerdict]
+    warnings: list[WarningOut] = []
     corrections: list[CorrectionOut] = []
     fhir: FhirUse | None = None
     cards: list[dict[str, Any]] | None = None

@@ -27,6 +27,7 @@ from app.api import web_auth
 from app.api.deps import DbSession, current_rules, current_settings, get_settings
 from app.db import audit
 from app.db.models import Evaluation
+from app.engine import words
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.services import accounts, compact
@@ -36,8 +37,8 @@ from app.web import forms, view
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 templates = Jinja2Templates(directory=WEB / "templates")
-templates.env.filters["unit_words"] = view.unit_words
-templates.env.filters["number"] = view.number
+templates.env.filters["unit_words"] = words.unit_words
+templates.env.filters["number"] = words.number
 templates.env.globals["cite_link"] = view.link
 templates.env.globals["result_words"] = view.RESULT
 router = APIRouter(include_in_schema=False)
@@ -185,6 +186,7 @@ def _evaluation_context(
             "fhir_from": None,
             "record_problem": recorded.integrity["problem"],
             "verdicts": recorded.content["results"],
+            "warnings": recorded.content.get("warnings", []),
         }
     result = recorded.content
     fhir = result.get("fhir")
@@ -194,6 +196,7 @@ def _evaluation_context(
         "rulesets": [r["ruleset"] for r in result["results"]],
         "fhir": fhir,
         "fhir_from": evaluation.id if "fhir" in evaluation.input_received else None,
+        "warnings": result.get("warnings", []),
     }
 
 

@@ -2,11 +2,14 @@
 worth a clinician's glance, none for therapies whose protocols are all `not_indicated`.
 
 A card sums up the therapy's protocols in its summary (under 140 characters, as the spec
-requires) and explains each protocol in the Markdown detail: what ruled the patient out, what
-is still unknown, what to measure next and, apart from it, what a clinician must confirm (a
-judgement against the source's words, not a value to measure), the cautions that apply, the
-documented risks with their figures, and the references. A criterion shared by a whole therapy
-(included from a rule fragment) says where it comes from; a derived value says why it holds.
+requires) and in a short Markdown detail, in the words a clinician reads (criterion titles,
+values with plain units, never rule expressions or UCUM codes): per protocol the verdict and
+what ruled the patient out or the cautions that apply, then what to measure next and, apart
+from it, what a clinician must confirm (a judgement against the source's words, not a value to
+measure), each said once for all the protocols waiting for it. The full trace, the documented
+risks and the references are one link away, in Eligo's form on this evaluation: the detail is
+bounded (DETAIL_LIMIT), since an EHR shows it beside the chart. A criterion shared by a whole
+therapy (included from a rule fragment) says so; a derived value says why it holds.
 Pure: works on the API's decision JSON.
 """
 
@@ -14,11 +17,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from app.engine.present import ConfirmationOut, CriterionOut, DecisionOut, RulesetRef
+from app.engine.present import (
+    ConfirmationOut,
+    CriterionOut,
+    DecisionOut,
+    FeatureUse,
+    Provenance,
+    RulesetRef,
+)
+from app.engine.words import derivation_words, number, unit_words
 
 SUMMARY_LIMIT = 139  # the spec: "<140 characters"
 THERAPIES = {"hsct": "Autologous HSCT", "msc": "MSC", "car_t": "CD19 CAR-T"}
@@ -40,7 +52,7 @@ class Card:
 @dataclass(frozen=True, slots=True)
 class Links:
     form: str  # the clinician form, opened on this evaluation
-    rulesets: str  # the base URL of the rule sets' public description
+    rulesets: str  # the rule sets' public description (GET /v1/rulesets), without a "/"
     smart: str = ""  # Eligo's SMART launch URL, when the EHR may launch it ("": no link)
 
 
@@ -70,10 +82,10 @@ def _card(
         "uuid": str(uuid.uuid4()),
         "summary": summary(therapy, indication, results),
         "indicator": indicator(results),
-        "detail": "\n\n".join([*(_protocol(r, labels) for r in results), _references(results)]),
+        "detail": detail(results, labels, links.form),
         "source": {
             "label": "Eligo eligibility rules (draft, need local clinical review)",
-            "url": links.rulesets + (ids[0] if len(ids) == 1 else ""),
+            "url": links.rulesets + (f"/{ids[0]}" if len(ids) == 1 else ""),
             "topic": {
                 "system": "https://eligo.example/fhir/CodeSystem/eligo-therapies",
                 "code": therapy,
@@ -187,88 +199,131 @@ def indicator(results: Sequence[DecisionOut]) -> str:
     return "info"
 
 
-def _protocol(result: DecisionOut, labels: Mapping[str, str]) -> str:
-    ruleset = result["ruleset"]
-    lines = [
-        f"**{_md(short_name(ruleset))}**: **{_md(result['status'])}** "
-        f"({_md(ruleset['title'])}; rule set `{ruleset['id']}` {_md(ruleset['version'])}, "
-        f"review status {_md(ruleset['review_status'])})"
-    ]
-    lines += _criteria(result, "Rules the patient out", _decisive)
-    if result["status"] == "indeterminate":
-        lines += _criteria(result, "Not yet known", lambda c: c["result"] == "unknown")
-        if result["missing"]:
-            measure = ", ".join(_md(labels.get(f, f)) for f in result["missing"])
-            lines.append(f"- *What to measure next:* {measure}")
-        lines += [_confirmation(c) for c in result.get("to_confirm") or ()]
-    lines += [f"- *Caution:* {_criterion(c)}" for c in result["cautions"] if c["result"] == "met"]
-    lines += [
-        f"- *Documented risk:* {_md(r['title'])}: {_md(r['figure'])} ({_md(r['population'])}) "
-        f"{_cite(r['citations'])}"
-        for r in result["risks"]
-    ]
-    return "\n".join(lines)
+# --- the detail ----------------------------------------------------------------------------
+# What a clinician reads in the EHR's side panel: per protocol the verdict and its first
+# reasons, then what to measure and what to confirm (shared by the protocols, said once), and
+# a link to the full trace, the documented risks and the references in Eligo. Bounded: an EHR
+# shows the detail unasked next to the chart, and a long one is not read.
+
+DETAIL_LIMIT = 2000  # bytes of UTF-8
+REASONS = 2  # reasons named per protocol; the rest are counted
+# How many labels and confirmations are named, tried in turn until the detail fits.
+_ROOMS = ((10, 3), (6, 2), (3, 1), (0, 0))
+
+
+def detail(results: Sequence[DecisionOut], labels: Mapping[str, str], form: str) -> str:
+    """The card's Markdown, at most DETAIL_LIMIT bytes whatever the patient and rules."""
+    verdicts = [_verdict(r, labels) for r in results]
+    link = f"Every criterion, the documented risks and the references: [open in Eligo]({form})"
+    for listed, asked in _ROOMS:
+        parts = ["\n".join(verdicts), *_open_items(results, labels, listed, asked), link]
+        text = "\n\n".join(p for p in parts if p)
+        if len(text.encode()) <= DETAIL_LIMIT:
+            return text
+    return _cut("\n".join(verdicts), DETAIL_LIMIT - len(link.encode()) - 2) + "\n\n" + link
+
+
+def _cut(text: str, limit: int) -> str:
+    """Whole lines that fit in `limit` bytes, then an ellipsis line."""
+    kept: list[str] = []
+    used = len("- …".encode())
+    for line in text.split("\n"):
+        used += len(line.encode()) + 1
+        if used > limit:
+            break
+        kept.append(line)
+    return "\n".join([*kept, "- …"])
+
+
+def _verdict(result: DecisionOut, labels: Mapping[str, str]) -> str:
+    ruleset, status = result["ruleset"], result["status"]
+    head = f"- **{_md(short_name(ruleset))}** ({_md(ruleset['review_status'])}): "
+    word = WORDS.get(status, status)
+    if status == "ineligible":
+        return head + f"{word}: " + _reasons(result, labels)
+    if status == "indeterminate":
+        return head + word + _open([result])
+    met = [c for c in result["cautions"] if c["result"] == "met"]
+    cautions = "; ".join(_criterion(c, labels) for c in met[:REASONS])
+    more = f" and {len(met) - REASONS} more" if len(met) > REASONS else ""
+    return head + word + (f"; caution: {cautions}{more}" if met else "")
+
+
+def _reasons(result: DecisionOut, labels: Mapping[str, str]) -> str:
+    by_id = {c["id"]: c for c in result["criteria"]}
+    settled = [by_id[r] for r in result["reasons"] if r in by_id]
+    shown = "; ".join(_criterion(c, labels) for c in settled[:REASONS])
+    more = len(settled) - REASONS
+    return shown + (f"; and {more} more reason{'s' * (more != 1)}" if more > 0 else "")
+
+
+def _criterion(criterion: CriterionOut, labels: Mapping[str, str]) -> str:
+    """The criterion's title and the patient's values in words: "Age 18 to 65 years
+    (patient: Age 73 years, from Patient)"."""
+    shown = dict.fromkeys(
+        _value(f, labels) for f in criterion["features"] if f["value"] is not None
+    )
+    values = "; ".join(shown)  # a feature used twice in the expression is shown once
+    given = f" (patient: {values})" if values else ""
+    origin = criterion["origin"]
+    shared = f", applies to {_md(origin['applies_to'])}" if origin else ""
+    return f"{_md(criterion['title'])}{given}{shared}"
+
+
+def _value(atom: FeatureUse, labels: Mapping[str, str]) -> str:
+    value, unit = atom["value"], unit_words(atom["unit"])
+    label = labels.get(atom["feature"], atom["feature"])
+    if isinstance(value, bool):
+        text = f"{label}: {'yes' if value else 'no'}"
+    elif isinstance(value, int | float):
+        label = label.removesuffix(f" ({unit})") if unit else label  # "Bilirubin (× ULN)"
+        text = f"{label} {number(value)}{f' {unit}' if unit else ''}"
+    else:
+        text = f"{label}: {str(value).replace('_', ' ')}"
+    return _md(text) + _where(atom.get("provenance"), labels)
+
+
+def _where(provenance: Provenance | None, labels: Mapping[str, str]) -> str:
+    if not provenance:
+        return ""
+    if provenance.get("derivation"):
+        return f", derived: {_md(derivation_words(provenance['derivation'], labels))}"
+    resource, date = provenance.get("resource"), provenance.get("date")
+    if resource and date:
+        return f", {_md(resource.split('/')[0])} of {_md(date[:10])}"
+    return f", from {_md(resource)}" if resource else ""
+
+
+def _open_items(
+    results: Sequence[DecisionOut], labels: Mapping[str, str], listed: int, asked: int
+) -> list[str]:
+    """What to measure and what to confirm for the undecided protocols, each once: the
+    values most protocols wait for first."""
+    undecided = [r for r in results if r["status"] == "indeterminate"]
+    wanted = Counter(f for r in undecided for f in r["missing"])
+    measure = [_md(labels.get(f, f)) for f, _ in wanted.most_common()]
+    # .get: answers recorded before confirmations existed have no `to_confirm`.
+    confirm = {c["feature"]: c for r in undecided for c in r.get("to_confirm") or ()}
+    items = []
+    if measure:
+        items.append(f"*What to measure next:* {_listed(measure, listed)}")
+    if confirm:
+        items += [_confirmation(c) for c in list(confirm.values())[:asked]]
+        if len(confirm) > asked:
+            items.append(f"*To confirm:* {len(confirm) - asked} more (in Eligo)")
+    return items
+
+
+def _listed(items: list[str], room: int) -> str:
+    if len(items) <= room:
+        return ", ".join(items)
+    shown = ", ".join(items[:room])
+    return f"{shown} and {len(items) - room} more" if room else f"{len(items)} values"
 
 
 def _confirmation(item: ConfirmationOut) -> str:
     answer = "yes" if item["proceeds_when"] else "no"
-    return (
-        f"- *To confirm (clinician judgement):* {_md(item['question'])} "
-        f"(goes on if {answer}; `{item['feature']}`)"
-    )
-
-
-def _references(results: Sequence[DecisionOut]) -> str:
-    """Each reference once per card, though several protocols cite it."""
-    cited = {c["id"]: c for r in results for c in r["citations"]}
-    return "**References**\n" + "\n".join(f"- {_reference(c)}" for c in cited.values())
-
-
-def _decisive(criterion: CriterionOut) -> bool:
-    kind, result = str(criterion["kind"]), str(criterion["result"])
-    return (kind, result) in {("inclusion", "not_met"), ("exclusion", "met")}
-
-
-def _criteria(result: DecisionOut, heading: str, chosen: Any) -> list[str]:
-    return [
-        f"- *{heading}:* {_criterion(c)}"
-        for c in result["criteria"]
-        if c["kind"] in ("inclusion", "exclusion") and chosen(c)
-    ]
-
-
-def _criterion(criterion: CriterionOut) -> str:
-    shown = dict.fromkeys(_value(f) for f in criterion["features"] if f["value"] is not None)
-    values = "; ".join(shown)  # a feature used twice in the expression is shown once
-    given = f" (patient: {values})" if values else ""
-    origin = criterion["origin"]
-    shared = f" *({_md(origin['label'])})*" if origin else ""
-    return (
-        f"{_md(criterion['title'])}: `{criterion['expression']}`{given} "
-        f"{_cite(criterion['citations'])}{shared}"
-    )
-
-
-def _value(atom: Mapping[str, Any]) -> str:
-    unit = f" {atom['unit']}" if atom["unit"] else ""
-    provenance = atom.get("provenance") or {}
-    where = provenance.get("resource")
-    source = f", from {_md(where)}" if where else ""
-    if provenance.get("derivation"):
-        source = f", derived: {_md(provenance['derivation'])}"
-    return f"{atom['feature']} = {_md(str(atom['value']))}{_md(unit)}{source}"
-
-
-def _cite(ids: Sequence[str]) -> str:
-    return "[" + ", ".join(ids) + "]" if ids else ""
-
-
-def _reference(citation: Mapping[str, Any]) -> str:
-    text = f"[{citation['id']}] {_md(citation['authors'] or '')} {_md(citation['title'])}"
-    if citation.get("year"):
-        text += f" ({citation['year']})"
-    url = citation.get("url")
-    return f"{text}. <{url}>" if url else text
+    return f"*To confirm (clinician judgement):* {_md(item['question'])} (goes on if {answer})"
 
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from app.engine.model import Feature, Scalar
 from app.engine.schema import FeatureType
+from app.engine.suggest import did_you_mean
 from app.engine.units import UnitError, converter, round_significant
 
 
@@ -87,7 +88,7 @@ def normalise(
                 InputIssue(
                     f"{prefix}.{key}",
                     "unknown_feature",
-                    f"unknown feature {key!r}; see GET /v1/features",
+                    f"unknown feature {key!r}{did_you_mean(key, features)}; see GET /v1/features",
                 )
             )
             continue

@@ -274,6 +274,26 @@ class CorrectionOut(TypedDict):
     because: Annotated[str | None, Field(description="The implication and why it holds")]
 
 
+@with_config(_STRICT)
+class WarningOut(TypedDict):
+    """Something about the request as a whole that the caller should know: the answer stands,
+    but probably not as the caller meant it."""
+
+    code: Annotated[
+        Literal["no_features"],
+        Field(description="no_features: no feature value was given or found in the FHIR bundle"),
+    ]
+    message: str
+
+
+NO_FEATURES: WarningOut = {
+    "code": "no_features",
+    "message": "No feature value was given (nor found in a FHIR bundle): nothing is known about "
+    "the patient, so every verdict is undecided. Send `features`, an object of feature id -> "
+    "value (GET /v1/features), or a FHIR R4 Bundle as `fhir`.",
+}
+
+
 # --- the builders ---------------------------------------------------------------------------
 
 

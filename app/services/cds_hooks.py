@@ -191,7 +191,7 @@ class _Call:
         def with_cards(answer: dict[str, Any]) -> dict[str, Any]:
             links = cds_cards.Links(
                 form=f"{context.base_url}/?evaluation={answer['id']}",
-                rulesets=f"{context.base_url}/v1/rulesets/",
+                rulesets=f"{context.base_url}/v1/rulesets",
                 smart=context.smart_launch,
             )
             served.extend(make(answer["results"], links))

@@ -137,6 +137,8 @@ def decide_and_record(
     }
     if asked.view != "full":
         answer["view"] = asked.view
+    if not values:  # answered and recorded all the same: an empty request is still a request
+        answer["warnings"] = [present.NO_FEATURES]
     replaced = corrections(values)
     if replaced:
         answer["corrections"] = [present.correction(ident, value) for ident, value in replaced]

@@ -18,7 +18,8 @@ from typing import Any
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.web.view import derivation, number, source
+from app.engine.words import number
+from app.web.view import derivation, source
 
 # Form fields that are not features.
 RESERVED = frozenset({"csrf_token", "fhir_from"})

@@ -9,7 +9,6 @@ something the record does not.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ from app.engine.present import (
     Provenance,
     RulesetRef,
 )
+from app.engine.words import derivation_words, number, unit_words
 
 # Catalogue groups in the order a clinician works through a patient, folded into sections.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,33 +37,6 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Prior treatment", ("prior_treatment",)),
     ("Comorbidities and safety", ("comorbidities", "safety")),
 )
-# UCUM codes as clinicians write them; the select still submits the UCUM code.
-UNIT_WORDS = {
-    "a": "years",
-    "mo": "months",
-    "wk": "weeks",
-    "d": "days",
-    "%": "%",
-    "mm[Hg]": "mmHg",
-    "kPa": "kPa",
-    "mL/min": "mL/min",
-    "mL/s": "mL/s",
-    "mL/min/{1.73_m2}": "mL/min/1.73 m²",
-    "mg/dL": "mg/dL",
-    "umol/L": "µmol/L",
-    "g/(24.h)": "g/24 h",
-    "mg/d": "mg/day",
-    "mg/(24.h)": "mg/24 h",
-    "g/m2": "g/m²",
-    "mg/m2": "mg/m²",
-    "g": "g",
-    "mg": "mg",
-    "{ratio}": "× ULN",
-    "{score}": "points",
-    "{count}": "",
-    "{class}": "",
-    "dyn.s/cm5": "dyn·s/cm⁵",
-}
 STATUS = {
     "eligible": ("Candidate", "✓"),
     "indeterminate": ("Undecided: values missing", "?"),
@@ -79,18 +52,6 @@ UNDECIDED = {
 }
 RESULT = {"met": "met", "not_met": "not met", "unknown": "unknown"}
 COMPARISON = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
-
-
-def unit_words(unit: str | None) -> str:
-    return "" if unit is None else UNIT_WORDS.get(unit, unit)
-
-
-def number(value: float) -> str:
-    """Numbers as a clinician writes them: no trailing `.0`, at most four significant digits
-    beyond the integer part (a converted 11.5 kPa is 86.26 mmHg, not 86.25604…)."""
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 # --- the form ------------------------------------------------------------------------------
@@ -331,7 +292,6 @@ def source(provenance: Provenance | None) -> str | None:
 
 
 DERIVED = "derived"
-_FEATURE_ID = re.compile(r"\b[a-z][a-z0-9_]*\b")
 
 
 def derivation(provenance: Provenance | None, features: Mapping[str, Feature]) -> str | None:
@@ -339,24 +299,9 @@ def derivation(provenance: Provenance | None, features: Mapping[str, Feature]) -
     (cyclophosphamide is an alkylating agent)"); None for a value entered or from FHIR."""
     if provenance is None or provenance["source"] != DERIVED:
         return None
-    text = str(provenance.get("derivation") or "")
-    # The engine writes "<condition> (<reason>)": only the condition holds feature ids (the
-    # reason is prose, where "dialysis" is a word, not the feature).
-    split = _reason_start(text)
-    condition, reason = text[:split], text[split:]
-    return _FEATURE_ID.sub(lambda m: _label(m.group(), features), condition) + reason
-
-
-def _reason_start(text: str) -> int:
-    """Where the trailing parenthesised reason begins (len(text) if there is none)."""
-    if not text.endswith(")"):
-        return len(text)
-    depth = 0
-    for i in range(len(text) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(text[i], 0)
-        if depth == 0:
-            return i - 1 if i > 0 and text[i - 1] == " " else i
-    return len(text)
+    return derivation_words(
+        str(provenance.get("derivation") or ""), {k: f.spec.label for k, f in features.items()}
+    )
 
 
 def _label(ident: str, features: Mapping[str, Feature]) -> str:

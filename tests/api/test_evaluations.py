@@ -261,3 +261,95 @@ def test_an_answer_without_a_correction_has_no_corrections(client: TestClient) -
         "/v1/evaluations", json={"features": {"prior_cyclophosphamide_iv_g": 3}}
     ).json()
     assert "corrections" not in body
+
+
+@pytest.mark.parametrize(
+    ("payload", "key", "hint"),
+    [
+        ({"patient": {"lvef_percent": 50}}, "patient", "did you mean 'features'?"),
+        ({"feature": {"lvef_percent": 50}}, "feature", "did you mean 'features'?"),
+        ({"Bundle": {"resourceType": "Bundle"}}, "Bundle", "did you mean 'fhir'?"),
+        ({"features": {}, "ruleset": ["hsct-ssc-astis"]}, "ruleset", "did you mean 'rulesets'?"),
+        ({"features": {}, "patientid": "x"}, "patientid", "did you mean 'patient_id'?"),
+    ],
+)
+def test_an_unexpected_key_is_named_with_what_is_expected(
+    client: TestClient, payload: dict[str, Any], key: str, hint: str
+) -> None:
+    body = problem(client.post("/v1/evaluations", json=payload), 422)
+    expected = "expected `features`: an object of feature id -> value"
+    assert body["detail"].startswith(f"unexpected key(s) {key!r}; {expected}")
+    assert "or `fhir`: a FHIR R4 Bundle" in body["detail"]
+    unexpected = next(e for e in body["errors"] if e["field"] == key)
+    assert unexpected["code"] == "extra_forbidden"  # pydantic's code, kept for callers
+    assert unexpected["message"].startswith(f"unexpected key {key!r}; {hint} ({expected}")
+    missing = [e for e in body["errors"] if e["field"] == "features"]
+    if "features" in payload:
+        assert missing == []
+    else:  # the one thing a request cannot do without
+        assert missing[0]["code"] == "missing"
+        assert expected in missing[0]["message"]
+
+
+def test_a_key_close_to_nothing_gets_no_guess_and_many_are_bounded(client: TestClient) -> None:
+    body = problem(client.post("/v1/evaluations", json={"features": {}, "zzz": 1}), 422)
+    assert body["errors"][0]["message"].startswith("unexpected key 'zzz' (expected `features`")
+    many = {"features": {}, **{f"k{i}": i for i in range(80)}}
+    body = problem(client.post("/v1/evaluations", json=many), 422)
+    assert len(body["errors"]) == 50
+    assert body["errors_omitted"] == 30
+    assert body["detail"].startswith("unexpected key(s) 'k0', 'k1', 'k2', 'k3', 'k4', …; ")
+
+
+@pytest.mark.parametrize(
+    ("given", "suggested"),
+    [
+        ("lvef", "did you mean 'lvef_percent'?"),
+        ("dlco", "did you mean 'dlco_percent_predicted'?"),
+        ("egfr_ml_min", "did you mean 'egfr'?"),
+        ("Age", "did you mean 'age_years'?"),
+        ("lvef_pct", "did you mean 'lvef_percent'?"),
+    ],
+)
+def test_an_unknown_feature_gets_a_did_you_mean(
+    client: TestClient, given: str, suggested: str
+) -> None:
+    body = problem(client.post("/v1/evaluations", json={"features": {given: 1}}), 422)
+    (error,) = body["errors"]
+    assert error["message"] == f"unknown feature {given!r}; {suggested}; see GET /v1/features"
+
+
+def test_an_unknown_feature_far_from_any_gets_no_guess(client: TestClient) -> None:
+    body = problem(client.post("/v1/evaluations", json={"features": {"qqq": 1}}), 422)
+    assert body["errors"][0]["message"] == "unknown feature 'qqq'; see GET /v1/features"
+
+
+@pytest.mark.parametrize("features", [{}, {"lvef_percent": None, "ssc_diagnosis": None}])
+def test_no_feature_is_answered_recorded_and_warned(
+    client: TestClient, features: dict[str, Any]
+) -> None:
+    body = evaluate(client, features)
+    assert body["warnings"] == [
+        {
+            "code": "no_features",
+            "message": "No feature value was given (nor found in a FHIR bundle): nothing is "
+            "known about the patient, so every verdict is undecided. Send `features`, an object "
+            "of feature id -> value (GET /v1/features), or a FHIR R4 Bundle as `fhir`.",
+        }
+    ]
+    assert {r["status"] for r in body["results"]} == {"indeterminate"}  # as the warning says
+    record = client.get(f"/v1/evaluations/{body['id']}").json()
+    assert record["integrity"]["verified"] is True  # re-rendered, warning and all, to the digest
+    assert record["result"] == body
+    replay = client.post(f"/v1/evaluations/{body['id']}/replay").json()
+    assert all(r["recorded_version"]["same_as_recorded"] for r in replay["rulesets"])
+    summary = client.post("/v1/evaluations?view=summary", json={"features": features}).json()
+    assert summary["warnings"] == body["warnings"]
+
+
+def test_any_known_value_means_no_warning(client: TestClient) -> None:
+    assert "warnings" not in evaluate(client, {"lvef_percent": 50})
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("EvaluationResponse", "EvaluationSummaryResponse"):
+        assert "warnings" in schema[name]["properties"], name
+    assert schema["WarningOut"]["properties"]["code"]["const"] == "no_features"

@@ -95,6 +95,16 @@ def search(store: FhirStore, kind: str, params: dict[str, list[str]]) -> list[di
     return found
 
 
+def included(
+    store: FhirStore, page: list[dict[str, Any]], params: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """`_include=…:medication`: the Medications the page's records refer to."""
+    if not any(v.endswith(":medication") for v in params.get("_include", [])):
+        return []
+    wanted = {r["medicationReference"]["reference"] for r in page if "medicationReference" in r}
+    return [m for m in store.resources.get("Medication", []) if f"Medication/{m['id']}" in wanted]
+
+
 class _Handler(BaseHTTPRequestHandler):
     store: FhirStore  # set on the subclass made per server
 
@@ -142,18 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, bundle)
 
     def _included(self, page: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`_include=…:medication`: the Medications the page's records refer to."""
-        if not any(
-            v.endswith(":medication")
-            for v in parse_qs(urlsplit(self.path).query).get("_include", [])
-        ):
-            return []
-        wanted = {r["medicationReference"]["reference"] for r in page if "medicationReference" in r}
-        return [
-            m
-            for m in self.store.resources.get("Medication", [])
-            if f"Medication/{m['id']}" in wanted
-        ]
+        return included(self.store, page, parse_qs(urlsplit(self.path).query))
 
     def server_base(self) -> str:
         assert isinstance(self.server, ThreadingHTTPServer)

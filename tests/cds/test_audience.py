@@ -162,7 +162,8 @@ def test_with_a_public_url_the_host_header_is_ignored(public: CdsClient) -> None
         headers = {**public.headers(PATH), "Host": host}
         cards = _cards(public.http.post(PATH, json=public.body(), headers=headers))
         assert all(c["links"][0]["url"].startswith(PUBLIC + "/?evaluation=") for c in cards)
-        assert all(c["source"]["url"].startswith(PUBLIC + "/v1/rulesets/") for c in cards)
+        assert all(c["source"]["url"].startswith(PUBLIC + "/v1/rulesets") for c in cards)
+        assert all(f"]({PUBLIC}/?evaluation=" in c["detail"] for c in cards)
     # a token minted for the Host it is sent with is still not for this service
     headers = {**public.headers(PATH, aud=f"http://{EVIL}{PATH}"), "Host": EVIL}
     refused = public.http.post(PATH, json=public.body(), headers=headers)

@@ -4,11 +4,13 @@ cards, the audit trail, feedback, JWT and CORS wiring, and bad input."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.cds.cards import DETAIL_LIMIT
 from app.db import cds as records
 from tests.cds.conftest import EHR_TOKEN, CdsClient
 from tests.cds.fhir_server import Behaviour, FhirStore
@@ -71,9 +73,25 @@ def test_full_prefetch_gives_cards_without_fetching(
         assert "?evaluation=" in card["links"][0]["url"]
     hsct = next(c for c in cards if c["source"]["topic"]["code"] == "hsct")
     assert "*What to measure next:*" in hsct["detail"]
-    assert "**References**\n- [" in hsct["detail"]
-    assert "<https://doi.org/" in hsct["detail"]
-    assert "*Documented risk:*" in hsct["detail"]
+    # the trace, risks and references are a link away, in the form on this evaluation
+    assert f"[open in Eligo]({hsct['links'][0]['url']})" in hsct["detail"]
+    assert len(hsct["detail"].encode()) <= DETAIL_LIMIT
+
+
+def test_each_cards_source_url_answers_without_a_redirect(
+    cds: CdsClient, templates: dict[str, str]
+) -> None:
+    cards = _cards(cds.call(SERVICE, cds.body(prefetch=cds.prefetch(templates))))
+    assert any(c["source"]["url"].endswith("/v1/rulesets") for c in cards)  # several protocols
+    assert any(not c["source"]["url"].endswith("/v1/rulesets") for c in cards)  # one
+    for card in cards:
+        url = card["source"]["url"]
+        assert url.startswith(cds.base + "/")
+        # sent without a credential: the rules are public, and an EHR opens the link in a
+        # plain browser
+        response = cds.http.get(url.removeprefix(cds.base), follow_redirects=False)
+        assert response.status_code == 200, (url, response.status_code)
+        assert response.headers["content-type"].startswith("application/json")
 
 
 def test_the_decision_is_audited_with_hook_instance_and_cards(
@@ -101,8 +119,13 @@ def test_without_prefetch_the_service_fetches_with_the_ehr_token(
     assert "1975-2" in asked
     assert {auth for _, auth in fresh.requests} == {f"Bearer {EHR_TOKEN}"}
     prefetched = _cards(cds.call(SERVICE, cds.body(prefetch=cds.prefetch(templates))))
-    same = [(c["summary"], c["indicator"], c["detail"]) for c in fetched]
-    assert same == [(c["summary"], c["indicator"], c["detail"]) for c in prefetched]
+    same = [(c["summary"], c["indicator"], _unlinked(c["detail"])) for c in fetched]
+    assert same == [(c["summary"], c["indicator"], _unlinked(c["detail"])) for c in prefetched]
+
+
+def _unlinked(detail: str) -> str:
+    """A card's detail without its evaluation's id (each call is an evaluation of its own)."""
+    return re.sub(r"\?evaluation=[0-9a-f-]+", "?evaluation=…", detail)
 
 
 def test_null_and_absent_keys_are_fetched_and_only_they(
@@ -293,7 +316,7 @@ def test_search_pages_are_followed(cds: CdsClient, fresh: FhirStore) -> None:
     assert any("_offset=1" in path for path, _ in fresh.requests)  # the second diagnosis
     fresh.behaviour = Behaviour()
     whole = _cards(cds.call(SERVICE, cds.body()))
-    assert [c["detail"] for c in paged] == [c["detail"] for c in whole]
+    assert [_unlinked(c["detail"]) for c in paged] == [_unlinked(c["detail"]) for c in whole]
 
 
 def test_the_sle_patient_gets_cumulative_cyclophosphamide_from_the_ehr(
@@ -310,7 +333,7 @@ def test_the_sle_patient_gets_cumulative_cyclophosphamide_from_the_ehr(
     assert used["prior_cyclophosphamide_iv_courses"]["value"] == 6
     assert used["prior_cyclophosphamide_iv_g"]["resource"].startswith("MedicationAdministration/")
     fetched = _cards(cds.call(SERVICE, cds.body(patient="sle-1")))  # no prefetch: same cards
-    assert [c["detail"] for c in fetched] == [c["detail"] for c in cards]
+    assert [_unlinked(c["detail"]) for c in fetched] == [_unlinked(c["detail"]) for c in cards]
 
 
 def _draft(order_id: str, rxnorm: str, mg: float) -> dict[str, Any]:
@@ -355,7 +378,7 @@ def test_order_select_says_what_a_cyclophosphamide_order_would_change(
         "If given, this order changes Autologous HSCT for SSc: undecided to ruled out under UPSIDE"
     ]
     assert cards[0]["indicator"] == "warning"
-    assert "prior_alkylating_or_irradiation" in cards[0]["detail"]
+    assert "(patient: Prior alkylating agent, TBI or TLI: yes, " in cards[0]["detail"]
     evaluation_id = cards[0]["links"][0]["url"].rsplit("=", 1)[1]
     record = client.get(f"/v1/evaluations/{evaluation_id}").json()
     assert record["input"]["received"]["call"]["what_if"] == ["MedicationRequest/cyc"]

@@ -96,6 +96,19 @@ def test_without_dlco_astis_is_undecided_and_dlco_is_what_to_measure(
     assert '<a href="#f-dlco_percent_predicted">DLCO</a>' in measure
 
 
+def test_an_empty_form_is_recorded_and_says_nothing_was_entered(development: TestClient) -> None:
+    answer = _post(development, {})
+    assert answer.status_code == 303  # decided and recorded, as the API does
+    html = development.get(answer.headers["location"]).text
+    banner = "Nothing was entered for this patient, so every verdict is undecided."
+    assert f'<p class="banner" role="status">{banner} Enter the values you have below' in html
+    evaluation_id = answer.headers["location"].rsplit("=", 1)[1]
+    report = development.get(f"/report/{evaluation_id}").text
+    assert f"{banner}</p>" in report  # the printed report does not point at a form
+    known = _post(development, form_fields({"age_years": 45}))
+    assert banner not in development.get(known.headers["location"]).text
+
+
 def test_the_confirmations_come_first_one_radio_group_each(development: TestClient) -> None:
     html = development.get("/").text
     form = html[html.index('<form method="post" action="/" ') :]

@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import pytest
 
-from app.engine import present
+from app.engine import present, words
 from app.engine.derive import derive
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
@@ -128,9 +128,9 @@ def test_no_scale_without_a_known_number(atom: present.FeatureUse) -> None:
 
 
 def test_numbers_read_as_written() -> None:
-    assert view.number(45.0) == "45"
-    assert view.number(1.5) == "1.5"
-    assert view.number(86.25604) == "86.26"
+    assert words.number(45.0) == "45"
+    assert words.number(1.5) == "1.5"
+    assert words.number(86.25604) == "86.26"
 
 
 def test_results_lead_with_what_applies(shipped_rules: RuleBase) -> None:
