@@ -174,8 +174,9 @@ class EvaluationResponse(_Out):
     results: list[DecisionOut]
     corrections: list[CorrectionOut] = Field(
         default_factory=list,
-        description="Values given against an implication of the catalogue, replaced by it "
-        "(absent when there are none)",
+        description="Values given against an implication of the catalogue, replaced by it, "
+        "and fractions of a value counted in completed units (age in completed years), "
+        "rounded down to them (absent when there are none)",
     )
     fhir: FhirUse | None = None
 

@@ -25,6 +25,7 @@ from app.engine.present import (
     Provenance,
     RulesetRef,
 )
+from app.engine.unit_names import words
 
 # Catalogue groups in the order a clinician works through a patient, folded into sections.
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,33 +38,6 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Prior treatment", ("prior_treatment",)),
     ("Comorbidities and safety", ("comorbidities", "safety")),
 )
-# UCUM codes as clinicians write them; the select still submits the UCUM code.
-UNIT_WORDS = {
-    "a": "years",
-    "mo": "months",
-    "wk": "weeks",
-    "d": "days",
-    "%": "%",
-    "mm[Hg]": "mmHg",
-    "kPa": "kPa",
-    "mL/min": "mL/min",
-    "mL/s": "mL/s",
-    "mL/min/{1.73_m2}": "mL/min/1.73 m²",
-    "mg/dL": "mg/dL",
-    "umol/L": "µmol/L",
-    "g/(24.h)": "g/24 h",
-    "mg/d": "mg/day",
-    "mg/(24.h)": "mg/24 h",
-    "g/m2": "g/m²",
-    "mg/m2": "mg/m²",
-    "g": "g",
-    "mg": "mg",
-    "{ratio}": "× ULN",
-    "{score}": "points",
-    "{count}": "",
-    "{class}": "",
-    "dyn.s/cm5": "dyn·s/cm⁵",
-}
 STATUS = {
     "eligible": ("Candidate", "✓"),
     "indeterminate": ("Undecided: values missing", "?"),
@@ -82,7 +56,9 @@ COMPARISON = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "�
 
 
 def unit_words(unit: str | None) -> str:
-    return "" if unit is None else UNIT_WORDS.get(unit, unit)
+    """A UCUM code as clinicians write it (the one table, app/engine/unit_names.py); a
+    select still submits the UCUM code."""
+    return words(unit)
 
 
 def number(value: float) -> str:
@@ -117,7 +93,8 @@ class Section:
 
 def _field(feature: Feature) -> Field:
     spec = feature.spec
-    units = tuple((u, unit_words(u) or u) for u in ([spec.unit] if spec.unit else []))
+    # Words only: a count or a class has none ('' shows no unit), never `{count}`.
+    units = tuple((u, unit_words(u)) for u in ([spec.unit] if spec.unit else []))
     units += tuple((u, unit_words(u)) for u in spec.other_units)
     low_high = (number(spec.range[0]), number(spec.range[1])) if spec.range else None
     return Field(
@@ -313,12 +290,25 @@ def _value(atom: FeatureUse, unit: str) -> str:
     if isinstance(value, int | float):
         text = f"{number(value)}{f' {unit}' if unit else ''}"
         given = atom.get("given")
-        if given is not None and given["unit"] and given["unit"] != atom["unit"]:
+        if given is not None and given["unit"]:
             shown = given["value"]
             shown = number(shown) if isinstance(shown, int | float) else str(shown)
-            text += f" (given as {shown} {unit_words(given['unit'])})"
+            # In another unit, or a fraction of completed units (65.5 years, taken as 65).
+            if given["unit"] != atom["unit"] or shown != number(value):
+                given_unit = unit_words(given["unit"])
+                text += f" (given as {shown}{f' {given_unit}' if given_unit else ''}"
+                text += f"{_completed(atom, unit)})"
         return text
     return str(value).replace("_", " ")
+
+
+def _completed(atom: FeatureUse, unit: str) -> str:
+    """Why a value typed in or from FHIR was replaced: it is counted in completed units
+    (inputs.py rounds 65.5 years down to 65); an implication says so as `derived` instead."""
+    provenance = atom.get("provenance")
+    if provenance is None or provenance["source"] == DERIVED or "replaced" not in provenance:
+        return ""
+    return f", counted in completed {unit}"
 
 
 def source(provenance: Provenance | None) -> str | None:
