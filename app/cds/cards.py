@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from app.engine.present import ConfirmationOut, CriterionOut, DecisionOut, RulesetRef
+from app.engine.unit_names import words
 
 SUMMARY_LIMIT = 139  # the spec: "<140 characters"
 THERAPIES = {"hsct": "Autologous HSCT", "msc": "MSC", "car_t": "CD19 CAR-T"}
@@ -238,7 +239,8 @@ def _criterion(criterion: CriterionOut) -> str:
 
 
 def _value(atom: Mapping[str, Any]) -> str:
-    unit = f" {atom['unit']}" if atom["unit"] else ""
+    shown = words(atom["unit"])  # as clinicians write it: mmHg, years, not mm[Hg], a
+    unit = f" {shown}" if shown else ""
     provenance = atom.get("provenance") or {}
     where = provenance.get("resource")
     source = f", from {_md(where)}" if where else ""

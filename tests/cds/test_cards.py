@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from app.cds.cards import SUMMARY_LIMIT, Links, Named, cards, short_name, summary
+from app.cds.cards import SUMMARY_LIMIT, Links, Named, _value, cards, short_name, summary
 from app.engine import present
 from app.engine.derive import derive
 from app.engine.inputs import normalise
@@ -195,3 +195,10 @@ def test_a_derived_value_says_why_it_holds(shipped_rules: RuleBase) -> None:
         "prior\\_cyclophosphamide\\_iv\\_g \\> 0 g (cyclophosphamide is an alkylating agent)"
         in line
     )
+
+
+def test_a_card_shows_units_as_clinicians_write_them() -> None:
+    """`86 mmHg`, `45 years`: never UCUM's `mm[Hg]` or `a` in a card a clinician reads."""
+    assert _value({"feature": "pao2_mmhg", "value": 86, "unit": "mm[Hg]"}) == "pao2_mmhg = 86 mmHg"
+    assert _value({"feature": "age_years", "value": 45, "unit": "a"}) == "age_years = 45 years"
+    assert _value({"feature": "ecog", "value": 1, "unit": "{score}"}) == "ecog = 1 points"
