@@ -227,7 +227,10 @@ def _completed(feature: Feature, value: FeatureValue) -> FeatureValue:
 
 def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
     if feature.type is FeatureType.NUMBER:
-        return _number(feature, given, provenance)
+        made = _number(feature, given, provenance)
+        if feature.spec.integer is None:
+            return made
+        return _whole(feature)(made, isinstance(given, dict))
     if feature.type is FeatureType.BOOLEAN:
         if not isinstance(given, bool):
             raise _Issue("wrong_type", f"expected true or false, got {_describe(given)}")
