@@ -26,7 +26,8 @@ def random_patient(rules: RuleBase, rng: random.Random, missing: float = 0.15) -
             patient[spec.id] = rng.choice(spec.values or [])
         else:
             low, high = spec.range or (0.0, 1.0)
-            patient[spec.id] = round(rng.uniform(low, high), 1)
+            # Counts, scores and classes are whole numbers: a fraction is refused.
+            patient[spec.id] = round(rng.uniform(low, high), 0 if spec.integer else 1)
     # A referral clinic sees mostly one of the two diseases, so most rule sets get past their
     # indication and the evaluator does the full work.
     ssc = rng.random() < 0.5

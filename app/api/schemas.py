@@ -182,8 +182,9 @@ class EvaluationResponse(_Out):
     warnings: list[WarningOut] = Field(default_factory=list, description=_WARNINGS)
     corrections: list[CorrectionOut] = Field(
         default_factory=list,
-        description="Values given against an implication of the catalogue, replaced by it "
-        "(absent when there are none)",
+        description="Values given against an implication of the catalogue, replaced by it, "
+        "and fractions of a value counted in completed units (age in completed years), "
+        "rounded down to them (absent when there are none)",
     )
     fhir: FhirUse | None = None
 

@@ -136,7 +136,7 @@ def _summary(outcome: Outcome) -> str:
     if len(outcome.rejected) > SHOWN_REJECTED:
         lines.append(f"  … all in {outcome.rejected_file}")
     if report["corrected"]:
-        lines.append("values given against what the record implies (corrected:<feature>):")
+        lines.append("values given that were corrected (corrected:<feature>):")
         lines += [f"  {c['summary']}" for c in report["corrected"]]
     header = ["rule set", *(s.value for s in Status)]
     rows = [[r["id"], *(f"{r['counts'][s.value]:,}" for s in Status)] for r in report["rulesets"]]

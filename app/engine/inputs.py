@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+from app.engine import unit_names
 from app.engine.model import Feature, Scalar
 from app.engine.schema import FeatureType
 from app.engine.suggest import did_you_mean
-from app.engine.units import UnitError, converter, round_significant
+from app.engine.units import UnitError, converter, round_significant, validate_unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +152,15 @@ def _number_checker(feature: Feature) -> Check:
     # By type: 45 and 45.0 are equal keys, but an answer echoes each as it was given. Zero is
     # never kept: -0.0 and 0.0 are equal keys too.
     seen: dict[type, dict[float, FeatureValue]] = {float: {}, int: {}}
+    # Whole-number features: their check on what `_number` made. Kept with the value, so a
+    # repeated value is rounded down or refused once, not at every request.
+    whole = None if feature.spec.integer is None else _whole(feature)
 
     def check(given: Any, provenance: Provenance) -> FeatureValue:
         kind = type(given)
         if kind is not float and not (kind is int and -_EXACT_INT <= given <= _EXACT_INT):
-            return _number(feature, given, provenance)  # quantities, and every error
+            slow = _number(feature, given, provenance)  # quantities, and every error
+            return slow if whole is None else whole(slow, type(given) is dict)
         kept = seen[kind]
         if provenance is INPUT:
             known = kept.get(given)
@@ -167,6 +172,8 @@ def _number_checker(feature: Feature) -> Check:
         if not low <= value <= high:
             return _number(feature, given, provenance)  # the out_of_range message
         made: FeatureValue = _new(FeatureValue, (value, canonical, given, canonical, provenance))
+        if whole is not None:
+            made = whole(made, False)
         if provenance is INPUT and given and len(kept) < _KEEP:
             kept[given] = made
         return made
@@ -177,9 +184,54 @@ def _number_checker(feature: Feature) -> Check:
 _FINITE = 1.7976931348623157e308
 
 
+def _whole(feature: Feature) -> Callable[[FeatureValue, bool], FeatureValue]:
+    """A whole-number feature's last check: a fraction is rounded down to completed units
+    (`integer: completed`, as FHIR's birthDate gives an age) or refused (`exact`: a count,
+    score or class has no fractions, and no rule says how to round one). The bool says the
+    value came in a quantity (the issue is then the quantity's `.value`)."""
+    completed = feature.spec.integer == "completed"
+
+    def whole(made: FeatureValue, quantity: bool) -> FeatureValue:
+        if cast(float, made.value).is_integer():  # a number feature's value: a float
+            return made
+        if completed:
+            return _completed(feature, made)
+        raise _Issue(
+            "not_whole",
+            f"{_given(made)} is not a whole number; {feature.spec.label} has no fractions",
+            ".value" if quantity else "",
+        )
+
+    return whole
+
+
+def _given(value: FeatureValue) -> str:
+    """A value as given, in people's words, with its canonical value if converted."""
+    given = value.given_value
+    assert isinstance(given, int | float)
+    shown = unit_names.with_unit(float(given), value.given_unit)
+    if value.given_unit != value.unit:
+        shown += f" (= {unit_names.with_unit(cast(float, value.value), value.unit)})"
+    return shown
+
+
+def _completed(feature: Feature, value: FeatureValue) -> FeatureValue:
+    """The completed units of a fractional value, the value given kept beside them, and why:
+    the answer lists it under `corrections` as it lists a value an implication replaced."""
+    whole = float(math.floor(cast(float, value.value)))  # the loader holds the range >= 0
+    shown = _given(value)
+    words = unit_names.words(feature.unit)
+    why = f"{feature.id} counts completed {words}: {shown} is taken as {whole:g}"
+    provenance = replace(value.provenance, derivation=why, replaced=shown)
+    return FeatureValue(whole, value.unit, value.given_value, value.given_unit, provenance)
+
+
 def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
     if feature.type is FeatureType.NUMBER:
-        return _number(feature, given, provenance)
+        made = _number(feature, given, provenance)
+        if feature.spec.integer is None:
+            return made
+        return _whole(feature)(made, isinstance(given, dict))
     if feature.type is FeatureType.BOOLEAN:
         if not isinstance(given, bool):
             raise _Issue("wrong_type", f"expected true or false, got {_describe(given)}")
@@ -194,18 +246,11 @@ def _value(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue
 
 def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValue:
     canonical = feature.unit or "1"
-    unit = canonical
+    unit = sent = canonical
     if isinstance(given, dict):
-        unknown = set(given) - {"value", "unit"}
-        if unknown:
-            raise _Issue(
-                "unknown_key",
-                f"unexpected key(s) {sorted(unknown)}; "
-                'a quantity is {"value": number, "unit": UCUM string}',
-            )
-        if not isinstance(given.get("unit"), str):
-            raise _Issue("wrong_type", "a quantity needs a UCUM unit string", ".unit")
-        unit, given = given["unit"], given.get("value")
+        sent, given = _quantity(given)
+        # As people write it (µmol/L, mmHg, years): its UCUM code, which the record keeps.
+        unit = unit_names.ucum(sent)
         suffix = ".value"
     else:
         suffix = ""
@@ -221,17 +266,42 @@ def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValu
         given = number  # what was compared, and what any answer can echo
     try:
         value = converter(unit, canonical, feature.spec.molar_mass)(number)
-    except UnitError as exc:
-        raise _Issue("unit", f"{exc}; expected {canonical!r}", ".unit") from None
+    except UnitError:
+        raise _Issue("unit", unit_refusal(sent, feature), ".unit") from None
     low, high = feature.spec.range or (-math.inf, math.inf)
     if not low <= value <= high:
-        shown = f"{number:g} {unit}" + (f" (= {value:g} {canonical})" if unit != canonical else "")
-        raise _Issue(
-            "out_of_range",
-            f"{shown} is outside the plausible range {low:g}–{high:g} {canonical}",
-            suffix,
-        )
+        shown = unit_names.with_unit(number, unit)
+        if unit != canonical:
+            shown += f" (= {unit_names.with_unit(value, canonical)})"
+        plausible = f"{low:g}–{unit_names.with_unit(high, canonical)}"
+        raise _Issue("out_of_range", f"{shown} is outside the plausible range {plausible}", suffix)
     return FeatureValue(value, canonical, given, unit, provenance)
+
+
+def _quantity(given: dict[Any, Any]) -> tuple[str, Any]:
+    """A quantity's unit as sent, and its value."""
+    unknown = set(given) - {"value", "unit"}
+    if unknown:
+        raise _Issue(
+            "unknown_key",
+            f"unexpected key(s) {sorted(unknown)}; "
+            'a quantity is {"value": number, "unit": text such as "mg/dL"}',
+        )
+    unit = given.get("unit")
+    if not isinstance(unit, str):
+        raise _Issue("wrong_type", 'a quantity needs its unit as text, e.g. "mg/dL"', ".unit")
+    return unit, given.get("value")
+
+
+def unit_refusal(sent: str, feature: Feature) -> str:
+    """Why `sent` is no unit for `feature`, in people's words (never the UCUM parser's): the
+    units the feature takes and, for a unit not recognised at all, the nearest of them."""
+    units = [feature.unit or "1", *feature.spec.other_units]
+    try:
+        validate_unit(unit_names.ucum(sent))
+    except UnitError:
+        return unit_names.refusal(sent, units, recognised=False)
+    return unit_names.refusal(sent, units, recognised=True)
 
 
 def _describe(value: Any) -> str:

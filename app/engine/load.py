@@ -127,6 +127,18 @@ def _check_feature(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: 
         ctx.error(
             Code.SCHEMA, f"only number features have a unit or range ({spec.id!r})", doc, path
         )
+    if spec.integer is not None and (spec.type is not FeatureType.NUMBER or spec.derive):
+        ctx.error(
+            Code.SCHEMA,
+            f"only number features given, not derived, are whole numbers ({spec.id!r})",
+            doc,
+            (*path, "integer"),
+        )
+    elif spec.integer == "completed" and spec.range is not None and spec.range[0] < 0:
+        # Rounding down to completed units is only truncation for values >= 0.
+        ctx.error(
+            Code.SCHEMA, f"completed units cannot be negative ({spec.id!r})", doc, (*path, "range")
+        )
 
 
 def _check_units(spec: FeatureSpec, doc: LocatedDocument, path: PathKey, ctx: _Context) -> None:

@@ -82,14 +82,20 @@ class Provenance(TypedDict):
     resource: NotRequired[str]
     date: NotRequired[str]
     derivation: NotRequired[
-        Annotated[str, Field(description="A derived value's implication and why it holds")]
+        Annotated[
+            str,
+            Field(
+                description="A derived value's implication and why it holds; for a fraction "
+                "of a value counted in completed units, the rounding down"
+            ),
+        ]
     ]
     replaced: NotRequired[
         Annotated[
             str,
             Field(
-                description="A derived value: the value given against the implication, which "
-                "it replaced (see the answer's corrections)"
+                description="The value given, where the value used differs: against an "
+                "implication, or a fraction of completed units (see the answer's corrections)"
             ),
         ]
     ]
@@ -266,12 +272,17 @@ class DecisionSummaryOut(TypedDict):
 @with_config(_STRICT)
 class CorrectionOut(TypedDict):
     """A value given against an implication of the catalogue (3 g of IV cyclophosphamide
-    means a prior alkylating agent): the implied value was used; correct the record."""
+    means a prior alkylating agent): the implied value was used; correct the record. Or a
+    fraction of a value counted in completed units (an age of 65.5 years): the completed
+    units (65) were used."""
 
     feature: str
     given: Given
     used: Scalar
-    because: Annotated[str | None, Field(description="The implication and why it holds")]
+    because: Annotated[
+        str | None,
+        Field(description="The implication and why it holds, or the rounding to completed units"),
+    ]
 
 
 @with_config(_STRICT)

@@ -118,6 +118,12 @@ class FeatureSpec(_Strict):
     molar_mass: float | None = Field(
         default=None, gt=0, description="g/mol, to convert substance to mass concentration"
     )
+    integer: Literal["completed", "exact"] | None = Field(
+        default=None,
+        description="A whole number by definition. `completed`: counted in completed units "
+        "(age in completed years), so a fraction is rounded down to them and the answer says "
+        "so; `exact`: a count, score or class, so a fraction is refused",
+    )
     max_age_days: int | None = Field(
         default=None, gt=0, description="How old an observation may be and still count"
     )

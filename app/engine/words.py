@@ -8,37 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# UCUM codes as clinicians write them (the form's unit select still submits the UCUM code).
-UNIT_WORDS = {
-    "a": "years",
-    "mo": "months",
-    "wk": "weeks",
-    "d": "days",
-    "%": "%",
-    "mm[Hg]": "mmHg",
-    "kPa": "kPa",
-    "mL/min": "mL/min",
-    "mL/s": "mL/s",
-    "mL/min/{1.73_m2}": "mL/min/1.73 m²",
-    "mg/dL": "mg/dL",
-    "umol/L": "µmol/L",
-    "g/(24.h)": "g/24 h",
-    "mg/d": "mg/day",
-    "mg/(24.h)": "mg/24 h",
-    "g/m2": "g/m²",
-    "mg/m2": "mg/m²",
-    "g": "g",
-    "mg": "mg",
-    "{ratio}": "× ULN",
-    "{score}": "points",
-    "{count}": "",
-    "{class}": "",
-    "dyn.s/cm5": "dyn·s/cm⁵",
-}
+from app.engine.unit_names import words
 
 
 def unit_words(unit: str | None) -> str:
-    return "" if unit is None else UNIT_WORDS.get(unit, unit)
+    """A UCUM code as clinicians write it, from the one unit table (app/engine/unit_names.py;
+    the form's unit select still submits the UCUM code)."""
+    return words(unit)
 
 
 def number(value: float) -> str:

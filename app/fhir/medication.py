@@ -49,6 +49,7 @@ from fhir.resources.R4B.medicationstatement import MedicationStatement
 
 from app.engine.inputs import InputIssue, InvalidInput, Provenance, normalise
 from app.engine.model import Feature
+from app.engine.unit_names import words
 from app.engine.units import round_significant
 from app.fhir.bundle import CodeKey, MedicationUse, Note, as_date
 
@@ -357,7 +358,8 @@ def _dose_total(feature: Feature, counted: list[Record], out: Outcome) -> None:
             doses.append(value)
     for unit, records in other_units.items():
         where = named([r.shape.dose_path for r in records])
-        reason = f"dose in {unit!r} ({where}) cannot be added to a total in {feature.unit!r}"
+        total_in = words(feature.unit)
+        reason = f"dose in {unit!r} ({where}) cannot be added to a total in {total_in}"
         out.note(records, feature, reason + ", so the cumulative dose is unknown")
     if len(doses) == len(counted):
         total = round_significant(sum(doses))

@@ -1,7 +1,8 @@
 """Which registry column gives which feature, in which unit.
 
 Without a mapping file, columns are named after the feature ids (FEATURES.md is a public
-contract for exactly this), optionally with a unit: `serum_creatinine[umol/L]`. A registry
+contract for exactly this), optionally with a unit: `serum_creatinine[µmol/L]` (a unit as
+laboratories write it, or UCUM: app/engine/unit_names.py). A registry
 with its own names gives a mapping file (YAML):
 
     id: patient_number                    # the registry's key column [default: id]
@@ -11,7 +12,7 @@ with its own names gives a mapping file (YAML):
       sex: {column: GENDER, values: {F: female, M: male}}
 
 Every problem is reported at once, with the mapping file's line or the column's name: an
-unknown feature, a missing column, a unit UCUM cannot convert to the feature's canonical unit,
+unknown feature, a missing column, a unit that does not convert to the feature's canonical unit,
 a value map onto a value the feature does not have.
 """
 
@@ -23,9 +24,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from app.engine.inputs import unit_refusal
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
+from app.engine.unit_names import ucum
 from app.engine.units import IDENTITY, Linear, UnitError, converter
 from app.screening.cohort import HEADER
 
@@ -143,7 +146,7 @@ def _entry(
         problems.append(f"{where}: {feature_id}: unexpected key(s) {sorted(extra)}")
     unit, values = spec.get("unit"), spec.get("values", {})
     if unit is not None and not isinstance(unit, str):
-        problems.append(f"{where}: {feature_id}: `unit` must be a UCUM string")
+        problems.append(f"{where}: {feature_id}: `unit` must be text, e.g. µmol/L")
         unit = None
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         problems.append(f"{where}: {feature_id}: `values` maps registry codes to feature values")
@@ -208,18 +211,21 @@ def _column(
         problems.append(f"{wanted.where}: {feature.id}: no column {wanted.column!r} in the source")
         return None
     linear = IDENTITY
-    if wanted.unit is not None:
+    # A unit as registries write it (µmol/L, mmHg) is its UCUM code, as the API reads it.
+    unit = None if wanted.unit is None else ucum(wanted.unit)
+    if unit is not None:
         if feature.type is not FeatureType.NUMBER:
             problems.append(f"{wanted.where}: {feature.id} is not a number; it has no unit")
             return None
         try:
-            linear = converter(wanted.unit, feature.unit or "1", feature.spec.molar_mass)
-        except UnitError as exc:
-            problems.append(f"{wanted.where}: {feature.id}: {exc}; expected {feature.unit!r}")
+            linear = converter(unit, feature.unit or "1", feature.spec.molar_mass)
+        except UnitError:
+            refused = unit_refusal(wanted.unit or "", feature)
+            problems.append(f"{wanted.where}: {feature.id}: {refused}")
             return None
     bad = sorted(set(wanted.values.values()) - set(feature.spec.values or []))
     if wanted.values and (feature.type is not FeatureType.ENUM or bad):
         allowed = feature.spec.values or []
         problems.append(f"{wanted.where}: {feature.id}: values {bad} are not among {allowed}")
         return None
-    return Column(feature, wanted.column, kind, wanted.unit, linear, wanted.values)
+    return Column(feature, wanted.column, kind, unit, linear, wanted.values)

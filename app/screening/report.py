@@ -44,6 +44,7 @@ from app.engine.sql import (
     column_name,
     corrected_column,
 )
+from app.engine.unit_names import words
 
 TOP_MISSING = 10
 
@@ -135,8 +136,13 @@ class CorrectedValues(TypedDict):
     given: Annotated[
         Scalar | None, Field(description="What was given (for a yes/no, the other answer)")
     ]
-    implied: Scalar
-    derivations: list[Derivation]
+    implied: Annotated[
+        Scalar | None,
+        Field(description="The implied value; null for fractions rounded down to completed units"),
+    ]
+    derivations: Annotated[
+        list[Derivation], Field(description="Empty for fractions rounded down to completed units")
+    ]
     summary: Annotated[str, Field(description="The sentence `eligo screen` prints")]
 
 
@@ -223,9 +229,12 @@ class Tally:
     """
 
     def __init__(self, rulesets: Sequence[RuleSet], derived: Sequence[str] = ()) -> None:
-        """`derived`: the derived features whose `corrected:<feature>` flags the results carry."""
+        """`derived`: the derived features whose `corrected:<feature>` flags the results carry;
+        any other flag a batch carries (a fraction of completed units rounded down,
+        `validate.corrected_columns`) is counted too."""
         self.rulesets = tuple(rulesets)
         self.derived = tuple(derived)
+        self._flags: dict[tuple[str, ...], list[str]] = {}  # per batch schema: flagged features
         self.counts: Counter[tuple[str, ...]] = Counter()
         # Per rule set, its deciding criteria's ids and their steps 0..n as Arrow scalars:
         # made once, as each Python int made into a scalar for a comparison costs an import
@@ -240,7 +249,7 @@ class Tally:
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts[("*", "screened")] += batch.num_rows
-        for feature in self.derived:
+        for feature in self._flagged(batch):
             self.counts[("*", CORRECTED, feature)] += _true(batch.column(corrected_column(feature)))
         overall: dict[tuple[str, str], Any] = {}
         for ruleset in self.rulesets:
@@ -255,6 +264,16 @@ class Tally:
                 self.counts[(ruleset.id, "to_confirm_only")] += _true(only)
         for (kind, feature), flags in overall.items():
             self.counts[("*", kind, feature)] += _true(flags)
+
+    def _flagged(self, batch: pa.RecordBatch) -> list[str]:
+        """The features whose `corrected:<feature>` flags the batch carries."""
+        names = tuple(batch.schema.names)
+        found = self._flags.get(names)
+        if found is None:
+            prefix = corrected_column("")
+            found = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
+            self._flags[names] = found
+        return found
 
     def _statuses(self, batch: pa.RecordBatch, ruleset: RuleSet) -> None:
         for item in pc.value_counts(_column(batch, ruleset, STATUS)).to_pylist():
@@ -312,7 +331,7 @@ class Tally:
             [ruleset_report(self.counts, r, features) for r in self.rulesets],
             _missing_list(self.counts, "*", features),
             _to_confirm_list(self.counts, "*", features),
-            _corrected_list(self.counts, self.derived, features),
+            _corrected_list(self.counts, features),
         )
 
 
@@ -422,16 +441,18 @@ def _to_confirm_list(
 
 
 def _corrected_list(
-    counts: Mapping[tuple[str, ...], int], derived: Sequence[str], features: Mapping[str, Feature]
+    counts: Mapping[tuple[str, ...], int], features: Mapping[str, Feature]
 ) -> list[CorrectedValues]:
     """Per derived feature with any, the rows whose given value the implied one replaced, in
     catalogue order: what was given (for a yes/no, the other answer), what was implied, the
-    derivations (condition and reason) and the sentence `eligo screen` prints."""
+    derivations (condition and reason) and the sentence `eligo screen` prints. And per
+    feature counted in completed units, the rows whose fraction was rounded down."""
     found: list[CorrectedValues] = []
-    for ident in derived:
+    for ident, feature in features.items():
         rows = counts[("*", CORRECTED, ident)]
-        feature = features.get(ident)
-        if not rows or feature is None or not feature.derivations:
+        if rows and feature.spec.integer == "completed":
+            found.append(_rounded_down(feature, rows))
+        if not rows or not feature.derivations:
             continue
         implied = feature.derivations[0].value
         given = (not implied) if isinstance(implied, bool) else None
@@ -450,6 +471,26 @@ def _corrected_list(
             }
         )
     return found
+
+
+def _rounded_down(feature: Feature, rows: int) -> CorrectedValues:
+    """`age_years: a fraction of years given in 3 rows; age_years counts completed years, so
+    the completed years were used` (65.5 is taken as 65, as the API and FHIR's birthDate)."""
+    unit = words(feature.unit)
+    counted = f"{rows:,} row" + ("" if rows == 1 else "s")
+    summary = (
+        f"{feature.id}: a fraction of {unit} given in {counted}; {feature.id} counts "
+        f"completed {unit}, so the completed {unit} were used"
+    )
+    return {
+        "feature": feature.id,
+        "label": feature.spec.label,
+        "rows": rows,
+        "given": None,
+        "implied": None,
+        "derivations": [],
+        "summary": summary,
+    }
 
 
 def _corrected_summary(

@@ -29,7 +29,8 @@ from sqlalchemy.sql.expression import FromClause
 
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
-from app.engine.sql import Columns, corrected_column, derivations, number
+from app.engine.sql import Columns, corrected_column, derivations, is_true, number
+from app.engine.unit_names import with_unit, words
 from app.screening.dialects import render
 from app.screening.mapping import Column, Plan, RawKind
 
@@ -49,6 +50,9 @@ _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 class Checked:
     value: Value  # canonical and typed; NULL when absent or invalid
     problem: Text  # NULL when the cell is fine
+    # A feature counted in completed units (`integer: completed`): TRUE where the value given
+    # had a fraction, which `value` rounds down, as `inputs.normalise` does.
+    fraction: Value | None = None
 
 
 def _text(raw: Value) -> Text:
@@ -208,14 +212,23 @@ def _number(column: Column, raw: Value, converted: Value | None) -> Checked:
             sa.cast(sa.null(), sa.Double), _say(f"{feature.id}: expected a number, got ", raw)
         )
     low, high = feature.spec.range or (None, None)
-    given = f" {column.unit}" if column.unit else ""
+    given = f" {words(column.unit)}".rstrip()  # in people's words: mmHg, not mm[Hg]
     wrong = sa.and_(_present(raw, kind), converted.is_(None))
     problems = [(wrong, _say(f"{feature.id}: expected a finite number, got '", raw, "'"))]
     if low is not None and high is not None:
-        shown = f"{given} is outside the plausible range {low:g}–{high:g} {feature.unit or ''}"
+        shown = f"{given} is outside the plausible range {low:g}–{with_unit(high, feature.unit)}"
         outside = sa.not_(converted.between(number(low), number(high)))
-        problems.append((outside, _say(f"{feature.id}: ", raw, shown.rstrip())))
+        problems.append((outside, _say(f"{feature.id}: ", raw, shown)))
+    # Whole numbers (`integer` in the catalogue), as `inputs.normalise` treats them: a count's
+    # fraction is refused, a fraction of completed units rounded down (and flagged).
+    whole = sa.cast(sa.func.floor(converted), sa.Double)
+    fraction = converted != whole
+    if feature.spec.integer == "exact":
+        refused = f"{given} is not a whole number; {feature.spec.label} has no fractions"
+        problems.append((fraction, _say(f"{feature.id}: ", raw, refused)))
     bad = sa.case(*problems)
+    if feature.spec.integer == "completed":
+        return Checked(sa.case((bad.is_(None), whole)), bad, fraction)
     return Checked(sa.case((bad.is_(None), converted)), bad)
 
 
@@ -272,7 +285,7 @@ def _json(column: Column, raw: Value, converted: Value | None) -> Checked:
         (wrong, _say(f"{column.feature.id}: expected {column.feature.type.value}, got ", raw)),
         else_=inner.problem,
     )
-    return Checked(sa.case((problem.is_(None), inner.value)), problem)
+    return Checked(sa.case((problem.is_(None), inner.value)), problem, inner.fraction)
 
 
 def check(column: Column, raw: Value, converted: Value | None = None) -> Checked:
@@ -355,6 +368,11 @@ def validated(
         columns.append(sa.cast(value, SQL_TYPES[feature.type]).label(feature.id))
     problems = [key_problem, *(c.problem for c in checked)]
     columns += [p.label(f"p{i}") for i, p in enumerate(problems)]
+    columns += [
+        is_true(sa.and_(found.problem.is_(None), found.fraction)).label(corrected_column(ident))
+        for ident, found in by_feature.items()
+        if found.fraction is not None
+    ]
     cells = _stage(sa.select(*columns).select_from(cells_from), "cells", dialect)
     return _verdict(cells, features, len(problems), dialect)
 
@@ -374,9 +392,14 @@ def _keyed(
 
 
 def corrected_columns(features: Sequence[Feature]) -> list[str]:
-    """The flags `validated` adds, one per derived feature: TRUE where the value given was
-    replaced by the implied one."""
-    return [corrected_column(f.id) for f in features if f.derivations]
+    """The flags `validated` adds, one per derived feature (TRUE where the value given was
+    replaced by the implied one) and one per feature counted in completed units (TRUE where
+    a fraction was rounded down)."""
+    return [corrected_column(f.id) for f in features if f.derivations or _completed(f)]
+
+
+def _completed(feature: Feature) -> bool:
+    return feature.spec.integer == "completed"
 
 
 def _verdict(
@@ -390,6 +413,11 @@ def _verdict(
     text = sa.case((sa.not_(valid), sa.func.concat_ws("; ", *problems, type_=sa.String)))
     values = [sa.cast(final(f.id), SQL_TYPES[f.type]).label(f.id) for f in features]
     flags = [flag.label(corrected_column(f)) for f, flag in derived.corrected.items()]
+    for feature in features:  # FALSE where the source has no column for the feature
+        if _completed(feature):
+            name = corrected_column(feature.id)
+            flag = cells.c[name] if name in cells.c else sa.false()
+            flags.append(sa.cast(flag, sa.Boolean).label(name))
     selected = [cells.c[ROW], cells.c[KEY], *values, *flags]
     selected += [text.label(PROBLEMS), valid.label(VALID)]
     return _stage(sa.select(*selected), "validated", dialect)

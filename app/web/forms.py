@@ -18,6 +18,7 @@ from typing import Any
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
+from app.engine.unit_names import ucum
 from app.engine.words import number
 from app.web.view import derivation, source
 
@@ -63,7 +64,9 @@ def parse(form: Iterable[tuple[str, str]], features: Mapping[str, Feature]) -> P
             parsed.errors["form"] = f"unknown field {name[:MAX_FIELD]!r}: reload the form"
     for feature_id, feature in features.items():
         text = fields.get(feature_id, "").strip()
-        unit = fields.get(feature_id + UNIT_SUFFIX) or feature.unit
+        # A unit as people write it (mmHg) is its UCUM code, as everywhere units are read.
+        sent = fields.get(feature_id + UNIT_SUFFIX)
+        unit = ucum(sent) if sent else feature.unit
         parsed.entries[feature_id] = Entry(text[: MAX_FIELD * 4], unit)
         if not text:
             continue

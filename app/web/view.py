@@ -78,7 +78,8 @@ class Section:
 
 def _field(feature: Feature) -> Field:
     spec = feature.spec
-    units = tuple((u, unit_words(u) or u) for u in ([spec.unit] if spec.unit else []))
+    # Words only: a count or a class has none ('' shows no unit), never `{count}`.
+    units = tuple((u, unit_words(u)) for u in ([spec.unit] if spec.unit else []))
     units += tuple((u, unit_words(u)) for u in spec.other_units)
     low_high = (number(spec.range[0]), number(spec.range[1])) if spec.range else None
     return Field(
@@ -274,12 +275,25 @@ def _value(atom: FeatureUse, unit: str) -> str:
     if isinstance(value, int | float):
         text = f"{number(value)}{f' {unit}' if unit else ''}"
         given = atom.get("given")
-        if given is not None and given["unit"] and given["unit"] != atom["unit"]:
+        if given is not None and given["unit"]:
             shown = given["value"]
             shown = number(shown) if isinstance(shown, int | float) else str(shown)
-            text += f" (given as {shown} {unit_words(given['unit'])})"
+            # In another unit, or a fraction of completed units (65.5 years, taken as 65).
+            if given["unit"] != atom["unit"] or shown != number(value):
+                given_unit = unit_words(given["unit"])
+                text += f" (given as {shown}{f' {given_unit}' if given_unit else ''}"
+                text += f"{_completed(atom, unit)})"
         return text
     return str(value).replace("_", " ")
+
+
+def _completed(atom: FeatureUse, unit: str) -> str:
+    """Why a value typed in or from FHIR was replaced: it is counted in completed units
+    (inputs.py rounds 65.5 years down to 65); an implication says so as `derived` instead."""
+    provenance = atom.get("provenance")
+    if provenance is None or provenance["source"] == DERIVED or "replaced" not in provenance:
+        return ""
+    return f", counted in completed {unit}"
 
 
 def source(provenance: Provenance | None) -> str | None:

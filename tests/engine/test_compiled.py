@@ -55,7 +55,10 @@ def random_patient(rules: RuleBase, rng: random.Random) -> dict[str, Any]:
         else:
             low, high = spec.range or (0.0, 100.0)
             high = min(high, low + 200)
-            drawn = round(rng.uniform(low, high), rng.choice([0, 1]))
+            # A count or score is whole (a fraction is refused); an age may have one (rounded
+            # down to completed years).
+            digits = 0 if spec.integer == "exact" else rng.choice([0, 1])
+            drawn = round(rng.uniform(low, high), digits)
             patient[spec.id] = min(max(drawn, low), high)
     return patient
 

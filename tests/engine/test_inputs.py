@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from app.engine.derive import corrections
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.model import RuleBase
 
@@ -95,5 +96,73 @@ def test_every_problem_is_reported_at_once(golden_rules: RuleBase) -> None:
 
 
 def test_out_of_range_message_shows_the_conversion(golden_rules: RuleBase) -> None:
-    with pytest.raises(InvalidInput, match=r"1500 mo \(= 125 a\) is outside the plausible range"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"1500 months \(= 125 years\) is outside the plausible range 0–120 years",
+    ):
         normalise({"age_years": {"value": 1500, "unit": "mo"}}, golden_rules.features)
+
+
+def test_a_fractional_age_is_rounded_down_to_completed_years_and_says_so(
+    shipped_rules: RuleBase,
+) -> None:
+    """`age_years` counts completed years (`integer: completed`), as FHIR's birthDate gives it:
+    65.5 is 65, and the value keeps what was given and why, for the answer's corrections."""
+    for given, shown in [
+        (65.5, "65.5 years"),
+        ({"value": 65.5, "unit": "years"}, "65.5 years"),
+        ({"value": 786, "unit": "mo"}, "786 months (= 65.5 years)"),
+    ]:
+        value = normalise({"age_years": given}, shipped_rules.features)["age_years"]
+        assert value.value == 65.0
+        assert value.provenance.source == "input"
+        assert value.provenance.replaced == shown
+        assert value.provenance.derivation == (
+            f"age_years counts completed years: {shown} is taken as 65"
+        )
+    (correction,) = corrections(normalise({"age_years": 65.999}, shipped_rules.features))
+    assert correction[1].value == 65.0
+    for whole in (65, 65.0, {"value": 780, "unit": "mo"}):
+        value = normalise({"age_years": whole}, shipped_rules.features)["age_years"]
+        assert value.value == 65.0
+        assert value.provenance.replaced is None
+
+
+def test_the_range_is_checked_on_the_value_given(shipped_rules: RuleBase) -> None:
+    """120.5 years is outside 0–120 before any rounding down, as SQL screening checks it."""
+    assert issues(shipped_rules, {"age_years": 120.5}) == [("features.age_years", "out_of_range")]
+
+
+@pytest.mark.parametrize(
+    ("feature", "fraction", "whole"),
+    [
+        ("failed_immunosuppressants", 2.5, 2),
+        ("prior_cyclophosphamide_iv_courses", 6.5, 6),
+        ("ecog", 1.5, 1),
+        ("nyha_class", 2.5, 2),
+        ("who_functional_class", 3.5, 3),
+        ("sledai_2k", 6.5, 6),
+    ],
+)
+def test_a_fractional_count_score_or_class_is_refused(
+    shipped_rules: RuleBase, feature: str, fraction: float, whole: int
+) -> None:
+    """`integer: exact`: no rule says how to round half a course or ECOG 1.5, so the value is
+    refused (never judged silently); the same value as a whole number is taken."""
+    with pytest.raises(InvalidInput) as raised:
+        normalise({feature: fraction}, shipped_rules.features)
+    (issue,) = raised.value.issues
+    assert (issue.field, issue.code) == (f"features.{feature}", "not_whole")
+    assert "is not a whole number" in issue.message
+    label = shipped_rules.features[feature].spec.label
+    assert issue.message.endswith(f"{label} has no fractions")
+    for good in (whole, float(whole)):
+        assert normalise({feature: good}, shipped_rules.features)[feature].value == whole
+    with pytest.raises(InvalidInput) as raised:
+        normalise({feature: {"value": fraction, "unit": "1"}}, shipped_rules.features)
+    assert raised.value.issues[0].field in (f"features.{feature}.value", f"features.{feature}.unit")
+
+
+def test_the_mrss_may_be_an_average_of_two_examiners(shipped_rules: RuleBase) -> None:
+    """mRSS has no `integer`: trials average two examiners' scores."""
+    assert normalise({"mrss": 15.5}, shipped_rules.features)["mrss"].value == 15.5

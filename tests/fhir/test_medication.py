@@ -84,7 +84,7 @@ def test_what_the_sle_record_cannot_say_is_unknown_and_noted(shipped_rules: Rule
     ((records, reason),) = _notes(mapped, IV_G_M2)
     assert records == "MedicationAdministration/cyc-1 and 5 more"
     assert "'mg'" in reason
-    assert "'g/m2'" in reason
+    assert "total in g/m²" in reason  # in words, not UCUM's g/m2
     ((records, reason),) = _notes(mapped, IV_MONTHS)
     assert "single administration" in reason
 

@@ -340,7 +340,7 @@ def test_the_cli_names_confirmations_apart_from_missing_values(tmp_path: Path) -
         " 2 await nothing but confirmations"
     )
     assert lines[0] == f"screened {len(ROWS)} of {len(ROWS)} rows; 0 rejected"
-    corrected = lines.index("values given against what the record implies (corrected:<feature>):")
+    corrected = lines.index("values given that were corrected (corrected:<feature>):")
     assert lines[corrected + 1 : corrected + 3] == [f"  {PRIOR_AGENT}", f"  {RENAL_REPLACEMENT}"]
 
 

@@ -46,7 +46,8 @@ from tests.databases import postgres_database
 pytestmark = pytest.mark.one_pass
 
 NUMBERS = {
-    "age_years": (0, 120),
+    "age_years": (0, 120),  # fractions: rounded down to completed years, flagged corrected
+    "ecog": (0, 5),  # fractions: refused
     "mrss": (0, 51),
     "dlco_percent_predicted": (5, 150),
     "lvef_percent": (5, 90),
@@ -448,7 +449,9 @@ def test_mapping_problems_are_all_named_with_their_line(
     with pytest.raises(MappingError) as caught:
         plan(source, shipped_rules.features, mapping)
     problems = [p.split("mapping.yaml:", 1)[-1] for p in caught.value.problems]
-    assert problems[0].startswith("2: serum_creatinine: 'furlong' is not a valid UCUM unit")
+    assert problems[0] == (
+        "2: serum_creatinine: 'furlong' is not a unit Eligo recognises; use mg/dL or µmol/L"
+    )
     assert problems[1:] == [
         "3: ssc_diagnosis is not a number; it has no unit",
         "4: sex: values ['woman'] are not among ['female', 'male', 'other', 'unknown']",
@@ -518,7 +521,7 @@ def test_a_postgresql_table_is_screened_inside_the_database(
         )
     assert outcome.report["source"]["engine"] == "postgresql"
     assert [(r.row, r.problems) for r in outcome.rejected] == [
-        (3, "age_years: 200 is outside the plausible range 0–120 a; "
+        (3, "age_years: 200 is outside the plausible range 0–120 years; "
             "lvef_percent: expected a finite number, got 'abc'"),
     ]  # fmt: skip
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
@@ -698,3 +701,86 @@ def test_a_fhir_bulk_export_screens_as_map_bundle_decides(
         for ruleset in shipped_rules.rulesets.values():
             expected = decide(ruleset, patient.values).status.value
             assert rows[patient.ident][column_name(ruleset, STATUS)] == expected
+
+
+def test_units_as_registries_write_them_and_completed_years(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    """Column units as laboratories print them (`pao2_mmhg[mmHg]`, `serum_creatinine[µmol/L]`)
+    screen as the API reads the same quantities; a fractional age is rounded down to completed
+    years as the API does, and flagged and counted as corrected; a fractional ECOG is a
+    rejected row, as it is a 422."""
+    cells = {"ssc_diagnosis": "yes", "pao2_mmhg[mmHg]": "86", "serum_creatinine[µmol/L]": "80"}
+    rows: list[dict[str, str | None]] = [
+        {**cells, "age_years": "65.5", "ecog": "1"},
+        {**cells, "age_years": "66", "ecog": "1"},
+        {**cells, "age_years": "40", "ecog": "1.5"},
+    ]
+    write_csv(tmp_path / "cohort.csv", rows)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet"
+    )
+    api = {
+        "ssc_diagnosis": True,
+        "pao2_mmhg": {"value": 86, "unit": "mmHg"},
+        "serum_creatinine": {"value": 80, "unit": "µmol/L"},
+        "ecog": 1,
+    }
+    found = screened(shipped_rules, outcome)
+    assert set(found) == {"p0", "p1"}
+    for ident, age in (("p0", 65.5), ("p1", 66)):
+        values = derive(
+            normalise({**api, "age_years": age}, shipped_rules.features), shipped_rules.features
+        )
+        for ruleset in shipped_rules.rulesets.values():
+            assert found[ident][ruleset.id][0] == decide(ruleset, values).status.value
+        assert found[ident]["corrected"] == sorted(i for i, _ in corrections(values))
+    assert found["p0"]["corrected"] == ["age_years"]
+    assert found["p0"]["hsct-ssc-astis"][1] != found["p1"]["hsct-ssc-astis"][1]  # 65 and 66
+    ((row, problems),) = [(r.row, r.problems) for r in outcome.rejected]
+    assert (row, problems) == (3, "ecog: 1.5 is not a whole number; ECOG has no fractions")
+    (corrected,) = outcome.report["corrected"]
+    assert (corrected["feature"], corrected["rows"], corrected["implied"]) == ("age_years", 1, None)
+    assert corrected["summary"] == (
+        "age_years: a fraction of years given in 1 row; age_years counts completed years, "
+        "so the completed years were used"
+    )
+    assert outcome.report["columns"]["units"] == {
+        "pao2_mmhg": "mm[Hg]",
+        "serum_creatinine": "umol/L",
+    }
+    TypeAdapter(ScreeningReport).validate_json(json.dumps(outcome.report))
+
+
+def test_a_mapping_takes_units_as_registries_write_them(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    (tmp_path / "mapping.yaml").write_text(
+        "columns:\n"
+        "  serum_creatinine: {column: CREA, unit: µmol/l}\n"
+        "  pao2_mmhg: {column: PAO2, unit: mmHg}\n"
+        "  age_years: {column: AGE, unit: yrs}\n"
+        "  egfr: {column: GFR, unit: ml/min/1.73m2}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    source = dict.fromkeys(["id", "CREA", "PAO2", "AGE", "GFR"], RawKind.NUMBER)
+    columns = {c.feature.id: c for c in plan(source, shipped_rules.features, mapping).columns}
+    assert {f: c.unit for f, c in columns.items()} == {
+        "serum_creatinine": "umol/L",
+        "pao2_mmhg": "mm[Hg]",
+        "age_years": "a",
+        "egfr": "mL/min/{1.73_m2}",
+    }
+    assert columns["serum_creatinine"].linear.scale == pytest.approx(0.011312)
+    (tmp_path / "mapping.yaml").write_text(
+        "columns:\n  pao2_mmhg: {column: PAO2, unit: mm hgg}\n", encoding="utf-8"
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    with pytest.raises(MappingError) as caught:
+        plan(source, shipped_rules.features, mapping)
+    (problem,) = caught.value.problems
+    assert problem.endswith(
+        "pao2_mmhg: 'mm hgg' is not a unit Eligo recognises; use mmHg or kPa "
+        "(nearest to what was sent: mmHg)"
+    )

@@ -133,3 +133,25 @@ def test_a_value_given_against_a_derivation_is_not_a_form_error(
     forms.check(parsed, shipped_rules.features)
     assert set(parsed.errors) == {"lvef_percent"}
     assert "not a number" in parsed.errors["lvef_percent"]
+
+
+def test_a_unit_as_people_write_it_is_read_as_its_ucum_code(shipped_rules: RuleBase) -> None:
+    """A post with `mmHg` or `µmol/L` (a script, not the select) is the select's UCUM code."""
+    parsed = forms.parse(
+        [
+            ("pao2_mmhg", "11.5"),
+            ("pao2_mmhg.unit", "kpa"),
+            ("serum_creatinine", "80"),
+            ("serum_creatinine.unit", "µmol/L"),
+            ("age_years", "45"),
+            ("age_years.unit", "years"),
+        ],
+        shipped_rules.features,
+    )
+    assert parsed.errors == {}
+    assert parsed.features == {
+        "pao2_mmhg": {"value": 11.5, "unit": "kPa"},
+        "serum_creatinine": {"value": 80.0, "unit": "umol/L"},
+        "age_years": 45.0,
+    }
+    assert parsed.entries["serum_creatinine"].unit == "umol/L"  # the select shows it chosen

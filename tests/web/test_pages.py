@@ -392,3 +392,38 @@ def test_malformed_form_bodies_are_4xx(development: TestClient) -> None:
     )
     assert too_many.status_code == 400
     assert _count(development) == 0
+
+
+def test_a_fractional_age_is_taken_in_completed_years_and_shown(development: TestClient) -> None:
+    """Typed 65.5: ASTIS decides on 65 completed years (a candidate, as through the API and
+    FHIR), the results say what was given, and the field keeps what was typed."""
+    answer = _post(development, {**form_fields(ASTIS_CANDIDATE), "age_years": "65.5"})
+    assert answer.status_code == 303, answer.text
+    location = answer.headers["location"]
+    html = development.get(location).text
+    astis = _panel(html, "hsct-ssc-astis")
+    assert "✓</span> Candidate" in astis
+    assert "65 years (given as 65.5 years, counted in completed years)" in astis
+    assert re.search(r'id="f-age_years"[^>]*value="65.5"', html)
+    record = development.get(f"/v1/evaluations/{location.split('=')[1]}").json()
+    assert [c["feature"] for c in record["result"]["corrections"]] == ["age_years"]
+
+
+def test_a_fractional_count_is_named_beside_its_field(development: TestClient) -> None:
+    before = _count(development)
+    answer = _post(development, {**form_fields(ASTIS_CANDIDATE), "ecog": "1.5"})
+    assert answer.status_code == 422
+    assert "1.5 points is not a whole number; ECOG has no fractions" in answer.text
+    assert _count(development) == before
+
+
+def test_the_form_shows_units_in_words_never_ucum(development: TestClient) -> None:
+    """`mmHg`, `µmol/L`, `years`; no `mm[Hg]`, `{count}` or `{1.73_m2}` a clinician would
+    read (the selects' values are still UCUM codes, which the form posts)."""
+    html = development.get("/").text
+    shown = re.sub(r'value="[^"]*"', "", html)
+    for ucum in ("mm[Hg]", "{count}", "{score}", "{class}", "{ratio}", "{1.73_m2}", "[wood"):
+        assert ucum not in shown, ucum
+    assert '<option value="umol/L">µmol/L</option>' in html
+    assert '<span class="unit">mmHg</span>' in html or ">mmHg</option>" in html
+    assert "Plausible range 0–20." in html  # failed immunosuppressants: a plain count
