@@ -730,9 +730,10 @@ def not_assessed(ruleset: RuleSet, recorded: tuple[str, ...]) -> NotAssessedOut:
 
 
 Presented = DecisionOut | DecisionSummaryOut
+_Entry = TypeVar("_Entry", bound=Presented)
 
 
-def marked(entry: Presented, reason: NotAssessedOut | None) -> Presented:
+def marked(entry: _Entry, reason: NotAssessedOut | None) -> _Entry:
     """A decision as presented, saying whether it was assessed (and if not, why): the same
     dict, just built (by `decision` or `summary`), so no reader has seen it yet."""
     entry["assessed"] = reason is None

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from tests.web.conftest import form_fields
 from tests.web.test_pages import _post
 
-FIRST = {
+FIRST: dict[str, object] = {
     "ssc_diagnosis": True,
     "age_years": 45,
     "mrss": 20,
