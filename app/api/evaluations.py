@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +57,8 @@ AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 
 View = Literal["full", "summary"]
 _VIEW: TypeAdapter[View] = TypeAdapter(View)
+Indications = Literal["all", "present"]
+_INDICATIONS: TypeAdapter[Indications] = TypeAdapter(Indications)
 
 
 def create_evaluation(
@@ -73,10 +75,19 @@ def create_evaluation(
             "and to-confirm, and the rule set's id and hash; recorded the same way."
         ),
     ] = "full",
+    indications: Annotated[
+        Indications,
+        Query(
+            description="`all` (default): a decision for every rule set asked for. `present`: "
+            "leave out the decisions set apart as not assessed (`assessed: false`: the patient "
+            "has another disease recorded and their diagnosis is unknown); the answer's "
+            "`omitted` says how many and which. Recorded the same way."
+        ),
+    ] = "all",
 ) -> Any:
     """What this route declares (its OpenAPI operation, its credential before its body); a
     request is handled by `_handle_evaluation`, which does the same in the same order."""
-    return _evaluate(request, caller, payload, session, view)
+    return _evaluate(request, caller, payload, session, (view, indications))
 
 
 class _WrittenOut(APIRoute):
@@ -93,19 +104,25 @@ async def _handle_evaluation(request: Request) -> Response:
     async with request_session(request) as session:
         caller = await authorise(request, session, Scope.EVALUATE)  # before the body
         payload = await json_body(request)
-        view = _view(request)
-        return await run_in_threadpool(_evaluate, request, caller, payload, session, view)
+        options = (
+            _query(request, "view", _VIEW, "full"),
+            _query(request, "indications", _INDICATIONS, "all"),
+        )
+        return await run_in_threadpool(_evaluate, request, caller, payload, session, options)
 
 
-def _view(request: Request) -> View:
-    """The `view` query parameter, refused as FastAPI would (422, at `query.view`)."""
-    given = request.query_params.get("view")
+_Option = TypeVar("_Option", View, Indications)
+
+
+def _query(request: Request, name: str, adapter: TypeAdapter[_Option], default: _Option) -> _Option:
+    """A query parameter, refused as FastAPI would (422, at `query.<name>`)."""
+    given = request.query_params.get(name)
     if given is None:
-        return "full"
+        return default
     try:
-        return _VIEW.validate_python(given)
+        return adapter.validate_python(given)
     except ValidationError as exc:
-        errors = [{**error, "loc": ("query", "view")} for error in exc.errors()]
+        errors = [{**error, "loc": ("query", name)} for error in exc.errors()]
         raise RequestValidationError(errors) from None
 
 
@@ -130,7 +147,11 @@ router.add_api_route(
 
 
 def _evaluate(
-    request: Request, caller: Caller, payload: Any, session: Session, view: View
+    request: Request,
+    caller: Caller,
+    payload: Any,
+    session: Session,
+    options: tuple[View, Indications],
 ) -> Response:
     # The rules and settings as read here, not as dependencies: FastAPI's solving of each
     # dependency cost more than what it returns (an attribute of app.state).
@@ -146,7 +167,8 @@ def _evaluate(
         caller.client_id,
         body.patient_id,
         body.fhir,
-        view=view,
+        view=options[0],
+        indications=options[1],
     )
     try:
         answered = service.decide_and_record(

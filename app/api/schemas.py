@@ -31,6 +31,8 @@ from app.engine.present import (
     DecisionOut,
     DecisionSummaryOut,
     FactOut,
+    NotAssessedOut,
+    OmittedOut,
     WarningOut,
 )
 from app.engine.schema import EvidenceSpec, FeatureSpec
@@ -174,11 +176,23 @@ _WARNINGS = (
 )
 
 
+_INDICATIONS = (
+    "Echoes the `indications` query parameter when it was `present` (absent: all); "
+    "`omitted` then says which decisions were left out"
+)
+_OMITTED = (
+    "`indications=present` only: the decisions set apart as not assessed (the patient has "
+    "another disease recorded and their diagnosis is unknown), left out of `results`"
+)
+
+
 class EvaluationResponse(_Out):
     id: str
     evaluated_at: datetime
     rules_hash: str
     results: list[DecisionOut]
+    indications: Literal["all", "present"] = Field(default="all", description=_INDICATIONS)
+    omitted: OmittedOut | None = Field(default=None, description=_OMITTED)
     warnings: list[WarningOut] = Field(default_factory=list, description=_WARNINGS)
     corrections: list[CorrectionOut] = Field(
         default_factory=list,
@@ -198,6 +212,8 @@ class EvaluationSummaryResponse(_Out):
     corrections: list[CorrectionOut] = []
     fhir: FhirUse | None = None
     view: Literal["summary"]
+    indications: Literal["all", "present"] = Field(default="all", description=_INDICATIONS)
+    omitted: OmittedOut | None = Field(default=None, description=_OMITTED)
 
 
 class EvaluationPage(_Out):
@@ -223,6 +239,10 @@ class RecordedVerdict(_Out):
         description="Each criterion's result in the version's reading order (deciding "
         "criteria, then cautions): M met, N not met, U unknown"
     )
+    assessed: bool | None = Field(
+        default=None, description="As in the answer; absent from records made before it"
+    )
+    not_assessed: NotAssessedOut | None = None
 
 
 class UnprovenResult(_Out):

@@ -1,5 +1,7 @@
 """Decisions -> CDS Hooks cards: one card per therapy (HSCT, MSC, CAR-T) that has an answer
-worth a clinician's glance, none for therapies whose protocols are all `not_indicated`.
+worth a clinician's glance, none for therapies whose protocols are all `not_indicated` or set
+apart as not assessed (`assessed: false`: an SSc patient's lupus protocols while SLE is not
+recorded would otherwise be an "undecided" card for a disease nobody has diagnosed).
 
 A card sums up the therapy's protocols in its summary (under 140 characters, as the spec
 requires) and in a short Markdown detail, in the words a clinician reads (criterion titles,
@@ -60,7 +62,9 @@ def cards(results: Sequence[DecisionOut], labels: Mapping[str, str], links: Link
     """`labels`: feature id -> label, to say what to measure in words."""
     by_therapy: dict[tuple[str, str], list[DecisionOut]] = {}
     for result in results:
-        if result["status"] == "not_indicated":
+        # Not indicated, or not assessed (the patient has another disease recorded and not
+        # this one): nothing for the chart; the form lists them apart.
+        if result["status"] == "not_indicated" or result.get("assessed") is False:
             continue
         ruleset = result["ruleset"]
         by_therapy.setdefault((ruleset["therapy"], ruleset["indication"]), []).append(result)

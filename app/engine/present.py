@@ -198,6 +198,34 @@ class ConfirmationOut(TypedDict):
     criteria: Annotated[list[str], Field(description="The criteria waiting for this answer")]
 
 
+NOT_ASSESSED: Literal["no_diagnosis_recorded"] = "no_diagnosis_recorded"
+
+
+@with_config(_STRICT)
+class NotAssessedOut(TypedDict):
+    """Why a decision is set apart from the assessed ones (its status stays indeterminate)."""
+
+    code: Annotated[
+        Literal["no_diagnosis_recorded"],
+        Field(
+            description="no_diagnosis_recorded: nothing of this protocol's indication is "
+            "recorded (its diagnosis is unknown) while another indication is met"
+        ),
+    ]
+    message: str
+    recorded: Annotated[
+        list[str], Field(description="The indications the patient has recorded, e.g. ['ssc']")
+    ]
+
+
+_ASSESSED = (
+    "false: not assessed (`not_assessed` says why): the patient has another disease recorded "
+    "and this protocol's diagnosis is unknown, so its `indeterminate` is about the diagnosis, "
+    "not an open question of this protocol; show it apart. Absent from answers recorded "
+    "before this field."
+)
+
+
 @with_config(_STRICT)
 class DecisionOut(TypedDict):
     """One rule set's decision in full: every criterion with its trace, and the evidence."""
@@ -224,6 +252,8 @@ class DecisionOut(TypedDict):
     ]
     citations: list[CitationOut]
     notes: list[str]
+    assessed: NotRequired[Annotated[bool, Field(description=_ASSESSED)]]
+    not_assessed: NotRequired[NotAssessedOut]
 
 
 @with_config(_STRICT)
@@ -267,6 +297,8 @@ class DecisionSummaryOut(TypedDict):
     ]
     missing: list[MissingOut]
     to_confirm: list[QuestionOut]
+    assessed: NotRequired[Annotated[bool, Field(description=_ASSESSED)]]
+    not_assessed: NotRequired[NotAssessedOut]
 
 
 @with_config(_STRICT)
@@ -303,6 +335,15 @@ NO_FEATURES: WarningOut = {
     "the patient, so every verdict is undecided. Send `features`, an object of feature id -> "
     "value (GET /v1/features), or a FHIR R4 Bundle as `fhir`.",
 }
+
+
+@with_config(_STRICT)
+class OmittedOut(TypedDict):
+    """`indications=present`: the decisions left out of `results`, set apart as not assessed."""
+
+    code: Literal["no_diagnosis_recorded"]
+    count: int
+    rulesets: Annotated[list[str], Field(description="Their rule set ids, in request order")]
 
 
 # --- the builders ---------------------------------------------------------------------------
@@ -681,3 +722,32 @@ def ruleset_detail(ruleset: RuleSet, rules: RuleBase) -> dict[str, Any]:  # Rule
 
 def feature(spec: Feature) -> dict[str, Any]:
     return spec.spec.model_dump(mode="json")
+
+
+# The diseases in words, for the not-assessed message; another indication is named by its id.
+_DISEASES = {"ssc": "SSc", "sle": "SLE"}
+
+
+def not_assessed(ruleset: RuleSet, recorded: tuple[str, ...]) -> NotAssessedOut:
+    """Why a decision set apart (run.set_apart) is not assessed, in words and as a code."""
+    own = _DISEASES.get(ruleset.indication, ruleset.indication)
+    others = " and ".join(_DISEASES.get(i, i) for i in recorded)
+    return {
+        "code": NOT_ASSESSED,
+        "message": f"Not assessed: no {own} diagnosis recorded (the patient has {others} "
+        f"recorded). Record whether the patient has {own} to assess this protocol.",
+        "recorded": list(recorded),
+    }
+
+
+Presented = DecisionOut | DecisionSummaryOut
+_Entry = TypeVar("_Entry", bound=Presented)
+
+
+def marked(entry: _Entry, reason: NotAssessedOut | None) -> _Entry:
+    """A decision as presented, saying whether it was assessed (and if not, why): the same
+    dict, just built (by `decision` or `summary`), so no reader has seen it yet."""
+    entry["assessed"] = reason is None
+    if reason is not None:
+        entry["not_assessed"] = reason
+    return entry

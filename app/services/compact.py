@@ -21,7 +21,7 @@ shows the verdicts it holds. Records from before this format hold the whole answ
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
 
@@ -42,15 +42,21 @@ from app.engine.load import rebuild
 from app.engine.model import RuleBase, RuleSet
 
 FORMAT = "compact/1"
-PRESENT = {"full": present.decision, "summary": present.summary}  # by the view asked for
+# By the view asked for.
+PRESENT: dict[str, Callable[[Decision, RuleBase], present.Presented]] = {
+    "full": present.decision,
+    "summary": present.summary,
+}
 _LETTER = {True: "M", False: "N", None: "U"}
 _RESULT = {"M": "met", "N": "not_met", "U": "unknown"}
 
 
-def record(
-    answer: dict[str, Any], decisions: Sequence[Decision], body: bytes, view: str
-) -> dict[str, Any]:
-    """What the audit trail stores of an answer (`result` column)."""
+Answered = Sequence[tuple[Decision, present.NotAssessedOut | None]]
+
+
+def record(answer: dict[str, Any], answered: Answered, body: bytes, view: str) -> dict[str, Any]:
+    """What the audit trail stores of an answer (`result` column): the decisions answered,
+    each with why it was not assessed if it was set apart (run.set_apart)."""
     envelope = {k: v for k, v in answer.items() if k != "results"}
     return {
         "format": FORMAT,
@@ -59,19 +65,26 @@ def record(
         "bytes": len(body),
         "keys": list(answer),
         "envelope": present.render(envelope).decode(),
-        "verdicts": [_verdict(d) for d in decisions],
+        "verdicts": [_verdict(d, reason) for d, reason in answered],
     }
 
 
-def _verdict(decision: Decision) -> dict[str, Any]:
+def _verdict(decision: Decision, reason: present.NotAssessedOut | None) -> dict[str, Any]:
+    """The verdict, and whether it was assessed: kept as sent (the reason's words too), since
+    being set apart depends on the other decisions of the answer, and a record from before
+    this field holds none and is re-rendered without it."""
     record = decision.record
-    return {
+    verdict: dict[str, Any] = {
         "status": decision.status.value,
         "reasons": [c.id for c in settled_by(decision)],
         "missing": list(decision.missing),
         "to_confirm": list(decision.to_confirm),
         "criteria": "".join(_LETTER[record[at]] for _, at, _ in layout(decision.ruleset)),  # type: ignore[index]
+        "assessed": reason is None,
     }
+    if reason is not None:
+        verdict["not_assessed"] = reason
+    return verdict
 
 
 # Whether a record's answer is proven to be the one sent: a record's `integrity`, as the API
@@ -145,7 +158,7 @@ def _rerender(
     values = values_from_json(evaluation.input_normalised)
     versions: dict[str, RulesetVersion] | None = None
     results = []
-    for d in evaluation.decisions:
+    for d, verdict in zip(evaluation.decisions, stored["verdicts"], strict=True):
         served = rules.rulesets.get(d.ruleset_id)
         if served is not None and served.hash == d.ruleset_hash:
             ruleset, base = served, rules
@@ -153,7 +166,10 @@ def _rerender(
             if versions is None:
                 versions = audit.versions(session, (x.ruleset_hash for x in evaluation.decisions))
             ruleset, base = _version(versions[d.ruleset_hash])
-        results.append(PRESENT[view](decide(ruleset, values), base))
+        presented = PRESENT[view](decide(ruleset, values), base)
+        if "assessed" in verdict:  # absent from records made before it
+            presented = present.marked(presented, verdict.get("not_assessed"))
+        results.append(presented)
     envelope: dict[str, Any] = orjson.loads(stored["envelope"])
     if view != stored["view"]:  # another view of the same decisions: its own envelope
         envelope.pop("view", None)

@@ -25,7 +25,7 @@ from app.engine import present
 from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
-from app.engine.evaluate import decide
+from app.engine.evaluate import Decision, decide
 from app.engine.inputs import (
     FeatureValue,
     InputIssue,
@@ -38,7 +38,7 @@ from app.engine.load import rebuild
 from app.engine.model import Feature, RuleBase, RuleSet
 from app.engine.present import StatusText
 from app.engine.replay import ReplayDifference, differences
-from app.engine.run import evaluate_all, select
+from app.engine.run import evaluate_all, select, set_apart
 from app.fhir.mapping import Mapped, map_bundle
 from app.security import pseudonym
 from app.services import compact
@@ -59,6 +59,8 @@ class Asked:
     call: Mapping[str, Any] | None = None  # CDS Hooks: what else the record keeps of the call
     clinician: str | None = None  # the web form: the signed-in clinician's user name
     view: str = "full"  # or "summary": verdicts without the trace (compact.PRESENT)
+    # Or "present": leave out the decisions set apart as not assessed (run.set_apart).
+    indications: str = "all"
 
 
 def patient_values(
@@ -128,15 +130,19 @@ def decide_and_record(
     rulesets = select(rules, asked.rulesets)
     now = datetime.now(UTC)
     values, mapped = patient_values(asked, rules.features, now.date())
-    decisions = evaluate_all(rulesets, values)
+    answered, omitted = _assessed(evaluate_all(rulesets, values), asked.indications)
+    decisions = [d for d, _ in answered]
     answer: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "evaluated_at": now.isoformat(),
         "rules_hash": rules.hash,
-        "results": [compact.PRESENT[asked.view](d, rules) for d in decisions],
+        "results": [present.marked(compact.PRESENT[asked.view](d, rules), r) for d, r in answered],
     }
     if asked.view != "full":
         answer["view"] = asked.view
+    if omitted is not None:
+        answer["indications"] = asked.indications
+        answer["omitted"] = omitted
     if not values:  # answered and recorded all the same: an empty request is still a request
         answer["warnings"] = [present.NO_FEATURES]
     replaced = corrections(values)
@@ -148,11 +154,6 @@ def decide_and_record(
         answer.update(extra(answer))
     body = present.render(answer)
     patient = asked.patient_id or (mapped.patient_id if mapped else None)
-    received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
-    if mapped is not None:
-        received["fhir"] = mapped.minimised
-    if asked.call is not None:
-        received["call"] = dict(asked.call)
     new = audit.NewEvaluation(
         id=answer["id"],
         created_at=now,
@@ -160,16 +161,44 @@ def decide_and_record(
         client_id=asked.client_id,
         patient_pseudonym=pseudonym(key, patient) if patient else None,
         rules_hash=rules.hash,
-        input_received=received,
+        input_received=_received(asked, mapped),
         input_normalised=values_to_json(values),
-        result=compact.record(answer, decisions, body, asked.view),
-        rulesets=rulesets,
+        result=compact.record(answer, answered, body, asked.view),
+        rulesets=[d.ruleset for d in decisions],  # those answered: not those left out
         statuses=[d.status.value for d in decisions],
         hook_instance=asked.hook_instance,
         clinician=asked.clinician,
     )
     audit.record(session, new, stored)
     return Answered(answer, body)
+
+
+def _assessed(
+    decided: Sequence[Decision], indications: str
+) -> tuple[compact.Answered, present.OmittedOut | None]:
+    """Each decision with why it is not assessed, if it is set apart (run.set_apart); with
+    `indications="present"`, only the others, and which were left out."""
+    answered = [
+        (d, present.not_assessed(d.ruleset, others) if others else None)
+        for d, others in zip(decided, set_apart(decided), strict=True)
+    ]
+    if indications == "all":
+        return answered, None
+    left_out = [d.ruleset.id for d, reason in answered if reason is not None]
+    kept = [(d, reason) for d, reason in answered if reason is None]
+    return kept, {"code": present.NOT_ASSESSED, "count": len(left_out), "rulesets": left_out}
+
+
+def _received(asked: Asked, mapped: Mapped | None) -> dict[str, Any]:
+    """The request as the record keeps it (the patient id apart, pseudonymised)."""
+    received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
+    if mapped is not None:
+        received["fhir"] = mapped.minimised
+    if asked.call is not None:
+        received["call"] = dict(asked.call)
+    if asked.indications != "all":  # what was asked, beside the answer's `omitted`
+        received["indications"] = asked.indications
+    return received
 
 
 # --- the audit payloads: one typed definition each, beside its builder -----------------------

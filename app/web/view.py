@@ -237,6 +237,7 @@ class Panel:
     cautions: tuple[Criterion, ...]  # those that apply (met) or may (unknown)
     risks: tuple[FactOut, ...]
     citations: tuple[CitationOut, ...]
+    not_assessed: str = ""  # why it is set apart, in words ("": assessed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +250,11 @@ class Therapy:
 @dataclass(slots=True)
 class Results:
     therapies: list[Therapy] = field(default_factory=list)
+    # Set apart (`assessed: false`): another disease is recorded and theirs is not.
+    not_assessed: list[Panel] = field(default_factory=list)
     not_indicated: list[Panel] = field(default_factory=list)
+    # No rule set's indication is known: every verdict waits for the diagnosis first.
+    no_diagnosis: bool = False
 
 
 def _threshold(atom: FeatureUse, unit: str) -> str:
@@ -461,18 +466,23 @@ def panel(result: DecisionOut, features: Mapping[str, Feature]) -> Panel:
         tuple(_criterion(c, features) for c in result["cautions"] if c["result"] != "not_met"),
         tuple(result["risks"]),
         tuple(result["citations"]),
+        result["not_assessed"]["message"] if "not_assessed" in result else "",
     )
 
 
 def results(decisions: Sequence[DecisionOut], features: Mapping[str, Feature]) -> Results:
     """Panels grouped by therapy and indication; rule sets whose indication the patient does
-    not have are listed apart, so the page leads with what applies."""
-    out = Results()
+    not have, and those not assessed for want of a diagnosis while another is recorded, are
+    listed apart, so the page leads with what applies."""
+    out = Results(no_diagnosis=bool(decisions) and not any(map(_indication_known, decisions)))
     grouped: dict[tuple[str, str], list[Panel]] = {}
     for decision in decisions:
         made = panel(decision, features)
         if decision["status"] == "not_indicated":
             out.not_indicated.append(made)
+            continue
+        if decision.get("assessed") is False:  # absent from answers recorded before it
+            out.not_assessed.append(made)
             continue
         ruleset = decision["ruleset"]
         grouped.setdefault((ruleset["therapy"], ruleset["indication"]), []).append(made)
@@ -480,6 +490,11 @@ def results(decisions: Sequence[DecisionOut], features: Mapping[str, Feature]) -
         title = f"{THERAPIES.get(therapy, therapy)} for {INDICATIONS.get(indication, indication)}"
         out.therapies.append(Therapy(f"{therapy}-{indication}", title, tuple(panels)))
     return out
+
+
+def _indication_known(decision: DecisionOut) -> bool:
+    """Whether the decision's indication criterion (the first) is met or not met."""
+    return any(c["kind"] == "indication" and c["result"] != "unknown" for c in decision["criteria"])
 
 
 def link(citation: CitationOut) -> str | None:

@@ -16,7 +16,7 @@ from app.engine.derive import derive
 from app.engine.inputs import FeatureValue, normalise
 from app.engine.model import RuleBase
 from app.engine.present import DecisionOut
-from app.engine.run import evaluate_all, select
+from app.engine.run import evaluate_all, select, set_apart
 from app.services.evaluations import Asked, patient_values
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.fhir.bundles import SYNTHEA, WRITTEN_ON, alive_on, sle_bundle, ssc_bundle
@@ -273,3 +273,26 @@ def test_a_detail_that_would_not_fit_names_less_and_stays_bounded(
     assert len(detail.encode()) <= DETAIL_LIMIT
     assert "\n- …\n\n" in detail
     assert detail.endswith(f"[open in Eligo]({LINKS.form})")
+
+
+def test_protocols_set_apart_as_not_assessed_get_no_card(shipped_rules: RuleBase) -> None:
+    """An SSc patient with SLE not recorded: the lupus protocols undecided for want of the
+    diagnosis are set apart (as the service marks them), and no card speaks for them."""
+    values = derive(
+        normalise({"ssc_diagnosis": True}, shipped_rules.features), shipped_rules.features
+    )
+    decisions = evaluate_all(list(shipped_rules.rulesets.values()), values)
+    results = [
+        present.marked(
+            present.decision(d, shipped_rules), present.not_assessed(d.ruleset, a) if a else None
+        )
+        for d, a in zip(decisions, set_apart(decisions), strict=True)
+    ]
+    apart = {r["ruleset"]["id"] for r in results if r.get("assessed") is False}
+    assert apart == {"car-t-sle", "hsct-sle-burt-2006", "msc-sle-wang-2014"}
+    made = cards(results, _labels(shipped_rules), LINKS)
+    spoken_for = {r for c in made for r in c.rulesets}
+    assert spoken_for.isdisjoint(apart)
+    # The nephritis trial rules an SSc patient out whatever the SLE: assessed, and carded.
+    assert "msc-sle-nephritis-nct03580291" in spoken_for
+    assert {c.card["source"]["topic"]["code"] for c in made} == {"hsct", "msc", "car_t"}

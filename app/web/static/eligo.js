@@ -6,6 +6,10 @@ document.addEventListener("DOMContentLoaded", () => {
     button.hidden = false;
     button.addEventListener("click", () => window.print());
   }
+  // Folded groups print unfolded: a printed report cannot be clicked open.
+  window.addEventListener("beforeprint", () => {
+    for (const folded of document.querySelectorAll(".evaluation details")) folded.open = true;
+  });
   // Move focus to the error summary so screen-reader and keyboard users land on it.
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();
