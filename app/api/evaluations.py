@@ -45,7 +45,7 @@ from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
 from app.services.evaluations import Channel, Replay
-from app.strict_json import printable
+from app.strict_json import field_path, printable
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -234,9 +234,9 @@ def _unexpected(key: str, value: Any) -> FieldError:
         hint = hint or "; did you mean 'features'?"
     else:
         hint = did_you_mean(key, EvaluationRequest.model_fields)
-    return FieldError(
-        key, "extra_forbidden", f"unexpected key {printable(key)!r}{hint} ({EXPECTED})"
-    )
+    # As a field path (an empty key is the body's, a long one cut), as pydantic's were.
+    message = f"unexpected key {printable(key)!r}{hint} ({EXPECTED})"
+    return FieldError(field_path((key,)), "extra_forbidden", message)
 
 
 def _within_rules(payload: Any, rules: RuleBase) -> None:

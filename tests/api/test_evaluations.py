@@ -291,6 +291,14 @@ def test_an_unexpected_key_is_named_with_what_is_expected(
         assert expected in missing[0]["message"]
 
 
+def test_an_unexpected_empty_key_is_named_as_a_field(client: TestClient) -> None:
+    """Found by the hostile-JSON test: `{"": …}` named its error with an empty field."""
+    body = problem(client.post("/v1/evaluations", json={"features": {}, "": 1}), 422)
+    unexpected = [e for e in body["errors"] if e["code"] == "extra_forbidden"]
+    assert [e["field"] for e in unexpected] == ["body"]
+    assert unexpected[0]["message"].startswith("unexpected key ''")
+
+
 def test_a_key_close_to_nothing_gets_no_guess_and_many_are_bounded(client: TestClient) -> None:
     body = problem(client.post("/v1/evaluations", json={"features": {}, "zzz": 1}), 422)
     assert body["errors"][0]["message"].startswith("unexpected key 'zzz' (expected `features`")
