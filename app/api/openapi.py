@@ -169,6 +169,8 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
             number["minimum"], number["maximum"] = spec.range
         if spec.unit:
             number["description"] = f"in {spec.unit}"
+        if spec.integer == "exact":  # a fraction is 422 not_whole (a count, a score, a class)
+            number["multipleOf"] = 1
         kinds = [number, {"$ref": "#/components/schemas/Quantity"}, _UNKNOWN]
     elif spec.type is FeatureType.BOOLEAN:
         kinds = [{"type": "boolean"}, _UNKNOWN]

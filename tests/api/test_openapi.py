@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.api.errors import PROBLEM_JSON
 from app.api.openapi import API_TOKEN, CDS_CLIENT_JWT
 from app.api.schemas import Problem
+from app.engine.model import RuleBase
 from app.main import create_app
 from app.security import Scope
 from app.settings import Settings
@@ -253,3 +254,16 @@ def test_the_request_lists_every_feature_with_its_type_unit_range_and_values(
     for ident, entry in enums:
         assert entry["anyOf"][0]["enum"] == catalogue[ident]["values"]
     assert spec["components"]["schemas"]["Quantity"]["required"] == ["value", "unit"]
+
+
+def test_whole_number_features_are_documented_as_such(
+    spec: dict[str, Any], shipped_rules: RuleBase
+) -> None:
+    """A count, a score or a class (`integer: exact`: a fraction is 422) is `multipleOf: 1`;
+    age in completed years (a fraction is counted down, and said so) and mRSS are not."""
+    listed = spec["components"]["schemas"]["Features"]["properties"]
+    exact = {i for i, f in shipped_rules.features.items() if f.spec.integer == "exact"}
+    assert {"ecog", "nyha_class", "sledai_2k"} <= exact
+    for ident, entry in listed.items():
+        whole = entry["anyOf"][0].get("multipleOf") == 1
+        assert whole == (ident in exact), ident
