@@ -76,6 +76,12 @@ def gather(
         server = _server(request, allowed_servers, [s.key for s in missing])
         resources += _fetch_all(http, server, missing, patient_id)
         gathered.fetched = [s.key for s in missing]
+    return _collected(gathered, resources, patient_id)
+
+
+def _collected(gathered: Gathered, resources: list[tuple[str, Any]], patient_id: str) -> Gathered:
+    """Every resource, each checked to be this patient's and the Patient among them, added
+    with where it came from (a prefetch key or a search)."""
     _check_patient(resources, patient_id)
     if not any(r.get("resourceType") == "Patient" for _, r in resources):
         raise PreconditionFailed(f"Patient/{patient_id} could not be read")
@@ -162,9 +168,4 @@ def fetch_record(
     gathered = Gathered({"resourceType": "Bundle", "type": "collection", "entry": []})
     resources = _fetch_all(http, server, list(searches), patient_id)
     gathered.fetched = [s.key for s in searches]
-    _check_patient(resources, patient_id)
-    if not any(r.get("resourceType") == "Patient" for _, r in resources):
-        raise PreconditionFailed(f"Patient/{patient_id} could not be read")
-    for origin, resource in resources:
-        gathered.add(origin, [resource])
-    return gathered
+    return _collected(gathered, resources, patient_id)

@@ -4,7 +4,7 @@ accounts (authentication on), each on a fresh database of the kind ELIGO_TEST_DA
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,7 @@ def accounts_app(tmp_path: Path) -> Iterator[TestClient]:
             yield client
 
 
-def form_fields(patient: dict[str, object]) -> dict[str, str]:
+def form_fields(patient: Mapping[str, object]) -> dict[str, str]:
     """A patient as the form posts it: yes/no radios, numbers as text, units from selects."""
     fields: dict[str, str] = {}
     for key, value in patient.items():

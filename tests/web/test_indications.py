@@ -5,18 +5,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from tests.api.test_indications import FIRST
+from tests.api.test_indications import SLE as APART
 from tests.web.conftest import form_fields
 from tests.web.test_pages import _post
 
-FIRST: dict[str, object] = {
-    "ssc_diagnosis": True,
-    "age_years": 45,
-    "mrss": 20,
-    "fvc_percent_predicted": 70,
-    "dlco_percent_predicted": 55,
-    "lvef_percent": 60,
-}
-APART = ("car-t-sle", "hsct-sle-burt-2006", "msc-sle-wang-2014")
 HEADING = "Not assessed: no diagnosis recorded (3 protocols)"
 
 
