@@ -7,6 +7,7 @@ begins only when its work does, and a sender who stalls gets 408 after
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -69,13 +70,23 @@ def _stalled(server: Server, head: str, first: bytes) -> Iterator[socket.socket]
 
 
 def _answer(connection: socket.socket) -> bytes:
+    """The whole response: the head, then as many body bytes as it announces (on a loaded
+    machine the body can arrive in a later segment than the head)."""
     answer = b""
-    while b"\r\n\r\n" not in answer:
+    while not _complete(answer):
         chunk = connection.recv(65536)
         if not chunk:
             break
         answer += chunk
     return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, blank, body = answer.partition(b"\r\n\r\n")
+    if not blank:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    return length is None or len(body) >= int(length.group(1))
 
 
 def _evaluate(server: Server, token: str) -> httpx.Response:
