@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 # A pooled PostgreSQL connection idle longer than this is pinged when checked out. Not every
-# checkout, as SQLAlchemy's pool_pre_ping does: under load the ping was a fifth of a request's
-# database time, for connections that had answered milliseconds before. A server restart
+# checkout, as SQLAlchemy's pool_pre_ping does: under load the ping took a fifth of the
+# evaluation handler's time, for connections that had answered milliseconds before. A restart
 # cuts the connections in use all the same (their requests fail with 503 and the pool drops
 # the rest at the first disconnect); the idle ones are the ones a restart or a firewall's
 # idle timeout leaves dead unnoticed.

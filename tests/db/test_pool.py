@@ -1,6 +1,6 @@
 """PostgreSQL's pool: a connection that sat idle is pinged before use and replaced if the
-server cut it; one used a moment ago is not pinged (that ping was a fifth of a request's
-database time under load). On the machine's real server, cutting real backends."""
+server cut it; one used a moment ago is not pinged (under load, that ping took a fifth of the
+evaluation handler's time). On the machine's real server, cutting real backends."""
 
 from __future__ import annotations
 
