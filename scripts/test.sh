@@ -4,7 +4,10 @@
 # type check, the rule toolchain (validate, clinical vignettes, full three-valued coverage) and
 # pytest twice: the application on SQLite (the
 # embedded default), then again on the local PostgreSQL (started if it is down). The database
-# layer's own tests use both in each pass. CI runs exactly this (.ci/run).
+# layer's own tests use both in each pass. Each pass runs on one pytest-xdist worker per core
+# (ELIGO_TEST_WORKERS=N to choose; 0 runs in this process), a test file's tests on one worker,
+# since module fixtures start servers; every test makes its own databases, so workers share
+# nothing. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -20,7 +23,8 @@ echo "== eligo rules validate / test / coverage"
 # The full table only when something was never exercised; otherwise its last line.
 coverage=$(.venv/bin/eligo rules coverage rules --fail-under 100) || { echo "$coverage"; exit 1; }
 echo "${coverage##*$'\n'}"
+parallel=(-n "${ELIGO_TEST_WORKERS:-auto}" --dist loadfile)
 echo "== pytest (application database: SQLite)"
-ELIGO_TEST_DATABASE=sqlite .venv/bin/pytest "$@"
+ELIGO_TEST_DATABASE=sqlite .venv/bin/pytest "${parallel[@]}" "$@"
 echo "== pytest (application database: PostgreSQL; tests marked one_pass ran above)"
-ELIGO_TEST_DATABASE=postgres .venv/bin/pytest -m "not one_pass" "$@"
+ELIGO_TEST_DATABASE=postgres .venv/bin/pytest "${parallel[@]}" -m "not one_pass" "$@"
