@@ -4,8 +4,9 @@ Two formats, chosen by extension:
 - `.jsonl` / `.ndjson`: one JSON object per line, `{"id": "...", "features": {...}}` with the
   features exactly as POST /v1/evaluations takes them;
 - `.csv`: a header row with an `id` column and one column per feature id; `feature[unit]`
-  (e.g. `serum_creatinine[umol/L]`) gives that column's unit. Empty cells are unknown;
-  booleans are true/false, yes/no or 1/0.
+  (e.g. `serum_creatinine[umol/L]`) gives that column's unit. Cells are read by the one cell
+  grammar (app/engine/cells.py), as `eligo screen` reads them: empty, NA, n/a, NULL, NaN and
+  `.` are unknown; booleans are true/yes/y/1 or false/no/n/0.
 
 Cells are typed by the feature catalogue, not guessed: "1" is a number for `mrss` and true for
 `ild_present`. Values are not validated here (units, ranges): `normalise` does that, and the
@@ -23,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from app import strict_json
+from app.engine import cells
 from app.engine.model import Feature
-from app.engine.schema import FeatureType
 
 # A column header: a feature id, optionally with its unit (`serum_creatinine[umol/L]`).
 HEADER = re.compile(r"^(?P<feature>[a-z][a-z0-9_]*)(?:\[(?P<unit>[^\]]+)\])?$")
-_TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 MAX_ROWS = 1_000_000
 # A cohort line is one patient's features: held to the API's default JSON limits (a line of
 # thousands of nested brackets would otherwise exhaust Python's parser).
@@ -147,26 +147,25 @@ def _patient(
     ident = ""
     values: dict[str, Any] = {}
     for (feature, unit), raw in zip(columns, row, strict=True):
-        cell = raw.strip()
         if feature == "id":
-            ident = cell
-        elif cell:
-            values[feature] = _cell(cell, features[feature], unit, f"{where}: {feature}")
+            ident = raw.strip()
+            continue
+        value = _cell(raw, features[feature], unit, f"{where}: {feature}")
+        if value is not None:
+            values[feature] = value
     if not ident:
         raise CohortError(f"{where}: empty id")
     return CohortPatient(ident, where, values)
 
 
-def _cell(cell: str, feature: Feature, unit: str | None, where: str) -> Any:
-    if feature.type is FeatureType.BOOLEAN:
-        lowered = cell.lower()
-        if lowered in _TRUE | _FALSE:
-            return lowered in _TRUE
-        raise CohortError(f"{where}: expected true/false, yes/no or 1/0, got {cell!r}")
-    if feature.type is FeatureType.ENUM:
-        return cell
-    try:
-        number = float(cell)
-    except ValueError:
-        raise CohortError(f"{where}: expected a number, got {cell!r}") from None
-    return {"value": number, "unit": unit} if unit else number
+def _cell(raw: str, feature: Feature, unit: str | None, where: str) -> Any:
+    """The cell as the API would be given it (None: unknown); a cell that is no value of the
+    feature's type stops the file, with its place."""
+    read = cells.read(raw, feature.type)
+    if isinstance(read, cells.Unknown):
+        return None
+    if isinstance(read, cells.Problem):
+        raise CohortError(f"{where}: {read.message}")
+    if unit and not isinstance(read, bool | str):
+        return {"value": read, "unit": unit}
+    return read

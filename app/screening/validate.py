@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
+from app.engine.cells import FALSE_WORDS, TRUE_WORDS
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
 from app.engine.sql import Columns, corrected_column, derivations, is_true, number
@@ -37,8 +38,6 @@ from app.screening.mapping import Column, Plan, RawKind
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
-TRUE_WORDS = ("true", "yes", "y", "1")
-FALSE_WORDS = ("false", "no", "n", "0")
 ROW = "_row"
 PROBLEMS = "_problems"
 VALID = "_valid"

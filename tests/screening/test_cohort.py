@@ -63,8 +63,12 @@ def test_jsonl_rows_are_the_api_input(golden_rules: RuleBase, tmp_path: Path) ->
         ("c.csv", "score\n1\n", "c.csv:1: no `id` column"),
         ("c.csv", "id,score,score\n", "c.csv:1: duplicate column(s) score"),
         ("c.csv", "id,score\np1,1,2\n", "c.csv:2: 3 cells, the header has 2"),
-        ("c.csv", "id,has_disease\np1,maybe\n", "c.csv:2: has_disease: expected true/false"),
-        ("c.csv", "id,score\np1,high\n", "c.csv:2: score: expected a number, got 'high'"),
+        ("c.csv", "id,has_disease\np1,maybe\n", "c.csv:2: has_disease: 'maybe' is not yes/no"),
+        ("c.csv", "id,score\np1,high\n", "c.csv:2: score: 'high' is not a number"),
+        ("c.csv", "id,score\np1,61,5\n", "c.csv:2: 3 cells, the header has 2"),
+        ("c.csv", 'id,score\np1,"61,5"\n', "c.csv:2: score: '61,5' has a decimal comma"),
+        ("c.csv", "id,score\np1,1_000\n", "c.csv:2: score: '1_000' is not a number"),
+        ("c.csv", "id,score\np1,inf\n", "c.csv:2: score: 'inf' is not a number"),
         ("c.csv", "id,score\n,1\n", "c.csv:2: empty id"),
         ("c.csv", "id,score\np1,1\np1,2\n", "c.csv:3: duplicate id (first at"),
         ("c.jsonl", '{"id": "a", "features": {}}\n{"id": "b", ', "c.jsonl:2:13: malformed JSON"),
@@ -113,3 +117,17 @@ def test_the_row_limit_counts_patients_not_the_header(
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(CohortError, match="more than 3 rows"):
         read_cohort(path, golden_rules.features)
+
+
+def test_cells_read_by_the_one_grammar_as_eligo_screen_reads_them(
+    golden_rules: RuleBase, tmp_path: Path
+) -> None:
+    """Missing-value codes are unknown and y/n are booleans, as in `eligo screen` (issue 20:
+    `rules diff --cohort` read booleans differently)."""
+    path = _write(tmp_path, "c.csv", "id,has_disease,score\np1,Y,NA\np2,n,.\np3,,n/a\n")
+    p1, p2, p3 = read_cohort(path, golden_rules.features)
+    assert (p1.features, p2.features, p3.features) == (
+        {"has_disease": True},
+        {"has_disease": False},
+        {},
+    )
