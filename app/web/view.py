@@ -179,15 +179,16 @@ def workup(
     disease: Disease | None,
     shown: Collection[str] = (),
 ) -> list[Section]:
-    """The form's sections for one disease: only the values its protocols decide on (its
-    diagnosis is the choice itself), those two or more protocols ask in view and those only one
+    """The form's sections for one disease: only the values its protocols decide on or caution
+    about (its diagnosis is the choice itself), those two or more protocols ask in view and those only one
     asks folded; a value in `shown` (entered, in error, to measure) is never left out, and
     unfolds its group. Without a disease, every value, as `sections` lays them out."""
     if disease is None:
         return sections(features)
     asking: dict[str, list[str]] = {}
     for ruleset in disease.rulesets:
-        used = {f for c in ruleset.deciding for f in c.features}
+        # A caution's values too: unknown, it is shown as "not known" on every verdict.
+        used = {f for c in (*ruleset.deciding, *ruleset.cautions) for f in c.features}
         name = short_name({"id": ruleset.id, "title": ruleset.title})
         for feature in used - set(disease.diagnosis):
             asking.setdefault(feature, []).append(name)

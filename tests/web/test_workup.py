@@ -52,7 +52,7 @@ def test_an_ssc_work_up_shows_only_what_decides_ssc_protocols(
         f
         for r in shipped_rules.rulesets.values()
         if r.indication == "ssc"
-        for c in r.deciding
+        for c in (*r.deciding, *r.cautions)
         for f in c.features
     }
     assert ssc == (deciding - {"ssc_diagnosis"}) | {"patient_id"}  # the choice records SSc
