@@ -180,9 +180,9 @@ def workup(
     shown: Collection[str] = (),
 ) -> list[Section]:
     """The form's sections for one disease: only the values its protocols decide on or caution
-    about (its diagnosis is the choice itself), those two or more protocols ask in view and those only one
-    asks folded; a value in `shown` (entered, in error, to measure) is never left out, and
-    unfolds its group. Without a disease, every value, as `sections` lays them out."""
+    about (its diagnosis is the choice itself), those two or more protocols ask in view and
+    those only one asks folded; a value in `shown` (entered, in error, to measure) is never
+    left out, and unfolds its group. Without a disease, every value, as `sections` does."""
     if disease is None:
         return sections(features)
     asking: dict[str, list[str]] = {}
