@@ -156,7 +156,10 @@ def diseases(rulesets: Iterable[RuleSet]) -> dict[str, Disease]:
     for ruleset in rulesets:
         by_indication.setdefault(str(ruleset.indication), []).append(ruleset)
     out = {}
-    for ident, members in by_indication.items():
+    order = list(DISEASE_NAMES)  # SSc, SLE; a disease the names do not know, after them
+    known_first = sorted(by_indication, key=lambda i: (order.index(i) if i in order else 99, i))
+    for ident in known_first:
+        members = by_indication[ident]
         diagnosis = dict.fromkeys(f for r in members for f in r.indication_criterion.features)
         name = DISEASE_NAMES.get(ident, INDICATIONS.get(ident, ident))
         out[ident] = Disease(ident, name, tuple(diagnosis), tuple(members))
