@@ -234,6 +234,7 @@ def test_keyboard_alone_chooses_ssc_fills_the_work_up_and_evaluates(
     expect(page.locator("dl.meta")).to_contain_text("identifier recorded as the pseudonym")
     expect(page.locator('#field-severe_comorbidity input[value="no"]')).to_be_checked()
     expect(panel(page, "hsct-ssc-astis").get_by_role("heading", level=4)).to_contain_text("ASTIS")
+    assert typed["patient_id"] not in web_server.output()  # never reaches the server's log
 
 
 def tab_to(page: Page, selector: str, limit: int = 300) -> int:
