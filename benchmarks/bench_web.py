@@ -40,7 +40,8 @@ def _timed(times: dict[str, list[float]], step: str, call: object) -> httpx.Resp
 
 
 def _round(client: httpx.Client, times: dict[str, list[float]], fhir: str | None) -> dict[str, int]:
-    form = _timed(times, "GET /", lambda: client.get("/"))
+    # The SSc work-up (the start page alone only asks for the disease).
+    form = _timed(times, "GET /", lambda: client.get("/?disease=ssc"))
     token = csrf_of(form.text)
     if fhir is None:
         fields = {**form_fields(ASTIS_CANDIDATE), "csrf_token": token}

@@ -158,20 +158,48 @@ def _form_context(
     *,
     evaluation: tuple[Evaluation, compact.Recorded] | None = None,
     fhir_text: str = "",
+    chosen: str | None = None,
+    patient_id: str = "",
 ) -> dict[str, Any]:
+    """`chosen`: the disease the clinician started with (`ALL_FIELDS` for every field), else
+    the one the values record; with neither, and nothing entered, the page asks for it first."""
+    known = view.diseases(rules.rulesets.values())
     context: dict[str, Any] = {
         "viewer": viewer,
-        "sections": view.sections(rules.features),
-        "confirmations": view.confirmations(rules.features, rules.rulesets.values()),
         "entries": entries,
         "errors": errors,
-        "labels": {k: f.spec.label for k, f in rules.features.items()},
+        "labels": {"patient_id": "Patient identifier"}
+        | {k: f.spec.label for k, f in rules.features.items()},
         "fhir_text": fhir_text,
         "evaluation": None,
+        "diseases": known,
+        "patient_id": patient_id,
     }
     if evaluation is not None:
         context.update(_evaluation_context(*evaluation, rules))
+    disease = known.get(chosen or "") or known.get(view.disease_of(entries, known) or "")
+    shown = {*entries, *errors, *_targets(context.get("results"))}
+    asking = disease.rulesets if disease else tuple(rules.rulesets.values())
+    context |= {
+        "disease": disease,
+        "choose_first": disease is None and chosen != ALL_FIELDS and not shown,
+        "sections": view.workup(rules.features, disease, shown),
+        "confirmations": view.confirmations(rules.features, asking, shown if disease else None),
+    }
     return context
+
+
+ALL_FIELDS = "all"  # `?disease=all`: every field of the catalogue, no disease recorded
+
+
+def _targets(results: object) -> set[str]:
+    """The fields the results link to (to measure, to confirm): never folded away."""
+    if not isinstance(results, view.Results):  # none, or a record that cannot be shown
+        return set()
+    panels = [p for t in results.therapies for p in t.panels]
+    return {f for p in panels for f, _ in p.missing} | {
+        t.feature for p in panels for t in p.to_confirm
+    }
 
 
 def _evaluation_context(
@@ -202,17 +230,20 @@ def _evaluation_context(
 
 @router.get("/", response_class=HTMLResponse)
 def form_page(
+    *,
     request: Request,
     session: DbSession,
     rules: Rules,
     settings: Config,
     evaluation: str | None = None,
+    disease: str | None = None,
 ) -> Response:
     viewer = _who(request, session, settings)
     if viewer is None:
         return _no_viewer(request, settings)
     if evaluation is None:
-        return _page(request, settings, "form.html", _form_context(rules, viewer, {}, {}))
+        context = _form_context(rules, viewer, {}, {}, chosen=disease)
+        return _page(request, settings, "form.html", context)
     found = _find(session, evaluation)
     if found is None:
         return _not_found(request, settings, evaluation)
@@ -258,6 +289,14 @@ def evaluate_form(
         return viewer
     fields = [(k, v) for k, v in posted.multi_items() if isinstance(v, str)]
     parsed = forms.parse(fields, rules.features)
+    chosen = view.diseases(rules.rulesets.values()).get(str(posted.get("disease") or ""))
+    if chosen is not None:
+        forms.record_diagnosis(parsed, chosen.diagnosis)
+    # Pseudonymised by the service before it is stored, as the API's `patient_id`; never
+    # logged, never put in a URL, shown again only in this response's form (a value to fix).
+    patient_id = str(posted.get("patient_id") or "").strip()
+    if too_long := forms.patient_id_error(patient_id):
+        parsed.errors["patient_id"] = too_long
     source = _find(session, str(posted.get("fhir_from") or ""))
     fhir = source.input_received.get("fhir") if source is not None else None
     if source is not None and fhir is not None:
@@ -266,13 +305,26 @@ def evaluate_form(
         forms.check(parsed, rules.features)
     else:
         asked = service.Asked(
-            parsed.features, None, "form", None, fhir=fhir, clinician=viewer.username
+            parsed.features,
+            None,
+            "form",
+            None,
+            patient_id=patient_id or None,
+            fhir=fhir,
+            clinician=viewer.username,
         )
         decided = _decide(request, session, rules, settings, asked)
         if isinstance(decided, Response):
             return decided
         parsed.errors.update(decided)
-    context = _form_context(rules, viewer, parsed.entries, parsed.errors)
+    context = _form_context(
+        rules,
+        viewer,
+        parsed.entries,
+        parsed.errors,
+        chosen=chosen.id if chosen else ALL_FIELDS,
+        patient_id=patient_id,
+    )
     context["fhir_from"] = source.id if source is not None and fhir is not None else None
     return _page(request, settings, "form.html", context, 422)
 
@@ -432,6 +484,8 @@ def report(
         {},
         evaluation=(found, compact.answer(session, rules, found, shown_as="full")),
     )
+    shown = context.get("results")
+    context["references"] = view.references(shown) if isinstance(shown, view.Results) else []
     return _page(request, settings, "report.html", context)
 
 

@@ -22,8 +22,10 @@ from app.engine.unit_names import ucum
 from app.engine.words import number
 from app.web.view import derivation, source
 
-# Form fields that are not features.
-RESERVED = frozenset({"csrf_token", "fhir_from"})
+# Form fields that are not features: the disease the form was started with (its diagnosis is
+# recorded by `record_diagnosis`) and the patient identifier (pseudonymised by the service).
+RESERVED = frozenset({"csrf_token", "fhir_from", "disease", "patient_id"})
+MAX_PATIENT_ID = 256  # characters, as the API's `patient_id`
 UNIT_SUFFIX = ".unit"
 BOOLEAN = {"yes": True, "no": False}
 MAX_FIELD = 64  # characters: no plausible value is longer
@@ -75,6 +77,19 @@ def parse(form: Iterable[tuple[str, str]], features: Mapping[str, Feature]) -> P
         except ValueError as exc:
             parsed.errors[feature_id] = str(exc)
     return parsed
+
+
+def record_diagnosis(parsed: Parsed, diagnosis: Iterable[str]) -> None:
+    """The disease chosen first is the diagnosis recorded: its features are yes (the form
+    does not ask them again)."""
+    for feature_id in diagnosis:
+        parsed.features[feature_id] = True
+        parsed.entries[feature_id] = Entry("yes")
+        parsed.errors.pop(feature_id, None)
+
+
+def patient_id_error(text: str) -> str | None:
+    return f"too long: at most {MAX_PATIENT_ID} characters" if len(text) > MAX_PATIENT_ID else None
 
 
 def check(parsed: Parsed, features: Mapping[str, Feature]) -> None:

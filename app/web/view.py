@@ -9,7 +9,8 @@ something the record does not.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.cds.cards import INDICATIONS, THERAPIES, short_name
@@ -74,6 +75,26 @@ class Section:
     id: str
     title: str
     fields: tuple[Field, ...]
+    # A disease's work-up: the values only one of its protocols asks, folded under the section
+    # so the common work-up stays short; `more_for` names those protocols, `more_open` unfolds
+    # it when one of them holds a value, an error or a result's "to measure" link.
+    more: tuple[Field, ...] = ()
+    more_for: tuple[str, ...] = ()
+    more_open: bool = False
+
+
+# FHIR element paths in the catalogue's descriptions (written for integrators too) with the
+# words that lead to them: "(derived from Patient.birthDate)", "as recorded in Patient.gender".
+_FHIR_PATH = re.compile(
+    r"\s*\((?:derived )?from [A-Z][a-z]+\.[a-z][A-Za-z.]*\)|\s+(?:in|from) "
+    r"[A-Z][a-z]+\.[a-z][A-Za-z]*"
+)
+
+
+def plain(text: str) -> str:
+    """A description in the clinician's words: the FHIR element it is read from is the
+    integrator's business (and the form says which resource a loaded value came from)."""
+    return _FHIR_PATH.sub("", text)
 
 
 def _field(feature: Feature) -> Field:
@@ -85,7 +106,7 @@ def _field(feature: Feature) -> Field:
     return Field(
         spec.id,
         spec.label,
-        spec.description,
+        plain(spec.description),
         spec.type.value,
         spec.unit,
         units,
@@ -115,6 +136,77 @@ def sections(features: Mapping[str, Feature]) -> list[Section]:
 
 
 @dataclass(frozen=True, slots=True)
+class Disease:
+    """A disease the form can be started with: choosing it records its diagnosis (the features
+    its protocols' indication criteria read) and shows the values its protocols decide on."""
+
+    id: str  # the rule sets' indication: "ssc"
+    name: str  # "Systemic sclerosis (SSc)"
+    diagnosis: tuple[str, ...]  # features set to yes by the choice
+    rulesets: tuple[RuleSet, ...]
+
+
+DISEASE_NAMES = {"ssc": "Systemic sclerosis (SSc)", "sle": "Systemic lupus erythematosus (SLE)"}
+
+
+def diseases(rulesets: Iterable[RuleSet]) -> dict[str, Disease]:
+    """The diseases the loaded rule sets treat, from their indications (a rule set for a new
+    disease adds a choice without a template change)."""
+    by_indication: dict[str, list[RuleSet]] = {}
+    for ruleset in rulesets:
+        by_indication.setdefault(str(ruleset.indication), []).append(ruleset)
+    out = {}
+    order = list(DISEASE_NAMES)  # SSc, SLE; a disease the names do not know, after them
+    known_first = sorted(by_indication, key=lambda i: (order.index(i) if i in order else 99, i))
+    for ident in known_first:
+        members = by_indication[ident]
+        diagnosis = dict.fromkeys(f for r in members for f in r.indication_criterion.features)
+        name = DISEASE_NAMES.get(ident, INDICATIONS.get(ident, ident))
+        out[ident] = Disease(ident, name, tuple(diagnosis), tuple(members))
+    return out
+
+
+def disease_of(entries: Mapping[str, object], known: Mapping[str, Disease]) -> str | None:
+    """The one disease whose diagnosis the recorded values say yes to, else None (none, or
+    both: the form then shows every field)."""
+    recorded = [
+        d.id
+        for d in known.values()
+        if all(getattr(entries.get(f), "value", None) == "yes" for f in d.diagnosis)
+    ]
+    return recorded[0] if len(recorded) == 1 else None
+
+
+def workup(
+    features: Mapping[str, Feature],
+    disease: Disease | None,
+    shown: Collection[str] = (),
+) -> list[Section]:
+    """The form's sections for one disease: only the values its protocols decide on or caution
+    about (its diagnosis is the choice itself), those two or more protocols ask in view and
+    those only one asks folded; a value in `shown` (entered, in error, to measure) is never
+    left out, and unfolds its group. Without a disease, every value, as `sections` does."""
+    if disease is None:
+        return sections(features)
+    asking: dict[str, list[str]] = {}
+    for ruleset in disease.rulesets:
+        # A caution's values too: unknown, it is shown as "not known" on every verdict.
+        used = {f for c in (*ruleset.deciding, *ruleset.cautions) for f in c.features}
+        name = short_name({"id": ruleset.id, "title": ruleset.title})
+        for feature in used - set(disease.diagnosis):
+            asking.setdefault(feature, []).append(name)
+    kept = {k: f for k, f in features.items() if k in asking or k in shown}
+    out = []
+    for section in sections({k: f for k, f in kept.items() if k not in disease.diagnosis}):
+        main = tuple(f for f in section.fields if len(asking.get(f.id, ())) >= 2)
+        more = tuple(f for f in section.fields if f not in main)
+        names = dict.fromkeys(n for f in more for n in asking.get(f.id, ()))
+        opened = any(f.id in shown for f in more)
+        out.append(Section(section.id, section.title, main, more, tuple(names), opened))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Confirmation:
     """A clinician-judged feature as one control: not yet assessed, or either answer."""
 
@@ -127,15 +219,20 @@ class Confirmation:
 
 
 def confirmations(
-    features: Mapping[str, Feature], rulesets: Iterable[RuleSet]
+    features: Mapping[str, Feature],
+    rulesets: Iterable[RuleSet],
+    shown: Collection[str] | None = None,
 ) -> list[Confirmation]:
     """The catalogue's confirmations, each offering the answer that lets the patient go on
-    first, so the usual case is one click and the other answer is never the default."""
+    first, so the usual case is one click and the other answer is never the default. Given
+    `shown` (a disease's work-up), only those its protocols ask or that are in `shown`."""
     asking = list(rulesets)
     out = []
     for feature in features.values():
         spec = feature.spec
         if spec.confirmation is None:
+            continue
+        if shown is not None and spec.id not in shown and not _asked_by(spec.id, asking):
             continue
         go = "yes" if spec.confirmation.proceeds_when else "no"
         stop = "no" if go == "yes" else "yes"
@@ -144,7 +241,7 @@ def confirmations(
                 spec.id,
                 spec.label,
                 spec.confirmation.question,
-                spec.description,
+                plain(spec.description),
                 (
                     ("", "Not yet assessed", False),
                     (go, go.capitalize(), True),
@@ -211,6 +308,11 @@ class Criterion:
     # its source), the API's `origin.label` in two parts so the scope can stand out.
     origin: tuple[str, str] | None
 
+    @property
+    def passed(self) -> bool:
+        """Settled in the patient's favour: an inclusion met, an exclusion not met."""
+        return self.result == ("not_met" if self.kind == "exclusion" else "met")
+
 
 @dataclass(frozen=True, slots=True)
 class ToConfirm:
@@ -238,6 +340,20 @@ class Panel:
     risks: tuple[FactOut, ...]
     citations: tuple[CitationOut, ...]
     not_assessed: str = ""  # why it is set apart, in words ("": assessed)
+
+    @property
+    def first_reason(self) -> str:
+        """What rules the patient out first, in words with the patient's value and the limit
+        ("DLCO below 40 %: DLCO 35 % (limit < 40 %)"); "" when nothing does."""
+        return reason(self.deciding[0]) if self.deciding else ""
+
+
+def reason(criterion: Criterion) -> str:
+    """A deciding criterion in words: its title, then each known value against its limit."""
+    known = [a for a in criterion.atoms if a.result != "unknown"]
+    limit = "needs" if criterion.kind == "inclusion" else "excluded when"
+    values = "; ".join(f"{a.label} {a.value} ({limit} {a.threshold})" for a in known)
+    return f"{criterion.title}: {values}" if values else criterion.title
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,6 +611,17 @@ def results(decisions: Sequence[DecisionOut], features: Mapping[str, Feature]) -
 def _indication_known(decision: DecisionOut) -> bool:
     """Whether the decision's indication criterion (the first) is met or not met."""
     return any(c["kind"] == "indication" and c["result"] != "unknown" for c in decision["criteria"])
+
+
+def references(shown: Results) -> list[CitationOut]:
+    """The citations of the assessed protocols, each once, in the order first cited (the
+    printed report lists them after the evidence rather than under every protocol)."""
+    seen: dict[str, CitationOut] = {}
+    for therapy in shown.therapies:
+        for made in therapy.panels:
+            for citation in made.citations:
+                seen.setdefault(citation["id"], citation)
+    return list(seen.values())
 
 
 def link(citation: CitationOut) -> str | None:

@@ -49,4 +49,4 @@ def test_with_no_diagnosis_the_page_asks_for_it_first(development: TestClient) -
     assert "Record the diagnosis first" in html
     assert 'class="not-assessed"' not in html
     assert all(f"#rs-{ruleset}" in _glance(html) for ruleset in APART)  # all undecided
-    assert "Start with the diagnosis" in development.get("/").text  # the form says so too
+    assert "Start with the disease" in development.get("/").text  # the form says so too

@@ -43,7 +43,7 @@ def _panel(html: str, ruleset: str) -> str:
 def test_the_form_is_generated_from_the_catalogue_and_announces_development(
     development: TestClient,
 ) -> None:
-    page = development.get("/")
+    page = development.get("/?disease=all")  # every field (the disease-first view: test_workup)
     assert page.status_code == 200
     html = page.text
     for heading in ("Demographics and diagnosis", "Lung", "Heart", "Kidney", "Prior treatment"):
@@ -109,12 +109,15 @@ def test_an_empty_form_is_recorded_and_says_nothing_was_entered(development: Tes
     assert banner not in development.get(known.headers["location"]).text
 
 
-def test_the_confirmations_come_first_one_radio_group_each(development: TestClient) -> None:
-    html = development.get("/").text
+def test_the_confirmations_close_the_work_up_one_radio_group_each(
+    development: TestClient,
+) -> None:
+    """After comorbidities and safety, as a work-up ends (they came first before issue 19),
+    highlighted apart, just before Evaluate."""
+    html = development.get("/?disease=ssc").text
     form = html[html.index('<form method="post" action="/" ') :]
-    section = form[
-        form.index('id="section-confirmations"') : form.index('id="section-demographics"')
-    ]
+    assert form.index('id="section-comorbidities"') < form.index('id="section-confirmations"')
+    section = form[form.index('id="section-confirmations"') : form.index('class="actions"')]
     assert "<h3>To confirm (clinician judgement)</h3>" in section
     question = "Does the patient have a severe concomitant disease or organ failure"
     assert f"<legend>{question}" in section
@@ -420,7 +423,7 @@ def test_a_fractional_count_is_named_beside_its_field(development: TestClient) -
 def test_the_form_shows_units_in_words_never_ucum(development: TestClient) -> None:
     """`mmHg`, `µmol/L`, `years`; no `mm[Hg]`, `{count}` or `{1.73_m2}` a clinician would
     read (the selects' values are still UCUM codes, which the form posts)."""
-    html = development.get("/").text
+    html = development.get("/?disease=all").text
     shown = re.sub(r'value="[^"]*"', "", html)
     for ucum in ("mm[Hg]", "{count}", "{score}", "{class}", "{ratio}", "{1.73_m2}", "[wood"):
         assert ucum not in shown, ucum

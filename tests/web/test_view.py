@@ -12,6 +12,7 @@ from app.engine.inputs import normalise
 from app.engine.model import RuleBase
 from app.engine.run import evaluate_all, select
 from app.web import view
+from app.web.forms import Entry
 from tests.astis_patients import ASTIS_CANDIDATE
 
 
@@ -275,3 +276,37 @@ def test_derivations_name_features_by_label_but_leave_the_reason_alone(
     entered: present.Provenance = {"source": "input"}
     assert view.derivation(entered, shipped_rules.features) is None
     assert view.source(provenance) is None
+
+
+def test_the_diseases_come_from_the_rule_sets_indications(shipped_rules: RuleBase) -> None:
+    known = view.diseases(shipped_rules.rulesets.values())
+    assert list(known) == ["ssc", "sle"]
+    assert known["ssc"].diagnosis == ("ssc_diagnosis",)
+    assert known["sle"].diagnosis == ("sle_diagnosis",)
+    yes, no = Entry("yes"), Entry("no")
+    assert view.disease_of({"ssc_diagnosis": yes}, known) == "ssc"
+    assert view.disease_of({"ssc_diagnosis": yes, "sle_diagnosis": yes}, known) is None  # both
+    assert view.disease_of({"ssc_diagnosis": no}, known) is None
+
+
+def test_a_work_up_folds_what_one_protocol_asks_and_keeps_what_was_entered(
+    shipped_rules: RuleBase,
+) -> None:
+    ssc = view.diseases(shipped_rules.rulesets.values())["ssc"]
+    plain = {s.id: s for s in view.workup(shipped_rules.features, ssc)}
+    assert [f.id for f in plain["skin"].fields] == ["mrss"]  # six SSc protocols ask it
+    assert [f.id for f in plain["skin"].more] == ["trunk_skin_involvement"]  # ASTIS alone
+    assert plain["skin"].more_for == ("ASTIS",)
+    assert not plain["skin"].more_open
+    assert all(f.id != "sex" for s in plain.values() for f in (*s.fields, *s.more))
+    shown = {s.id: s for s in view.workup(shipped_rules.features, ssc, {"sex", "pao2_mmhg"})}
+    assert "sex" in [f.id for f in shown["demographics"].more]
+    assert shown["lung"].more_open
+    assert view.workup(shipped_rules.features, None) == view.sections(shipped_rules.features)
+
+
+def test_the_first_reason_gives_the_value_and_the_limit(shipped_rules: RuleBase) -> None:
+    decisions = _decisions(shipped_rules, {**ASTIS_CANDIDATE, "age_years": 70})
+    astis = _astis(view.results(decisions, shipped_rules.features))
+    assert astis.status == "ineligible"
+    assert astis.first_reason.endswith("Age 70 years (needs 18–65 years)")

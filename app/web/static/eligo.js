@@ -10,6 +10,16 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("beforeprint", () => {
     for (const folded of document.querySelectorAll(".evaluation details")) folded.open = true;
   });
+  // A link to a field folded away (a value only one protocol asks) unfolds its group first.
+  const unfold = () => {
+    const target = location.hash && document.getElementById(location.hash.slice(1));
+    for (let node = target; node; node = node.parentElement) {
+      if (node.tagName === "DETAILS") node.open = true;
+    }
+    if (target) target.scrollIntoView();
+  };
+  window.addEventListener("hashchange", unfold);
+  unfold();
   // Move focus to the error summary so screen-reader and keyboard users land on it.
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();

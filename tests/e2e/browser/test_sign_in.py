@@ -16,7 +16,7 @@ from app.services import accounts
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.databases import app_database
 from tests.e2e.browser.conftest import artefact, axe_violations, describe
-from tests.e2e.browser.test_form import evaluate, fill
+from tests.e2e.browser.test_form import evaluate, fill, ssc
 from tests.e2e.helpers import ELIGO, Server, eligo_process
 from tests.web.conftest import csrf_of
 
@@ -54,7 +54,8 @@ def test_a_clinician_signs_in_evaluates_and_signs_out(page: Page, signed_server:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_text("Signed in as Dr Ng")).to_be_visible()
-    fill(page, ASTIS_CANDIDATE)
+    page.get_by_role("button", name="Systemic sclerosis (SSc)").click()  # the disease first
+    fill(page, ssc(ASTIS_CANDIDATE))
     evaluate(page)
     expect(page.locator("#rs-hsct-ssc-astis")).to_contain_text("Candidate")
     expect(page.locator(".meta")).to_contain_text("by dr.ng")
