@@ -17,7 +17,7 @@ from app.engine.inputs import FeatureValue, normalise
 from app.engine.model import RuleBase
 from app.engine.present import DecisionOut
 from app.engine.run import evaluate_all, select, set_apart
-from app.services.evaluations import Asked, patient_values
+from app.services.evaluations import PatientInput, patient_values
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.fhir.bundles import SYNTHEA, WRITTEN_ON, alive_on, sle_bundle, ssc_bundle
 
@@ -227,15 +227,13 @@ def _patients(rules: RuleBase) -> Iterator[tuple[str, dict[str, FeatureValue]]]:
     features = rules.features
     for path in SYNTHEA:
         on = alive_on(path)
-        mapped, _ = patient_values(
-            Asked({}, None, "api", None, fhir=json.loads(path.read_text())), features, on
-        )
+        mapped, _ = patient_values(PatientInput(fhir=json.loads(path.read_text())), features, on)
         for added in ({}, {"ssc_diagnosis": True}, {"sle_diagnosis": True}):
             yield f"{path.stem} {added}", derive({**mapped, **normalise(added, features)}, features)
     for name, bundle in (("ssc", ssc_bundle()), ("sle", sle_bundle())):
         yield (
             name,
-            patient_values(Asked({}, None, "api", None, fhir=bundle), features, WRITTEN_ON)[0],
+            patient_values(PatientInput(fhir=bundle), features, WRITTEN_ON)[0],
         )
     for known in ({}, {"ssc_diagnosis": True}, {"sle_diagnosis": True}):
         yield str(known), derive(normalise(known, features), features)
