@@ -158,8 +158,10 @@ def _evaluate(
         payload = {"fhir": payload}  # the body is the Bundle itself
     _within_rules(payload, rules)
     body = _request(payload)
-    patient = service.PatientInput(body.features, body.fhir, body.patient_id)
-    asked = service.Options(body.rulesets, view=options[0], indications=options[1])
+    patient = service.PatientInput(
+        features=body.features, fhir=body.fhir, patient_id=body.patient_id
+    )
+    asked = service.Options(rulesets=body.rulesets, view=options[0], indications=options[1])
     try:
         decided = service.decide(rules, patient, asked, service.Stamp.new())
     except InvalidInput as exc:

@@ -265,7 +265,7 @@ def evaluate_form(
     if parsed.errors:
         forms.check(parsed, rules.features)
     else:
-        patient = service.PatientInput(parsed.features, fhir)
+        patient = service.PatientInput(features=parsed.features, fhir=fhir)
         decided = _decide(
             request, session, rules, settings, patient, channel=service.FormEntry(viewer.username)
         )

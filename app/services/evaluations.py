@@ -50,7 +50,7 @@ from app.services.compact import Integrity
 # --- what is asked: the patient, the answer's options, and who asks ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PatientInput:
     """The patient as a channel received them: explicit feature values (feature id -> value as
     sent), a FHIR R4 Bundle, or both; the patient id is pseudonymised before it is stored."""
@@ -65,7 +65,7 @@ View = Literal["full", "summary"]  # summary: verdicts without the trace (compac
 Indications = Literal["all", "present"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
     """What the answer holds: the rule sets asked for (None: all), its view, its indications."""
 
@@ -110,7 +110,7 @@ class CdsCall:
 
 Channel = ApiCall | FormEntry | SmartLaunch | CdsCall
 # The channel as the record stores it (`evaluations.channel`, at most 16 characters, no CHECK
-# constraint); "screening" is a registry job's, recorded apart (app/screening).
+# constraint); "screening" is kept for registry screening, which records no evaluation yet.
 ChannelName = Literal["api", "cds-hooks", "form", "smart-launch", "screening"]
 
 
@@ -175,7 +175,7 @@ def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[st
 Extra = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decided:
     """An answer and what its record needs; nothing of who asked (that is `record`'s)."""
 
@@ -228,7 +228,17 @@ def decide(
     if extra is not None:
         answer.update(extra(answer))
     body = present.render(answer)
-    return Decided(answer, body, patient, options, stamp.at, rules.hash, values, mapped, answered)
+    return Decided(
+        content=answer,
+        body=body,
+        patient=patient,
+        options=options,
+        at=stamp.at,
+        rules_hash=rules.hash,
+        values=values,
+        mapped=mapped,
+        answered=answered,
+    )
 
 
 def _assessed(
@@ -541,7 +551,7 @@ def _today(
     if current is None:
         return _failed(f"rule set {ruleset_id!r} is no longer served")
     received = evaluation.input_received
-    patient = PatientInput(received["features"], received.get("fhir"))
+    patient = PatientInput(features=received["features"], fhir=received.get("fhir"))
     try:
         values, _ = patient_values(patient, rules.features, evaluation.created_at.date())
     except InvalidInput as exc:
