@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +44,7 @@ from app.engine.suggest import did_you_mean
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.security import Scope
 from app.services import evaluations as service
-from app.services.evaluations import Channel, Replay
+from app.services.evaluations import ChannelName, Indications, Replay, View
 from app.strict_json import field_path, printable
 
 router = APIRouter(prefix="/v1", tags=["evaluations"])
@@ -55,9 +55,7 @@ Rules = Annotated[RuleBase, Depends(current_rules)]
 AuditReader = Annotated[Caller, Depends(require(Scope.AUDIT_READ))]
 
 
-View = Literal["full", "summary"]
 _VIEW: TypeAdapter[View] = TypeAdapter(View)
-Indications = Literal["all", "present"]
 _INDICATIONS: TypeAdapter[Indications] = TypeAdapter(Indications)
 
 
@@ -160,26 +158,20 @@ def _evaluate(
         payload = {"fhir": payload}  # the body is the Bundle itself
     _within_rules(payload, rules)
     body = _request(payload)
-    asked = service.Asked(
-        body.features,
-        body.rulesets,
-        "api",
-        caller.client_id,
-        body.patient_id,
-        body.fhir,
-        view=options[0],
-        indications=options[1],
+    patient = service.PatientInput(
+        features=body.features, fhir=body.fhir, patient_id=body.patient_id
     )
+    asked = service.Options(rulesets=body.rulesets, view=options[0], indications=options[1])
     try:
-        answered = service.decide_and_record(
-            session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
-        )
+        decided = service.decide(rules, patient, asked, service.Stamp.new())
     except InvalidInput as exc:
         raise invalid_input(exc) from None
+    channel = service.ApiCall(caller.client_id)
+    service.record(session, request.app.state.stored, decided, channel, settings.pseudonym_secret())
     commit(request, session)  # here, in this worker thread: no hand-off to another for it
     # The bytes the record's digest was taken of. Returning a Response skips FastAPI's
     # re-validation through EvaluationResponse; a contract test validates real responses.
-    return Response(answered.body, media_type="application/json")
+    return Response(decided.body, media_type="application/json")
 
 
 EXPECTED = (
@@ -274,7 +266,7 @@ def list_evaluations(
     status: Annotated[
         Status | None, Query(description="With this status (for `ruleset`, if given)")
     ] = None,
-    channel: Channel | None = None,
+    channel: ChannelName | None = None,
     client: Annotated[str | None, Query(description="Asked by this API client id")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,

@@ -157,15 +157,18 @@ def _finish(
     found: smart.Launch,
     code: str,
 ) -> Response:
-    """Read the record, then decide and record it as the form does a loaded bundle."""
+    """Read the record, then decide and record it as the form does a loaded bundle, as a
+    launch from the EHR (channel `smart-launch`, with the issuer it was read from)."""
     try:
         bundle = smart_launch.finish(
             _http(request), settings, rules, found, code=code, base_url=_base(request, settings)
         )
     except smart.LaunchRefused as exc:
         return _refused(request, settings, exc)
-    asked = service.Asked({}, None, "form", None, fhir=bundle, clinician=viewer.username)
-    decided = web._decide(request, session, rules, settings, asked)
+    launched = service.SmartLaunch(viewer.username, found.iss)
+    decided = web._decide(
+        request, session, rules, settings, service.PatientInput(fhir=bundle), channel=launched
+    )
     if isinstance(decided, Response):
         return decided
     # The record could not be used (a value out of range, a deceased patient): say why.

@@ -41,6 +41,8 @@ templates.env.filters["unit_words"] = words.unit_words
 templates.env.filters["number"] = words.number
 templates.env.globals["cite_link"] = view.link
 templates.env.globals["result_words"] = view.RESULT
+templates.env.globals["channel_words"] = words.CHANNELS
+templates.env.globals["vocabulary"] = words  # the words a clinician reads, said once
 router = APIRouter(include_in_schema=False)
 
 Rules = Annotated[RuleBase, Depends(current_rules)]
@@ -304,16 +306,12 @@ def evaluate_form(
     if parsed.errors:
         forms.check(parsed, rules.features)
     else:
-        asked = service.Asked(
-            parsed.features,
-            None,
-            "form",
-            None,
-            patient_id=patient_id or None,
-            fhir=fhir,
-            clinician=viewer.username,
+        patient = service.PatientInput(
+            features=parsed.features, fhir=fhir, patient_id=patient_id or None
         )
-        decided = _decide(request, session, rules, settings, asked)
+        decided = _decide(
+            request, session, rules, settings, patient, channel=service.FormEntry(viewer.username)
+        )
         if isinstance(decided, Response):
             return decided
         parsed.errors.update(decided)
@@ -330,17 +328,23 @@ def evaluate_form(
 
 
 def _decide(
-    request: Request, session: Session, rules: RuleBase, settings: Settings, asked: service.Asked
+    request: Request,
+    session: Session,
+    rules: RuleBase,
+    settings: Settings,
+    patient: service.PatientInput,
+    *,
+    channel: service.FormEntry | service.SmartLaunch,
 ) -> Response | dict[str, str]:
     """Decide and record, then redirect to the recorded evaluation (post/redirect/get, so a
     reload never decides twice); or the input errors by field."""
     try:
-        answered = service.decide_and_record(
-            session, rules, request.app.state.stored, asked, settings.pseudonym_secret()
-        )
+        decided = service.decide(rules, patient, service.Options(), service.Stamp.new())
     except InvalidInput as exc:
         return forms.engine_errors(exc.issues)
-    return RedirectResponse(f"/?evaluation={answered.content['id']}", status_code=303)
+    stored, key = request.app.state.stored, settings.pseudonym_secret()
+    service.record(session, stored, decided, channel, key)
+    return RedirectResponse(f"/?evaluation={decided.content['id']}", status_code=303)
 
 
 def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]) -> None:
@@ -424,8 +428,10 @@ def load_fhir(
     text = _bundle_text(posted)
     error, bundle = _read_bundle(text, settings)
     if error is None:
-        asked = service.Asked({}, None, "form", None, fhir=bundle, clinician=viewer.username)
-        decided = _decide(request, session, rules, settings, asked)
+        patient = service.PatientInput(fhir=bundle)
+        decided = _decide(
+            request, session, rules, settings, patient, channel=service.FormEntry(viewer.username)
+        )
         if isinstance(decided, Response):
             return decided
         error = "; ".join(decided.values())

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from app.engine import words
 from app.engine.present import (
     ConfirmationOut,
     CriterionOut,
@@ -32,17 +33,23 @@ from app.engine.present import (
     Provenance,
     RulesetRef,
 )
-from app.engine.words import derivation_words, number, unit_words
+from app.engine.words import (
+    GOES_ON_IF,
+    MEASURE_NEXT,
+    STATUS_WORDS,
+    TO_CONFIRM,
+    derivation_words,
+    number,
+    still_open,
+    unit_words,
+)
 
 SUMMARY_LIMIT = 139  # the spec: "<140 characters"
-THERAPIES = {"hsct": "Autologous HSCT", "msc": "MSC", "car_t": "CD19 CAR-T"}
-INDICATIONS = {"ssc": "SSc", "sle": "SLE"}
-# Status words for clinicians; order = how good the news is for the summary.
-WORDS = {
-    "eligible": "candidate",
-    "indeterminate": "undecided",
-    "ineligible": "ruled out",
-}
+# The vocabulary's names of therapies and indications (the form reads them from here too).
+THERAPIES, INDICATIONS = words.THERAPIES, words.INDICATIONS
+# The statuses a card speaks of, in the form's words (app/engine/words.py); in the order of
+# how good the news is, which the summary leads with.
+WORDS = {status: STATUS_WORDS[status] for status in ("eligible", "indeterminate", "ineligible")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +150,8 @@ def _change_summary(group: Sequence[DecisionOut], before: Mapping[str, str]) -> 
         f" for {INDICATIONS.get(ruleset['indication'], ruleset['indication'])}"
     )
     moves = [
-        f"{WORDS.get(before[r['ruleset']['id']], before[r['ruleset']['id']])} to "
-        f"{WORDS.get(r['status'], r['status'])} under {short_name(r['ruleset'])}"
+        f"{STATUS_WORDS.get(before[r['ruleset']['id']], before[r['ruleset']['id']])} to "
+        f"{STATUS_WORDS.get(r['status'], r['status'])} under {short_name(r['ruleset'])}"
         for r in group
     ]
     text = f"{head}: {'; '.join(moves)}"
@@ -181,16 +188,13 @@ def summary(therapy: str, indication: str, results: Sequence[DecisionOut]) -> st
 
 
 def _open(results: Sequence[DecisionOut]) -> str:
-    """What keeps the best verdict undecided: values to measure, confirmations, or both."""
+    """What keeps the best verdict undecided, as the form's "still open" says it: values to
+    measure, confirmations, or both (each counted once for the protocols waiting for it)."""
     missing = len({f for r in results for f in r["missing"]})
     # .get: answers recorded before confirmations existed have no `to_confirm`.
     confirm = len({c["feature"] for r in results for c in r.get("to_confirm") or ()})
-    values = f"{missing} value{'s' * (missing != 1)} missing"
-    if missing and confirm:
-        return f"; {values}, {confirm} to confirm"
-    if confirm:
-        return f"; {confirm} confirmation{'s' * (confirm != 1)} needed to decide"
-    return f"; {values} to decide"
+    counted = still_open(missing, confirm)
+    return f"; {counted}" if counted else ""
 
 
 def indicator(results: Sequence[DecisionOut]) -> str:
@@ -310,11 +314,11 @@ def _open_items(
     confirm = {c["feature"]: c for r in undecided for c in r.get("to_confirm") or ()}
     items = []
     if measure:
-        items.append(f"*What to measure next:* {_listed(measure, listed)}")
+        items.append(f"*{MEASURE_NEXT}:* {_listed(measure, listed)}")
     if confirm:
         items += [_confirmation(c) for c in list(confirm.values())[:asked]]
         if len(confirm) > asked:
-            items.append(f"*To confirm:* {len(confirm) - asked} more (in Eligo)")
+            items.append(f"*{TO_CONFIRM}:* {len(confirm) - asked} more (in Eligo)")
     return items
 
 
@@ -327,7 +331,7 @@ def _listed(items: list[str], room: int) -> str:
 
 def _confirmation(item: ConfirmationOut) -> str:
     answer = "yes" if item["proceeds_when"] else "no"
-    return f"*To confirm (clinician judgement):* {_md(item['question'])} (goes on if {answer})"
+    return f"*{TO_CONFIRM}:* {_md(item['question'])} ({GOES_ON_IF} {answer})"
 
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")

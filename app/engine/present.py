@@ -22,6 +22,7 @@ from pydantic import ConfigDict, Field, with_config
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
+from app.engine import words
 from app.engine.evaluate import Decision, Result, layout, settled_by
 from app.engine.inputs import INPUT, FeatureValue
 from app.engine.inputs import Provenance as ValueProvenance
@@ -724,18 +725,14 @@ def feature(spec: Feature) -> dict[str, Any]:
     return spec.spec.model_dump(mode="json")
 
 
-# The diseases in words, for the not-assessed message; another indication is named by its id.
-_DISEASES = {"ssc": "SSc", "sle": "SLE"}
-
-
 def not_assessed(ruleset: RuleSet, recorded: tuple[str, ...]) -> NotAssessedOut:
-    """Why a decision set apart (run.set_apart) is not assessed, in words and as a code."""
-    own = _DISEASES.get(ruleset.indication, ruleset.indication)
-    others = " and ".join(_DISEASES.get(i, i) for i in recorded)
+    """Why a decision set apart (run.set_apart) is not assessed, in words (the vocabulary's,
+    with the diseases as clinicians name them) and as a code."""
+    own = words.INDICATIONS.get(ruleset.indication, ruleset.indication)
+    others = " and ".join(words.INDICATIONS.get(i, i) for i in recorded)
     return {
         "code": NOT_ASSESSED,
-        "message": f"Not assessed: no {own} diagnosis recorded (the patient has {others} "
-        f"recorded). Record whether the patient has {own} to assess this protocol.",
+        "message": words.not_assessed(own, others),
         "recorded": list(recorded),
     }
 

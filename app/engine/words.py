@@ -1,12 +1,20 @@
-"""Units, numbers and derivations as a clinician writes them, shared by the clinician form
-(app/web/view.py) and the CDS Hooks cards (app/cds/cards.py), so both say a value alike:
-"73 years", not "73.0 a"; "mL/min/1.73 m²", not "mL/min/{1.73_m2}".
+"""The words a clinician reads, in one place: shared by the clinician form and its printed
+report (app/web/view.py), the CDS Hooks cards (app/cds/cards.py) and the answer's own prose
+(app/engine/present.py), so the card in the EHR and the form it links to say a verdict alike.
+
+- Units, numbers and derivations as a clinician writes them: "73 years", not "73.0 a";
+  "mL/min/1.73 m²", not "mL/min/{1.73_m2}".
+- The vocabulary of a decision: status words ("candidate", "undecided: values missing"),
+  criterion results, comparisons, what is still open ("2 values to measure, 1 to confirm"),
+  the headings of what to measure and what to confirm, why a protocol is not assessed.
+  Written in lower case where a context may start a sentence with them (`capitalised`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Final
 
 from app.engine.unit_names import words
 
@@ -47,3 +55,103 @@ def _reason_start(text: str) -> int:
         if depth == 0:
             return i - 1 if i > 0 and text[i - 1] == " " else i
     return len(text)
+
+
+# --- the vocabulary of a decision -----------------------------------------------------------
+
+# A status (the API's `status`) in words; the form starts a badge with a capital, a card says
+# it mid-sentence ("Autologous HSCT for SSc: candidate under ASTIS").
+STATUS_WORDS: Final[Mapping[str, str]] = {
+    "eligible": "candidate",
+    "indeterminate": "undecided",
+    "ineligible": "ruled out",
+    "not_indicated": "not indicated",
+}
+SYMBOLS: Final[Mapping[str, str]] = {
+    "eligible": "✓",
+    "indeterminate": "?",
+    "ineligible": "✕",
+    "not_indicated": "–",
+}
+VALUES_MISSING: Final = "values missing"
+CONFIRMATION_NEEDED: Final = "confirmation needed"
+# An undecided verdict says what is open: a value to measure and a clinician's judgement are
+# different tasks (EVIDENCE.md §8.5), so a confirmation is never called "missing".
+# Key: (values to measure, confirmations awaited).
+OPEN: Final[Mapping[tuple[bool, bool], str]] = {
+    (True, False): VALUES_MISSING,
+    (False, True): CONFIRMATION_NEEDED,
+    (True, True): f"{VALUES_MISSING}, {CONFIRMATION_NEEDED}",
+}
+RESULT_WORDS: Final[Mapping[str, str]] = {"met": "met", "not_met": "not met", "unknown": "unknown"}
+COMPARISON_SYMBOLS: Final[Mapping[str, str]] = {
+    "<": "<",
+    "<=": "≤",
+    ">": ">",
+    ">=": "≥",
+    "==": "=",
+    "!=": "≠",
+}
+# The headings of an undecided verdict's two lists, and how a confirmation says which answer
+# lets the patient go on ("goes on if no").
+MEASURE_NEXT: Final = "What to measure next"
+TO_CONFIRM: Final = "To confirm (clinician judgement)"
+GOES_ON_IF: Final = "goes on if"
+# Indications and therapies as clinicians name them; another id is shown as it is.
+INDICATIONS: Final[Mapping[str, str]] = {"ssc": "SSc", "sle": "SLE"}
+THERAPIES: Final[Mapping[str, str]] = {
+    "hsct": "Autologous HSCT",
+    "msc": "MSC",
+    "car_t": "CD19 CAR-T",
+}
+# Who asked for an evaluation (its record's `channel`), as "asked through ..." says it.
+CHANNELS: Final[Mapping[str, str]] = {
+    "form": "the clinician form",
+    "smart-launch": "the clinician form, opened from the EHR (SMART launch)",
+    "cds-hooks": "the EHR (CDS Hooks)",
+    "api": "the API",
+    "screening": "registry screening",
+}
+
+
+def capitalised(text: str) -> str:
+    """The first letter in capitals, the rest as written ("ruled out" -> "Ruled out")."""
+    return text[:1].upper() + text[1:]
+
+
+def verdict(status: str, to_measure: bool, to_confirm: bool) -> str:
+    """A status in words, an undecided one with what is open: "undecided: confirmation
+    needed". Undecided with nothing listed (a record from before `to_confirm` existed) is
+    "values missing", as it was then."""
+    word = STATUS_WORDS.get(status, status)
+    if status != "indeterminate":
+        return word
+    return f"{word}: {OPEN.get((to_measure, to_confirm), VALUES_MISSING)}"
+
+
+def still_open(measure: int, confirm: int) -> str:
+    """How much is open, counted: "2 values to measure, 1 to confirm"; "" when nothing is."""
+    parts = [f"{measure} value{'s' * (measure != 1)} to measure"] if measure else []
+    return ", ".join([*parts, *([f"{confirm} to confirm"] if confirm else [])])
+
+
+NOT_ASSESSED: Final = "Not assessed: no diagnosis recorded"  # the heading over those set apart
+
+
+def not_assessed(own: str, others: str) -> str:
+    """Why a protocol is set apart: its disease is not recorded, another one is."""
+    return (
+        f"Not assessed: no {own} diagnosis recorded (the patient has {others} recorded). "
+        f"Record whether the patient has {own} to assess this protocol."
+    )
+
+
+# The form's tables (app/web/view.py exports them under these names, the templates read them).
+STATUS: Final[Mapping[str, tuple[str, str]]] = {
+    status: (capitalised(verdict(status, True, False)), SYMBOLS[status]) for status in STATUS_WORDS
+}
+UNDECIDED: Final[Mapping[tuple[bool, bool], str]] = {
+    open_: capitalised(verdict("indeterminate", *open_)) for open_ in OPEN
+}
+RESULT: Final = RESULT_WORDS
+COMPARISON: Final = COMPARISON_SYMBOLS

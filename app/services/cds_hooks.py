@@ -1,8 +1,9 @@
 """Eligo as a CDS Hooks 2.0 service: what it offers (discovery), how it answers a hook call
 (gather the record, decide and record, cards), and the feedback on its cards.
 
-Every call decides through `decide_and_record`, so each CDS answer is in the audit trail with
-channel `cds-hooks`, its hookInstance and the cards exactly as sent.
+Every call decides and records through the evaluation service (`decide`, then `record` with a
+`CdsCall`), so each CDS answer is in the audit trail with channel `cds-hooks`, its
+hookInstance and the cards exactly as sent.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from app.engine.run import evaluate_all, select
 from app.errors import FieldError, InvalidPayload, NotFound
 from app.fhir.medication import codes_of_derived
 from app.fhir.queries import searches
-from app.services.evaluations import Asked, decide_and_record, patient_values
+from app.services import evaluations
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +156,9 @@ class _Call:
 
     def _statuses(self, gathered: Gathered, today: date) -> dict[str, str]:
         """Each rule set's status without the orders (not recorded: only the answer is)."""
-        asked = Asked({}, None, "cds-hooks", None, fhir=gathered.bundle)
+        patient = evaluations.PatientInput(fhir=gathered.bundle)
         try:
-            values, _ = patient_values(asked, self.rules.features, today)
+            values, _ = evaluations.patient_values(patient, self.rules.features, today)
         except InvalidInput as exc:
             raise gathered.located(exc) from None
         decisions = evaluate_all(select(self.rules, None), values)
@@ -177,15 +178,6 @@ class _Call:
         }
         if what_if is not None:
             call["what_if"] = what_if
-        asked = Asked(
-            features={},
-            rulesets=None,
-            channel="cds-hooks",
-            client_id=None,
-            fhir=gathered.bundle,
-            hook_instance=request.hookInstance,
-            call=call,
-        )
         served: list[cds_cards.Card] = []
 
         def with_cards(answer: dict[str, Any]) -> dict[str, Any]:
@@ -197,12 +189,16 @@ class _Call:
             served.extend(make(answer["results"], links))
             return {"cards": [c.card for c in served]}
 
+        patient, stamp = evaluations.PatientInput(fhir=gathered.bundle), evaluations.Stamp.new()
         try:
-            answer = decide_and_record(
-                self.session, self.rules, self.stored, asked, context.key, extra=with_cards
-            ).content
+            decided = evaluations.decide(
+                self.rules, patient, evaluations.Options(), stamp, extra=with_cards
+            )
         except InvalidInput as exc:
             raise gathered.located(exc) from None
+        channel = evaluations.CdsCall(request.hookInstance, call)
+        evaluations.record(self.session, self.stored, decided, channel, context.key)
+        answer = decided.content
         records.record_cards(
             self.session,
             answer["id"],

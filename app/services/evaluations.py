@@ -1,17 +1,20 @@
-"""Evaluations as a service: decide and record in one go, read records back, replay them.
+"""Evaluations as a service: decide, record, read records back, replay them.
 
-Every channel (the API now; CDS Hooks, the form and screening later) decides through
-`decide_and_record`, so no channel can give advice that skips the audit trail. Nothing here
-commits: the caller's session does, and the answer is sent only after it has.
+Every channel (the API, the form and its SMART launch, CDS Hooks) answers through one pure
+`decide` (the patient's input and the answer's options in; the answer and its exact bytes
+out, no session, no clock, no I/O) and one `record` (the answer into the audit trail, with who
+asked as its typed channel says). A channel sends `Decided.body` only after `record` has put
+it in the session and the session has committed, so no channel gives advice that skips the
+audit trail. Nothing here commits.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar, cast
+from typing import Annotated, Any, Generic, Literal, TypeVar, assert_never, cast
 
 from pydantic import ConfigDict, Field, with_config
 from sqlalchemy.orm import Session
@@ -21,11 +24,11 @@ from typing_extensions import TypedDict
 
 from app.db import audit, clients
 from app.db.models import Evaluation, RulesetVersion
-from app.engine import present
+from app.engine import evaluate, present
 from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
-from app.engine.evaluate import Decision, decide
+from app.engine.evaluate import Decision
 from app.engine.inputs import (
     FeatureValue,
     InputIssue,
@@ -44,39 +47,102 @@ from app.security import pseudonym
 from app.services import compact
 from app.services.compact import Integrity
 
+# --- what is asked: the patient, the answer's options, and who asks ---------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientInput:
+    """The patient as a channel received them: explicit feature values (feature id -> value as
+    sent), a FHIR R4 Bundle, or both; the patient id is pseudonymised before it is stored."""
+
+    features: Mapping[str, Any] = field(default_factory=dict)
+    fhir: Any = None
+    patient_id: str | None = None
+
+
+View = Literal["full", "summary"]  # summary: verdicts without the trace (compact.PRESENT)
+# present: leave out the decisions set apart as not assessed (run.set_apart).
+Indications = Literal["all", "present"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """What the answer holds: the rule sets asked for (None: all), its view, its indications."""
+
+    rulesets: Sequence[str] | None = None
+    view: View = "full"
+    indications: Indications = "all"
+
 
 @dataclass(frozen=True, slots=True)
-class Asked:
-    """One evaluation request, whichever channel it came through."""
+class ApiCall:
+    """`POST /v1/evaluations`: the API client that asked (None: authentication off)."""
 
-    features: Mapping[str, Any]
-    rulesets: Sequence[str] | None
-    channel: str
     client_id: str | None
-    patient_id: str | None = None  # pseudonymised before it is stored
-    fhir: Any = None  # a FHIR R4 Bundle, or None
-    hook_instance: str | None = None  # CDS Hooks: the client's id of the call
-    call: Mapping[str, Any] | None = None  # CDS Hooks: what else the record keeps of the call
-    clinician: str | None = None  # the web form: the signed-in clinician's user name
-    view: str = "full"  # or "summary": verdicts without the trace (compact.PRESENT)
-    # Or "present": leave out the decisions set apart as not assessed (run.set_apart).
-    indications: str = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class FormEntry:
+    """The clinician form, typed in or loaded from a bundle: the signed-in clinician's user
+    name (None: development mode's nobody)."""
+
+    clinician: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SmartLaunch:
+    """The form opened from the EHR (SMART App Launch): the clinician signed in to Eligo and
+    the EHR's FHIR server (`iss`) the record was read from."""
+
+    clinician: str | None
+    issuer: str
+
+
+@dataclass(frozen=True, slots=True)
+class CdsCall:
+    """A CDS Hooks call: the client's hookInstance, and what else the record keeps of the call
+    (service, hook, the JWT's issuer, the user, what was prefetched and fetched). No API
+    client: a CDS client is known by its JWT issuer, which `call` holds."""
+
+    hook_instance: str
+    call: Mapping[str, Any]
+
+
+Channel = ApiCall | FormEntry | SmartLaunch | CdsCall
+# The channel as the record stores it (`evaluations.channel`, at most 16 characters, no CHECK
+# constraint); "screening" is kept for registry screening, which records no evaluation yet.
+ChannelName = Literal["api", "cds-hooks", "form", "smart-launch", "screening"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """An answer's id and time: given to `decide`, so that it stays pure."""
+
+    id: str
+    at: datetime
+
+    @classmethod
+    def new(cls) -> Stamp:
+        return cls(str(uuid.uuid4()), datetime.now(UTC))
+
+
+# --- deciding ---------------------------------------------------------------------------------
 
 
 def patient_values(
-    asked: Asked, features: Mapping[str, Feature], on: date
+    patient: PatientInput, features: Mapping[str, Feature], on: date
 ) -> tuple[dict[str, FeatureValue], Mapped | None]:
     """Explicit features over FHIR-derived ones; every input problem of both, at once."""
     issues: list[InputIssue] = []
     explicit: dict[str, FeatureValue] = {}
     mapped = None
     try:
-        explicit = normalise(asked.features, features)
+        explicit = normalise(patient.features, features)
     except InvalidInput as exc:
         issues += exc.issues
-    if asked.fhir is not None:
+    if patient.fhir is not None:
         try:
-            mapped = map_bundle(asked.fhir, features, on)
+            mapped = map_bundle(patient.fhir, features, on)
         except InvalidInput as exc:
             issues += exc.issues
     if issues:
@@ -109,39 +175,48 @@ def _fhir_summary(mapped: Mapped, values: Mapping[str, FeatureValue]) -> dict[st
 Extra = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Answered:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decided:
+    """An answer and what its record needs; nothing of who asked (that is `record`'s)."""
+
     content: dict[str, Any]  # the answer, for a channel that builds on it (cards, the form)
-    body: bytes  # exactly what the API sends, and what the record's digest is the digest of
+    body: bytes  # exactly what is sent, and what the record's digest is the digest of
+    patient: PatientInput
+    options: Options
+    at: datetime
+    rules_hash: str
+    values: dict[str, FeatureValue]  # as the rules saw them: canonical, derived
+    mapped: Mapped | None  # what the FHIR bundle gave, if there was one
+    answered: compact.Answered = field(repr=False)  # each decision, with why it was set apart
 
 
-def decide_and_record(
-    session: Session,
+def decide(
     rules: RuleBase,
-    stored: audit.StoredVersions,
-    asked: Asked,
-    key: bytes,
+    patient: PatientInput,
+    options: Options,
+    stamp: Stamp,
     *,
     extra: Extra | None = None,
-) -> Answered:
-    """The answer to give, already added to the session; raises InvalidInput on bad input.
-    `extra` adds a channel's own part of the answer (CDS Hooks: its cards), which the record
-    then keeps too, since it is what was sent."""
-    rulesets = select(rules, asked.rulesets)
-    now = datetime.now(UTC)
-    values, mapped = patient_values(asked, rules.features, now.date())
-    answered, omitted = _assessed(evaluate_all(rulesets, values), asked.indications)
-    decisions = [d for d, _ in answered]
+) -> Decided:
+    """The answer, rendered once; raises InvalidInput on bad input. Pure: the same rules,
+    input, options and stamp give the same bytes. `extra` adds a channel's own part of the
+    answer before it is rendered (CDS Hooks: its cards), so the record keeps it too, since it
+    is what was sent."""
+    rulesets = select(rules, options.rulesets)
+    values, mapped = patient_values(patient, rules.features, stamp.at.date())
+    answered, omitted = _assessed(evaluate_all(rulesets, values), options.indications)
     answer: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "evaluated_at": now.isoformat(),
+        "id": stamp.id,
+        "evaluated_at": stamp.at.isoformat(),
         "rules_hash": rules.hash,
-        "results": [present.marked(compact.PRESENT[asked.view](d, rules), r) for d, r in answered],
+        "results": [
+            present.marked(compact.PRESENT[options.view](d, rules), r) for d, r in answered
+        ],
     }
-    if asked.view != "full":
-        answer["view"] = asked.view
+    if options.view != "full":
+        answer["view"] = options.view
     if omitted is not None:
-        answer["indications"] = asked.indications
+        answer["indications"] = options.indications
         answer["omitted"] = omitted
     if not values:  # answered and recorded all the same: an empty request is still a request
         answer["warnings"] = [present.NO_FEATURES]
@@ -153,24 +228,17 @@ def decide_and_record(
     if extra is not None:
         answer.update(extra(answer))
     body = present.render(answer)
-    patient = asked.patient_id or (mapped.patient_id if mapped else None)
-    new = audit.NewEvaluation(
-        id=answer["id"],
-        created_at=now,
-        channel=asked.channel,
-        client_id=asked.client_id,
-        patient_pseudonym=pseudonym(key, patient) if patient else None,
+    return Decided(
+        content=answer,
+        body=body,
+        patient=patient,
+        options=options,
+        at=stamp.at,
         rules_hash=rules.hash,
-        input_received=_received(asked, mapped),
-        input_normalised=values_to_json(values),
-        result=compact.record(answer, answered, body, asked.view),
-        rulesets=[d.ruleset for d in decisions],  # those answered: not those left out
-        statuses=[d.status.value for d in decisions],
-        hook_instance=asked.hook_instance,
-        clinician=asked.clinician,
+        values=values,
+        mapped=mapped,
+        answered=answered,
     )
-    audit.record(session, new, stored)
-    return Answered(answer, body)
 
 
 def _assessed(
@@ -189,15 +257,79 @@ def _assessed(
     return kept, {"code": present.NOT_ASSESSED, "count": len(left_out), "rulesets": left_out}
 
 
-def _received(asked: Asked, mapped: Mapped | None) -> dict[str, Any]:
+# --- recording --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Who:
+    """Who asked, as the record's columns hold it; each channel fills only its own."""
+
+    channel: ChannelName
+    client_id: str | None = None
+    hook_instance: str | None = None
+    clinician: str | None = None
+    received: Mapping[str, Any] | None = None  # kept beside the input: (key, what) of the call
+
+
+def _who(channel: Channel) -> _Who:
+    match channel:
+        case ApiCall(client_id):
+            return _Who("api", client_id=client_id)
+        case FormEntry(clinician):
+            return _Who("form", clinician=clinician)
+        case SmartLaunch(clinician, issuer):
+            return _Who("smart-launch", clinician=clinician, received={"launch": {"iss": issuer}})
+        case CdsCall(hook_instance, call):
+            return _Who("cds-hooks", hook_instance=hook_instance, received={"call": dict(call)})
+        case _:
+            assert_never(channel)
+
+
+def record(
+    session: Session,
+    stored: audit.StoredVersions,
+    decided: Decided,
+    channel: Channel,
+    key: bytes,
+) -> None:
+    """Add the answer to the session as its record (written at commit), with who asked;
+    `key` pseudonymises the patient id, given or read from the bundle's Patient."""
+    who, mapped = _who(channel), decided.mapped
+    patient = decided.patient.patient_id or (mapped.patient_id if mapped else None)
+    decisions = [d for d, _ in decided.answered]
+    new = audit.NewEvaluation(
+        id=decided.content["id"],
+        created_at=decided.at,
+        channel=who.channel,
+        client_id=who.client_id,
+        patient_pseudonym=pseudonym(key, patient) if patient else None,
+        rules_hash=decided.rules_hash,
+        input_received=_received(decided, who),
+        input_normalised=values_to_json(decided.values),
+        result=compact.record(
+            decided.content, decided.answered, decided.body, decided.options.view
+        ),
+        rulesets=[d.ruleset for d in decisions],  # those answered: not those left out
+        statuses=[d.status.value for d in decisions],
+        hook_instance=who.hook_instance,
+        clinician=who.clinician,
+    )
+    audit.record(session, new, stored)
+
+
+def _received(decided: Decided, who: _Who) -> dict[str, Any]:
     """The request as the record keeps it (the patient id apart, pseudonymised)."""
-    received: dict[str, Any] = {"features": dict(asked.features), "rulesets": asked.rulesets}
-    if mapped is not None:
-        received["fhir"] = mapped.minimised
-    if asked.call is not None:
-        received["call"] = dict(asked.call)
-    if asked.indications != "all":  # what was asked, beside the answer's `omitted`
-        received["indications"] = asked.indications
+    options = decided.options
+    received: dict[str, Any] = {
+        "features": dict(decided.patient.features),
+        "rulesets": options.rulesets,
+    }
+    if decided.mapped is not None:
+        received["fhir"] = decided.mapped.minimised
+    if who.received is not None:
+        received.update(who.received)
+    if options.indications != "all":  # what was asked, beside the answer's `omitted`
+        received["indications"] = options.indications
     return received
 
 
@@ -206,7 +338,6 @@ def _received(asked: Asked, mapped: Mapped | None) -> dict[str, Any]:
 # endpoints (app/api/schemas.py uses these, it does not mirror them).
 
 _STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
-Channel = Literal["api", "cds-hooks", "form", "screening"]
 Answer = TypeVar("Answer")  # a record's `result`: the answer, as the API types it
 
 
@@ -228,7 +359,7 @@ class DecisionRef(TypedDict):
 class EvaluationSummary(TypedDict):
     id: str
     created_at: datetime
-    channel: Channel
+    channel: ChannelName
     client: Annotated[
         ClientRef | None, Field(description="The API client that asked; null: auth off")
     ]
@@ -320,8 +451,8 @@ def summary(
     return {
         "id": evaluation.id,
         "created_at": evaluation.created_at,
-        # Written only by decide_and_record, from an `Asked.channel` of this vocabulary.
-        "channel": cast(Channel, evaluation.channel),
+        # Written only by `record`, from a `Channel` (or by a registry job: "screening").
+        "channel": cast(ChannelName, evaluation.channel),
         "client": {"id": client, "name": names.get(client)} if client else None,
         "patient_pseudonym": evaluation.patient_pseudonym,
         "hook_instance": evaluation.hook_instance,
@@ -389,7 +520,7 @@ def _replay_one(
     if isinstance(recorded.get("criteria"), str):  # a compact record: its verdict letters
         recorded = compact.verdict_view(recorded, ruleset)
     values = values_from_json(evaluation.input_normalised)
-    again = present.decision(decide(ruleset, values), then)
+    again = present.decision(evaluate.decide(ruleset, values), then)
     outcome = _outcome(ruleset, again, recorded)
     return _ruleset_replay(version, recorded, outcome, _today(evaluation, recorded, then, rules))
 
@@ -420,12 +551,12 @@ def _today(
     if current is None:
         return _failed(f"rule set {ruleset_id!r} is no longer served")
     received = evaluation.input_received
-    asked = Asked(received["features"], None, evaluation.channel, None, None, received.get("fhir"))
+    patient = PatientInput(features=received["features"], fhir=received.get("fhir"))
     try:
-        values, _ = patient_values(asked, rules.features, evaluation.created_at.date())
+        values, _ = patient_values(patient, rules.features, evaluation.created_at.date())
     except InvalidInput as exc:
         return _failed(f"the recorded input is not valid against today's catalogue: {exc}")
-    now = present.decision(decide(current, values), rules)
+    now = present.decision(evaluate.decide(current, values), rules)
     changes = [c.as_dict() for c in diff_rules(then, _alone(current, rules))]
     return _outcome(current, now, recorded, changes)
 

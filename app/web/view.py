@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from app.cds.cards import INDICATIONS, THERAPIES, short_name
+from app.engine import words
 from app.engine.model import Feature, RuleSet
 from app.engine.present import (
     CitationOut,
@@ -38,21 +39,10 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Prior treatment", ("prior_treatment",)),
     ("Comorbidities and safety", ("comorbidities", "safety")),
 )
-STATUS = {
-    "eligible": ("Candidate", "✓"),
-    "indeterminate": ("Undecided: values missing", "?"),
-    "ineligible": ("Ruled out", "✕"),
-    "not_indicated": ("Not indicated", "–"),
-}
-# An undecided verdict says what is open: a value to measure and a clinician's judgement are
-# different tasks (EVIDENCE.md §8.5), so the badge does not call a confirmation "missing".
-UNDECIDED = {
-    (True, False): "Undecided: values missing",
-    (False, True): "Undecided: confirmation needed",
-    (True, True): "Undecided: values missing, confirmation needed",
-}
-RESULT = {"met": "met", "not_met": "not met", "unknown": "unknown"}
-COMPARISON = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}
+# The vocabulary's tables: one set of words for the form, its report and the CDS cards
+# (app/engine/words.py), under the names this module has always exported.
+STATUS, UNDECIDED, RESULT = words.STATUS, words.UNDECIDED, words.RESULT
+COMPARISON = words.COMPARISON
 
 
 # --- the form ------------------------------------------------------------------------------
@@ -554,9 +544,7 @@ def _to_confirm(result: DecisionOut) -> tuple[ToConfirm, ...]:
 def still_open(result: DecisionOut) -> str:
     if result["status"] != "indeterminate":
         return ""
-    measure, confirm = len(result["missing"]), len(result.get("to_confirm") or ())
-    parts = [f"{measure} value{'s' * (measure != 1)} to measure"] if measure else []
-    return ", ".join([*parts, *([f"{confirm} to confirm"] if confirm else [])])
+    return words.still_open(len(result["missing"]), len(result.get("to_confirm") or ()))
 
 
 def status_words(result: DecisionOut) -> str:

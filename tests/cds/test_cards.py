@@ -17,7 +17,7 @@ from app.engine.inputs import FeatureValue, normalise
 from app.engine.model import RuleBase
 from app.engine.present import DecisionOut
 from app.engine.run import evaluate_all, select, set_apart
-from app.services.evaluations import Asked, patient_values
+from app.services.evaluations import PatientInput, patient_values
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.fhir.bundles import SYNTHEA, WRITTEN_ON, alive_on, sle_bundle, ssc_bundle
 
@@ -93,7 +93,7 @@ def test_undecided_lists_what_to_measure_in_words(shipped_rules: RuleBase) -> No
     results = _results(shipped_rules, features, ["hsct-ssc-astis"])
     assert results[0]["status"] == "indeterminate"
     (card,) = cards(results, _labels(shipped_rules), LINKS)
-    assert card.card["summary"].endswith("; 1 value missing to decide")
+    assert card.card["summary"].endswith("; 1 value to measure")  # as the form says it
     measure = next(x for x in card.card["detail"].splitlines() if "What to measure next" in x)
     assert shipped_rules.features["dlco_percent_predicted"].spec.label in measure
 
@@ -169,15 +169,13 @@ def _undecided(missing: list[str], confirm: list[str]) -> DecisionOut:
 
 def test_the_summary_says_when_confirmations_are_what_is_open() -> None:
     only = summary("hsct", "ssc", [_undecided([], ["severe_comorbidity"])])
-    assert (
-        only == "Autologous HSCT for SSc: undecided under UPSIDE; 1 confirmation needed to decide"
-    )
+    assert only == "Autologous HSCT for SSc: undecided under UPSIDE; 1 to confirm"
     both = summary("hsct", "ssc", [_undecided(["a", "b"], ["c", "d"])])
-    assert both.endswith("; 2 values missing, 2 to confirm")
+    assert both.endswith("; 2 values to measure, 2 to confirm")
     many = [_undecided([f"m{i}" for i in range(40)], [f"c{i}" for i in range(9)])] * 12
     assert len(summary("hsct", "ssc", many)) <= SUMMARY_LIMIT
     recorded_before = partial({k: v for k, v in _undecided(["a"], []).items() if k != "to_confirm"})
-    assert summary("hsct", "ssc", [recorded_before]).endswith("; 1 value missing to decide")
+    assert summary("hsct", "ssc", [recorded_before]).endswith("; 1 value to measure")
 
 
 def test_what_to_confirm_is_listed_apart_from_what_to_measure(shipped_rules: RuleBase) -> None:
@@ -227,15 +225,13 @@ def _patients(rules: RuleBase) -> Iterator[tuple[str, dict[str, FeatureValue]]]:
     features = rules.features
     for path in SYNTHEA:
         on = alive_on(path)
-        mapped, _ = patient_values(
-            Asked({}, None, "api", None, fhir=json.loads(path.read_text())), features, on
-        )
+        mapped, _ = patient_values(PatientInput(fhir=json.loads(path.read_text())), features, on)
         for added in ({}, {"ssc_diagnosis": True}, {"sle_diagnosis": True}):
             yield f"{path.stem} {added}", derive({**mapped, **normalise(added, features)}, features)
     for name, bundle in (("ssc", ssc_bundle()), ("sle", sle_bundle())):
         yield (
             name,
-            patient_values(Asked({}, None, "api", None, fhir=bundle), features, WRITTEN_ON)[0],
+            patient_values(PatientInput(fhir=bundle), features, WRITTEN_ON)[0],
         )
     for known in ({}, {"ssc_diagnosis": True}, {"sle_diagnosis": True}):
         yield str(known), derive(normalise(known, features), features)

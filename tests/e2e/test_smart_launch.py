@@ -13,7 +13,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.smart_ehr import CLIENT_ID, PATIENT_ID, Ehr, Stack, launch_stack, sign_in
+from app.db import audit
+from app.engine import words
+from tests.e2e.smart_ehr import (
+    CLIENT_ID,
+    PATIENT_ID,
+    USERNAME,
+    Ehr,
+    Stack,
+    launch_stack,
+    sign_in,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,7 +84,16 @@ def test_a_launch_from_the_ehr_opens_the_form_filled_from_the_patients_record(
     assert "From FHIR: Patient" in html
     assert "From FHIR: no active, confirmed Condition in the record" in html
     assert "by dr.ng" in html  # recorded as the signed-in clinician's
+    # Said in the vocabulary's words, not as the stored channel name.
+    assert f"Through</dt><dd>{words.CHANNELS['smart-launch']}, by dr.ng" in html
     assert stack.evaluations() == before + 1
+    # Recorded as a launch from the EHR, by the clinician signed in, with where it was read.
+    with stack.app.state.sessions() as session:
+        record = audit.get(session, answer.url.query.decode().split("=", 1)[1])
+    assert record is not None
+    assert (record.channel, record.clinician) == ("smart-launch", USERNAME)
+    assert (record.client_id, record.hook_instance) == (None, None)
+    assert record.input_received["launch"] == {"iss": ehr.iss}
     # The record was read with the token, by the CDS prefetch searches, and nothing else.
     reads = [p for p in ehr.requests if p.startswith("/fhir/") and ".well-known" not in p]
     assert f"/fhir/Patient/{PATIENT_ID}" in reads
