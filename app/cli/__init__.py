@@ -92,7 +92,18 @@ def _announcement(settings: Settings) -> str:
     return " ".join(parts)
 
 
+# The request body of POST /v1/evaluations, key by key: what each must be (the CLI does not
+# load the API's pydantic models, to start fast).
+_BODY_KEYS = {
+    "features": (dict, "an object of feature values"),
+    "rulesets": (list, "a list of rule set ids"),
+    "patient_id": (str, "text"),
+    "fhir": (dict, "a FHIR R4 Bundle"),
+}
+
+
 def _read_patient(path: Path) -> dict[str, Any]:
+    """The file as POST /v1/evaluations takes its body; exits 2 naming what is wrong."""
     data: Any = None
     try:
         settings = common.settings()
@@ -106,22 +117,43 @@ def _read_patient(path: Path) -> dict[str, Any]:
         fail("\n".join(f"{path}: {strict_json.located(issue)}" for issue in exc.issues))
     except (UnicodeDecodeError, ValueError) as exc:
         fail(f"{path}: {exc}")
-    if not isinstance(data, dict) or not isinstance(data.get("features"), dict):
+    if not isinstance(data, dict) or not (
+        isinstance(data.get("features"), dict) or isinstance(data.get("fhir"), dict)
+    ):
         fail(
-            f'{path}: expected a JSON object with a "features" object, '
+            f'{path}: expected a JSON object with a "features" object (or a "fhir" Bundle), '
             "as POST /v1/evaluations takes"
         )
-    extra = set(data) - {"features", "rulesets"}
+    extra = set(data) - set(_BODY_KEYS)
     if extra:
-        fail(f"{path}: unexpected key(s) {sorted(extra)}")
+        fail(f"{path}: unexpected key(s) {sorted(extra)}; a request has {sorted(_BODY_KEYS)}")
+    for key, (kind, what) in _BODY_KEYS.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            fail(f"{path}: {key}: expected {what}")
+    if isinstance(data.get("rulesets"), list) and not all(
+        isinstance(i, str) for i in data["rulesets"]
+    ):
+        fail(f"{path}: rulesets: expected a list of rule set ids")
     patient: dict[str, Any] = data
     return patient
 
 
 @main.command()
 @click.argument("patient", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of a table")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer instead of a table")
 @click.option("--ruleset", "ruleset_ids", multiple=True, help="Rule set id (repeatable)")
+@click.option(
+    "--view",
+    type=click.Choice(["full", "summary"]),
+    default="full",
+    help="With --json: the full trace, or verdicts only (as ?view= of the API)",
+)
+@click.option(
+    "--indications",
+    type=click.Choice(["all", "present"]),
+    default="all",
+    help="present: leave out the protocols of a disease not recorded (as ?indications=)",
+)
 @click.option(
     "--rules-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -129,37 +161,45 @@ def _read_patient(path: Path) -> dict[str, Any]:
     help="Rules directory [default: ELIGO_RULES_DIR or the shipped rules]",
 )
 def evaluate(
-    patient: Path, as_json: bool, ruleset_ids: tuple[str, ...], rules_dir: Path | None
+    patient: Path,
+    *,
+    as_json: bool,
+    ruleset_ids: tuple[str, ...],
+    view: str,
+    indications: str,
+    rules_dir: Path | None,
 ) -> None:
-    """Evaluate PATIENT.json ({"features": {...}}) against the rule sets."""
+    """Evaluate PATIENT.json, a body as POST /v1/evaluations takes it ({"features": {...}},
+    optionally "rulesets", "fhir", "patient_id"), against the rule sets. The answer is the
+    API's, decided by the same service; nothing is recorded and the patient id is not used."""
     # See the comment on the imports.
-    from app.engine import present  # noqa: PLC0415
-    from app.engine.derive import corrections, derive  # noqa: PLC0415
-    from app.engine.inputs import InvalidInput, normalise  # noqa: PLC0415
+    from app.engine.inputs import InvalidInput  # noqa: PLC0415
     from app.engine.report import render_table  # noqa: PLC0415
-    from app.engine.run import evaluate_all, select  # noqa: PLC0415
+    from app.services import evaluations as service  # noqa: PLC0415
 
     rules = load(rules_dir or common.settings().rules_dir)
     data = _read_patient(patient)
-    ids = list(ruleset_ids) or data.get("rulesets")
+    asked = service.PatientInput(
+        features=data.get("features") or {}, fhir=data.get("fhir"), patient_id=None
+    )
+    options = service.Options(
+        rulesets=list(ruleset_ids) or data.get("rulesets"),
+        view=view,  # type: ignore[arg-type]  # click.Choice: one of View's
+        indications=indications,  # type: ignore[arg-type]  # likewise
+    )
     try:
-        values = derive(normalise(data["features"], rules.features), rules.features)
-        decisions = evaluate_all(select(rules, ids), values)
+        decided = service.decide(rules, asked, options, service.Stamp.new())
     except InvalidInput as exc:
         for issue in exc.issues:
             click.echo(f"{patient}: {issue.field}: {issue.message}", err=True)
         sys.exit(EXIT_INPUT)
-    replaced = [present.correction(ident, value) for ident, value in corrections(values)]
     if as_json:
-        results = [present.decision(d, rules) for d in decisions]
-        body: dict[str, Any] = {"rules_hash": rules.hash, "results": results}
-        if replaced:
-            body["corrections"] = replaced
-        click.echo(json.dumps(body, indent=2))
-    else:
-        for item in replaced:
-            click.echo(f"{patient}: corrected {item['feature']}: {item['because']}", err=True)
-        click.echo(render_table(decisions))
+        click.echo(decided.body.decode())
+        return
+    for item in decided.content.get("corrections", []):
+        click.echo(f"{patient}: corrected {item['feature']}: {item['because']}", err=True)
+    apart = {d.ruleset.id: r["message"] for d, r in decided.answered if r is not None}
+    click.echo(render_table([d for d, _ in decided.answered], not_assessed=apart))
 
 
 main.add_command(rules_group)

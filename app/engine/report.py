@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from app.engine.evaluate import AtomTrace, Decision, Result, Status
 
 _MARK = {Result.MET: "met", Result.NOT_MET: "not met", Result.UNKNOWN: "unknown"}
 
 
-def render_table(decisions: list[Decision], indent: str = "") -> str:
-    """A plain-text report: one block per rule set, one row per criterion."""
+def render_table(
+    decisions: list[Decision], indent: str = "", not_assessed: Mapping[str, str] | None = None
+) -> str:
+    """A plain-text report: one block per rule set, one row per criterion. `not_assessed`:
+    rule set id -> why it is set apart (run.set_apart), said before its status."""
     lines: list[str] = []
     for decision in decisions:
         ruleset = decision.ruleset
-        lines.append(
-            f"{ruleset.id} {ruleset.version} ({ruleset.review_status.value}): "
-            f"{decision.status.value.upper().replace('_', ' ')}"
-        )
+        status = decision.status.value.upper().replace("_", " ")
+        reason = (not_assessed or {}).get(ruleset.id)
+        if reason:
+            status = f"{reason} (as evaluated: {status})"
+        lines.append(f"{ruleset.id} {ruleset.version} ({ruleset.review_status.value}): {status}")
         if decision.status is Status.INDETERMINATE:
             lines.append(f"  missing: {', '.join(decision.missing)}")
         rows = [

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from app.engine.present import DecisionOut
+from app.main import create_app
+from app.settings import Settings
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.conftest import SHIPPED_RULES
 from tests.e2e.helpers import run_eligo
@@ -45,6 +49,32 @@ def test_evaluate_json_is_the_api_shape(patient: Path) -> None:
     assert by_id["hsct-ssc-astis"]["status"] == "eligible"
 
 
+def test_evaluate_takes_the_apis_own_body_and_answers_as_the_api_does(tmp_path: Path) -> None:
+    """Issue 20: `eligo evaluate` refused the API's request body (its `patient_id`). Now the
+    same service decides: the answer is the API's, id and time apart, `assessed` included."""
+    body = {"features": ASTIS_CANDIDATE, "patient_id": "P-1", "rulesets": ["hsct-ssc-astis"]}
+    body["rulesets"].append("car-t-sle")
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    result = run_eligo("evaluate", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    cli = json.loads(result.stdout)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES, database_url=f"sqlite:///{folder}/a.db", auth=False
+        )
+        with TestClient(create_app(settings)) as client:
+            api = client.post("/v1/evaluations", json=body).json()
+    for answer in (cli, api):
+        del answer["id"], answer["evaluated_at"]
+    assert cli == api
+    assert [r["assessed"] for r in cli["results"]] == [True, False]  # lupus: no SLE recorded
+    table = run_eligo("evaluate", str(path)).stdout
+    assert "car-t-sle 2.0.0 (draft): Not assessed: no SLE diagnosis recorded" in table
+    present = run_eligo("evaluate", str(path), "--json", "--indications", "present")
+    assert [r["ruleset"]["id"] for r in json.loads(present.stdout)["results"]] == ["hsct-ssc-astis"]
+
+
 def test_indeterminate_shows_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     features = {k: v for k, v in ASTIS_CANDIDATE.items() if k != "lvef_percent"}
@@ -65,6 +95,10 @@ def test_indeterminate_shows_what_is_missing(tmp_path: Path) -> None:
         ('{"features": ' + "[" * 2000 + "]" * 2000 + "}", "nest deeper than 32 levels"),
         ('{"features": {"sex": "f\\u0000"}}', "features.sex: contains U+0000"),
         ('{"features": {"age_years": 1' + "0" * 400 + "}}", "features.age_years: "),
+        ('{"features": {}, "patient_id": 5}', "patient.json: patient_id: expected text"),
+        ('{"features": {}, "rulesets": "hsct-ssc-astis"}', "rulesets: expected a list"),
+        ('{"features": {}, "fhir": []}', "fhir: expected a FHIR R4 Bundle"),
+        ('{"features": {}, "view": "summary"}', "unexpected key(s) ['view']; a request has"),
     ],
 )
 def test_bad_patient_files_exit_2_with_a_precise_message(
