@@ -81,6 +81,24 @@ def cards(results: Sequence[DecisionOut], labels: Mapping[str, str], links: Link
     ]
 
 
+# A card's source says how far its rule sets are reviewed: the least reviewed one speaks for
+# the card, since a clinician reading "approved" would weigh every verdict on it as such.
+_REVIEW = {
+    "draft": "draft, need local clinical review",
+    "in_review": "in local clinical review",
+    "approved": "approved locally",
+}
+
+
+def source_label(results: Sequence[DecisionOut]) -> str:
+    order = list(_REVIEW)
+    least = min(
+        (r["ruleset"]["review_status"] for r in results),
+        key=lambda s: order.index(s) if s in order else -1,  # an unknown status: least of all
+    )
+    return f"Eligo eligibility rules ({_REVIEW.get(least, least)})"
+
+
 def _card(
     therapy: str,
     indication: str,
@@ -95,7 +113,7 @@ def _card(
         "indicator": indicator(results),
         "detail": detail(results, labels, links.form),
         "source": {
-            "label": "Eligo eligibility rules (draft, need local clinical review)",
+            "label": source_label(results),
             "url": links.rulesets + (f"/{ids[0]}" if len(ids) == 1 else ""),
             "topic": {
                 "system": "https://eligo.example/fhir/CodeSystem/eligo-therapies",

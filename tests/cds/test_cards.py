@@ -292,3 +292,30 @@ def test_protocols_set_apart_as_not_assessed_get_no_card(shipped_rules: RuleBase
     # The nephritis trial rules an SSc patient out whatever the SLE: assessed, and carded.
     assert "msc-sle-nephritis-nct03580291" in spoken_for
     assert {c.card["source"]["topic"]["code"] for c in made} == {"hsct", "msc", "car_t"}
+
+
+def test_the_source_says_how_far_the_least_reviewed_rule_set_is_reviewed(
+    shipped_rules: RuleBase,
+) -> None:
+    """The label followed the shipped rules ("draft") whatever the rule sets said: a locally
+    approved protocol beside a draft one is still a card a clinician must read as draft."""
+    results = _results(shipped_rules, ASTIS_CANDIDATE, ["hsct-ssc-astis", "hsct-ssc-scot"])
+    assert {r["ruleset"]["review_status"] for r in results} == {"draft"}  # as shipped
+
+    def reviewed(result: DecisionOut, status: str) -> DecisionOut:
+        ref = {**result["ruleset"], "review_status": status}
+        return partial({**result, "ruleset": ref})
+
+    label = {
+        statuses: cards(
+            [reviewed(r, s) for r, s in zip(results, statuses, strict=True)],
+            _labels(shipped_rules),
+            LINKS,
+        )[0].card["source"]["label"]
+        for statuses in [("draft", "draft"), ("approved", "in_review"), ("approved", "approved")]
+    }
+    assert (
+        label[("draft", "draft")] == "Eligo eligibility rules (draft, need local clinical review)"
+    )
+    assert label[("approved", "in_review")] == "Eligo eligibility rules (in local clinical review)"
+    assert label[("approved", "approved")] == "Eligo eligibility rules (approved locally)"
