@@ -81,22 +81,15 @@ def cards(results: Sequence[DecisionOut], labels: Mapping[str, str], links: Link
     ]
 
 
-# A card's source says how far its rule sets are reviewed: the least reviewed one speaks for
-# the card, since a clinician reading "approved" would weigh every verdict on it as such.
-_REVIEW = {
-    "draft": "draft, need local clinical review",
-    "in_review": "in local clinical review",
-    "approved": "approved locally",
-}
-
-
 def source_label(results: Sequence[DecisionOut]) -> str:
-    order = list(_REVIEW)
+    """How far the card's rule sets are reviewed: the least reviewed one speaks for the card,
+    since a clinician reading "approved" would weigh every verdict on it as such."""
+    order = list(words.REVIEW)
     least = min(
         (r["ruleset"]["review_status"] for r in results),
         key=lambda s: order.index(s) if s in order else -1,  # an unknown status: least of all
     )
-    return f"Eligo eligibility rules ({_REVIEW.get(least, least)})"
+    return f"Eligo eligibility rules ({words.REVIEW.get(least, least)})"
 
 
 def _card(

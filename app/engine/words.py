@@ -104,6 +104,12 @@ THERAPIES: Final[Mapping[str, str]] = {
     "msc": "MSC",
     "car_t": "CD19 CAR-T",
 }
+# A rule set's review status (`review_status`), least reviewed first.
+REVIEW: Final[Mapping[str, str]] = {
+    "draft": "draft, need local clinical review",
+    "in_review": "in local clinical review",
+    "approved": "approved locally",
+}
 # Who asked for an evaluation (its record's `channel`), as "asked through ..." says it.
 CHANNELS: Final[Mapping[str, str]] = {
     "form": "the clinician form",
