@@ -7,7 +7,9 @@ the peer rule set of shared/docs/BENCHMARK.md written by hand as one DuckDB quer
 Makes two cohorts of N patients (not timed): the peer cohort (benchmarks/peer/cohort.py: the
 16 features the peer rule set reads) and a synthetic registry (`eligo synth`: every catalogue
 feature). Then times, each as one fresh process from start to exit (interpreter start
-included), with its peak resident memory (the child's own rusage):
+included), with its CPU time (user and system, every thread) and peak resident memory (the
+child's own rusage; on a shared machine the CPU ratio moves less with the load than the wall
+time's):
 
   floor         benchmarks/peer/floor_sql.py: the peer rule set as one hand-written DuckDB
                 query (CASE, NULL as unknown) over the peer cohort's Parquet, COPY to Parquet,
@@ -77,9 +79,12 @@ TARGET_SECONDS = 5.0
 TARGET_MIB = 2048.0
 
 
-def timed(command: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak MiB) of one process, start to exit; the peak is this child's own. Its
-    output (eligo screen's summary) goes to `log`."""
+def timed(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak MiB) of one process, start to exit; the CPU time (user and
+    system, all threads) and the peak are this child's own. Its output (eligo screen's
+    summary) goes to `log`."""
     with log.open("ab") as output:
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -91,7 +96,7 @@ def timed(command: list[str], log: Path, env: dict[str, str] | None = None) -> t
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"{' '.join(command)} exited with {process.returncode}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 @dataclass
@@ -100,6 +105,7 @@ class Run:
     command: list[str]
     patients: int
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
 
     @property
@@ -120,8 +126,9 @@ def measure(runs: list[Run], repeat: int, log: Path, cache: Path, cold: bool) ->
             run = runs[(r + j) % len(runs)]
             if cold:
                 shutil.rmtree(cache / "eligo" / "screening-sql", ignore_errors=True)
-            seconds, peak = timed(run.command, log, env)
+            seconds, cpu, peak = timed(run.command, log, env)
             run.seconds.append(seconds)
+            run.cpu.append(cpu)
             run.peaks.append(peak)
 
 
@@ -242,13 +249,14 @@ def main() -> None:
     )
     print(
         f"  {'':<48} {'seconds':>8} {'range':>13} {'patients/s':>11} {'peak MiB':>9}"
-        "   x floor (time)"
+        f"   x floor (time) {'CPU s':>6}   x floor (CPU)"
     )
     for run in runs:
         print(
             f"  {run.label:<48} {run.median:8.2f} {min(run.seconds):6.2f}-{max(run.seconds):<6.2f}"
             f" {run.patients / run.median:11,.0f} {max(run.peaks):9,.0f}"
-            f"   {run.median / floor.median:8.1f}x"
+            f"   {run.median / floor.median:8.1f}x      {statistics.median(run.cpu):6.2f}"
+            f"   {statistics.median(run.cpu) / statistics.median(floor.cpu):8.1f}x"
         )
     every = runs[-1]
     print(
