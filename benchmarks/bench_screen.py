@@ -104,6 +104,7 @@ class Run:
     label: str
     command: list[str]
     patients: int
+    root: Path | None = None  # another tree's `app` (--compare), else this one's
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
@@ -120,16 +121,42 @@ def measure(runs: list[Run], repeat: int, log: Path, cache: Path, cold: bool) ->
     shutil.rmtree(cache, ignore_errors=True)
     if not cold:
         for run in runs:
-            timed(run.command, log, env)
+            timed(run.command, log, _env(env, run))
     for r in range(repeat):
         for j in range(len(runs)):
             run = runs[(r + j) % len(runs)]
             if cold:
                 shutil.rmtree(cache / "eligo" / "screening-sql", ignore_errors=True)
-            seconds, cpu, peak = timed(run.command, log, env)
+            seconds, cpu, peak = timed(run.command, log, _env(env, run))
             run.seconds.append(seconds)
             run.cpu.append(cpu)
             run.peaks.append(peak)
+
+
+def compared(root: Path, runs: list[Run], folder: Path, n: int) -> list[Run]:
+    """`runs` (eligo screen's) again on another tree, each writing beside its own results."""
+    root = root.resolve()
+    again = []
+    for i, run in enumerate(runs):
+        command = list(run.command)
+        at = command.index("--out") + 1
+        command[at] = str(folder / f"compare-{i}.parquet")
+        label = f"  {root.name}: " + run.label.removeprefix("eligo screen, ")
+        again.append(Run(label, command, n, root))
+    return again
+
+
+def same_as_compared(runs: list[Run], results: list[Path], folder: Path) -> None:
+    """Whether each of `results` is the same table as the compared tree's (`compared`)."""
+    for i, (run, mine) in enumerate(zip(runs, results, strict=True)):
+        theirs = folder / f"compare-{i}.parquet"
+        same = "identical to" if pq.read_table(mine).equals(pq.read_table(theirs)) else "DIFFER"
+        print(f"  {run.label}: results {same} {theirs.name}")
+
+
+def _env(env: dict[str, str], run: Run) -> dict[str, str]:
+    """`run`'s environment: another tree's `app` comes first on the path (`--compare`)."""
+    return env if run.root is None else {**env, "PYTHONPATH": str(run.root)}
 
 
 def disagreements(floor: Path, eligo: Path) -> tuple[int, int]:
@@ -196,7 +223,7 @@ def postgres_source(cohort: Path) -> tuple[str, Any]:
     return url, drop
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--engine", choices=["duckdb", "postgres", "spark"], default="duckdb")
@@ -206,7 +233,20 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="No compiled SQL kept between runs (see above)"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="Another tree (e.g. `git archive` of an older commit): its `eligo screen` runs "
+        "too, interleaved, with its `app` first on PYTHONPATH (DuckDB only)",
+    )
     args = parser.parse_args()
+    if args.compare is not None and args.engine != "duckdb":
+        parser.error("--compare runs with the duckdb engine only")
+    return args
+
+
+def main() -> None:
+    args = arguments()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="eligo-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     registry = synthesise(args.n, folder)
@@ -234,6 +274,8 @@ def main() -> None:
         Run("eligo screen, peer rule set", [*screen, *peer_args], args.n),
         Run(f"eligo screen, all {rulesets} shipped rule sets", [*screen, *screen_args], args.n),
     ]
+    if args.compare is not None:
+        runs += compared(args.compare, runs[1:], folder, args.n)
     try:
         measure(runs, args.repeat, folder / "screen.log", folder / "cache", args.cold)
     finally:
@@ -258,13 +300,15 @@ def main() -> None:
             f"   {run.median / floor.median:8.1f}x      {statistics.median(run.cpu):6.2f}"
             f"   {statistics.median(run.cpu) / statistics.median(floor.cpu):8.1f}x"
         )
-    every = runs[-1]
+    every = runs[2]
     print(
         f"  targets, all rule sets: {every.median:.2f} s (target {TARGET_SECONDS:g} s: "
         f"{'within' if every.median <= TARGET_SECONDS else 'OVER'}), peak {max(every.peaks):,.0f}"
         f" MiB (target {TARGET_MIB:,.0f}: {'within' if max(every.peaks) <= TARGET_MIB else 'OVER'})"
     )
     print(f"  floor and eligo screen differ on {differ:,} of {patients:,} peer patients")
+    if args.compare is not None:
+        same_as_compared(runs[1:3], [peer_out, out], folder)
     sample = min(args.python_sample, args.n)
     python = python_rate(registry, sample)
     rate = args.n / every.median
