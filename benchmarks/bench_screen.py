@@ -7,7 +7,9 @@ the peer rule set of shared/docs/BENCHMARK.md written by hand as one DuckDB quer
 Makes two cohorts of N patients (not timed): the peer cohort (benchmarks/peer/cohort.py: the
 16 features the peer rule set reads) and a synthetic registry (`eligo synth`: every catalogue
 feature). Then times, each as one fresh process from start to exit (interpreter start
-included), with its peak resident memory (the child's own rusage):
+included), with its CPU time (user and system, every thread) and peak resident memory (the
+child's own rusage; on a shared machine the CPU ratio moves less with the load than the wall
+time's):
 
   floor         benchmarks/peer/floor_sql.py: the peer rule set as one hand-written DuckDB
                 query (CASE, NULL as unknown) over the peer cohort's Parquet, COPY to Parquet,
@@ -16,6 +18,11 @@ included), with its peak resident memory (the child's own rusage):
                 rules directory of benchmarks/peer/ruleset.py), Parquet in and out
   all           `eligo screen` of the synthetic registry x every shipped rule set, with
                 per-criterion results, the report and the funnels (targets: 5 s, 2 GiB)
+
+`eligo screen` keeps the SQL it compiles (app/screening/sql_cache.py), as a registry screened
+again finds it: the runs use a cache folder of their own in the scratch folder, filled by one
+untimed run of each before the timed ones. `--cold` empties it before every timed run instead
+(each run then compiles its SQL, importing SQLAlchemy).
 
 `--repeat` runs each that many times, interleaved (the order rotating); medians are printed,
 each with its ratio to the floor's. The floor's and Eligo's answers on the peer cohort are
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,19 +79,24 @@ TARGET_SECONDS = 5.0
 TARGET_MIB = 2048.0
 
 
-def timed(command: list[str], log: Path) -> tuple[float, float]:
-    """(seconds, peak MiB) of one process, start to exit; the peak is this child's own. Its
-    output (eligo screen's summary) goes to `log`."""
+def timed(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak MiB) of one process, start to exit; the CPU time (user and
+    system, all threads) and the peak are this child's own. Its output (eligo screen's
+    summary) goes to `log`."""
     with log.open("ab") as output:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env=env
+        )
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
         raise SystemExit(f"{' '.join(command)} exited with {process.returncode}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 @dataclass
@@ -91,7 +104,9 @@ class Run:
     label: str
     command: list[str]
     patients: int
+    root: Path | None = None  # another tree's `app` (--compare), else this one's
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     peaks: list[float] = field(default_factory=list)
 
     @property
@@ -99,14 +114,49 @@ class Run:
         return statistics.median(self.seconds)
 
 
-def measure(runs: list[Run], repeat: int, log: Path) -> None:
-    """Each run `repeat` times, interleaved, the order rotating."""
+def measure(runs: list[Run], repeat: int, log: Path, cache: Path, cold: bool) -> None:
+    """Each run `repeat` times, interleaved, the order rotating; `eligo screen` with its SQL
+    cache in `cache`, warmed first (or emptied before each run, `cold`)."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    shutil.rmtree(cache, ignore_errors=True)
+    if not cold:
+        for run in runs:
+            timed(run.command, log, _env(env, run))
     for r in range(repeat):
         for j in range(len(runs)):
             run = runs[(r + j) % len(runs)]
-            seconds, peak = timed(run.command, log)
+            if cold:
+                shutil.rmtree(cache / "eligo" / "screening-sql", ignore_errors=True)
+            seconds, cpu, peak = timed(run.command, log, _env(env, run))
             run.seconds.append(seconds)
+            run.cpu.append(cpu)
             run.peaks.append(peak)
+
+
+def compared(root: Path, runs: list[Run], folder: Path, n: int) -> list[Run]:
+    """`runs` (eligo screen's) again on another tree, each writing beside its own results."""
+    root = root.resolve()
+    again = []
+    for i, run in enumerate(runs):
+        command = list(run.command)
+        at = command.index("--out") + 1
+        command[at] = str(folder / f"compare-{i}.parquet")
+        label = f"  {root.name}: " + run.label.removeprefix("eligo screen, ")
+        again.append(Run(label, command, n, root))
+    return again
+
+
+def same_as_compared(runs: list[Run], results: list[Path], folder: Path) -> None:
+    """Whether each of `results` is the same table as the compared tree's (`compared`)."""
+    for i, (run, mine) in enumerate(zip(runs, results, strict=True)):
+        theirs = folder / f"compare-{i}.parquet"
+        same = "identical to" if pq.read_table(mine).equals(pq.read_table(theirs)) else "DIFFER"
+        print(f"  {run.label}: results {same} {theirs.name}")
+
+
+def _env(env: dict[str, str], run: Run) -> dict[str, str]:
+    """`run`'s environment: another tree's `app` comes first on the path (`--compare`)."""
+    return env if run.root is None else {**env, "PYTHONPATH": str(run.root)}
 
 
 def disagreements(floor: Path, eligo: Path) -> tuple[int, int]:
@@ -173,14 +223,30 @@ def postgres_source(cohort: Path) -> tuple[str, Any]:
     return url, drop
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--engine", choices=["duckdb", "postgres", "spark"], default="duckdb")
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each, interleaved")
     parser.add_argument("--python-sample", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, help="Folder for the cohorts and results (reused)")
+    parser.add_argument(
+        "--cold", action="store_true", help="No compiled SQL kept between runs (see above)"
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="Another tree (e.g. `git archive` of an older commit): its `eligo screen` runs "
+        "too, interleaved, with its `app` first on PYTHONPATH (DuckDB only)",
+    )
     args = parser.parse_args()
+    if args.compare is not None and args.engine != "duckdb":
+        parser.error("--compare runs with the duckdb engine only")
+    return args
+
+
+def main() -> None:
+    args = arguments()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="eligo-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     registry = synthesise(args.n, folder)
@@ -208,8 +274,10 @@ def main() -> None:
         Run("eligo screen, peer rule set", [*screen, *peer_args], args.n),
         Run(f"eligo screen, all {rulesets} shipped rule sets", [*screen, *screen_args], args.n),
     ]
+    if args.compare is not None:
+        runs += compared(args.compare, runs[1:], folder, args.n)
     try:
-        measure(runs, args.repeat, folder / "screen.log")
+        measure(runs, args.repeat, folder / "screen.log", folder / "cache", args.cold)
     finally:
         if drop is not None:
             drop()
@@ -218,25 +286,29 @@ def main() -> None:
     print(
         f"{args.n:,} patients, Parquet in and out, one process each from start to exit, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; median of "
-        f"{args.repeat}, interleaved; all-rule-sets engine: {args.engine}, {columns} columns"
+        f"{args.repeat}, interleaved; all-rule-sets engine: {args.engine}, {columns} columns;"
+        f" compiled SQL {'compiled every run (--cold)' if args.cold else 'cached'}"
     )
     print(
         f"  {'':<48} {'seconds':>8} {'range':>13} {'patients/s':>11} {'peak MiB':>9}"
-        "   x floor (time)"
+        f"   x floor (time) {'CPU s':>6}   x floor (CPU)"
     )
     for run in runs:
         print(
             f"  {run.label:<48} {run.median:8.2f} {min(run.seconds):6.2f}-{max(run.seconds):<6.2f}"
             f" {run.patients / run.median:11,.0f} {max(run.peaks):9,.0f}"
-            f"   {run.median / floor.median:8.1f}x"
+            f"   {run.median / floor.median:8.1f}x      {statistics.median(run.cpu):6.2f}"
+            f"   {statistics.median(run.cpu) / statistics.median(floor.cpu):8.1f}x"
         )
-    every = runs[-1]
+    every = runs[2]
     print(
         f"  targets, all rule sets: {every.median:.2f} s (target {TARGET_SECONDS:g} s: "
         f"{'within' if every.median <= TARGET_SECONDS else 'OVER'}), peak {max(every.peaks):,.0f}"
         f" MiB (target {TARGET_MIB:,.0f}: {'within' if max(every.peaks) <= TARGET_MIB else 'OVER'})"
     )
     print(f"  floor and eligo screen differ on {differ:,} of {patients:,} peer patients")
+    if args.compare is not None:
+        same_as_compared(runs[1:3], [peer_out, out], folder)
     sample = min(args.python_sample, args.n)
     python = python_rate(registry, sample)
     rate = args.n / every.median

@@ -15,6 +15,7 @@ from app.engine import unit_memo
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from app.main import create_app
+from app.screening import sql_cache
 from app.security import Scope
 from app.settings import Settings
 from tests.databases import app_database
@@ -31,6 +32,14 @@ def _unit_memo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     unit_memo.use(tmp_path_factory.mktemp("cache") / "units.json")
     yield
     unit_memo.use(unit_memo.default_path())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sql_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's own folder of compiled screening SQL, for the same reasons."""
+    sql_cache.use(tmp_path_factory.mktemp("sql-cache"))
+    yield
+    sql_cache.use(sql_cache.default_folder())
 
 
 @pytest.fixture(scope="session")

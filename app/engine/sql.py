@@ -48,6 +48,13 @@ from app.engine.model import (
     Scalar,
     atoms,
 )
+from app.engine.result_columns import (
+    EXCLUDED_BY,
+    MISSING,
+    STATUS,
+    TO_CONFIRM,
+    column_name,
+)
 
 Columns = Callable[[str], ColumnElement[Any]]
 Truth = ColumnElement[bool]
@@ -207,24 +214,6 @@ def _stage(query: sa.Select[Any], name: str, fence: bool) -> FromClause:
     pulls each stage up into the next and writes every reference to a column out as that
     column's whole expression: the shipped rule sets over 100,000 rows ran for minutes."""
     return (query.offset(0) if fence else query).subquery(name)
-
-
-def column_name(ruleset: RuleSet, *parts: str) -> str:
-    """Result columns: `hsct-ssc-astis:status`, `hsct-ssc-astis:age-18-to-65`, …"""
-    return ":".join((ruleset.id, *parts))
-
-
-STATUS = "status"
-EXCLUDED_BY = "excluded_by"
-MISSING = "missing"
-TO_CONFIRM = "to_confirm"
-CORRECTED = "corrected"
-
-
-def corrected_column(feature: str) -> str:
-    """`corrected:<feature>`: TRUE where the value given for a derived feature was replaced by
-    the value its derivations imply (`Derived.corrected`), FALSE elsewhere."""
-    return f"{CORRECTED}:{feature}"
 
 
 class Screening:

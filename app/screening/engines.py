@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pyarrow as pa
-import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.expression import FromClause
 
-from app.screening.dialects import render
+from app.screening import sql_cache
 from app.screening.head import HeadError, Limits, check, columns_within, first_long_line
 from app.screening.mapping import RawKind
-from app.screening.validate import ROW, duckdb_macros
+from app.screening.names import ROW
+
+# SQLAlchemy builds the queries; DuckDB is handed their text, from the compiled-SQL cache
+# when it has them (app/screening/sql_cache.py), so that only a miss imports SQLAlchemy.
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.sql.expression import FromClause
 
 BATCH_ROWS = 100_000
 # Duplicate keys a DuckDB screening query names, at most (`DuckDBEngine.duplicates`): each
 # costs every row a comparison (1,000 of them half a second a million rows).
 NAMED_DUPLICATES = 100
-# A database driver hands back Python tuples: 100,000 rows of 300 columns are 2 GB of them.
-DRIVER_ROWS = 10_000
-# A registry database that does not answer must not hold a request (the API's pre-check) or a
-# worker for the minutes a TCP connect can take.
-CONNECT_SECONDS = 10
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
 
@@ -53,7 +52,7 @@ def _checked_head(path: Path, fmt: str, limits: Limits) -> None:
         raise SourceError(str(exc), exc.code) from None
 
 
-def _within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
+def within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
     try:
         columns_within(len(kinds), name, limits)
     except HeadError as exc:
@@ -63,19 +62,23 @@ def _within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
 class Engine(Protocol):
     dialect: str
 
-    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]: ...
+    def open(self, source: str) -> tuple[Relation | FromClause, dict[str, RawKind]]: ...
 
     def count(self) -> int:
         """Rows in the source, for a progress display: free for Parquet, an Arrow table, a
         table's statistics or Spark's numbering; a parse of its own for CSV and NDJSON."""
         ...
 
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:
-        """The keys `query` (`validate.duplicate_keys`) finds, read ahead of the screening for
-        its query to name; None where the screening query is to find them itself."""
+    def duplicates(self, query: Any) -> list[str] | None:
+        """The keys `query` (`validate.duplicate_keys`; its SQL text for DuckDB and Spark)
+        finds, read ahead of the screening for its query to name; None where the screening
+        query is to find them itself."""
         ...
 
-    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]: ...
+    def batches(self, query: Any) -> Iterator[pa.RecordBatch]:
+        """The rows of `query`: a SQLAlchemy SELECT, or its SQL text for the engines that run
+        text (DuckDB, Spark)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -117,9 +120,28 @@ def _duckdb_kind(type_name: str) -> RawKind:
     return RawKind.NUMBER
 
 
-def _relation(table: str, kinds: dict[str, RawKind]) -> FromClause:
-    columns = [sa.column(ROW, sa.BigInteger), *(sa.column(name) for name in kinds)]
-    return sa.table(table, *columns)
+@dataclass(frozen=True, slots=True)
+class Relation:
+    """A view the engine made of the source (`raw_source`): its name and columns, a SQLAlchemy
+    table only when a query over it is compiled (not when its SQL comes from the cache)."""
+
+    name: str
+    kinds: dict[str, RawKind]
+
+    def table(self) -> FromClause:
+        import sqlalchemy as sa  # noqa: PLC0415 - see the TYPE_CHECKING import
+
+        columns = [sa.column(ROW, sa.BigInteger), *(sa.column(name) for name in self.kinds)]
+        return sa.table(self.name, *columns)
+
+
+def text(query: str | sa.Select[Any], dialect: str) -> str:
+    """A query's SQL text for `dialect`: as given, or printed by SQLAlchemy."""
+    if isinstance(query, str):
+        return query
+    from app.screening.dialects import render  # noqa: PLC0415 - see the TYPE_CHECKING import
+
+    return render(query, dialect)
 
 
 class DuckDBEngine:
@@ -140,10 +162,10 @@ class DuckDBEngine:
         # IN lists stay expressions: DuckDB makes one of six values or more a join, and a
         # query with a join streams its rows out of the source's order (see `duplicates`).
         self.connection.execute("SET disabled_optimizers = 'in_clause'")
-        for macro in duckdb_macros():
+        for macro in sql_cache.macros():
             self.connection.execute(macro)
 
-    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
+    def open(self, source: str) -> tuple[Relation, dict[str, RawKind]]:
         path = Path(source)
         if not path.is_file():
             raise SourceError(f"{path}: no such file")
@@ -151,21 +173,21 @@ class DuckDBEngine:
         _checked_head(path, fmt, self.limits)
         self.path = path
         opened = self._view(_scan(fmt, path), str(path))
-        _within(opened[1], str(path), self.limits)  # NDJSON keys past the checked sample
+        within(opened[1], str(path), self.limits)  # NDJSON keys past the checked sample
         return opened
 
-    def open_arrow(self, table: pa.Table) -> tuple[FromClause, dict[str, RawKind]]:
+    def open_arrow(self, table: pa.Table) -> tuple[Relation, dict[str, RawKind]]:
         self.connection.register("arrow_source", table)
         return self._view(f"SELECT row_number() OVER () AS {ROW}, * FROM arrow_source", "input")  # noqa: S608
 
-    def _view(self, scan: str, name: str) -> tuple[FromClause, dict[str, RawKind]]:
+    def _view(self, scan: str, name: str) -> tuple[Relation, dict[str, RawKind]]:
         try:
             self.connection.execute(f"CREATE OR REPLACE TEMP VIEW raw_source AS {scan}").fetchall()
             described = self.connection.execute("DESCRIBE raw_source").fetchall()
         except duckdb.Error as exc:
             raise self._described(exc, name) from None
         kinds = {str(row[0]): _duckdb_kind(str(row[1])) for row in described if row[0] != ROW}
-        return _relation("raw_source", kinds), kinds
+        return Relation("raw_source", kinds), kinds
 
     def count(self) -> int:
         try:
@@ -174,27 +196,27 @@ class DuckDBEngine:
             raise self._described(exc) from None
         return int(found[0][0])
 
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:
+    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:
         """Read first, so that the screening query needs no join: DuckDB streams a query's
         rows in the source's order only when it has none (a join's threads pass rows on as
         they finish). Past NAMED_DUPLICATES keys, None: the screening query joins, and its
         results may come in another order than the source's (every row is there; the
         rejected rows are listed in row order)."""
         try:
-            found = self.connection.execute(render(query, self.dialect)).fetchall()
+            found = self.connection.execute(text(query, self.dialect)).fetchall()
         except duckdb.Error as exc:
             raise self._described(exc) from None
         keys = [str(row[0]) for row in found if row[0] is not None]
         return keys if len(keys) <= NAMED_DUPLICATES else None
 
-    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+    def batches(self, query: str | sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:
             # A view, then a short SELECT of it: `connection.sql` tokenises its text in Python
             # first, 0.2-0.3 s for the shipped rule sets' 300 kB of SQL.
-            sql = render(query, self.dialect)
+            sql = text(query, self.dialect)
             self.connection.execute(f"CREATE OR REPLACE TEMP VIEW screened AS {sql}")
             reader = self.connection.sql("SELECT * FROM screened").to_arrow_reader(BATCH_ROWS)
-            yield from _at_least_one(reader, reader.schema)
+            yield from at_least_one(reader, reader.schema)
         except duckdb.Error as exc:
             raise self._described(exc) from None
 
@@ -202,7 +224,7 @@ class DuckDBEngine:
         """DuckDB's first line (the rest quotes the source's cells). A line over DuckDB's
         length limit is found here, as DuckDB's own line number can be wrong for it: that
         error names the file and line itself (and has a code)."""
-        first = _first_line(exc)
+        first = first_line(exc)
         found = _LINE_LIMIT.search(str(exc))
         if found is not None and self.path is not None:
             limit = int(found.group(1))
@@ -220,31 +242,7 @@ class DuckDBEngine:
 _LINE_LIMIT = re.compile(r'(?:Maximum line size|"maximum_object_size") of (\d+) bytes')
 
 
-def arrow_type(type_: sa.types.TypeEngine[Any]) -> pa.DataType:
-    """The Arrow type that holds values of a SQL type."""
-    if isinstance(type_, sa.Boolean):
-        return pa.bool_()
-    if isinstance(type_, sa.Integer):
-        return pa.int64()
-    if isinstance(type_, sa.Float | sa.Numeric):
-        return pa.float64()
-    return pa.string()
-
-
-def arrow_schema(query: sa.Select[Any]) -> pa.Schema:
-    """The Arrow types of a query's columns, from their SQL types: a batch whose column is
-    all NULL keeps its type (a driver's rows carry none)."""
-    return pa.schema([(c.name, arrow_type(c.type)) for c in query.selected_columns])
-
-
-def _columnar(rows: Sequence[Any], schema: pa.Schema) -> pa.RecordBatch:
-    """Driver rows -> one Arrow batch, column by column (no dict per row)."""
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
-    arrays = [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """The batches, or one empty batch: a screening whose every row was rejected still writes
     a results file with the right columns."""
     empty = True
@@ -255,84 +253,9 @@ def _at_least_one(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> Itera
         yield pa.RecordBatch.from_pylist([], schema=schema)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _sql_kind(type_: sa.types.TypeEngine[Any]) -> RawKind:
-    if isinstance(type_, sa.Boolean):
-        return RawKind.BOOLEAN
-    if isinstance(type_, sa.Numeric | sa.Integer | sa.Float):
-        return RawKind.NUMBER
-    return RawKind.TEXT
-
-
-class DatabaseEngine:
-    """A table in the user's own database: validation and verdicts run there as one query;
-    only the result rows come back, streamed with a server-side cursor."""
-
-    def __init__(self, url: str, *, key: str = "id", limits: Limits | None = None) -> None:
-        try:
-            # Parameters stay out of error messages: a registry's values must not reach a log.
-            self.engine = sa.create_engine(
-                url, hide_parameters=True, connect_args={"connect_timeout": CONNECT_SECONDS}
-            )
-        except (SQLAlchemyError, ValueError) as exc:
-            raise SourceError(f"database URL: {_first_line(exc)}") from None
-        except ImportError as exc:  # the URL names a driver that is not installed
-            missing = exc.name or "its driver"
-            raise SourceError(
-                f"database URL: the driver {missing!r} is not installed here", "driver_unavailable"
-            ) from None
-        self.limits = limits or Limits()
-        self.dialect = self.engine.dialect.name
-        if self.dialect != "postgresql":
-            raise SourceError(f"database URL: {self.dialect} is not supported (PostgreSQL is)")
-        self.key = key
-        self.table: sa.Table | None = None
-
-    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
-        schema, _, name = source.rpartition(".")
-        try:
-            self.table = sa.Table(
-                name, sa.MetaData(), schema=schema or None, autoload_with=self.engine
-            )
-        except SQLAlchemyError as exc:
-            raise SourceError(f"table {source!r}: {_first_line(exc)}") from None
-        kinds = {c.name: _sql_kind(c.type) for c in self.table.columns}
-        _within(kinds, f"table {source!r}", self.limits)
-        order = self.table.c[self.key] if self.key in self.table.c else sa.literal(1)
-        numbered = sa.select(
-            sa.func.row_number(type_=sa.BigInteger).over(order_by=order).label(ROW), *self.table.c
-        )
-        return numbered.subquery("raw_source"), kinds
-
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
-        """The screening query finds them: one query, in the database."""
-        return None
-
-    def count(self) -> int:
-        assert self.table is not None
-        with self.engine.connect() as connection:
-            return int(
-                connection.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
-            )
-
-    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
-        try:
-            with self.engine.connect() as connection:
-                result = connection.execution_options(
-                    stream_results=True, yield_per=DRIVER_ROWS
-                ).execute(query)
-                schema = arrow_schema(query)
-                batches = (_columnar(rows, schema) for rows in result.partitions())
-                yield from _at_least_one(batches, schema)
-        except SQLAlchemyError as exc:
-            raise SourceError(f"database: {_first_line(exc)}") from None
-
-    def close(self) -> None:
-        self.engine.dispose()
 
 
 def spark_session(master: str | None = None) -> Any:
@@ -403,7 +326,7 @@ class SparkEngine:
         self.limits = limits or Limits()
         self.rows = 0  # counted when the source is opened
 
-    def open(self, source: str) -> tuple[FromClause, dict[str, RawKind]]:
+    def open(self, source: str) -> tuple[Relation, dict[str, RawKind]]:
         fmt = file_format(Path(source))
         if Path(source).is_file():  # a local file: the same header checks as DuckDB's
             _checked_head(Path(source), fmt, self.limits)
@@ -416,27 +339,27 @@ class SparkEngine:
             else:
                 frame = reader.json(source)
         except Exception as exc:  # Spark raises AnalysisException and Py4J errors
-            raise SourceError(f"{source}: {_first_line(exc)}") from None
+            raise SourceError(f"{source}: {first_line(exc)}") from None
         numbered, self.rows = _numbered(frame)
         numbered.createOrReplaceTempView("raw_source")
         kinds = {f.name: _spark_kind(f.dataType.typeName()) for f in frame.schema.fields}
-        _within(kinds, source, self.limits)
-        return _relation("raw_source", kinds), kinds
+        within(kinds, source, self.limits)
+        return Relation("raw_source", kinds), kinds
 
     def count(self) -> int:
         """Numbering the rows (`_numbered`) counted them."""
         return self.rows
 
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
         """The screening query finds them (Spark keeps no row order to protect)."""
         return None
 
-    def batches(self, query: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+    def batches(self, query: str | sa.Select[Any]) -> Iterator[pa.RecordBatch]:
         try:
-            table = self.session.sql(render(query, self.dialect)).toArrow()
+            table = self.session.sql(text(query, self.dialect)).toArrow()
         except Exception as exc:  # Spark raises AnalysisException and Py4J errors
-            raise SourceError(f"spark: {_first_line(exc)}") from None
-        yield from _at_least_one(table.to_batches(max_chunksize=BATCH_ROWS), table.schema)
+            raise SourceError(f"spark: {first_line(exc)}") from None
+        yield from at_least_one(table.to_batches(max_chunksize=BATCH_ROWS), table.schema)
 
     def close(self) -> None:
         """The session is the caller's: a cluster session outlives one screening."""

@@ -72,9 +72,9 @@ from app.engine.model import Feature, RuleBase
 from app.engine.present import StatusText
 from app.screening import head
 from app.screening.bulk import BulkError
+from app.screening.database import DatabaseEngine
 from app.screening.engines import (
     FORMATS,
-    DatabaseEngine,
     DuckDBEngine,
     Engine,
     SourceError,

@@ -34,8 +34,7 @@ from typing_extensions import TypedDict
 from app.engine.evaluate import Status
 from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar
 from app.engine.present import KindText, OriginOut, StatusText, criterion_spec
-from app.engine.schema import Indication, ReviewStatus, Therapy
-from app.engine.sql import (
+from app.engine.result_columns import (
     CORRECTED,
     EXCLUDED_BY,
     MISSING,
@@ -44,6 +43,7 @@ from app.engine.sql import (
     column_name,
     corrected_column,
 )
+from app.engine.schema import Indication, ReviewStatus, Therapy
 from app.engine.unit_names import words
 
 TOP_MISSING = 10

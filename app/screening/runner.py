@@ -35,30 +35,19 @@ import pyarrow.parquet as pq
 from app.engine.inputs import FeatureValue
 from app.engine.model import Feature, RuleBase, RuleSet
 from app.engine.run import select
-from app.engine.sql import Screening
-from app.screening import report
+from app.screening import report, sql_cache
 from app.screening.engines import (
-    DatabaseEngine,
     DuckDBEngine,
     Engine,
+    Relation,
     SourceError,
     SparkEngine,
-    arrow_type,
     spark_session,
 )
 from app.screening.funnel import funnel_svg
 from app.screening.head import Limits, configured
 from app.screening.mapping import MappingFile, Plan, plan
-from app.screening.validate import (
-    KEY,
-    PROBLEMS,
-    ROW,
-    SQL_TYPES,
-    VALID,
-    corrected_columns,
-    duplicate_keys,
-    validated,
-)
+from app.screening.names import KEY, PROBLEMS, ROW, VALID, corrected_columns
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
@@ -150,14 +139,85 @@ SIDE = (ROW, PROBLEMS, VALID)
 def _verdicts(job: Job, raw: Any, columns: Plan, features: Sequence[Feature]) -> Any:
     """The one query: every row of `raw` validated and screened, with its number, problems
     and validity. The correction flags go to the results, so that the report counts them as
-    the rows stream."""
+    the rows stream. DuckDB is given its text, from the compiled-SQL cache when it has it."""
+    if isinstance(job.engine, DuckDBEngine) and isinstance(raw, Relation):
+        return _duckdb_verdicts(job, raw, columns, features)
+    relation = raw.table() if isinstance(raw, Relation) else raw
+    duplicates = job.engine.duplicates(_duplicates_query(relation, columns))
+    return _compiled(job, relation, columns, features, duplicates)
+
+
+def _duplicates_query(relation: Any, columns: Plan) -> Any:
+    from app.screening.validate import duplicate_keys  # noqa: PLC0415 - SQLAlchemy
+
+    return duplicate_keys(relation, columns)
+
+
+def _compiled(
+    job: Job,
+    relation: Any,
+    columns: Plan,
+    features: Sequence[Feature],
+    duplicates: Sequence[str] | None,
+) -> Any:
+    """The verdicts query, built with SQLAlchemy (a cache miss, or an engine that takes it)."""
+    from app.engine.sql import Screening  # noqa: PLC0415 - SQLAlchemy: see sql_cache
+    from app.screening.validate import validated  # noqa: PLC0415
+
     dialect = job.engine.dialect
-    duplicates = job.engine.duplicates(duplicate_keys(raw, columns))
-    checked = validated(raw, columns, features, dialect, duplicates)
+    checked = validated(relation, columns, features, dialect, duplicates)
     flags = corrected_columns(features)
     fence = dialect == "postgresql"
     screening = Screening(job.rulesets, checked, key=KEY, fence=fence, carry=[*flags, *SIDE])
     return screening.verdicts(missing=True)
+
+
+def _duckdb_verdicts(job: Job, raw: Relation, columns: Plan, features: Sequence[Feature]) -> str:
+    """The verdicts query's DuckDB text. The texts (duplicate keys, verdicts with none) come
+    from the cache; a source with duplicate keys gets a query naming them, compiled each time
+    and never kept (the keys are patients' ids)."""
+
+    def compile_texts() -> sql_cache.Texts:
+        from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+
+        relation = raw.table()
+        return {
+            "duplicates": duckdb_sql(_duplicates_query(relation, columns)),
+            "verdicts": duckdb_sql(_compiled(job, relation, columns, features, [])),
+        }
+
+    texts = sql_cache.recall(_cache_parts(job, raw, columns, features), compile_texts)
+    duplicates = job.engine.duplicates(texts["duplicates"])
+    if duplicates == []:
+        return texts["verdicts"]
+    from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+
+    return duckdb_sql(_compiled(job, raw.table(), columns, features, duplicates))
+
+
+def _cache_parts(
+    job: Job, raw: Relation, columns: Plan, features: Sequence[Feature]
+) -> dict[str, Any]:
+    """What the verdicts' SQL is made of, besides the code (sql_cache.key)."""
+    return {
+        "dialect": job.engine.dialect,
+        "relation": [raw.name, *(f"{name}:{kind}" for name, kind in raw.kinds.items())],
+        "catalogue": [f.spec.model_dump(mode="json") for f in features],
+        "rulesets": [[r.id, r.hash] for r in job.rulesets],
+        "key": columns.key,
+        "columns": [
+            [
+                c.feature.id,
+                c.column,
+                c.kind.value,
+                c.unit,
+                c.linear.scale,
+                c.linear.offset,
+                sorted(c.values.items()),
+            ]
+            for c in columns.columns
+        ],
+    }
 
 
 def _split(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
@@ -221,9 +281,11 @@ def _write(
 def _writer(path: Path, schema: pa.Schema, suffix: str) -> Any:
     if suffix == ".csv":
         return pa_csv.CSVWriter(str(path), schema)
-    # Dictionaries only for the text columns (status, excluded_by): on a million booleans
-    # they cost time and save nothing; statistics are not read by anyone.
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    # Dictionaries only for the text columns of few values (status, excluded_by): on a
+    # million booleans, or the patients' distinct keys, they cost time and save nothing
+    # (the keys' dictionary is built and then dropped for plain text: 0.05-0.3 CPU-s a
+    # million rows, and 1.5 MB more); statistics are not read by anyone.
+    strings = [f.name for f in schema if pa.types.is_string(f.type) and f.name != KEY]
     return pq.ParquetWriter(
         str(path), schema, compression="zstd", use_dictionary=strings, write_statistics=False
     )
@@ -356,6 +418,8 @@ def _engine(request: Request) -> Engine:
     if is_url(request.source):
         if not request.table:
             raise SourceError("a database source needs a table (--table)")
+        from app.screening.database import DatabaseEngine  # noqa: PLC0415 - SQLAlchemy
+
         key = request.mapping.key if request.mapping else "id"
         return DatabaseEngine(request.source, key=key, limits=request.limits)
     if request.engine == "spark":
@@ -388,6 +452,9 @@ def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     reads from any other source (it checks them again, which costs nothing here). The values
     as the records give them, before derivations: `validated` derives them as `read_bulk`
     did, and flags a value given that an implied one replaces, as for any other source."""
+    from app.screening.database import arrow_type  # noqa: PLC0415 - SQLAlchemy
+    from app.screening.validate import SQL_TYPES  # noqa: PLC0415
+
     present = {f for p in cohort.patients for f in p.given}
     columns: dict[str, pa.Array] = {"id": pa.array([p.ident for p in cohort.patients], pa.string())}
     for feature in rules.features.values():

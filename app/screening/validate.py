@@ -29,19 +29,17 @@ from sqlalchemy.sql.expression import FromClause
 
 from app.engine.cells import FALSE_WORDS, TRUE_WORDS
 from app.engine.model import Feature
+from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
-from app.engine.sql import Columns, corrected_column, derivations, is_true, number
+from app.engine.sql import Columns, derivations, is_true, number
 from app.engine.unit_names import with_unit, words
 from app.screening.dialects import render
 from app.screening.mapping import Column, Plan, RawKind
+from app.screening.names import KEY, PROBLEMS, ROW, VALID, completed
 
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
-ROW = "_row"
-PROBLEMS = "_problems"
-VALID = "_valid"
-KEY = "id"
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
@@ -390,17 +388,6 @@ def _keyed(
     return stage, key.in_([sa.literal(k, sa.String) for k in duplicates])
 
 
-def corrected_columns(features: Sequence[Feature]) -> list[str]:
-    """The flags `validated` adds, one per derived feature (TRUE where the value given was
-    replaced by the implied one) and one per feature counted in completed units (TRUE where
-    a fraction was rounded down)."""
-    return [corrected_column(f.id) for f in features if f.derivations or _completed(f)]
-
-
-def _completed(feature: Feature) -> bool:
-    return feature.spec.integer == "completed"
-
-
 def _verdict(
     cells: FromClause, features: Sequence[Feature], count: int, dialect: str
 ) -> FromClause:
@@ -413,7 +400,7 @@ def _verdict(
     values = [sa.cast(final(f.id), SQL_TYPES[f.type]).label(f.id) for f in features]
     flags = [flag.label(corrected_column(f)) for f, flag in derived.corrected.items()]
     for feature in features:  # FALSE where the source has no column for the feature
-        if _completed(feature):
+        if completed(feature):
             name = corrected_column(feature.id)
             flag = cells.c[name] if name in cells.c else sa.false()
             flags.append(sa.cast(flag, sa.Boolean).label(name))

@@ -52,8 +52,8 @@ def test_evaluate_json_is_the_api_shape(patient: Path) -> None:
 def test_evaluate_takes_the_apis_own_body_and_answers_as_the_api_does(tmp_path: Path) -> None:
     """Issue 20: `eligo evaluate` refused the API's request body (its `patient_id`). Now the
     same service decides: the answer is the API's, id and time apart, `assessed` included."""
-    body = {"features": ASTIS_CANDIDATE, "patient_id": "P-1", "rulesets": ["hsct-ssc-astis"]}
-    body["rulesets"].append("car-t-sle")
+    rulesets = ["hsct-ssc-astis", "car-t-sle"]
+    body = {"features": ASTIS_CANDIDATE, "patient_id": "P-1", "rulesets": rulesets}
     path = tmp_path / "request.json"
     path.write_text(json.dumps(body))
     result = run_eligo("evaluate", str(path), "--json")

@@ -14,8 +14,8 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
+from app.screening.database import arrow_type
 from app.screening.dialects import duckdb_sql, spark_sql
-from app.screening.engines import arrow_type
 from app.screening.validate import duckdb_macros
 
 Row = dict[str, Any]

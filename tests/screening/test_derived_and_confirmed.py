@@ -33,7 +33,7 @@ from app.engine.evaluate import Decision, Result, decide
 from app.engine.inputs import normalise
 from app.engine.load import load_rules
 from app.engine.model import CriterionKind, RuleBase
-from app.engine.sql import (
+from app.engine.result_columns import (
     EXCLUDED_BY,
     MISSING,
     STATUS,
@@ -42,7 +42,8 @@ from app.engine.sql import (
     corrected_column,
 )
 from app.screening.bulk import read_bulk
-from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SparkEngine
+from app.screening.database import DatabaseEngine
+from app.screening.engines import DuckDBEngine, Engine, SparkEngine
 from app.screening.funnel import funnel_svg
 from app.screening.runner import Job, Outcome, Request, run
 from app.screening.runner import screen as run_screen

@@ -32,10 +32,18 @@ from app.engine.derive import corrections, derive
 from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
 from app.engine.model import RuleBase, RuleSet
-from app.engine.sql import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name, corrected_column
-from app.screening import engines
+from app.engine.result_columns import (
+    EXCLUDED_BY,
+    MISSING,
+    STATUS,
+    TO_CONFIRM,
+    column_name,
+    corrected_column,
+)
+from app.screening import database, engines
 from app.screening.bulk import read_bulk
-from app.screening.engines import DatabaseEngine, DuckDBEngine, Engine, SourceError, SparkEngine
+from app.screening.database import DatabaseEngine
+from app.screening.engines import DuckDBEngine, Engine, SourceError, SparkEngine
 from app.screening.mapping import MappingError, RawKind, load_mapping, plan
 from app.screening.report import ScreeningReport
 from app.screening.runner import Cancelled, Job, Outcome, Request, run, side_file
@@ -654,7 +662,7 @@ def test_a_ragged_line_past_the_header_check_is_an_error_naming_the_file(
 def test_a_database_that_never_answers_is_given_up_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """A loopback server that accepts the connection and says nothing: the registry database
     behind a dead proxy. The pre-check and the worker must not wait on it for minutes."""
-    monkeypatch.setattr(engines, "CONNECT_SECONDS", 2)  # libpq's least
+    monkeypatch.setattr(database, "CONNECT_SECONDS", 2)  # libpq's least
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         engine = DatabaseEngine(f"postgresql+psycopg://reader@127.0.0.1:{port}/registry")

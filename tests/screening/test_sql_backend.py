@@ -46,6 +46,7 @@ from app.engine.model import (
     RuleSet,
     Scalar,
 )
+from app.engine.result_columns import MISSING, TO_CONFIRM, column_name
 from app.engine.schema import (
     EvidenceStatus,
     FeatureSpec,
@@ -54,7 +55,7 @@ from app.engine.schema import (
     ReviewStatus,
     Therapy,
 )
-from app.engine.sql import MISSING, TO_CONFIRM, Screening, column_name, derivations
+from app.engine.sql import Screening, derivations
 from tests.databases import postgres_database
 from tests.screening.backends import (
     Backend,
