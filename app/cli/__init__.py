@@ -17,6 +17,7 @@ from app.cli import common
 from app.cli.clients import clients as clients_group
 from app.cli.common import EXIT_CONFIG, EXIT_INPUT, EXIT_RULES, fail, load
 from app.cli.db import db as db_group
+from app.cli.mapping import mapping as mapping_group
 from app.cli.rules import rules as rules_group
 from app.cli.screen import screen_command
 from app.cli.synth import synth as synth_command
@@ -204,6 +205,7 @@ def evaluate(
 
 main.add_command(rules_group)
 main.add_command(db_group)
+main.add_command(mapping_group)
 main.add_command(clients_group)
 main.add_command(users_group)
 main.add_command(screen_command)

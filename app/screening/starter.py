@@ -1,0 +1,356 @@
+"""`eligo mapping init SOURCE`: a starter mapping for a registry's own columns.
+
+A registry names its columns its own way (`LVEF`, `CREA_umol`, `Gender`); writing the mapping
+file by hand means reading the feature catalogue column by column. This reads the source's
+header and a sample of its values and proposes, for each column, the feature it most likely
+gives, from the column's name (the feature's id or label, word for word or close to it) and
+its values (numbers for a number, the feature's values for a choice, yes/no words for a
+yes/no), with the unit its name carries (`CREA_umol`, `Creatinine (mg/dL)`) where the feature
+converts from it. Every proposal says why, so the analyst can check it; the columns no feature
+matches are listed as comments. Nothing is guessed silently: a code the sample holds that is
+not one of the feature's values is left for the analyst, named in a comment, and the file is
+one `eligo screen --mapping` accepts as written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from app.engine import cells
+from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS
+from app.engine.model import Feature
+from app.engine.schema import FeatureType
+from app.engine.suggest import close_to
+from app.engine.unit_names import ucum
+from app.engine.unit_names import words as unit_words
+from app.engine.units import UnitError, converter
+from app.screening import head
+from app.screening.engines import SourceError, file_format
+from app.screening.head import Limits
+
+# Words of a column name that say its unit, not what it measures ("CREA_umol", "Hb_g_dl").
+UNIT_WORDS = frozenset(
+    {"umol", "mmol", "mg", "g", "dl", "l", "ml", "min", "pct", "percent", "kpa", "mmhg", "yrs"}
+)
+SAMPLE_ROWS = 1000  # rows read for the values; a registry's codes show in far fewer
+SHOWN_VALUES = 6  # values quoted in a comment
+MATCHED = 60  # the score from which a column is proposed for a feature
+# Column names a registry gives its patient key.
+KEY_NAMES = ("id", "patient_id", "patientid", "pid", "patient", "subject_id", "record_id")
+_WORD = re.compile(r"[a-z0-9]+")
+_UNIT_PART = re.compile(r"[\[(]([^\])]+)[\])]\s*$")  # "Creatinine (mg/dL)", "crea[umol/L]"
+_BOOLEAN_WORDS = frozenset(TRUE_WORDS + FALSE_WORDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceColumn:
+    name: str
+    values: tuple[str, ...]  # distinct non-missing values of the sample, as text
+    unique: bool = False  # every row of the sample has its own value (a key, likely)
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A column proposed for a feature, and why; `unit` and `codes` as the mapping writes them."""
+
+    column: SourceColumn
+    feature: Feature
+    score: int
+    why: str
+    unit: str | None = None
+    codes: Mapping[str, str] = field(default_factory=dict)
+    unread: tuple[str, ...] = ()  # sample values the mapping will not read as the feature's
+
+
+@dataclass(frozen=True, slots=True)
+class Starter:
+    key: str | None
+    proposals: tuple[Proposal, ...]
+    unmatched: tuple[SourceColumn, ...]
+
+
+def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) -> Starter:
+    """Each column's likeliest feature; a feature goes to its best column only."""
+    key = _key(columns)
+    best: dict[str, Proposal] = {}
+    for column in columns:
+        if column.name == key:
+            continue
+        found = _best(column, features)
+        if found is not None and (
+            found.feature.id not in best or found.score > best[found.feature.id].score
+        ):
+            best[found.feature.id] = found
+    chosen = {p.column.name for p in best.values()}
+    proposals = tuple(
+        sorted(best.values(), key=lambda p: [c.name for c in columns].index(p.column.name))
+    )
+    unmatched = tuple(c for c in columns if c.name not in chosen and c.name != key)
+    return Starter(key, proposals, unmatched)
+
+
+def _key(columns: Sequence[SourceColumn]) -> str | None:
+    """The patient key: a column named as keys are, else the first whose sample values are
+    all different and not numbers (a measurement can be unique in a small sample too)."""
+    by_name = {_normal(c.name): c.name for c in columns}
+    named = next((by_name[k] for k in KEY_NAMES if k in by_name), None)
+    if named is not None:
+        return named
+    return next(
+        (c.name for c in columns if c.unique and any(_number(v) is None for v in c.values)),
+        None,
+    )
+
+
+def _normal(name: str) -> str:
+    """A column or label as words joined by `_`, without a unit part: "LVEF (%)" -> "lvef"."""
+    return "_".join(_WORD.findall(_UNIT_PART.sub("", name).casefold()))
+
+
+def _best(column: SourceColumn, features: Mapping[str, Feature]) -> Proposal | None:
+    scored = [p for f in features.values() if (p := _score(column, f)) is not None]
+    if not scored:
+        return None
+    top = max(scored, key=lambda p: p.score)
+    return top if top.score >= MATCHED else None
+
+
+def _score(column: SourceColumn, feature: Feature) -> Proposal | None:
+    named = _by_name(column.name, feature) or _by_choices(column, feature)
+    if named is None:
+        return None
+    score, why = named
+    fit, said, unread, codes = _by_values(column, feature)
+    unit = _unit(column.name, feature)
+    if unit is not None:  # a unit the feature converts from: the name meant this kind of value
+        said.append(f"unit {unit} from the name")
+        fit += 10
+    return Proposal(column, feature, score + fit, "; ".join([why, *said]), unit, codes, unread)
+
+
+def _by_name(name: str, feature: Feature) -> tuple[int, str] | None:
+    normal = _normal(name)
+    if not normal:
+        return None
+    if normal == feature.id:
+        return 100, "named as the feature"
+    if normal == _normal(feature.spec.label):
+        return 90, f"named as its label ({feature.spec.label})"
+    if feature.id in close_to(normal, [feature.id]):
+        return 70, f"name close to {feature.id}"
+    return _by_words({w for w in normal.split("_") if w not in UNIT_WORDS}, feature)
+
+
+def _by_words(words: set[str], feature: Feature) -> tuple[int, str] | None:
+    """The name's words (its unit's left out) all the feature's, or each the start of one
+    of them: a registry's abbreviation ("crea" for creatinine)."""
+    theirs = set(feature.id.split("_")) | set(_normal(feature.spec.label).split("_"))
+    if not words:
+        return None
+    if words <= theirs:
+        return 60, f"the name's words {', '.join(sorted(words))} are the feature's"
+    if all(len(w) >= 3 and any(t.startswith(w) for t in theirs) for w in words):
+        return 55, f"the name's {', '.join(sorted(words))} abbreviate the feature's words"
+    return None
+
+
+def _by_choices(column: SourceColumn, feature: Feature) -> tuple[int, str] | None:
+    """A column named otherwise whose values are all a choice's values or codes for them, two
+    at least ("Gender" with F and M is `sex`); numbers and yes/no words say nothing."""
+    if feature.type is not FeatureType.ENUM:
+        return None
+    values = [v.strip() for v in column.values if v.strip().casefold() not in DEFAULT_MISSING]
+    allowed = list(feature.spec.values or [])
+    if len(values) < 2 or any(_number(v) is not None for v in values):
+        return None
+    read = {v for v in values if v in allowed} | set(_codes(values, allowed))
+    if read != set(values):
+        return None
+    return 40, f"its values are {feature.id}'s ({', '.join(allowed)})"
+
+
+def _by_values(
+    column: SourceColumn, feature: Feature
+) -> tuple[int, list[str], tuple[str, ...], dict[str, str]]:
+    """How well the sample's values fit the feature's type: a score to add, what to say, the
+    values that will not read, and codes of a choice mapped to its values by their start."""
+    values = [v for v in column.values if v.strip().casefold() not in DEFAULT_MISSING]
+    if not values:
+        return 0, ["no values in the sample"], (), {}
+    shown = _quoted(values)
+    if feature.type is FeatureType.NUMBER:
+        unread = tuple(v for v in values if _number(v) is None)
+        numbers = [n for v in values if (n := _number(v)) is not None]
+        return (
+            (-40 if len(unread) > len(values) // 2 else 10),
+            [f"numbers {_span(numbers)}"] if numbers else [f"values {shown}"],
+            unread,
+            {},
+        )
+    if feature.type is FeatureType.BOOLEAN:
+        unread = tuple(v for v in values if v.strip().casefold() not in _BOOLEAN_WORDS)
+        return (-30 if unread else 15), [f"values {shown}"], unread, {}
+    allowed = list(feature.spec.values or [])
+    codes = _codes(values, allowed)
+    unread = tuple(v for v in values if v.strip() not in allowed and v not in codes)
+    return (20 if not unread else -10), [f"values {shown}"], unread, codes
+
+
+def _codes(values: Iterable[str], allowed: Sequence[str]) -> dict[str, str]:
+    """A registry's code for a choice, where exactly one of the feature's values starts with
+    it, without case ("F" -> female, "lim" -> limited)."""
+    found: dict[str, str] = {}
+    for value in values:
+        code = value.strip()
+        if not code or code in allowed:
+            continue
+        starts = [a for a in allowed if a.casefold().startswith(code.casefold())]
+        if len(starts) == 1:
+            found[code] = starts[0]
+    return found
+
+
+def _unit(name: str, feature: Feature) -> str | None:
+    """The unit a column's name carries, where the feature converts from it and it is not
+    the feature's own (which needs no `unit:`): written out ("Creatinine (mg/dL)",
+    "crea[umol/L]") or as a unit word of one of the feature's units ("CREA_umol": µmol/L)."""
+    if feature.type is not FeatureType.NUMBER:
+        return None
+    part = _UNIT_PART.search(name)
+    tail = re.split(r"[_\s]+", name)[1:]
+    for written in ([part.group(1).strip()] if part else []) + ["/".join(tail), *tail]:
+        if not written:
+            continue
+        code = ucum(written)
+        if code == feature.unit:
+            return None
+        try:
+            converter(code, feature.unit or "1", feature.spec.molar_mass)
+        except UnitError:
+            continue
+        return written
+    said = {w.casefold() for w in tail} & UNIT_WORDS
+    for unit in feature.spec.other_units:  # the catalogue's own: those convert
+        if any(_plain_unit(unit).startswith(w) for w in said):
+            return unit_words(unit)
+    return None
+
+
+def _plain_unit(unit: str) -> str:
+    return unit_words(unit).casefold().replace("µ", "u").replace("μ", "u")
+
+
+def _number(text: str) -> float | None:
+    """A number as `eligo screen` reads it (the one cell grammar), else None."""
+    read = cells.read(text, FeatureType.NUMBER)
+    return None if isinstance(read, cells.Unknown | cells.Problem) else float(read)
+
+
+def _span(numbers: Sequence[float]) -> str:
+    low, high = min(numbers), max(numbers)
+    return f"{low:g}" if low == high else f"{low:g}–{high:g}"
+
+
+def _quoted(values: Sequence[str]) -> str:
+    head = ", ".join(values[:SHOWN_VALUES])
+    return head + (f" and {len(values) - SHOWN_VALUES} more" if len(values) > SHOWN_VALUES else "")
+
+
+# --- the file ---------------------------------------------------------------------------------
+
+
+def render(starter: Starter, source: str, on: date) -> str:
+    """The mapping file: YAML that `eligo screen --mapping` takes as written, every proposal
+    with its reasons in a comment, the columns left out listed at the end."""
+    lines = [
+        f"# A starter mapping for {source}, proposed by `eligo mapping init` on {on.isoformat()}.",
+        "# Check every line against the registry's data dictionary before screening: a column is",
+        "# proposed for a feature by its name and a sample of its values, which can mislead.",
+        "# Feature ids, units and values: GET /v1/features, or docs/FEATURES.md.",
+    ]
+    if starter.key is None:
+        lines += ["# No patient key column found by name: name it here.", "id: id"]
+    else:
+        lines.append(f"id: {yaml_scalar(starter.key)}")
+    lines.append("columns:")
+    if not starter.proposals:
+        lines.append("  {}  # no column matched a feature; map them by hand")
+    for proposal in starter.proposals:
+        lines += _entry(proposal)
+    if starter.unmatched:
+        lines.append("# Not matched to a feature (left out of screening unless mapped here):")
+        lines += [
+            f"#   {c.name}: values {_quoted(list(c.values)) or 'none'}" for c in starter.unmatched
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _entry(p: Proposal) -> list[str]:
+    spec: list[str] = [f"column: {yaml_scalar(p.column.name)}"]
+    if p.unit is not None:
+        spec.append(f"unit: {yaml_scalar(p.unit)}")
+    if p.codes:
+        codes = ", ".join(f"{yaml_scalar(k)}: {yaml_scalar(v)}" for k, v in p.codes.items())
+        spec.append(f"values: {{{codes}}}")
+    body = yaml_scalar(p.column.name) if len(spec) == 1 else "{" + ", ".join(spec) + "}"
+    lines = [f"  {p.feature.id}: {body}  # {p.why}"]
+    if p.unread:
+        lines.append(
+            f"  # {p.column.name}: {_quoted(list(p.unread))} will not read as "
+            f"{p.feature.spec.label}: recode or check them"
+        )
+    return lines
+
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ ()%/.\-]*$")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"})
+
+
+def yaml_scalar(text: str) -> str:
+    """A YAML scalar that reads back as this text: plain where that is safe, else quoted."""
+    if _PLAIN.match(text) and text.casefold() not in _YAML_WORDS and not text.endswith(" "):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# --- the source -------------------------------------------------------------------------------
+
+
+def read_columns(path: Path, limits: Limits) -> list[SourceColumn]:
+    """The source's columns with the distinct values of its first SAMPLE_ROWS rows, as text.
+    The header is checked within its limits first (head.py), as for `eligo screen`."""
+    import duckdb  # noqa: PLC0415  # only this command and screening need it
+
+    fmt = file_format(path)
+    head.check(path, fmt, limits)
+    quoted = "'" + str(path).replace("'", "''") + "'"
+    reader = {
+        "csv": f"read_csv({quoted}, header = true, all_varchar = true)",
+        "parquet": f"read_parquet({quoted})",
+    }.get(fmt, f"read_json({quoted}, format = 'newline_delimited')")
+    connection = duckdb.connect()
+    try:
+        table = connection.sql(f"SELECT * FROM {reader} LIMIT {SAMPLE_ROWS}").to_arrow_table()  # noqa: S608
+    except duckdb.Error as exc:
+        raise SourceError(f"{path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        connection.close()
+    return [_column(name, table.column(name).to_pylist()) for name in table.column_names]
+
+
+def _column(name: str, cells: list[object]) -> SourceColumn:
+    texts = [_text(v) for v in cells if v is not None]
+    distinct = tuple(dict.fromkeys(t for t in texts if t))
+    return SourceColumn(name, distinct, unique=len(distinct) == len(cells) > 1)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
