@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
-from app.engine.cells import FALSE_WORDS, TRUE_WORDS
+from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS
 from app.engine.model import Feature
 from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
@@ -40,6 +40,7 @@ from app.screening.names import KEY, PROBLEMS, ROW, VALID, completed
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
+MISSING_CODES = sorted(DEFAULT_MISSING)  # in a stable order: the SQL text is cached
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
@@ -153,10 +154,16 @@ def _band(value: Value, size: Value, low: int, high: int) -> Value:
     )
 
 
+def _missing_code(text: Text) -> Value:
+    """Text that says the value is unknown (cells.DEFAULT_MISSING: blank, NA, n/a, NULL, NaN,
+    SPSS's "."), as the one cell grammar reads it: an unknown, not a problem of the row."""
+    return sa.func.lower(sa.func.trim(text)).in_(MISSING_CODES)
+
+
 def _present(raw: Value, kind: RawKind) -> Value:
-    """The cell holds something: not NULL, and for text not blank."""
+    """The cell holds something: not NULL, and for text no missing-value code."""
     if kind is RawKind.TEXT:
-        return sa.func.trim(raw) != ""
+        return sa.not_(_missing_code(raw))
     return raw.is_not(None)
 
 
@@ -246,15 +253,14 @@ def _boolean(column: Column, raw: Value) -> Checked:
 def _enum(column: Column, raw: Value) -> Checked:
     feature = column.feature
     text = sa.func.trim(_text(raw))
-    value: Value = text
-    if column.values:
-        codes = [
-            (text == sa.literal(code, sa.String), sa.literal(v, sa.String))
-            for code, v in column.values.items()
-        ]
-        value = sa.case(*codes, else_=text)
+    # The mapping's codes first (a registry may code a value as "NA"), then the missing-value
+    # codes, then the text as it is, as cells.read takes them.
+    codes = [
+        (text == sa.literal(code, sa.String), sa.literal(v, sa.String))
+        for code, v in column.values.items()
+    ]
+    value: Value = sa.case(*codes, (_missing_code(text), sa.null()), else_=text)
     allowed = list(feature.spec.values or [])
-    value = sa.case((text == "", sa.null()), else_=value)
     wrong = sa.and_(value.is_not(None), value.not_in(allowed))
     shown = ", ".join(allowed)
     return Checked(

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from app.engine.cells import DEFAULT_MISSING
 from app.engine.derive import corrections, derive
 from app.engine.evaluate import Result, decide
 from app.engine.inputs import InvalidInput, normalise
@@ -86,7 +87,8 @@ FALSE_CELLS = ("false", "no", "0", "N")
 def _number_cell(low: float, high: float) -> st.SearchStrategy[str | None]:
     inside = st.floats(low, high, allow_nan=False).map(lambda v: repr(round(v, 3)))
     edges = st.sampled_from([repr(float(low)), repr(float(high)), str(int(high) + 1), "-1"])
-    return st.one_of(st.none(), inside, edges, st.sampled_from(["abc", "1,5", " 42 "]))
+    odd = st.sampled_from(["abc", "1,5", " 42 ", "NA", "n/a", "."])  # the last three: unknown
+    return st.one_of(st.none(), inside, edges, odd)
 
 
 @st.composite
@@ -95,9 +97,9 @@ def csv_rows(draw: st.DrawFn) -> dict[str, str | None]:
     for name, (low, high) in NUMBERS.items():
         row[name] = draw(_number_cell(low, high))
     for name in BOOLEANS:
-        row[name] = draw(st.none() | st.sampled_from([*TRUE_CELLS, *FALSE_CELLS, "maybe"]))
+        row[name] = draw(st.none() | st.sampled_from([*TRUE_CELLS, *FALSE_CELLS, "maybe", "NULL"]))
     for name, values in ENUMS.items():
-        row[name] = draw(st.none() | st.sampled_from([*values, "diffuse"]))
+        row[name] = draw(st.none() | st.sampled_from([*values, "diffuse", "N/A"]))
     row[CREATININE] = draw(st.none() | st.sampled_from(["70", "88.4", "150", "2000", "x"]))
     row[DOSE] = draw(st.none() | st.sampled_from(["0", "0.5", "3", "12.25"]))
     return row
@@ -124,7 +126,7 @@ def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | N
     when the row must be rejected."""
     raw: dict[str, Any] = {}
     for column, cell in row.items():
-        if cell is None or not cell.strip():
+        if cell is None or cell.strip().casefold() in DEFAULT_MISSING:  # the one cell grammar
             continue
         try:
             raw[column.split("[")[0]] = _api_value(column, cell)
@@ -388,6 +390,40 @@ def test_every_row_rejected_still_writes_the_results_columns(
     assert [r.row for r in outcome.rejected] == [1, 2]
     assert outcome.report["rows"] == 2
     assert outcome.report["screened"] == 0
+
+
+def test_missing_value_codes_are_unknown_not_a_rejected_row_and_a_mapped_code_wins(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    """Issue 20: `n/a`, `NA`, `.` each rejected the whole patient. Read by the one cell grammar
+    they are unknown (the patient stays in, undecided where the value decides); a code the
+    mapping gives a meaning ("NA": not applicable, say) is the mapping's, not a missing one."""
+    (tmp_path / "registry.csv").write_text(
+        "PATNO,DX_SSC,SUBTYPE,EF\nA1,y,NA,n/a\nA2,NULL,.,60\n", encoding="utf-8"
+    )
+    (tmp_path / "mapping.yaml").write_text(
+        "id: PATNO\ncolumns:\n  ssc_diagnosis: DX_SSC\n  ssc_subtype: SUBTYPE\n"
+        "  lvef_percent: EF\n",
+        encoding="utf-8",
+    )
+    source, out = str(tmp_path / "registry.csv"), tmp_path / "r.parquet"
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    outcome = screen(duckdb_engine, shipped_rules, source, out, mapping=mapping, line_offset=1)
+    assert outcome.report["rejected"]["count"] == 0
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+    assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is None  # NA: unknown
+    assert rows["A1"][column_name(astis, MISSING, "lvef_percent")] is True  # n/a: to measure
+    assert rows["A2"][column_name(astis, STATUS)] == "indeterminate"  # NULL diagnosis
+    coded = tmp_path / "coded.yaml"
+    coded.write_text(
+        "id: PATNO\ncolumns:\n  ssc_subtype: {column: SUBTYPE, values: {NA: limited_cutaneous}}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(coded, shipped_rules.features)
+    outcome = screen(duckdb_engine, shipped_rules, source, out, mapping=mapping, line_offset=1)
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is False  # NA: limited
 
 
 def test_a_mapping_file_renames_columns_converts_units_and_codes(
