@@ -10,6 +10,12 @@ with its own names gives a mapping file (YAML):
       lvef_percent: LVEF                  # feature id: column
       serum_creatinine: {column: CREA, unit: umol/L}
       sex: {column: GENDER, values: {F: female, M: male}}
+      mrss: {column: MRSS, missing: [-1]}  # this column's own codes for unknown
+    missing: [U, -99]                       # codes for unknown in every column
+
+Cells are read by the one cell grammar (app/engine/cells.py): blank, NA, n/a, NULL, NaN and
+`.` are unknown in every registry; `missing:` adds a registry's own codes, for all columns or
+for one.
 
 Every problem is reported at once, with the mapping file's line or the column's name: an
 unknown feature, a missing column, a unit that does not convert to the feature's canonical unit,
@@ -24,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from app.engine.cells import DEFAULT_MISSING
 from app.engine.inputs import unit_refusal
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Feature
@@ -60,6 +67,8 @@ class Column:
     unit: str | None  # the column's unit; None: the feature's canonical unit
     linear: Linear = IDENTITY  # column unit -> canonical unit
     values: Mapping[str, str] = field(default_factory=dict)  # registry code -> enum value
+    # Codes that mean unknown, compared without case and spaces (the defaults and declared).
+    missing: frozenset[str] = DEFAULT_MISSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +84,14 @@ class _Wanted:
     unit: str | None
     values: Mapping[str, str]
     where: str
+    missing: frozenset[str] = frozenset()  # this column's own codes for unknown
 
 
 @dataclass
 class MappingFile:
     key: str = "id"
     wanted: dict[str, _Wanted] = field(default_factory=dict)
+    missing: frozenset[str] = frozenset()  # the registry's codes for unknown, every column
 
 
 def load_mapping(path: Path, features: Mapping[str, Feature]) -> MappingFile:
@@ -107,14 +118,14 @@ def _mapping(
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict):
         problems.append(f"{_where(doc, ())}: expected `columns:` mapping feature ids to columns")
         return MappingFile()
-    extra = set(data) - {"id", "columns"}
+    extra = set(data) - {"id", "columns", "missing"}
     if extra:
         problems.append(f"{_where(doc, ())}: unexpected key(s) {sorted(extra)}")
     key = data.get("id", "id")
     if not isinstance(key, str) or not key:
         problems.append(f"{_where(doc, ('id',))}: `id` must name the key column")
         key = "id"
-    mapping = MappingFile(key=key)
+    mapping = MappingFile(key=key, missing=_codes(doc, ("missing",), data.get("missing"), problems))
     for feature_id, spec in data["columns"].items():
         wanted = _entry(doc, str(feature_id), spec, features, problems)
         if wanted is not None:
@@ -141,7 +152,7 @@ def _entry(
             f"{where}: {feature_id}: expected a column name or {{column, unit, values}}"
         )
         return None
-    extra = set(spec) - {"column", "unit", "values"}
+    extra = set(spec) - {"column", "unit", "values", "missing"}
     if extra:
         problems.append(f"{where}: {feature_id}: unexpected key(s) {sorted(extra)}")
     unit, values = spec.get("unit"), spec.get("values", {})
@@ -151,7 +162,22 @@ def _entry(
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         problems.append(f"{where}: {feature_id}: `values` maps registry codes to feature values")
         values = {}
-    return _Wanted(spec["column"], unit, {str(k): v for k, v in values.items()}, where)
+    codes = _codes(doc, (*path, "missing"), spec.get("missing"), problems)
+    return _Wanted(spec["column"], unit, {str(k): v for k, v in values.items()}, where, codes)
+
+
+def _codes(doc: LocatedDocument, path: PathKey, given: Any, problems: list[str]) -> frozenset[str]:
+    """`missing:`: a list of codes (text or numbers), as the cell grammar compares them."""
+    if given is None:
+        return frozenset()
+    if not isinstance(given, list) or not all(
+        isinstance(c, str | int | float) and not isinstance(c, bool) for c in given
+    ):
+        problems.append(
+            f"{_where(doc, path)}: `missing` lists the codes that mean unknown, e.g. [U, -99]"
+        )
+        return frozenset()
+    return frozenset(str(c).strip().casefold() for c in given)
 
 
 def plan(
@@ -175,7 +201,8 @@ def plan(
     columns = [
         column
         for feature_id, wanted in mapping.wanted.items()
-        if (column := _column(features[feature_id], wanted, source, problems)) is not None
+        if (column := _column(features[feature_id], wanted, source, problems, mapping.missing))
+        is not None
     ]
     if problems:
         raise MappingError(problems)
@@ -204,7 +231,11 @@ def _by_name(
 
 
 def _column(
-    feature: Feature, wanted: _Wanted, source: Mapping[str, RawKind], problems: list[str]
+    feature: Feature,
+    wanted: _Wanted,
+    source: Mapping[str, RawKind],
+    problems: list[str],
+    mapping_missing: frozenset[str],
 ) -> Column | None:
     kind = source.get(wanted.column)
     if kind is None:
@@ -228,4 +259,5 @@ def _column(
         allowed = feature.spec.values or []
         problems.append(f"{wanted.where}: {feature.id}: values {bad} are not among {allowed}")
         return None
-    return Column(feature, wanted.column, kind, unit, linear, wanted.values)
+    missing = DEFAULT_MISSING | mapping_missing | wanted.missing
+    return Column(feature, wanted.column, kind, unit, linear, wanted.values, missing)

@@ -214,6 +214,7 @@ def _cache_parts(
                 c.linear.scale,
                 c.linear.offset,
                 sorted(c.values.items()),
+                sorted(c.missing),
             ]
             for c in columns.columns
         ],

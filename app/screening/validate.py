@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
+from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS
 from app.engine.model import Feature
 from app.engine.result_columns import corrected_column
@@ -40,7 +41,6 @@ from app.screening.names import KEY, PROBLEMS, ROW, VALID, completed
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
-MISSING_CODES = sorted(DEFAULT_MISSING)  # in a stable order: the SQL text is cached
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
@@ -154,17 +154,27 @@ def _band(value: Value, size: Value, low: int, high: int) -> Value:
     )
 
 
-def _missing_code(text: Text) -> Value:
-    """Text that says the value is unknown (cells.DEFAULT_MISSING: blank, NA, n/a, NULL, NaN,
-    SPSS's "."), as the one cell grammar reads it: an unknown, not a problem of the row."""
-    return sa.func.lower(sa.func.trim(text)).in_(MISSING_CODES)
+def _missing(raw: Value, column: Column) -> Value | None:
+    """The cell says the value is unknown, as the one cell grammar reads it: text that is a
+    missing-value code (cells.DEFAULT_MISSING, blank among them, and the mapping's `missing:`),
+    compared without case and spaces; in a number column, a declared code that is a number
+    (`-99`). An unknown, not a problem of the row. None: the column can hold no code. Codes
+    sorted: the SQL text is cached, and must be the same each run."""
+    if column.kind in (RawKind.TEXT, RawKind.JSON):
+        return sa.func.lower(sa.func.trim(_text(raw))).in_(sorted(column.missing))
+    numbers = sorted({n for c in column.missing if (n := _code_number(c)) is not None})
+    return raw.in_([number(n) for n in numbers]) if numbers else None
 
 
-def _present(raw: Value, kind: RawKind) -> Value:
-    """The cell holds something: not NULL, and for text no missing-value code."""
-    if kind is RawKind.TEXT:
-        return sa.not_(_missing_code(raw))
-    return raw.is_not(None)
+def _code_number(code: str) -> float | None:
+    read = cells.read(code, FeatureType.NUMBER, cells.Grammar(missing=frozenset()))
+    return None if isinstance(read, cells.Unknown | cells.Problem) else float(read)
+
+
+def _present(raw: Value, column: Column) -> Value:
+    """The cell holds something: not NULL, and no missing-value code."""
+    missing = _missing(raw, column)
+    return raw.is_not(None) if missing is None else sa.and_(raw.is_not(None), sa.not_(missing))
 
 
 def scale(column: Column, raw: Value, dialect: str) -> Value | None:
@@ -176,6 +186,9 @@ def scale(column: Column, raw: Value, dialect: str) -> Value | None:
     kind = column.kind
     if kind is RawKind.JSON:
         raw, kind = sa.func.json_extract_string(raw, "$"), RawKind.TEXT
+    missing = _missing(raw, replace(column, kind=kind))
+    if missing is not None and column.missing - DEFAULT_MISSING:  # a declared code: `-99`
+        raw = sa.case((missing, sa.null()), else_=raw)
     parsed = parse_number(sa.func.trim(raw), dialect) if kind is RawKind.TEXT else raw
     linear = column.linear
     value: Value = sa.cast(parsed, sa.Double)
@@ -210,14 +223,14 @@ def finite(value: Value, dialect: str) -> Value:
 
 
 def _number(column: Column, raw: Value, converted: Value | None) -> Checked:
-    feature, kind = column.feature, column.kind
+    feature = column.feature
     if converted is None:  # a boolean column for a number feature
         return Checked(
             sa.cast(sa.null(), sa.Double), _say(f"{feature.id}: expected a number, got ", raw)
         )
     low, high = feature.spec.range or (None, None)
     given = f" {words(column.unit)}".rstrip()  # in people's words: mmHg, not mm[Hg]
-    wrong = sa.and_(_present(raw, kind), converted.is_(None))
+    wrong = sa.and_(_present(raw, column), converted.is_(None))
     problems = [(wrong, _say(f"{feature.id}: expected a finite number, got '", raw, "'"))]
     if low is not None and high is not None:
         shown = f"{given} is outside the plausible range {low:g}–{with_unit(high, feature.unit)}"
@@ -245,7 +258,7 @@ def _boolean(column: Column, raw: Value) -> Checked:
     else:
         word = sa.func.lower(sa.func.trim(raw))
         value = sa.case((word.in_(TRUE_WORDS), sa.true()), (word.in_(FALSE_WORDS), sa.false()))
-    wrong = sa.and_(_present(raw, kind), value.is_(None))
+    wrong = sa.and_(_present(raw, column), value.is_(None))
     expected = "expected true/false, yes/no or 1/0"
     return Checked(value, sa.case((wrong, _say(f"{feature.id}: {expected}, got '", raw, "'"))))
 
@@ -259,7 +272,9 @@ def _enum(column: Column, raw: Value) -> Checked:
         (text == sa.literal(code, sa.String), sa.literal(v, sa.String))
         for code, v in column.values.items()
     ]
-    value: Value = sa.case(*codes, (_missing_code(text), sa.null()), else_=text)
+    missing = _missing(text, replace(column, kind=RawKind.TEXT))
+    assert missing is not None  # text can hold a code
+    value: Value = sa.case(*codes, (missing, sa.null()), else_=text)
     allowed = list(feature.spec.values or [])
     wrong = sa.and_(value.is_not(None), value.not_in(allowed))
     shown = ", ".join(allowed)

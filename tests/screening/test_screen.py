@@ -426,6 +426,56 @@ def test_missing_value_codes_are_unknown_not_a_rejected_row_and_a_mapped_code_wi
     assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is False  # NA: limited
 
 
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_registrys_own_missing_codes_are_unknown_in_every_column_or_one(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path, source: str
+) -> None:
+    """`missing:` adds a registry's codes to the grammar's, for all columns or one; a numeric
+    code is unknown, not a value outside the plausible range: in a Parquet DOUBLE column
+    compared as a number, in a CSV as written (`-99`)."""
+    ids, subtype, ef, mrss = ["A1", "A2", "A3"], ["U", "D", "D"], [-99.0, 60.0, 55.0], [30, -1, 0]
+    path = tmp_path / f"registry.{source}"
+    if source == "parquet":
+        table = {"PATNO": ids, "SUBTYPE": subtype, "EF": ef, "MRSS": mrss}
+        pq.write_table(pa.table(table), path)
+    else:
+        cells = zip(ids, subtype, [f"{e:g}" for e in ef], mrss, strict=True)  # -99, as written
+        lines = "".join(f"{a},{b},{c},{d}\n" for a, b, c, d in cells)
+        path.write_text("PATNO,SUBTYPE,EF,MRSS\n" + lines)
+    (tmp_path / "mapping.yaml").write_text(
+        "id: PATNO\nmissing: [U, -99]\ncolumns:\n"
+        "  ssc_subtype: {column: SUBTYPE, values: {D: diffuse_cutaneous}}\n"
+        "  lvef_percent: EF\n  mrss: {column: MRSS, missing: [-1]}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(path), tmp_path / "r.parquet", mapping=mapping,
+        line_offset=1 if source == "csv" else 0,
+    )  # fmt: skip
+    assert outcome.report["rejected"]["count"] == 0
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+    assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is None  # U
+    assert rows["A1"][column_name(astis, MISSING, "lvef_percent")] is True  # -99
+    assert rows["A2"][column_name(astis, MISSING, "mrss")] is True  # -1, MRSS's own code
+    assert rows["A3"][column_name(astis, MISSING, "mrss")] is False  # 0 is a score
+
+
+def test_a_missing_list_that_is_not_codes_is_named_with_its_line(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    (tmp_path / "mapping.yaml").write_text(
+        "missing: U\ncolumns:\n  mrss: {column: MRSS, missing: [true]}\n", encoding="utf-8"
+    )
+    with pytest.raises(MappingError) as caught:
+        load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    assert [p.split("mapping.yaml:", 1)[-1] for p in caught.value.problems] == [
+        "1: `missing` lists the codes that mean unknown, e.g. [U, -99]",
+        "3: `missing` lists the codes that mean unknown, e.g. [U, -99]",
+    ]
+
+
 def test_a_mapping_file_renames_columns_converts_units_and_codes(
     shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
 ) -> None:

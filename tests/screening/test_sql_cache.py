@@ -4,6 +4,8 @@ unwritable cache falls back to compiling, silently; the patients' ids never reac
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import shutil
 import subprocess
@@ -16,7 +18,8 @@ import pytest
 
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
-from app.screening import sql_cache
+from app.screening import runner, sql_cache
+from app.screening.mapping import Column
 from app.screening.runner import Outcome, Request, screen
 from tests.conftest import ROOT, SHIPPED_RULES
 
@@ -83,7 +86,8 @@ def test_a_warm_cache_screens_as_a_cold_one(
 # Run in a fresh interpreter with the cache filled by the test: what `eligo screen` imports.
 PROBE = """
 import sys
-from app.screening import sql_cache
+from app.screening import runner, sql_cache
+from app.screening.mapping import Column
 sql_cache.use(__import__("pathlib").Path(sys.argv[1]))
 import app.cli
 sys.argv = ["eligo", *sys.argv[2:]]
@@ -220,3 +224,17 @@ def test_duplicate_ids_are_never_written_to_the_cache(
     warm = run(source, tmp_path / "warm.parquet", shipped_rules)  # from the cache, with ids
     assert [r.where for r in warm.rejected] == ["cohort.csv:6", "cohort.csv:7"]
     assert same_results(outcome, warm)
+
+
+def test_every_field_of_a_mapped_column_is_part_of_the_cache_key() -> None:
+    """runner._cache_parts lists a Column's fields one by one: a field added to Column and not
+    to that list would let a warm cache serve SQL made without it (wrong results, silently).
+    This names the fields the key holds; a new one fails here until it is added there."""
+    in_the_key = {"feature", "column", "kind", "unit", "linear", "values", "missing"}
+    assert {f.name for f in dataclasses.fields(Column)} == in_the_key
+    source = inspect.getsource(runner._cache_parts)
+    for name in in_the_key - {"feature", "linear"}:
+        assert f"c.{name}" in source, name
+    assert "c.feature.id" in source
+    assert "c.linear.scale" in source
+    assert "c.linear.offset" in source
