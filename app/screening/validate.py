@@ -162,6 +162,8 @@ def _missing(raw: Value, column: Column) -> Value | None:
     sorted: the SQL text is cached, and must be the same each run."""
     if column.kind in (RawKind.TEXT, RawKind.JSON):
         return sa.func.lower(sa.func.trim(_text(raw))).in_(sorted(column.missing))
+    if column.kind is not RawKind.NUMBER:  # a boolean column holds no code
+        return None
     numbers = sorted({n for c in column.missing if (n := _code_number(c)) is not None})
     return raw.in_([number(n) for n in numbers]) if numbers else None
 

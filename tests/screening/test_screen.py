@@ -462,6 +462,29 @@ def test_a_registrys_own_missing_codes_are_unknown_in_every_column_or_one(
     assert rows["A3"][column_name(astis, MISSING, "mrss")] is False  # 0 is a score
 
 
+def test_a_numeric_missing_code_leaves_a_yes_no_column_alone(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    """A registry-wide `missing: [-99]` is compared with numbers only: a Parquet BOOLEAN
+    column beside them is read as it is (a boolean compared with -99 is no SQL at all)."""
+    path = tmp_path / "registry.parquet"
+    table = {"PATNO": ["A1", "A2"], "DX": [True, None], "EF": [-99.0, 60.0]}
+    pq.write_table(pa.table(table), path)
+    (tmp_path / "mapping.yaml").write_text(
+        "id: PATNO\nmissing: [-99]\ncolumns:\n  ssc_diagnosis: DX\n  lvef_percent: EF\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(path), tmp_path / "r.parquet", mapping=mapping
+    )
+    assert outcome.report["rejected"]["count"] == 0
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+    assert rows["A1"][column_name(astis, "ssc-diagnosis")] is True
+    assert rows["A1"][column_name(astis, MISSING, "lvef_percent")] is True
+
+
 def test_a_missing_list_that_is_not_codes_is_named_with_its_line(
     shipped_rules: RuleBase, tmp_path: Path
 ) -> None:
