@@ -25,8 +25,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -34,6 +32,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
+
+from app.cache_files import cache_home, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,8 @@ _recording: ContextVar[_Recording | None] = ContextVar("unit_memo_recording", de
 
 def default_path() -> Path | None:
     """$XDG_CACHE_HOME/eligo/units.json, else ~/.cache/eligo/units.json; None without a home."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # the XDG spec: a relative path is to be ignored
-        try:
-            base = str(Path.home() / ".cache")
-        except (RuntimeError, KeyError):  # no HOME and no passwd entry
-            return None
-    return Path(base) / "eligo" / "units.json"
+    home = cache_home()
+    return None if home is None else home / "units.json"
 
 
 def use(path: Path | None) -> None:
@@ -263,19 +258,6 @@ def _save(used: _Answers) -> None:
             merged.units, merged.conversions = dict(used.units), dict(used.conversions)
         text = _encode(merged, key)
     try:
-        _write(memo.path, text)
+        write_whole(memo.path, text)
     except OSError as exc:
         log.debug("UCUM answers not saved to %s: %s", memo.path, exc)
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".units-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise

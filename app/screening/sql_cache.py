@@ -26,13 +26,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from app.cache_files import cache_home, write_whole
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,8 @@ _code: list[str] = []  # the code key, computed once per process
 def default_folder() -> Path | None:
     """$XDG_CACHE_HOME/eligo/screening-sql, else ~/.cache/eligo/screening-sql; None without a
     home."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):  # the XDG spec: a relative path is to be ignored
-        try:
-            base = str(Path.home() / ".cache")
-        except (RuntimeError, KeyError):  # no HOME and no passwd entry
-            return None
-    return Path(base) / "eligo" / "screening-sql"
+    home = cache_home()
+    return None if home is None else home / "screening-sql"
 
 
 def use(folder: Path | None) -> None:
@@ -146,16 +141,7 @@ def _save(path: Path, found: str, texts: Texts) -> None:
     (a read-only home in a container) is silent."""
     document = json.dumps({"key": found, "checksum": _checksum(texts), "sql": texts})
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".sql-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(document)
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_whole(path, document)
         _prune(path.parent)
     except OSError as exc:
         log.debug("compiled SQL not saved to %s: %s", path, exc)
