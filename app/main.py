@@ -26,6 +26,7 @@ from app.api import (
     screenings,
     smart,
     web,
+    web_screenings,
 )
 from app.api.body import BodySizeLimit, document_limits
 from app.api.deps import VerifiedClients
@@ -118,7 +119,16 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
     _cds_hooks(app, settings)
     errors.install(app)
     _middleware(app, settings)
-    for module in (evaluations, rulesets, screenings, cds_hooks, health, web, smart):
+    for module in (
+        evaluations,
+        rulesets,
+        screenings,
+        cds_hooks,
+        health,
+        web,
+        web_screenings,
+        smart,
+    ):
         app.include_router(module.router)
     openapi.install(app, settings.auth)
     docs.install(app)
@@ -160,9 +170,11 @@ def _middleware(app: FastAPI, settings: Settings) -> None:
     # Added innermost first: the size limit sees the body before anything parses it, and the
     # headers land on every response, including CORS preflights and 413s.
     # POST /v1/screenings takes uploads of up to ELIGO_SCREENING_MAX_UPLOAD_BYTES and limits
-    # its JSON bodies to ELIGO_MAX_BODY_BYTES itself.
+    # its JSON bodies to ELIGO_MAX_BODY_BYTES itself; POST /screen (the web page's) alike.
     app.add_middleware(
-        BodySizeLimit, limit=settings.max_body_bytes, exempt=[screenings.SUBMIT_PATH]
+        BodySizeLimit,
+        limit=settings.max_body_bytes,
+        exempt=[screenings.SUBMIT_PATH, web_screenings.SCREEN_PATH],
     )
     app.add_middleware(StringPolicy)  # U+0000 in a path or query: 422, before any route
     if settings.cors_origins:

@@ -264,6 +264,20 @@ class Settings(BaseSettings):
         "it is given up",
     )
 
+    screening_web_clients: dict[str, str] = Field(
+        default_factory=dict,
+        description="Form users who may screen registries from the web, each acting as an API "
+        'client: {"dr.ng": "<client id>"}. The client must hold the `screen` scope; the user '
+        "sees and submits that client's jobs (users given one client share them). With "
+        "authentication off, everyone may",
+    )
+
+    @field_validator("screening_web_clients")
+    @classmethod
+    def _web_clients(cls, value: dict[str, str]) -> dict[str, str]:
+        """User names as sign-in keeps them (stripped, casefolded), so "Dr.Ng" finds dr.ng."""
+        return {name.strip().casefold(): client.strip() for name, client in value.items()}
+
     @field_validator("cds_allowed_hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:

@@ -43,6 +43,19 @@ IMAGE_POLICY = "; ".join(
         "sandbox",
     ]
 )
+# A screening's HTML report: a file made from a registry's data, so it may run nothing at
+# all. Its styles are inline (it is one self-contained file) and its pictures inline SVG or
+# data: URLs; it may not be framed, post a form, or load anything from anywhere.
+REPORT_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "style-src 'unsafe-inline'",
+        "img-src data:",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ]
+)
 DOCS = ("/docs", "/redoc")
 
 

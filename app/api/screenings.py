@@ -27,7 +27,7 @@ from app.api.deps import (
     require,
 )
 from app.api.errors import parse_body, problem_responses
-from app.api.headers import IMAGE_POLICY
+from app.api.headers import IMAGE_POLICY, REPORT_POLICY
 from app.api.responses import FastJSONResponse
 from app.api.schemas import ScreeningRequest
 from app.api.upload import Form, read_form, too_large
@@ -404,6 +404,29 @@ def report_json(
 ) -> FileResponse:
     path = _file(session, settings, screening_id, caller, "report")
     return FileResponse(path, media_type="application/json")
+
+
+@router.get(
+    "/screenings/{screening_id}/report.html",
+    response_class=FileResponse,
+    responses={**_FILE_ERRORS, 200: {"content": {"text/html": {}}}},
+    summary="The report for people to read: one self-contained HTML page (no script)",
+)
+def report_html(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "report_html")
+    return html_report(path)
+
+
+def html_report(path: Path) -> FileResponse:
+    """The HTML report under a policy of its own (headers.REPORT_POLICY): the page is made from
+    a registry's values and must not run anything whatever they hold."""
+    return FileResponse(
+        path,
+        media_type="text/html; charset=utf-8",
+        headers={"Content-Security-Policy": REPORT_POLICY, "Referrer-Policy": "no-referrer"},
+    )
 
 
 @router.get(

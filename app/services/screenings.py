@@ -35,7 +35,7 @@ from app.engine.run import select
 from app.errors import Conflict, FieldError, InvalidPayload, NotFound
 from app.screening import jobs
 from app.screening.bulk import BulkError
-from app.screening.engines import SourceError
+from app.screening.engines import FORMATS, SourceError
 from app.screening.jobs import ScreeningSummary
 from app.screening.mapping import MappingError
 from app.settings import Settings
@@ -71,6 +71,30 @@ class Submission:
 class Asker:
     client_id: str | None
     name: str
+
+
+MAX_LISTED = 200  # server sources listed for the web page to choose from
+
+
+def server_sources(settings: Settings) -> list[tuple[Path, Path]]:
+    """(allowed directory, entry): the files of a format screening reads and the folders (FHIR
+    Bulk exports) directly in each ELIGO_SCREENING_SOURCES directory, at most MAX_LISTED. A
+    choice is checked again as any path is (jobs.source_path), so listing proves nothing."""
+    out: list[tuple[Path, Path]] = []
+    for root in settings.screening_sources:
+        try:
+            resolved = root.resolve()
+            entries = sorted(resolved.iterdir())
+        except OSError:  # missing or unreadable: nothing to offer from it
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.suffix.lower() in FORMATS or entry.is_dir():
+                out.append((resolved, entry))
+            if len(out) >= MAX_LISTED:
+                return out
+    return out
 
 
 def new_id() -> str:
@@ -333,6 +357,9 @@ class ScreeningLinks(TypedDict):
     results_parquet: NotRequired[str]
     results_csv: NotRequired[str]
     report: NotRequired[str]
+    report_html: NotRequired[
+        Annotated[str, Field(description="The report for people to read (HTML)")]
+    ]
     rejected: NotRequired[str]
     funnels: NotRequired[Annotated[dict[str, str], Field(description="By rule set id")]]
 
@@ -366,8 +393,8 @@ class ScreeningJob(TypedDict):
         ScreeningLinks,
         Field(
             description="self; cancel (POST) while queued or running, delete (DELETE) once "
-            "finished; once succeeded results_parquet, results_csv, report, rejected and "
-            "funnels (by rule set id)"
+            "finished; once succeeded results_parquet, results_csv, report, report_html, "
+            "rejected and funnels (by rule set id)"
         ),
     ]
 
@@ -430,12 +457,20 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["results_parquet"] = f"{base}/results.parquet"
         links["results_csv"] = f"{base}/results.csv"
         links["report"] = f"{base}/report.json"
+        links["report_html"] = f"{base}/report.html"
         links["rejected"] = f"{base}/rejected.csv"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
     return links
 
 
-Kind = Literal["results", "report", "rejected", "funnel"]
+Kind = Literal["results", "report", "report_html", "rejected", "problems", "funnel"]
+# The files beside the results, by kind (the runner names them with these suffixes).
+SIDE_FILES: dict[str, str] = {
+    "report": ".report.json",
+    "report_html": ".report.html",
+    "rejected": ".rejected.csv",
+    "problems": ".problems.csv",
+}
 
 
 def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str = "") -> Path:
@@ -446,15 +481,29 @@ def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str 
     files = layout(settings)
     if kind == "results":
         path = files.results(job.id, job.attempts)
-    elif kind == "report":
-        path = files.side(job.id, job.attempts, ".report.json")
-    elif kind == "rejected":
-        path = files.side(job.id, job.attempts, ".rejected.csv")
+    elif kind in SIDE_FILES:
+        path = files.side(job.id, job.attempts, SIDE_FILES[kind])
     else:
         screened = {r["id"] for r in job.summary["rulesets"]}
         if ruleset_id not in screened:
             raise NotFound(f"screening {job.id} did not screen rule set {ruleset_id!r}")
         path = files.side(job.id, job.attempts, ".funnels") / f"{ruleset_id}.svg"
     if not path.is_file():
+        if kind in OPTIONAL_FILES:  # written only when there is something to say, or newer
+            raise NotFound(f"screening {job.id} has no {path.name}")
         raise NotFound(f"the files of screening {job.id} are no longer on this server")
     return path
+
+
+# A succeeded job may lack these: problems only when a cell was unreadable, the HTML report
+# only from runners that write one.
+OPTIONAL_FILES = frozenset({"report_html", "problems"})
+
+
+def has_file(settings: Settings, job: Screening, kind: Kind) -> bool:
+    """Whether a succeeded job has this file (the web page offers only those it has)."""
+    try:
+        result_file(settings, job, kind)
+    except (Conflict, NotFound):
+        return False
+    return True

@@ -20,6 +20,41 @@ document.addEventListener("DOMContentLoaded", () => {
   };
   window.addEventListener("hashchange", unfold);
   unfold();
+  // A screening's page follows its job: progress from the job's JSON every two seconds, and
+  // the page again once the job has finished (counts, report, downloads). Without this
+  // script a <noscript> refresh reloads the page instead.
+  const job = document.querySelector("[data-job]");
+  const finished = ["succeeded", "failed", "cancelled"];
+  if (job && !finished.includes(job.dataset.state)) {
+    const bar = job.querySelector("progress");
+    const text = job.querySelector("[data-job-progress]");
+    const follow = async () => {
+      let shown;
+      try {
+        const answer = await fetch(job.dataset.job, { headers: { Accept: "application/json" } });
+        if (!answer.ok) return; // signed out, or deleted: stop following
+        shown = await answer.json();
+      } catch {
+        setTimeout(follow, 5000); // the server is unreachable for a moment: try again later
+        return;
+      }
+      if (shown.state !== job.dataset.state && finished.includes(shown.state)) {
+        location.reload();
+        return;
+      }
+      const { rows_done: done, rows_total: total, percent } = shown.progress;
+      if (shown.state === "running") {
+        text.textContent = total === null
+          ? (done ? `${done.toLocaleString("en")} rows` : "Reading the source")
+          : `${done.toLocaleString("en")} of ${total.toLocaleString("en")} rows` +
+            (percent === null ? "" : ` (${percent} %)`);
+        job.querySelector("[data-job-state]").textContent = "Running";
+      }
+      if (bar && percent !== null) bar.value = percent;
+      setTimeout(follow, 2000);
+    };
+    setTimeout(follow, 1000);
+  }
   // Move focus to the error summary so screen-reader and keyboard users land on it.
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();
