@@ -308,7 +308,7 @@ def _submission(
             errors.setdefault("path", []).append("choose a source on the server")
     else:
         source = service.Source("upload", upload.filename if upload else "", field="file")
-        if upload is None or not upload.filename:
+        if (upload is None or not upload.filename) and "file" not in errors:
             errors.setdefault("file", []).append(
                 "choose the registry file to upload (or a source on the server)"
             )

@@ -408,6 +408,36 @@ def test_a_finished_job_is_deleted_with_its_files(api: Api) -> None:
     assert job["id"] not in {item["id"] for item in listed}
 
 
+def test_the_html_report_is_served_to_its_client_only_and_may_run_nothing(api: Api) -> None:
+    """The runner writes `results.report.html` beside the results (the report's own change);
+    here the file is placed, so the endpoint is held to its contract either way."""
+    job = accepted(upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING))
+    done = finished(api.client, job["id"])
+    link = done["links"]["report_html"]
+    assert link == f"/v1/screenings/{job['id']}/report.html"
+    placed = api.jobs / job["id"] / f"attempt-{done['attempts']}" / "results.report.html"
+    placed.unlink(missing_ok=True)
+    missing = refused(api.client.get(link), 404)
+    assert missing == []
+    page = "<!doctype html><title>Eligo screening report</title><h1>Screening report</h1>"
+    placed.write_text(page, encoding="utf-8")
+    served = api.client.get(link)
+    assert served.status_code == 200
+    assert served.text == page
+    assert served.headers["content-type"] == "text/html; charset=utf-8"
+    policy = served.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "style-src 'unsafe-inline'" in policy
+    assert "script-src" not in policy
+    assert "frame-ancestors 'none'" in policy
+    other = bearer(add_client(api.app, "a fourth analyst", [Scope.SCREEN]))
+    refused(api.client.get(link, headers=other), 404)
+    documented = api.client.get("/openapi.json").json()["paths"]
+    operation = documented["/v1/screenings/{screening_id}/report.html"]["get"]
+    assert "text/html" in operation["responses"]["200"]["content"]
+    assert {"401", "403", "404", "409"} <= set(operation["responses"])
+
+
 @contextmanager
 def idle(tmp_path: Path) -> Iterator[TestClient]:
     """The service without a worker in this process: a job stays queued."""

@@ -1,0 +1,339 @@
+"""Registry screening from the web (/screen) through the real app, its worker running, on the
+application database: who may screen, a job followed to its report and files, problems shown
+next to their fields, and nothing left on disk by a request that was not accepted."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from app.db import clients
+from app.main import create_app
+from app.security import Scope, parse_token
+from app.services import accounts
+from app.settings import Settings
+from tests.conftest import SHIPPED_RULES, add_client
+from tests.databases import app_database
+from tests.web.conftest import csrf_of
+
+PASSWORD = "a long enough clinic passphrase"  # noqa: S105 - test accounts'
+REGISTRY = (
+    "patient_no,AGE,ssc_diagnosis,lvef_percent\n"
+    "r1,45,yes,60\n"
+    "r2,200,yes,55\n"  # age out of range: rejected, line 3
+    "r3,50,yes,\n"
+)
+MAPPING = "id: patient_no\ncolumns:\n  age_years: AGE\n"
+RULESETS = ["hsct-ssc-astis", "hsct-ssc-scot"]
+REPORT = "<!doctype html><title>Eligo screening report</title><h1>Screening report</h1>"
+
+
+@dataclass
+class Site:
+    client: TestClient
+    app: FastAPI
+    jobs: Path
+    allowed: Path
+
+
+def _client_id(token: str) -> str:
+    parsed = parse_token(token)
+    assert parsed is not None
+    return parsed[0]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """Local accounts: `analyst` and `colleague` screen as two clients holding `screen`,
+    `evaluator` as one holding only `evaluate`, `revoked` as a revoked one; `stranger` as
+    none."""
+    root = tmp_path_factory.mktemp("screen-web")
+    allowed = root / "allowed"
+    allowed.mkdir()
+    (allowed / "registry.csv").write_text(REGISTRY, encoding="utf-8")
+    (allowed / "notes.txt").write_text("not a registry", encoding="utf-8")
+    with app_database(root) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES,
+            database_url=url,
+            sign_in="local",
+            screening_dir=root / "jobs",
+            screening_sources=[allowed],
+        )
+        app = create_app(settings)
+        linked = {
+            "analyst": add_client(app, "registry team", [Scope.SCREEN]),
+            "colleague": add_client(app, "another team", [Scope.SCREEN]),
+            "evaluator": add_client(app, "ehr", [Scope.EVALUATE]),
+            "revoked": add_client(app, "old team", [Scope.SCREEN]),
+        }
+        with app.state.sessions() as session:
+            found = clients.find(session, _client_id(linked["revoked"]))
+            assert found is not None
+            found.revoked_at = datetime.now(UTC)
+            for name in (*linked, "stranger"):
+                accounts.create_clinician(session, name, name.title(), PASSWORD, datetime.now(UTC))
+            session.commit()
+        web = {name: _client_id(token) for name, token in linked.items()}
+        app.state.settings = settings.model_copy(update={"screening_web_clients": web})
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Site(client, app, root / "jobs", allowed)
+
+
+def sign_in(client: TestClient, username: str) -> None:
+    client.cookies.clear()
+    token = csrf_of(client.get("/sign-in").text)
+    fields = {"username": username, "password": PASSWORD, "next": "/", "csrf_token": token}
+    answer = client.post("/sign-in", data=fields, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+
+
+def post(
+    client: TestClient,
+    *,
+    file: tuple[str, bytes] | None = ("registry.csv", REGISTRY.encode()),
+    mapping: str | None = MAPPING,
+    **fields: Any,
+) -> Response:
+    """The request form as a browser posts it: empty file inputs as parts without a name."""
+    token = csrf_of(client.get("/screen").text)
+    data = {"csrf_token": token, "source": "upload", "rulesets": RULESETS, **fields}
+    files = {
+        "file": file or ("", b""),
+        "mapping": ("mapping.yaml", mapping.encode()) if mapping is not None else ("", b""),
+    }
+    response: Response = client.post("/screen", data=data, files=files, follow_redirects=False)
+    return response
+
+
+def folders(jobs: Path) -> set[str]:
+    return {p.name for p in jobs.iterdir()} if jobs.exists() else set()
+
+
+def done(client: TestClient, page: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"{page}/job.json").json()
+        if job["state"] not in {"queued", "running"}:
+            return job
+        assert time.monotonic() < deadline, f"still {job['state']}"
+        time.sleep(0.1)
+
+
+def errors_of(html: str) -> dict[str, list[str]]:
+    """The problems shown next to fields, by field: `<p class="error" id="e-file1">`."""
+    found: dict[str, list[str]] = {}
+    pattern = r'<p class="error" id="e-([a-z_]+)\d+"><span[^>]*>Error: </span>(.*?)</p>'
+    for key, message in re.findall(pattern, html):
+        found.setdefault(key, []).append(message)
+    return found
+
+
+def test_only_users_linked_to_a_client_with_the_screen_scope_may_screen(site: Site) -> None:
+    site.client.cookies.clear()
+    answer = site.client.get("/screen", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/sign-in?next=%2Fscreen"
+    before = folders(site.jobs)
+    for user in ("stranger", "evaluator", "revoked"):
+        sign_in(site.client, user)
+        page = site.client.get("/screen")
+        assert page.status_code == 403, user
+        assert "You need the screen scope" in page.text
+        assert 'name="file"' not in page.text
+        posted = post(site.client)  # its token from the 403 page: a real one, still refused
+        assert posted.status_code == 403
+        assert folders(site.jobs) == before  # the upload was never written
+        assert site.client.get("/screen/x/job.json").status_code == 403
+    sign_in(site.client, "analyst")
+    page = site.client.get("/screen")
+    assert page.status_code == 200
+    assert 'href="/screen" aria-current="page">Screen a registry</a>' in page.text
+    # the server's sources, listed by their directory; what screening cannot read, not
+    assert f'<option value="{site.allowed / "registry.csv"}"' in page.text
+    assert "allowed/registry.csv" in page.text
+    assert "notes.txt" not in page.text
+    # rule sets grouped by disease, then therapy, every one ticked
+    groups = re.findall(r'<h3 id="g-[^"]+">([^<]+)</h3>', page.text)
+    assert groups.index("Autologous HSCT for SSc") < groups.index("CD19 CAR-T for SLE")
+    rulesets = site.app.state.rules.rulesets
+    assert len(groups) == len({(r.therapy, r.indication) for r in rulesets.values()})
+    box = r'<input type="checkbox" name="rulesets" value="([^"]+)"( checked)?'
+    boxes = re.findall(box, page.text)
+    assert len(boxes) == len(rulesets)
+    assert all(checked for _, checked in boxes)
+
+
+def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
+    site: Site,
+) -> None:
+    sign_in(site.client, "analyst")
+    answer = post(site.client)
+    assert answer.status_code == 303, errors_of(answer.text)
+    page_url = answer.headers["location"]
+    job_id = page_url.removeprefix("/screen/")
+    job = done(site.client, page_url)
+    assert job["state"] == "succeeded", job["error"]
+    assert job["requested_by"] == "analyst (web) via registry team"
+    assert [r["id"] for r in job["summary"]["rulesets"]] == RULESETS
+    page = site.client.get(page_url).text
+    assert "Screening of registry.csv" in page
+    assert "3 rows read, 2 screened, 1 rejected." in page
+    astis = job["summary"]["rulesets"][0]["counts"]
+    row = re.search(r'<th scope="row" title="hsct-ssc-astis">ASTIS</th>(.*?)</tr>', page)
+    assert row is not None
+    shown = [int(n) for n in re.findall(r'<td class="n">([\d,]+)</td>', row.group(1))]
+    assert shown == [astis[s] for s in ("eligible", "indeterminate", "ineligible", "not_indicated")]
+    assert 'http-equiv="refresh"' not in page  # finished: nothing to follow
+    for name in ("results.csv", "results.parquet", "rejected.csv", "report.json"):
+        assert f'href="{page_url}/{name}"' in page
+    csv = site.client.get(f"{page_url}/results.csv")
+    assert csv.status_code == 200
+    attachment = f'attachment; filename="screening-{job_id}.results.csv"'
+    assert csv.headers["content-disposition"] == attachment
+    assert {line.split(",")[0].strip('"') for line in csv.text.splitlines()[1:]} == {"r1", "r3"}
+    rejected = site.client.get(f"{page_url}/rejected.csv").text
+    assert "registry.csv:3" in rejected
+    funnel = site.client.get(f"{page_url}/funnels/hsct-ssc-astis.svg")
+    assert funnel.headers["content-type"] == "image/svg+xml"
+    assert "sandbox" in funnel.headers["content-security-policy"]
+
+    # The HTML report: the runner writes it beside the results (the report's own change);
+    # the page offers it only when it is there.
+    report = site.jobs / job_id / f"attempt-{job['attempts']}" / "results.report.html"
+    report.unlink(missing_ok=True)
+    assert "Open the report" not in site.client.get(page_url).text
+    assert site.client.get(f"{page_url}/report.html").status_code == 404
+    report.write_text(REPORT, encoding="utf-8")
+    assert f'href="{page_url}/report.html"' in site.client.get(page_url).text
+    served = site.client.get(f"{page_url}/report.html")
+    assert served.status_code == 200
+    assert served.text == REPORT
+    assert served.headers["content-type"] == "text/html; charset=utf-8"
+    policy = served.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy
+
+    listed = site.client.get("/screen").text
+    assert f'<a href="{page_url}">' in listed
+
+    sign_in(site.client, "colleague")  # another client: as if the job did not exist
+    assert page_url not in site.client.get("/screen").text
+    for path in ("", "/job.json", "/results.csv", "/report.html", "/funnels/hsct-ssc-astis.svg"):
+        assert site.client.get(page_url + path).status_code == 404, path
+    token = csrf_of(site.client.get("/screen").text)
+    for action in ("cancel", "delete"):
+        refused = site.client.post(f"{page_url}/{action}", data={"csrf_token": token})
+        assert refused.status_code == 404
+    assert job_id in folders(site.jobs)
+
+    sign_in(site.client, "analyst")
+    token = csrf_of(site.client.get(page_url).text)
+    assert site.client.post(f"{page_url}/cancel", data={"csrf_token": token}).status_code == 409
+    gone = site.client.post(
+        f"{page_url}/delete", data={"csrf_token": token}, follow_redirects=False
+    )
+    assert gone.status_code == 303
+    assert gone.headers["location"] == "/screen"
+    assert job_id not in folders(site.jobs)
+    assert site.client.get(page_url).status_code == 404
+
+
+def test_problems_come_back_next_to_their_fields_and_leave_nothing(site: Site) -> None:
+    sign_in(site.client, "analyst")
+    before = folders(site.jobs)
+    wrong = post(site.client, file=("registry.xlsx", b"PK\x03\x04"), mapping=None)
+    assert wrong.status_code == 422
+    assert errors_of(wrong.text) == {
+        "file": ["registry.xlsx: a registry is read from .csv, .jsonl, .ndjson, .parquet"]
+    }
+    assert 'id="file" name="file" type="file"' in wrong.text
+    assert 'aria-invalid="true"' in wrong.text
+    assert '<a href="#file">Registry file: registry.xlsx' in wrong.text
+
+    bad_mapping = post(site.client, mapping="id: patient_no\ncolumns:\n  no_such_feature: AGE\n")
+    shown = errors_of(bad_mapping.text)
+    assert bad_mapping.status_code == 422
+    assert list(shown) == ["mapping"]
+    assert "no_such_feature" in shown["mapping"][0]
+    assert "mapping.yaml:3" in shown["mapping"][0]  # the file as uploaded, and the line
+
+    nothing = post(site.client, file=None, mapping=None, rulesets=[])
+    assert errors_of(nothing.text) == {
+        "file": ["choose the registry file to upload (or a source on the server)"],
+        "rulesets": ["tick at least one rule set"],
+    }
+    # what was chosen is kept: no rule set ticked stays unticked
+    assert " checked> ASTIS" not in nothing.text
+
+    outside = post(site.client, file=None, mapping=None, source="path", path="/etc/passwd")
+    assert outside.status_code == 422
+    assert list(errors_of(outside.text)) == ["path"]
+    assert "ELIGO_SCREENING_SOURCES" in errors_of(outside.text)["path"][0]
+
+    unknown = post(site.client, mapping=None, rulesets=["hsct-ssc-astis", "no-such-ruleset"])
+    assert unknown.status_code == 422
+    assert "no-such-ruleset" in errors_of(unknown.text)["rulesets"][0]
+
+    forged = site.client.post(
+        "/screen",
+        data={"csrf_token": "x" * 43, "source": "upload"},
+        files={"file": ("registry.csv", REGISTRY.encode())},
+    )
+    assert forged.status_code == 403
+    assert "security token" in forged.text
+    assert folders(site.jobs) == before
+
+
+def test_a_server_source_is_screened_by_choosing_it(site: Site) -> None:
+    sign_in(site.client, "analyst")
+    chosen = str(site.allowed / "registry.csv")
+    answer = post(site.client, file=None, mapping=MAPPING, source="path", path=chosen)
+    assert answer.status_code == 303, errors_of(answer.text)
+    job = done(site.client, answer.headers["location"])
+    assert job["state"] == "succeeded"
+    assert job["request"]["source"] == {"kind": "path", "name": "registry.csv", "path": chosen}
+    assert job["summary"]["screened"] == 2
+
+
+def test_a_queued_job_is_cancelled_from_its_page_which_refreshes_without_script(
+    tmp_path: Path,
+) -> None:
+    """Development mode (no sign-in: everyone screens), no worker in this process: the job
+    stays queued until cancelled."""
+    with app_database(tmp_path) as url:
+        settings = Settings(
+            rules_dir=SHIPPED_RULES,
+            database_url=url,
+            auth=False,
+            screening_dir=tmp_path / "jobs",
+            screening_workers=0,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            form = client.get("/screen").text
+            assert "ELIGO_SCREENING_SOURCES is empty" in form
+            assert '<select id="source-path" name="path" disabled' in form
+            answer = post(client)
+            assert answer.status_code == 303
+            page_url = answer.headers["location"]
+            page = client.get(page_url).text
+            assert "State: <span data-job-state>Queued</span>" in page
+            assert "Waiting for a worker" in page
+            assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in page
+            token = csrf_of(page)
+            cancelled = client.post(f"{page_url}/cancel", data={"csrf_token": token})
+            assert cancelled.status_code == 200  # the job page, after the redirect
+            assert "State: <span data-job-state>Cancelled</span>" in cancelled.text
+            assert "http-equiv" not in cancelled.text
+            assert 'action="' + page_url + '/delete"' in cancelled.text
+            assert client.get(f"{page_url}/results.csv").status_code == 409
