@@ -94,6 +94,7 @@ def field_errors(errors: Iterable[FieldError]) -> dict[str, list[str]]:
 class Counts:
     id: str
     name: str
+    therapy: str  # "Autologous HSCT for SSc"
     counts: tuple[int, ...]  # in STATUSES order
 
 
@@ -120,17 +121,20 @@ def progress(job: ScreeningJob) -> Progress:
 
 
 def counts(job: ScreeningJob, names: Mapping[str, RuleSet]) -> list[Counts]:
-    """Per rule set screened, the patients per status (a rule set since removed: its id)."""
+    """Per rule set screened, the patients per status, in the order the request form lists
+    them (by disease, then therapy); a rule set since removed comes last, by its id."""
     summary = job["summary"]
     if summary is None:
         return []
+    order = {c.id: (n, g.title) for n, g in enumerate(groups(names.values())) for c in g.choices}
     out = []
     for entry in summary["rulesets"]:
         ruleset = names.get(entry["id"])
         name = short_name({"id": ruleset.id, "title": ruleset.title}) if ruleset else entry["id"]
         by_status = entry["counts"]
-        out.append(Counts(entry["id"], name, tuple(by_status.get(s, 0) for s in STATUSES)))
-    return out
+        therapy = order.get(entry["id"], (0, ""))[1]
+        out.append(Counts(entry["id"], name, therapy, tuple(by_status.get(s, 0) for s in STATUSES)))
+    return sorted(out, key=lambda c: (order.get(c.id, (len(order), ""))[0], c.name))
 
 
 def source_words(job: ScreeningJob) -> str:
