@@ -106,6 +106,7 @@ def test_the_screening_pages_pass_axe(axe_page: Page, web_server: Server, regist
     found["job, done"] = axe_violations(page)
     page.set_viewport_size({"width": 390, "height": 844})
     page.screenshot(path=artefact("screen-job-narrow.png"), full_page=True)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # reflows
     found["job, narrow"] = axe_violations(page)
     problems = {name: describe(v) for name, v in found.items() if v}
     assert not problems, problems
