@@ -194,7 +194,9 @@ async def posted(request: Request, admitted: Admitted) -> AsyncIterator[Posted |
         except InvalidPayload as exc:
             found.errors, found.status = shown.field_errors(exc.errors), 422
         except EligoError as exc:  # too large, not multipart, cut short
-            found.errors, found.status = {"file": [exc.detail]}, exc.status
+            limit = _size(settings.screening_max_upload_bytes)
+            said = f"larger than the {limit} a registry upload may be" if exc.status == 413 else ""
+            found.errors, found.status = {"file": [said or exc.detail]}, exc.status
         yield found
     finally:
         if not found.accepted:
@@ -247,13 +249,16 @@ def submit(
     """Synchronous: the check before a job is accepted reads the source (jobs.preflight)."""
     if isinstance(admitted, Response) or body is None:
         return admitted if isinstance(admitted, Response) else RedirectResponse(SCREEN_PATH, 303)
+    if body.status != 200:
+        # A body that could not be read whole (too large, cut short) has no token to compare
+        # and no choices to show again: the form with the problem, and nothing is done.
+        return _form_page(
+            request, settings, session, rules, admitted, errors=body.errors, status=body.status
+        )
     fields = body.form.fields
     token = next(iter(fields.get(web_auth.CSRF_FIELD, [])), None)
     try:
-        # A body that could not be read whole has no token to compare: it is answered with
-        # the form and the problem, and nothing is done (the origin was checked before).
-        if body.status == 200:
-            web_auth.check_csrf(request, settings, token)
+        web_auth.check_csrf(request, settings, token)
     except web_auth.CrossSiteRefused as exc:
         return _refused(request, settings, exc)
     entered = _entered(fields, rules)
@@ -269,9 +274,8 @@ def submit(
             commit(request, session)
             body.accepted = True
             return RedirectResponse(f"{SCREEN_PATH}/{job.id}", status_code=303)
-    status = body.status if body.status != 200 else 422
     return _form_page(
-        request, settings, session, rules, admitted, entered=entered, errors=errors, status=status
+        request, settings, session, rules, admitted, entered=entered, errors=errors, status=422
     )
 
 

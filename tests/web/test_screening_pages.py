@@ -35,6 +35,7 @@ REGISTRY = (
 )
 MAPPING = "id: patient_no\ncolumns:\n  age_years: AGE\n"
 RULESETS = ["hsct-ssc-astis", "hsct-ssc-scot"]
+UPLOAD_LIMIT = 64 * 1024
 REPORT = "<!doctype html><title>Eligo screening report</title><h1>Screening report</h1>"
 
 
@@ -69,6 +70,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             sign_in="local",
             screening_dir=root / "jobs",
             screening_sources=[allowed],
+            screening_max_upload_bytes=UPLOAD_LIMIT,
         )
         app = create_app(settings)
         linked = {
@@ -284,6 +286,13 @@ def test_problems_come_back_next_to_their_fields_and_leave_nothing(site: Site) -
     unknown = post(site.client, mapping=None, rulesets=["hsct-ssc-astis", "no-such-ruleset"])
     assert unknown.status_code == 422
     assert "no-such-ruleset" in errors_of(unknown.text)["rulesets"][0]
+
+    large = b"id,age_years\n" + b"p,40\n" * (UPLOAD_LIMIT // 5)
+    too_large = post(site.client, file=("registry.csv", large), mapping=None)
+    assert too_large.status_code == 413
+    assert errors_of(too_large.text) == {
+        "file": ["larger than the 64 KiB a registry upload may be"]
+    }
 
     forged = site.client.post(
         "/screen",
