@@ -34,7 +34,7 @@ from app.screening.head import Limits
 
 # Words of a column name that say its unit, not what it measures ("CREA_umol", "Hb_g_dl").
 UNIT_WORDS = frozenset(
-    {"umol", "mmol", "mg", "g", "dl", "l", "ml", "min", "pct", "percent", "kpa", "mmhg", "yrs"}
+    {"umol", "mmol", "mg", "g", "dl", "l", "ml", "min", "s", "pct", "percent", "kpa", "mmhg", "yrs"}
 )
 SAMPLE_ROWS = 1000  # rows read for the values; a registry's codes show in far fewer
 SHOWN_VALUES = 6  # values quoted in a comment
@@ -233,15 +233,33 @@ def _unit(name: str, feature: Feature) -> str | None:
         except UnitError:
             continue
         return written
-    said = {w.casefold() for w in tail} & UNIT_WORDS
-    for unit in feature.spec.other_units:  # the catalogue's own: those convert
-        if any(_plain_unit(unit).startswith(w) for w in said):
-            return unit_words(unit)
-    return None
+    return _unit_by_words(tail, feature)
 
 
-def _plain_unit(unit: str) -> str:
-    return unit_words(unit).casefold().replace("µ", "u").replace("μ", "u")
+def _unit_by_words(tail: Sequence[str], feature: Feature) -> str | None:
+    """The unit the name's last words spell the start of ("CREA_umol": µmol/L), among the
+    feature's own and the catalogue's other units. Only a unit the words single out is
+    proposed: `ML_MIN` is the canonical mL/min (no `unit:` needed), never mL/s, whose words
+    also start with "ml" (a clearance 60 times off); words that fit several units propose
+    none."""
+    said: list[str] = []
+    for word in reversed(tail):  # the trailing run of unit words: "CLEA_ML_MIN" -> ml, min
+        if word.casefold() not in UNIT_WORDS:
+            break
+        said.insert(0, word.casefold())
+    if not said:
+        return None
+    units = [feature.unit or "1", *feature.spec.other_units]
+    fits = [u for u in units if _plain_words(u)[: len(said)] == said]
+    if len(fits) != 1 or fits[0] == feature.unit:
+        return None
+    return unit_words(fits[0])
+
+
+def _plain_words(unit: str) -> list[str]:
+    """A unit as the words a column name would spell it: "µmol/L" -> ["umol", "l"]."""
+    plain = unit_words(unit).casefold().replace("µ", "u").replace("μ", "u")
+    return re.findall(r"[a-z0-9]+", plain)
 
 
 def _number(text: str) -> float | None:

@@ -58,6 +58,27 @@ def test_columns_are_proposed_by_name_and_values_with_why(
     assert [c.name for c in starter.unmatched] == ["BMI", "Centre"]
 
 
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [
+        ("CREA_CLEA_ML_MIN", None),  # the canonical mL/min: no unit to declare
+        ("CREA_CLEA_ML_S", "mL/s"),
+        ("CREA_CLEA_ML", None),  # "ml" starts mL/min and mL/s alike: none proposed
+    ],
+)
+def test_a_unit_is_proposed_only_where_the_names_words_single_it_out(
+    name: str, unit: str | None, shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    """A clearance in mL/min must never be proposed as mL/s because both spell "ml" first
+    (found screening eligo synth's registry codings: a value 60 times off)."""
+    path = tmp_path / "clearance.csv"
+    path.write_text(f"id,{name}\nA1,85\nA2,60\n")
+    starter = propose(read_columns(path, Limits()), shipped_rules.features)
+    [proposal] = [p for p in starter.proposals if p.column.name == name]
+    assert proposal.feature.id == "creatinine_clearance_ml_min"
+    assert proposal.unit == unit
+
+
 def test_the_file_is_a_mapping_eligo_screen_takes_as_written(
     registry: Path, shipped_rules: RuleBase, tmp_path: Path
 ) -> None:
