@@ -18,6 +18,7 @@ end, so a crash or a cancellation never leaves half a results file that looks co
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -46,9 +47,11 @@ from app.screening.engines import (
 )
 from app.screening.funnel import funnel_svg
 from app.screening.head import Limits, configured
+from app.screening.long import write_long
 from app.screening.mapping import MappingFile, Plan, plan
 from app.screening.names import KEY, PROBLEMS, ROW, VALID, corrected_columns
 from app.screening.report_html import report_html
+from app.screening.report_tables import tables
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
@@ -77,6 +80,7 @@ class Outcome:
     rejected_file: Path
     report: dict[str, Any]
     rejected: list[Rejected] = field(default_factory=list)
+    long: Path | None = None  # the long-format results, when asked for
 
 
 def _never() -> bool:
@@ -397,6 +401,7 @@ class Request:
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
     limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
+    long: bool = False  # also the results in long format (`long_file`)
 
 
 def is_url(source: str) -> bool:
@@ -431,7 +436,15 @@ def screen(
     finally:
         engine.close()
     _write_report(outcome)
+    if request.long:
+        outcome.long = long_file(request.out)
+        write_long(outcome.results, rulesets, outcome.long)
     return outcome
+
+
+def long_file(out: Path) -> Path:
+    """`results.parquet` -> `results.long.parquet`; `results.csv` -> `results.long.csv`."""
+    return side_file(out, ".long" + out.suffix.lower())
 
 
 def _name(request: Request) -> str:
@@ -506,6 +519,20 @@ def _write_report(outcome: Outcome) -> None:
     for ident, svg in funnels.items():
         _atomic_text(folder / f"{ident}.svg", svg)
     _atomic_text(side_file(outcome.results, ".report.html"), report_html(outcome.report, funnels))
+    folder = side_file(outcome.results, ".tables")
+    folder.mkdir(exist_ok=True)
+    for name, (header, rows) in tables(outcome.report).items():
+        _atomic_csv(folder / f"{name}.csv", header, rows)
+
+
+def _atomic_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """With a byte order mark: a spreadsheet then reads µmol/L and m² as written."""
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", encoding="utf-8-sig", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def _atomic_text(path: Path, text: str) -> None:
