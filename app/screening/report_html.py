@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from app.engine.words import INDICATIONS, REVIEW, THERAPIES
+from app.engine.words import INDICATIONS, THERAPIES
 
 __all__ = ["report_html"]
 
@@ -45,6 +45,11 @@ KIND_WORDS = {
     "inclusion": "Inclusion",
     "exclusion": "Exclusion",
     "caution": "Caution",
+}
+REVIEW_WORDS = {
+    "draft": "draft: needs local clinical review",
+    "in_review": "in local clinical review",
+    "approved": "approved locally",
 }
 UNLOCK_WORDS = {"missing": "value to measure", "to_confirm": "clinician confirmation"}
 
@@ -79,7 +84,7 @@ tbody th { font-weight: 400; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:nth-child(even) { background: var(--tint); }
 td .id, .id { color: var(--muted); font-size: 0.85rem; font-family: ui-monospace, monospace;
-  overflow-wrap: anywhere; }
+  overflow-wrap: break-word; }
 .eligible { color: var(--ok); } .indeterminate { color: var(--warn); }
 .ineligible { color: var(--bad); } .not_indicated { color: var(--none); }
 nav ol { columns: 2 24rem; }
@@ -440,7 +445,7 @@ def _protocol(ruleset: Mapping[str, Any], svg: str | None) -> str:
         f'<section class="protocol" aria-labelledby="{anchor}">',
         f'<h2 id="{anchor}">{_e(ruleset["title"])}</h2>',
         f'<p><span class="id">{_e(ruleset["id"])} version {_e(ruleset.get("version", ""))}</span>'
-        f" · {_e(_therapy(ruleset))} · rule set {_e(REVIEW.get(status, status))}</p>",
+        f" · {_e(_therapy(ruleset))} · {_e(REVIEW_WORDS.get(status, status))}</p>",
         f"<p>{_n(total)} patients screened: {statuses}.</p>",
         _unlock(ruleset),
         _criteria(ruleset),
