@@ -81,7 +81,9 @@ th, td { text-align: left; vertical-align: top; border-bottom: 1px solid var(--l
 thead th { border-bottom: 2px solid var(--ink); vertical-align: bottom; }
 tbody th { font-weight: 400; }
 .origin { display: block; color: var(--muted); font-size: 0.85rem; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n, .nowrap { white-space: nowrap; }
+tbody th { min-width: 10rem; }
 tbody tr:nth-child(even) { background: var(--tint); }
 td .id, .id { color: var(--muted); font-size: 0.85rem; font-family: ui-monospace, monospace;
   overflow-wrap: break-word; }
@@ -284,43 +286,58 @@ def _problems(report: Mapping[str, Any]) -> str:
     )
 
 
-def _bounds(ruleset: Mapping[str, Any]) -> list[Cell]:
-    bounds = ruleset.get("bounds") or {}
-    keys = ("best_case", "data_gaps_only", "confirmations_only", "gaps_and_confirmations")
-    return [_c(bounds.get(k)) for k in keys]
-
-
 def _protocols(rulesets: Sequence[Mapping[str, Any]]) -> str:
-    with_bounds = any("bounds" in r for r in rulesets)
     header: list[Cell] = [_t("Protocol"), _t("Therapy")]
     header += [(STATUS_WORDS[s], True) for s in STATUS_WORDS]
-    if with_bounds:
-        header += [
-            ("Best case", True),
-            ("Undecided for data gaps only", True),
-            ("for confirmations only", True),
-            ("for both", True),
-        ]
-    rows = []
-    for r in rulesets:
-        row = [
+    rows = [
+        [
             _t(
                 f'<a href="#{_anchor(r["id"])}">{_e(r["title"])}</a>'
                 f'<br><span class="id">{_e(r["id"])}</span>'
             ),
-            _t(_e(_therapy(r))),
+            _t(f'<span class="nowrap">{_e(_therapy(r))}</span>'),
             *(_c(r["counts"].get(s, 0)) for s in STATUS_WORDS),
         ]
-        rows.append(row + (_bounds(r) if with_bounds else []))
+        for r in rulesets
+    ]
+    table = _table("Patients per protocol and status", header, rows)
+    return _section("protocols-title", "Protocols: counts and bounds", table, _bounds(rulesets))
+
+
+def _bounds(rulesets: Sequence[Mapping[str, Any]]) -> str:
+    """Eligible now and at best, in a table of its own: beside the four counts its columns
+    squeezed the protocols' titles into a column a word wide."""
+    if not any(r.get("bounds") for r in rulesets):
+        return ""
+    header: list[Cell] = [
+        _t("Protocol"),
+        ("Eligible now", True),
+        ("Best case", True),
+        ("Undecided: data gaps only", True),
+        ("confirmations only", True),
+        ("both", True),
+        _t("The value that alone decides most of them"),
+    ]
+    rows = []
+    for r in rulesets:
+        bounds = r.get("bounds") or {}
+        keys = ("eligible", "best_case", "data_gaps_only", "confirmations_only")
+        first = (bounds.get("unlock") or [None])[0]
+        unlock = f"{_e(first['label'])} ({_n(first['patients'])})" if first else ""
+        rows.append(
+            [
+                _t(f'<a href="#{_anchor(r["id"])}" class="id">{_e(r["id"])}</a>'),
+                *(_c(bounds.get(k)) for k in keys),
+                _c(bounds.get("gaps_and_confirmations")),
+                _t(unlock),
+            ]
+        )
     note = (
         '<p class="note"><strong>Best case</strong>: eligible if every unknown item were '
-        "favourable (eligible now, plus the undecided); the undecided split by what they await: "
-        "values to measure (data gaps), clinician confirmations, or both.</p>"
-        if with_bounds
-        else ""
+        "favourable (eligible now, plus the undecided); the undecided split by what they "
+        "await: values to measure (data gaps), clinician confirmations, or both.</p>"
     )
-    table = _table("Patients per protocol and status", header, rows)
-    return _section("protocols-title", "Protocols: counts and bounds", table, note)
+    return note + _table("Eligible now and at best, per protocol", header, rows)
 
 
 def _therapy(ruleset: Mapping[str, Any]) -> str:
@@ -334,8 +351,8 @@ def _overlap(overlaps: Sequence[Mapping[str, Any]]) -> str:
         return ""
     parts = [
         '<p class="note">Patients eligible for several protocols of one therapy and '
-        "indication: each line counts the patients eligible for exactly those protocols "
-        "(best case: if every unknown item were favourable).</p>"
+        "indication: each line counts the patients eligible for the protocols it names, now "
+        "and at best (if every unknown item were favourable).</p>"
     ]
     for group in overlaps:
         best = {tuple(b["rulesets"]): b["patients"] for b in group.get("best_case", [])}
