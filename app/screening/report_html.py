@@ -22,13 +22,15 @@ Why it is written this way:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
 from app.engine.words import INDICATIONS, THERAPIES
 
-__all__ = ["report_html"]
+__all__ = ["CONTENT_SECURITY_POLICY", "report_html"]
 
 TITLE = "Eligo screening report"
 REJECTED_SHOWN = 20
@@ -96,6 +98,15 @@ section.protocol { border-top: 4px solid var(--accent); margin-top: 2.5rem; }
 @media print { .top { display: none; } section.protocol { break-before: page; }
   .frame { overflow: visible; } }
 """
+
+
+# What a server sends the page with (GET /v1/screenings/{id}/report.html): nothing but its own
+# one inline style sheet, by hash, so the page's text can never bring a script or a style in.
+STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode() + "'"
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src {STYLE_HASH}; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def report_html(report: Mapping[str, Any], funnels: Mapping[str, str]) -> str:

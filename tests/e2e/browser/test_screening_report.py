@@ -5,6 +5,10 @@ funnels are drawn, and axe-core finds no serious accessibility violation."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pyarrow.csv as pa_csv
@@ -12,6 +16,7 @@ import pytest
 from playwright.sync_api import Page
 
 from app.engine.model import RuleBase
+from app.screening.report_html import CONTENT_SECURITY_POLICY
 from app.screening.runner import Outcome, Request, screen, side_file
 from app.screening.synth import synthesize
 from tests.e2e.browser.conftest import artefact, axe_violations, describe
@@ -78,3 +83,54 @@ def test_the_page_needs_nothing_from_elsewhere(page: Page, screened: Outcome) ->
     _open(page, screened)
     report = side_file(screened.results, ".report.html")
     assert requested == [Path(report).as_uri()]
+
+
+@contextmanager
+def _served(page_bytes: bytes) -> Iterator[str]:
+    """The page from a real HTTP server on loopback, sent with the report's policy."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            self.end_headers()
+            self.wfile.write(page_bytes)
+
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/report.html"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_served_with_its_policy_the_page_keeps_its_style_and_breaks_no_rule(
+    page: Page, screened: Outcome
+) -> None:
+    """The policy a server sends it with (`CONTENT_SECURITY_POLICY`) lets its one style sheet
+    in by hash and nothing else: the page is styled, and Chromium reports no violation."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    body = side_file(screened.results, ".report.html").read_bytes()
+    with _served(body) as url:
+        page.goto(url)
+        accent = page.evaluate(
+            "() => getComputedStyle(document.querySelector('header')).borderBottomColor"
+        )
+    assert accent == "rgb(11, 79, 156)"  # the style sheet applied (--accent)
+    assert [v for v in violations if "Content Security Policy" in v] == []
+    # and a page whose style sheet is not the report's is refused its styles
+    with _served(body.replace(b"--accent: #0b4f9c", b"--accent: #ff0000")) as url:
+        page.goto(url)
+        changed = page.evaluate(
+            "() => getComputedStyle(document.querySelector('header')).borderBottomColor"
+        )
+    assert changed != "rgb(255, 0, 0)"
+    assert any("Content Security Policy" in v for v in violations)
