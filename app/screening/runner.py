@@ -185,10 +185,11 @@ def _compiled(
     checked = validated(relation, columns, features, dialect, duplicates)
     # Table 1's values under names of their own: a feature a criterion reads is a column of
     # the screening's first stage already, and one name may not be selected twice there.
-    described = [table1.column(f) for f in _described(job, columns)]
-    checked = sa.select(
-        checked, *(checked.c[f].label(table1.column(f)) for f in _described(job, columns))
-    ).subquery("described")
+    chosen = _described(job, columns)
+    described = [table1.column(f) for f in chosen]
+    if chosen:
+        labelled = (checked.c[f].label(table1.column(f)) for f in chosen)
+        checked = sa.select(checked, *labelled).subquery("described")
     flags = corrected_columns(features)
     fence = dialect == "postgresql"
     carry = [*flags, *described, *SIDE]
