@@ -235,7 +235,9 @@ def _contents(rulesets: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) 
         ("rows-title", "Rows read, rejected and why"),
         ("protocols-title", "Protocols: counts and bounds"),
         ("overlap-title", "Overlap between protocols") if report.get("overlap") else None,
-        ("table1-title", "Table 1: the screened cohort") if report.get("table1") else None,
+        ("table1-title", "Table 1: the screened cohort")
+        if (report.get("table1") or {}).get("rows")
+        else None,
         ("undecided-title", "What keeps patients undecided"),
         ("corrected-title", "Corrected values") if report.get("corrected") else None,
     ]

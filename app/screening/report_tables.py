@@ -27,7 +27,7 @@ def tables(report: Mapping[str, Any]) -> dict[str, Table]:
         "funnels": _funnels(rulesets),
         "missing": _missing(report),
     }
-    if report.get("table1"):
+    if (report.get("table1") or {}).get("rows"):
         found["table1"] = _table1(report["table1"])
     if report.get("problems"):
         found["problems_by_column"] = _problems(report["problems"])

@@ -238,6 +238,13 @@ def test_the_long_format_follows_parquet_results(tmp_path: Path, shipped_rules: 
     assert set(long.column("id").to_pylist()) == {"007", "008"}  # ids as written
     assert not (tmp_path / "r.long.csv").exists()
     plain = screen(Request(source=str(source), out=tmp_path / "p.parquet"), shipped_rules)
+    bare = tmp_path / "bare.csv"
+    bare.write_text("id,ecog\na,1\n", encoding="utf-8")  # no Table 1 feature
+    none = screen(Request(source=str(bare), out=tmp_path / "n.parquet"), shipped_rules)
+    assert none.report["table1"] == {"screened": 1, "rows": []}
+    page = side_file(none.results, ".report.html").read_text(encoding="utf-8")
+    assert "table1-title" not in page
+    assert not (side_file(none.results, ".tables") / "table1.csv").exists()
     assert plain.long is None
     assert not (tmp_path / "p.long.parquet").exists()
 
