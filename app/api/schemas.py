@@ -405,3 +405,8 @@ class ScreeningRequest(BaseModel):
     as_of: date | None = Field(
         default=None, description="FHIR Bulk: the day freshness windows count back from"
     )
+    long: bool = Field(
+        default=False,
+        description="Also the results in long format (one row per patient and rule set: "
+        "id, ruleset, status, first reason, missing, to_confirm), at long.parquet",
+    )

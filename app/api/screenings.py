@@ -49,7 +49,7 @@ Rules = Annotated[RuleBase, Depends(current_rules)]
 Config = Annotated[Settings, Depends(current_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
-FORM_FIELDS = ("rulesets", "engine", "as_of")
+FORM_FIELDS = ("rulesets", "engine", "as_of", "long")
 MAX_MAPPING_BYTES = service.MAX_MAPPING_BYTES
 PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv; charset=utf-8"
@@ -71,6 +71,7 @@ _FORM_SCHEMA: dict[str, Any] = {
         },
         "engine": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
         "as_of": {"type": "string", "format": "date"},
+        "long": {"type": "boolean", "default": False, "description": "Long-format results too"},
     },
 }
 
@@ -151,7 +152,7 @@ def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
         else service.Source("url", given.url or "", table=given.table, field="source.url")
     )
     return service.Submission(
-        job_id, source, body.rulesets, body.engine, body.as_of, mapping=body.mapping
+        job_id, source, body.rulesets, body.engine, body.as_of, mapping=body.mapping, long=body.long
     )
 
 
@@ -181,6 +182,7 @@ async def _from_form(
         _one(form, "engine") or "duckdb",
         _day(_one(form, "as_of")),
         mapping_file=mapping.filename if mapping else None,
+        long=_flag(_one(form, "long"), "long"),
     )
 
 
@@ -200,6 +202,14 @@ def _one(form: Form, name: str) -> str | None:
     if len(values) > 1:
         raise _invalid(name, "duplicate", "give this field once")
     return values[0].strip() if values else None
+
+
+def _flag(text: str | None, name: str) -> bool:
+    if text is None or text.strip().lower() in {"", "false", "0"}:
+        return False
+    if text.strip().lower() in {"true", "1"}:
+        return True
+    raise _invalid(name, "bool_parsing", "expected true or false")
 
 
 def _day(text: str | None) -> date | None:
@@ -426,6 +436,22 @@ def html_report(path: Path) -> FileResponse:
         path,
         media_type="text/html; charset=utf-8",
         headers={"Content-Security-Policy": REPORT_POLICY, "Referrer-Policy": "no-referrer"},
+    )
+
+
+@router.get(
+    "/screenings/{screening_id}/long.parquet",
+    response_class=FileResponse,
+    responses={**_FILE_ERRORS, 200: {"content": {PARQUET: {}}}},
+    summary="The results in long format (asked for with `long`): one row per patient and "
+    "rule set, with the registry's ids",
+)
+def long_parquet(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "long")
+    return FileResponse(
+        path, media_type=PARQUET, headers=_download(f"screening-{screening_id}.long.parquet")
     )
 
 

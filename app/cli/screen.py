@@ -45,6 +45,13 @@ SHOWN_REJECTED = 10
 )
 @click.option("--rules-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option(
+    "--long",
+    "long_format",
+    is_flag=True,
+    help="Also the results in long format: one row per patient and rule set "
+    "(results.long.csv or .parquet, as --out)",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]"
 )
 def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls it
@@ -57,10 +64,13 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     spark_master: str | None,
     as_of: Any,
     rules_dir: Path | None,
+    long_format: bool,
     progress: bool | None,
 ) -> None:
     """Screen SOURCE: a CSV, Parquet or NDJSON file, a FHIR Bulk Data export folder, or a
-    database URL with --table (the query runs inside that database)."""
+    database URL with --table (the query runs inside that database).
+
+    The summary goes to stdout (`> summary.txt` keeps it); progress and errors to stderr."""
     from app.screening.runner import Request, is_url  # noqa: PLC0415
 
     rules = load(rules_dir or settings().rules_dir)
@@ -79,10 +89,11 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
         engine=engine,
         as_of=as_of.date() if as_of else date.today(),
         spark_master=spark_master,
+        long=long_format,
     )
     show = sys.stderr.isatty() if progress is None else progress
     outcome = _run(request, rules, show)
-    click.echo(_summary(outcome), err=True)
+    click.echo(_summary(outcome))
 
 
 def _mapping(path: Path, features: Any) -> Any:
@@ -124,13 +135,18 @@ def _run(request: Request, rules: Any, show: bool) -> Outcome:
 
 def _summary(outcome: Outcome) -> str:
     from app.engine.evaluate import Status  # noqa: PLC0415
-    from app.screening.runner import side_file  # noqa: PLC0415
 
     report = outcome.report
     lines = [
-        f"screened {report['screened']:,} of {report['rows']:,} rows; "
-        f"{report['rejected']['count']:,} rejected",
+        f"rows read {report['rows']:,}; rejected {report['rejected']['count']:,}; "
+        f"screened {report['screened']:,}",
     ]
+    problems = report.get("problems")  # the cells' grammar adds it (issue 20, item 1)
+    if problems and problems.get("cells"):
+        lines.append(
+            f"cells read as unknown: {problems['cells']:,} in {problems['rows']:,} rows"
+            " (by registry column in the report)"
+        )
     for rejected in outcome.rejected[:SHOWN_REJECTED]:
         lines.append(f"  {rejected.where}: {rejected.problems}")
     if len(outcome.rejected) > SHOWN_REJECTED:
@@ -144,11 +160,28 @@ def _summary(outcome: Outcome) -> str:
     for row in [header, *rows]:
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
     lines += _undecided(report["rulesets"])
-    lines.append(f"results: {outcome.results}")
-    lines.append(f"report:  {side_file(outcome.results, '.report.json')}")
-    lines.append(f"funnels: {side_file(outcome.results, '.funnels')}/")
+    lines += _written(outcome)
     lines.append(report["review"])
     return "\n".join(lines)
+
+
+def _written(outcome: Outcome) -> list[str]:
+    from app.screening.runner import side_file  # noqa: PLC0415
+
+    def beside(suffix: str) -> Path:
+        return side_file(outcome.results, suffix)
+
+    written = [
+        ("results", outcome.results),
+        ("report", beside(".report.html")),
+        ("", beside(".report.json")),
+        ("tables", f"{beside('.tables')}/"),
+        ("funnels", f"{beside('.funnels')}/"),
+        ("rejected", outcome.rejected_file),
+    ]
+    if outcome.long is not None:
+        written.insert(1, ("long", outcome.long))
+    return [f"{name + ':' if name else '':9} {path}" for name, path in written]
 
 
 def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:

@@ -307,6 +307,7 @@ def runner_request(
         rulesets=spec.get("rulesets"),
         engine=spec.get("engine", "duckdb"),
         as_of=date.fromisoformat(spec["as_of"]),
+        long=bool(spec.get("long", False)),
         source_name=source["name"],
         limits=Limits.of(settings),
     )

@@ -45,6 +45,8 @@ from app.engine.result_columns import (
 )
 from app.engine.schema import Indication, ReviewStatus, Therapy
 from app.engine.unit_names import words
+from app.screening import table1
+from app.screening.table1 import Table1
 
 TOP_MISSING = 10
 
@@ -219,6 +221,9 @@ class ScreeningReport(TypedDict):
         list[CorrectedValues],
         Field(description="Values given that a catalogue derivation replaced, per feature"),
     ]
+    table1: Annotated[
+        Table1, Field(description="The screened cohort's characteristics (rejected rows not in)")
+    ]
 
 
 class Tally:
@@ -228,12 +233,19 @@ class Tally:
     second scan and no second dialect. Each count is one vectorised Arrow kernel a batch.
     """
 
-    def __init__(self, rulesets: Sequence[RuleSet], derived: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        rulesets: Sequence[RuleSet],
+        derived: Sequence[str] = (),
+        described: Sequence[Feature] = (),
+    ) -> None:
         """`derived`: the derived features whose `corrected:<feature>` flags the results carry;
         any other flag a batch carries (a fraction of completed units rounded down,
-        `validate.corrected_columns`) is counted too."""
+        `validate.corrected_columns`) is counted too. `described`: Table 1's features, whose
+        `table1:<feature>` columns the batches carry."""
         self.rulesets = tuple(rulesets)
         self.derived = tuple(derived)
+        self.table1 = table1.Counts(described)
         self._flags: dict[tuple[str, ...], list[str]] = {}  # per batch schema: flagged features
         self.counts: Counter[tuple[str, ...]] = Counter()
         # Per rule set, its deciding criteria's ids and their steps 0..n as Arrow scalars:
@@ -249,6 +261,7 @@ class Tally:
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts[("*", "screened")] += batch.num_rows
+        self.table1.add(batch)
         for feature in self._flagged(batch):
             self.counts[("*", CORRECTED, feature)] += _true(batch.column(corrected_column(feature)))
         overall: dict[tuple[str, str], Any] = {}
@@ -332,6 +345,7 @@ class Tally:
             _missing_list(self.counts, "*", features),
             _to_confirm_list(self.counts, "*", features),
             _corrected_list(self.counts, features),
+            self.table1.table(),
         )
 
 
@@ -342,6 +356,7 @@ class Reports:
     missing: list[MissingValue]  # values to measure
     to_confirm: list[AwaitedConfirmation]  # clinician confirmations
     corrected: list[CorrectedValues]  # values given that a derivation replaced
+    table1: Table1  # the screened cohort's characteristics
 
 
 def _column(batch: pa.RecordBatch, ruleset: RuleSet, part: str) -> Any:

@@ -18,6 +18,7 @@ end, so a crash or a cancellation never leaves half a results file that looks co
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ import pyarrow.parquet as pq
 from app.engine.inputs import FeatureValue
 from app.engine.model import Feature, RuleBase, RuleSet
 from app.engine.run import select
-from app.screening import report, sql_cache
+from app.screening import report, sql_cache, table1
 from app.screening.engines import (
     DuckDBEngine,
     Engine,
@@ -46,8 +47,11 @@ from app.screening.engines import (
 )
 from app.screening.funnel import funnel_svg
 from app.screening.head import Limits, configured
+from app.screening.long import write_long
 from app.screening.mapping import MappingFile, Plan, plan
 from app.screening.names import KEY, PROBLEMS, ROW, VALID, corrected_columns
+from app.screening.report_html import report_html
+from app.screening.report_tables import tables
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
@@ -76,6 +80,7 @@ class Outcome:
     rejected_file: Path
     report: dict[str, Any]
     rejected: list[Rejected] = field(default_factory=list)
+    long: Path | None = None  # the long-format results, when asked for
 
 
 def _never() -> bool:
@@ -111,7 +116,12 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     raw, kinds = raw_and_kinds
     columns = plan(kinds, job.rules.features, job.mapping, name=job.source_name)
     features = list(job.rules.features.values())
-    tally = report.Tally(job.rulesets, [f.id for f in features if f.derivations])
+    described = _described(job, columns)
+    tally = report.Tally(
+        job.rulesets,
+        [f.id for f in features if f.derivations],
+        [job.rules.features[f] for f in described],
+    )
     rejected_file = side_file(job.out, ".rejected.csv")
     # Reading the whole source happens here, so here is where a file's own defects (a ragged
     # CSV line past what the header check sampled) come out: name the file, as every other
@@ -134,6 +144,11 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
 
 # What the verdicts query carries for `_split` besides the results' own columns.
 SIDE = (ROW, PROBLEMS, VALID)
+
+
+def _described(job: Job, columns: Plan) -> list[str]:
+    """Table 1's features: those the source gives (`table1.chosen`)."""
+    return table1.chosen([c.feature.id for c in columns.columns], job.rules.features)
 
 
 def _verdicts(job: Job, raw: Any, columns: Plan, features: Sequence[Feature]) -> Any:
@@ -161,14 +176,24 @@ def _compiled(
     duplicates: Sequence[str] | None,
 ) -> Any:
     """The verdicts query, built with SQLAlchemy (a cache miss, or an engine that takes it)."""
+    import sqlalchemy as sa  # noqa: PLC0415 - see sql_cache
+
     from app.engine.sql import Screening  # noqa: PLC0415 - SQLAlchemy: see sql_cache
     from app.screening.validate import validated  # noqa: PLC0415
 
     dialect = job.engine.dialect
     checked = validated(relation, columns, features, dialect, duplicates)
+    # Table 1's values under names of their own: a feature a criterion reads is a column of
+    # the screening's first stage already, and one name may not be selected twice there.
+    chosen = _described(job, columns)
+    described = [table1.column(f) for f in chosen]
+    if chosen:
+        labelled = (checked.c[f].label(table1.column(f)) for f in chosen)
+        checked = sa.select(checked, *labelled).subquery("described")
     flags = corrected_columns(features)
     fence = dialect == "postgresql"
-    screening = Screening(job.rulesets, checked, key=KEY, fence=fence, carry=[*flags, *SIDE])
+    carry = [*flags, *described, *SIDE]
+    screening = Screening(job.rulesets, checked, key=KEY, fence=fence, carry=carry)
     return screening.verdicts(missing=True)
 
 
@@ -257,13 +282,15 @@ def _write(
                     rejected.append(refused)
                 done += batch.num_rows
                 job.progress(done, max(total, done))
+                # Table 1's values are counted, not written (the results hold verdicts only)
+                written = results.drop_columns(_described_columns(results.schema))
                 if writer is None:
-                    writer = _writer(partial, results.schema, out.suffix.lower())
+                    writer = _writer(partial, written.schema, out.suffix.lower())
                 elif not results.num_rows:
                     continue
                 if pending is not None:
                     pending.result()
-                pending = pool.submit(writer.write_batch, results)
+                pending = pool.submit(writer.write_batch, written)
                 tally.add(results)
             if pending is not None:
                 pending.result()
@@ -277,6 +304,10 @@ def _write(
             writer.close()
         partial.unlink(missing_ok=True)
     return rejected
+
+
+def _described_columns(schema: pa.Schema) -> list[str]:
+    return [name for name in schema.names if name.startswith(table1.PREFIX)]
 
 
 def _writer(path: Path, schema: pa.Schema, suffix: str) -> Any:
@@ -353,6 +384,7 @@ def _summary(
         "missing": counted.missing,
         "to_confirm": counted.to_confirm,
         "corrected": counted.corrected,
+        "table1": counted.table1,
     }
 
 
@@ -370,6 +402,7 @@ class Request:
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
     limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
+    long: bool = False  # also the results in long format (`long_file`)
 
 
 def is_url(source: str) -> bool:
@@ -404,7 +437,15 @@ def screen(
     finally:
         engine.close()
     _write_report(outcome)
+    if request.long:
+        outcome.long = long_file(request.out)
+        write_long(outcome.results, rulesets, outcome.long)
     return outcome
+
+
+def long_file(out: Path) -> Path:
+    """`results.parquet` -> `results.long.parquet`; `results.csv` -> `results.long.csv`."""
+    return side_file(out, ".long" + out.suffix.lower())
 
 
 def _name(request: Request) -> str:
@@ -470,12 +511,29 @@ def _scalar(value: FeatureValue | None) -> Any:
 
 
 def _write_report(outcome: Outcome) -> None:
-    """`<out>.report.json` and one CONSORT-style funnel per rule set in `<out>.funnels/`."""
+    """`<out>.report.json`, one CONSORT-style funnel per rule set in `<out>.funnels/`, the
+    same as a page people read (`<out>.report.html`, the funnels inline)."""
     _atomic_text(side_file(outcome.results, ".report.json"), json.dumps(outcome.report, indent=2))
     folder = side_file(outcome.results, ".funnels")
     folder.mkdir(exist_ok=True)
-    for entry in outcome.report["rulesets"]:
-        _atomic_text(folder / f"{entry['id']}.svg", funnel_svg(entry))
+    funnels = {entry["id"]: funnel_svg(entry) for entry in outcome.report["rulesets"]}
+    for ident, svg in funnels.items():
+        _atomic_text(folder / f"{ident}.svg", svg)
+    _atomic_text(side_file(outcome.results, ".report.html"), report_html(outcome.report, funnels))
+    folder = side_file(outcome.results, ".tables")
+    folder.mkdir(exist_ok=True)
+    for name, (header, rows) in tables(outcome.report).items():
+        _atomic_csv(folder / f"{name}.csv", header, rows)
+
+
+def _atomic_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    """With a byte order mark: a spreadsheet then reads µmol/L and m² as written."""
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", encoding="utf-8-sig", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -65,6 +65,7 @@ class Submission:
     as_of: date | None = None
     mapping: dict[str, Any] | None = None  # given inline (JSON)
     mapping_file: str | None = None  # uploaded: its name as sent
+    long: bool = False  # long-format results too
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ def _spec(
         "rulesets": sub.rulesets,
         "mapping": _mapping(sub, folder, errors),
         "as_of": (sub.as_of or date.today()).isoformat(),
+        "long": sub.long,
     }
 
 
@@ -361,6 +363,7 @@ class ScreeningLinks(TypedDict):
         Annotated[str, Field(description="The report for people to read (HTML)")]
     ]
     rejected: NotRequired[str]
+    long: NotRequired[Annotated[str, Field(description="When asked for with `long`")]]
     funnels: NotRequired[Annotated[dict[str, str], Field(description="By rule set id")]]
 
 
@@ -459,11 +462,13 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["report"] = f"{base}/report.json"
         links["report_html"] = f"{base}/report.html"
         links["rejected"] = f"{base}/rejected.csv"
+        if job.request.get("long"):
+            links["long"] = f"{base}/long.parquet"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
     return links
 
 
-Kind = Literal["results", "report", "report_html", "rejected", "problems", "funnel"]
+Kind = Literal["results", "report", "report_html", "rejected", "problems", "funnel", "long"]
 # The files beside the results, by kind (the runner names them with these suffixes).
 SIDE_FILES: dict[str, str] = {
     "report": ".report.json",
@@ -483,6 +488,10 @@ def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str 
         path = files.results(job.id, job.attempts)
     elif kind in SIDE_FILES:
         path = files.side(job.id, job.attempts, SIDE_FILES[kind])
+    elif kind == "long":
+        if not job.request.get("long"):
+            raise NotFound(f"screening {job.id} was not asked for long-format results (long)")
+        path = files.side(job.id, job.attempts, ".long.parquet")
     else:
         screened = {r["id"] for r in job.summary["rulesets"]}
         if ruleset_id not in screened:

@@ -235,6 +235,34 @@ def test_a_csv_with_bad_rows_and_a_mapping_file(api: Api) -> None:
     assert [line.split(",")[0] for line in csv[1:]] == ['"r1"', '"r4"']
 
 
+def test_long_format_results_are_made_and_served_when_asked_for(
+    api: Api, cohort: Path, shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    job = accepted(upload(api.client, cohort.read_bytes(), rulesets="hsct-ssc-astis", long="true"))
+    assert job["request"]["long"] is True
+    done = finished(api.client, job["id"])
+    assert done["state"] == "succeeded", done["error"]
+    served = api.client.get(done["links"]["long"])
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "application/vnd.apache.parquet"
+    (tmp_path / "served.parquet").write_bytes(served.content)
+    request = Request(
+        source=str(cohort), out=tmp_path / "d.parquet", rulesets=["hsct-ssc-astis"], long=True
+    )
+    direct = screen(request, shipped_rules)
+    assert direct.long is not None
+    key = [("id", "ascending")]
+    expected = pq.read_table(direct.long).sort_by(key)
+    assert pq.read_table(tmp_path / "served.parquet").sort_by(key).equals(expected)
+    assert expected.num_rows == COHORT
+
+    plain = finished(api.client, accepted(upload(api.client, cohort.read_bytes()))["id"])
+    assert "long" not in plain["links"]
+    refused(api.client.get(f"/v1/screenings/{plain['id']}/long.parquet"), 404)
+    errors = refused(upload(api.client, cohort.read_bytes(), long="maybe"))
+    assert [e["field"] for e in errors] == ["long"]
+
+
 def test_a_file_in_an_allowed_directory_is_screened_by_path(api: Api, cohort: Path) -> None:
     shutil.copy(cohort, api.root / "allowed" / "registry.parquet")
     for given in ("registry.parquet", str(api.root / "allowed" / "registry.parquet")):

@@ -329,7 +329,7 @@ def test_the_cli_names_confirmations_apart_from_missing_values(tmp_path: Path) -
     args = [str(tmp_path / "cohort.csv"), "--out", str(out), "--rules-dir", str(RULES_DIR)]
     result = CliRunner().invoke(screen_command, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
-    lines = result.stderr.splitlines()
+    lines = result.stdout.splitlines()
     measure = lines.index("values missing most (to measure), patients:")
     confirm = lines.index("awaiting a clinician's confirmation (not a measurement), patients:")
     assert lines[measure + 1 : confirm] == [
@@ -340,7 +340,7 @@ def test_the_cli_names_confirmations_apart_from_missing_values(tmp_path: Path) -
         "  confirming: severe_comorbidity for 3, fitness_confirmed for 2;"
         " 2 await nothing but confirmations"
     )
-    assert lines[0] == f"screened {len(ROWS)} of {len(ROWS)} rows; 0 rejected"
+    assert lines[0] == f"rows read {len(ROWS)}; rejected 0; screened {len(ROWS)}"
     corrected = lines.index("values given that were corrected (corrected:<feature>):")
     assert lines[corrected + 1 : corrected + 3] == [f"  {PRIOR_AGENT}", f"  {RENAL_REPLACEMENT}"]
 
