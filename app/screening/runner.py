@@ -353,6 +353,7 @@ def _summary(
         "missing": counted.missing,
         "to_confirm": counted.to_confirm,
         "corrected": counted.corrected,
+        "overlap": counted.overlap,
     }
 
 
