@@ -56,6 +56,7 @@ from app.engine.schema import Indication, ReviewStatus, Therapy
 from app.engine.unit_names import words
 
 TOP_MISSING = 10
+MOST_IN_OVERLAP = 30  # rule sets of one therapy and indication: each is a bit of an int32
 
 # --- the report: one typed definition, beside its builder ---------------------------------------
 # Plain dicts at run time (written as JSON by `eligo screen` and the worker, served by GET
@@ -302,7 +303,10 @@ class ScreeningReport(TypedDict):
     ]
     overlap: Annotated[
         list[Overlap],
-        Field(description="Per therapy and indication with two rule sets or more"),
+        Field(
+            description="Per therapy and indication with two rule sets or more (at most "
+            f"{MOST_IN_OVERLAP})"
+        ),
     ]
 
 
@@ -507,8 +511,6 @@ class _Group:
 # (made once: see `Tally._steps`).
 _HOPEFUL = pa.array([Status.ELIGIBLE.value, Status.INDETERMINATE.value], pa.string())
 _ZERO, _TWO = pa.scalar(0, pa.int32()), pa.scalar(2, pa.int32())
-# Up to 30 rule sets of one therapy and indication fit the bits of an int32.
-_MOST_IN_GROUP = 30
 
 
 def _overlap_groups(rulesets: Sequence[RuleSet]) -> list[_Group]:
@@ -518,13 +520,10 @@ def _overlap_groups(rulesets: Sequence[RuleSet]) -> list[_Group]:
         grouped.setdefault((ruleset.therapy, ruleset.indication), []).append(ruleset)
     groups = []
     for (therapy, indication), members in grouped.items():
-        if len(members) < 2:
+        # More would not fit the bits, and a Venn diagram of 2**31 regions reads as nothing:
+        # such a group is left out of the overlap rather than failing the screening.
+        if not 2 <= len(members) <= MOST_IN_OVERLAP:
             continue
-        if len(members) > _MOST_IN_GROUP:
-            raise ValueError(
-                f"{therapy} in {indication}: {len(members)} rule sets; the overlap counts "
-                f"at most {_MOST_IN_GROUP}"
-            )
         weights = tuple(pa.scalar(1 << i, pa.int32()) for i in range(len(members)))
         groups.append(_Group(therapy, indication, tuple(members), weights))
     return groups

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from app.cli import synth as synth_cli
 from app.cli.screen import screen_command
 from app.engine.inputs import FeatureValue
 from app.engine.model import Feature, RuleBase
-from app.screening.report import TOP_MISSING, Tally
+from app.screening.report import MOST_IN_OVERLAP, TOP_MISSING, Tally
 from app.screening.runner import Outcome, Request, screen
 from app.services.evaluations import Options, PatientInput, Stamp
 from app.services.evaluations import decide as api_decide
@@ -229,3 +230,19 @@ def test_eligo_screen_prints_the_bounds(cohort: Path, tmp_path: Path) -> None:
             first = b["unlock"][0]
             patients = f"{first['patients']:,} patient" + ("" if first["patients"] == 1 else "s")
             assert f"{line}; most unlocking: {first['feature']} ({patients})" in result.stderr
+
+
+def test_a_group_too_large_for_its_bits_is_left_out_of_the_overlap(
+    shipped_rules: RuleBase,
+) -> None:
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+
+    def overlap(copies: int) -> list[Any]:
+        rulesets = [replace(astis, id=f"astis-{i}") for i in range(copies)]
+        return Tally(rulesets).reports(shipped_rules.features).overlap
+
+    assert [g["rulesets"] for g in overlap(MOST_IN_OVERLAP)] == [
+        [f"astis-{i}" for i in range(MOST_IN_OVERLAP)]
+    ]
+    assert overlap(MOST_IN_OVERLAP + 1) == []
+    assert overlap(1) == []
