@@ -160,6 +160,7 @@ def _summary(outcome: Outcome) -> str:
     for row in [header, *rows]:
         lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
     lines += _undecided(report["rulesets"])
+    lines += _bounds(report["rulesets"])
     lines += _written(outcome)
     lines.append(report["review"])
     return "\n".join(lines)
@@ -201,4 +202,23 @@ def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:
     lines = ["values missing most (to measure), patients:", *measure] if measure else []
     if confirm:
         lines += ["awaiting a clinician's confirmation (not a measurement), patients:", *confirm]
+    return lines
+
+
+def _bounds(rulesets: list[dict[str, Any]]) -> list[str]:
+    """Per rule set, eligible as far as is known and at most, and what would decide the most
+    undecided patients by itself."""
+    lines = ["bounds (an upper bound: eligible if every unknown item were favourable):"]
+    for entry in rulesets:
+        b = entry["bounds"]
+        line = (
+            f"  {entry['id']}: eligible {b['eligible']:,} (known); up to {b['best_case']:,} "
+            f"if every unknown were favourable: {b['data_gaps_only']:,} only values to measure, "
+            f"{b['confirmations_only']:,} only confirmations, {b['gaps_and_confirmations']:,} both"
+        )
+        if b["unlock"]:
+            first = b["unlock"][0]
+            patients = f"{first['patients']:,} patient" + ("" if first["patients"] == 1 else "s")
+            line += f"; most unlocking: {first['feature']} ({patients})"
+        lines.append(line)
     return lines

@@ -9,6 +9,15 @@ API's answer splits them: the values to measure whose absence kept most patients
 "no severe comorbidity" that no measurement gives), with the number of undecided patients
 who await nothing but confirmations.
 
+Bounds, not just counts: per rule set, the patients eligible as far as is known, and the best
+case, an upper bound, eligible if every unknown item were favourable (eligible plus
+indeterminate: filling in an unknown value never changes a known criterion, so only an
+undecided patient can still become eligible), split by what the undecided await (values to
+measure only, confirmations only, both), with the items that alone keep most patients
+undecided (`unlock`: measure or confirm that one item and they are decided). And over the rule
+sets of one therapy for one indication, the patients eligible under each combination of them
+(`overlap`: exclusive Venn regions), known and best case.
+
 And, over all rule sets, the values given against a catalogue derivation (`corrected`): per
 derived feature, the rows screened whose given value was replaced by the value their record
 implies ("prior_alkylating_or_irradiation: given false in 12 rows where
@@ -22,7 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +58,7 @@ from app.screening import table1
 from app.screening.table1 import Table1
 
 TOP_MISSING = 10
+MOST_IN_OVERLAP = 30  # rule sets of one therapy and indication: each is a bit of an int32
 
 # --- the report: one typed definition, beside its builder ---------------------------------------
 # Plain dicts at run time (written as JSON by `eligo screen` and the worker, served by GET
@@ -149,6 +159,54 @@ class CorrectedValues(TypedDict):
 
 
 @with_config(_STRICT)
+class Unlock(TypedDict):
+    feature: str
+    label: str
+    kind: Annotated[
+        Literal["missing", "to_confirm"],
+        Field(description="A value to measure, or a clinician confirmation"),
+    ]
+    patients: Annotated[
+        int,
+        Field(
+            description="Undecided patients for whom this is the only unknown item: measuring "
+            "or confirming it decides them (eligible or not)"
+        ),
+    ]
+
+
+@with_config(_STRICT)
+class Bounds(TypedDict):
+    """How many patients are eligible as far as is known, and at most."""
+
+    eligible: Annotated[int, Field(description="Eligible with every deciding value known")]
+    best_case: Annotated[
+        int,
+        Field(
+            description="An upper bound: eligible if every unknown item were favourable "
+            "(eligible + indeterminate; an undecided patient may still be ruled out, and one "
+            "whose indication is unknown is counted as having it)"
+        ),
+    ]
+    data_gaps_only: Annotated[
+        int, Field(description="Undecided patients awaiting only values to measure")
+    ]
+    confirmations_only: Annotated[
+        int, Field(description="Undecided patients awaiting only clinician confirmations")
+    ]
+    gaps_and_confirmations: Annotated[
+        int, Field(description="Undecided patients awaiting values to measure and confirmations")
+    ]
+    unlock: Annotated[
+        list[Unlock],
+        Field(
+            description="The items that are the only unknown of most undecided patients "
+            f"(at most {TOP_MISSING})"
+        ),
+    ]
+
+
+@with_config(_STRICT)
 class RulesetReport(TypedDict):
     id: str
     version: str
@@ -170,6 +228,30 @@ class RulesetReport(TypedDict):
         Field(description=f"The confirmations most awaited (at most {TOP_MISSING})"),
     ]
     to_confirm_only: int
+    bounds: Bounds
+
+
+@with_config(_STRICT)
+class OverlapRegion(TypedDict):
+    rulesets: Annotated[
+        list[str], Field(description="Eligible under exactly these rule sets of the group")
+    ]
+    patients: int
+
+
+@with_config(_STRICT)
+class Overlap(TypedDict):
+    """The patients eligible under each combination of one therapy's rule sets for one
+    indication: exclusive regions of their Venn diagram, the non-empty ones, most first."""
+
+    therapy: Therapy
+    indication: Indication
+    rulesets: list[str]
+    eligible: Annotated[list[OverlapRegion], Field(description="Eligible as far as is known")]
+    best_case: Annotated[
+        list[OverlapRegion],
+        Field(description="Eligible if every unknown item were favourable (an upper bound)"),
+    ]
 
 
 @with_config(_STRICT)
@@ -224,6 +306,13 @@ class ScreeningReport(TypedDict):
     table1: Annotated[
         Table1, Field(description="The screened cohort's characteristics (rejected rows not in)")
     ]
+    overlap: Annotated[
+        list[Overlap],
+        Field(
+            description="Per therapy and indication with two rule sets or more (at most "
+            f"{MOST_IN_OVERLAP})"
+        ),
+    ]
 
 
 class Tally:
@@ -258,6 +347,10 @@ class Tally:
             )
             for r in self.rulesets
         }
+        self._groups = _overlap_groups(self.rulesets)
+        # Per group, kind ("eligible", "best_case") and combination (bit i: the group's rule
+        # set i): patients in that exclusive region.
+        self.regions: Counter[tuple[int, str, int]] = Counter()
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts[("*", "screened")] += batch.num_rows
@@ -270,13 +363,14 @@ class Tally:
             self._funnel(batch, ruleset)
             for criterion in ruleset.cautions:
                 self._criterion(ruleset.id, criterion.id, _column(batch, ruleset, criterion.id))
-            measure = self._awaited(batch, ruleset, MISSING, overall)
-            confirm = self._awaited(batch, ruleset, TO_CONFIRM, overall)
-            if confirm is not None:
-                only = confirm if measure is None else pc.and_(confirm, pc.invert(measure))
-                self.counts[(ruleset.id, "to_confirm_only")] += _true(only)
+            measure, gaps = self._awaited(batch, ruleset, MISSING, overall)
+            confirm, confirmations = self._awaited(batch, ruleset, TO_CONFIRM, overall)
+            self._split_undecided(ruleset.id, measure, confirm)
+            self._unlock(ruleset.id, [*gaps, *confirmations])
         for (kind, feature), flags in overall.items():
             self.counts[("*", kind, feature)] += _true(flags)
+        for index, group in enumerate(self._groups):
+            self._overlap(batch, index, group)
 
     def _flagged(self, batch: pa.RecordBatch) -> list[str]:
         """The features whose `corrected:<feature>` flags the batch carries."""
@@ -321,20 +415,78 @@ class Tally:
         ruleset: RuleSet,
         kind: str,
         overall: dict[tuple[str, str], Any],
-    ) -> Any:
+    ) -> tuple[Any, list[tuple[str, Any]]]:
         """Per rule set, and overall: patients indeterminate somewhere for want of each value
         to measure (`kind` MISSING) or confirmation (TO_CONFIRM). Returns the rule set's
-        patients who want any (None when the rule set has no such column)."""
+        patients who want any (None when the rule set has no such column), and its flag
+        columns by feature."""
         prefix = column_name(ruleset, kind, "")
         wanting = None
+        found: list[tuple[str, Any]] = []
         for name in batch.schema.names:
             if name.startswith(prefix):
                 flags, feature = batch.column(name), name.removeprefix(prefix)
+                found.append((feature, flags))
                 self.counts[(ruleset.id, kind, feature)] += _true(flags)
                 seen = overall.get((kind, feature))
                 overall[kind, feature] = flags if seen is None else pc.or_(seen, flags)
                 wanting = flags if wanting is None else pc.or_(wanting, flags)
-        return wanting
+        return wanting, found
+
+    def _split_undecided(self, ruleset_id: str, measure: Any, confirm: Any) -> None:
+        """The undecided patients by what they await: values to measure only, confirmations
+        only, both. (A flag is only ever set for an indeterminate patient.)"""
+        if measure is not None:
+            gaps = measure if confirm is None else pc.and_(measure, pc.invert(confirm))
+            self.counts[(ruleset_id, "gaps_only")] += _true(gaps)
+        if confirm is not None:
+            only = confirm if measure is None else pc.and_(confirm, pc.invert(measure))
+            self.counts[(ruleset_id, "to_confirm_only")] += _true(only)
+        if measure is not None and confirm is not None:
+            self.counts[(ruleset_id, "gaps_and_confirmations")] += _true(pc.and_(measure, confirm))
+
+    def _unlock(self, ruleset_id: str, flags: Sequence[tuple[str, Any]]) -> None:
+        """Per item, the undecided patients whose only unknown item it is: the flags are
+        folded into "one or more" and "two or more" bitmaps, whose difference is "exactly
+        one" (bitmap operations: no per-row count is materialised)."""
+        once: Any = None
+        twice: Any = None
+        for _, column in flags:
+            if once is None:
+                once = column
+                continue
+            both = pc.and_(once, column)
+            twice = both if twice is None else pc.or_(twice, both)
+            once = pc.or_(once, column)
+        if once is None:
+            return
+        only = once if twice is None else pc.and_(once, pc.invert(twice))
+        if not _true(only):
+            return
+        for feature, column in flags:
+            self.counts[(ruleset_id, "unlock", feature)] += _true(pc.and_(column, only))
+
+    def _overlap(self, batch: pa.RecordBatch, index: int, group: _Group) -> None:
+        """Each patient's combination of the group's rule sets it is eligible under, as bits
+        of one number (rule set i: 2**i), counted per number: a few kernels per rule set and
+        a count, however many regions the Venn diagram has. The status text is compared
+        with two statuses: hashing it with `index_in` instead cost half as much again."""
+        known: Any = None
+        best: Any = None
+        for ruleset, weight in zip(group.rulesets, group.weights, strict=True):
+            column = _column(batch, ruleset, STATUS)
+            yes = pc.equal(column, _ELIGIBLE)
+            at_best = pc.or_(yes, pc.equal(column, _INDETERMINATE))
+            if at_best.null_count:  # no status: a NULL would void the patient's whole number
+                yes, at_best = pc.fill_null(yes, False), pc.fill_null(at_best, False)
+            eligible = pc.if_else(yes, weight, _ZERO)
+            hopeful = pc.if_else(at_best, weight, _ZERO)
+            known = eligible if known is None else pc.add(known, eligible)
+            best = hopeful if best is None else pc.add(best, hopeful)
+        for kind, codes in (("eligible", known), ("best_case", best)):
+            for item in pc.value_counts(codes).to_pylist():
+                if item["values"]:
+                    self.regions[(index, kind, item["values"])] += item["counts"]
 
     def reports(self, features: Mapping[str, Feature]) -> Reports:
         """Patients screened, one report per rule set, and overall the values missing most,
@@ -346,6 +498,7 @@ class Tally:
             _to_confirm_list(self.counts, "*", features),
             _corrected_list(self.counts, features),
             self.table1.table(),
+            [_overlap(self.regions, i, g) for i, g in enumerate(self._groups)],
         )
 
 
@@ -357,6 +510,61 @@ class Reports:
     to_confirm: list[AwaitedConfirmation]  # clinician confirmations
     corrected: list[CorrectedValues]  # values given that a derivation replaced
     table1: Table1  # the screened cohort's characteristics
+    overlap: list[Overlap]  # per therapy and indication with two rule sets or more
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The rule sets of one therapy for one indication, with each one's bit as a scalar."""
+
+    therapy: Therapy
+    indication: Indication
+    rulesets: tuple[RuleSet, ...]
+    weights: tuple[pa.Scalar, ...]
+
+
+# The scalars the kernels take, made once (see `Tally._steps`).
+_ELIGIBLE = pa.scalar(Status.ELIGIBLE.value, pa.string())
+_INDETERMINATE = pa.scalar(Status.INDETERMINATE.value, pa.string())
+_ZERO = pa.scalar(0, pa.int32())
+
+
+def _overlap_groups(rulesets: Sequence[RuleSet]) -> list[_Group]:
+    """Therapy x indication with two rule sets or more, in the order the rule sets come."""
+    grouped: dict[tuple[Therapy, Indication], list[RuleSet]] = {}
+    for ruleset in rulesets:
+        grouped.setdefault((ruleset.therapy, ruleset.indication), []).append(ruleset)
+    groups = []
+    for (therapy, indication), members in grouped.items():
+        # More would not fit the bits, and a Venn diagram of 2**31 regions reads as nothing:
+        # such a group is left out of the overlap rather than failing the screening.
+        if not 2 <= len(members) <= MOST_IN_OVERLAP:
+            continue
+        weights = tuple(pa.scalar(1 << i, pa.int32()) for i in range(len(members)))
+        groups.append(_Group(therapy, indication, tuple(members), weights))
+    return groups
+
+
+def _overlap(regions: Mapping[tuple[int, str, int], int], index: int, group: _Group) -> Overlap:
+    def listed(kind: str) -> list[OverlapRegion]:
+        found = [(code, n) for (i, k, code), n in regions.items() if i == index and k == kind]
+        found.sort(key=lambda item: (-item[1], item[0]))
+        return [
+            {
+                "rulesets": [r.id for bit, r in enumerate(group.rulesets) if code >> bit & 1],
+                "patients": n,
+            }
+            for code, n in found
+            if n
+        ]
+
+    return {
+        "therapy": group.therapy,
+        "indication": group.indication,
+        "rulesets": [r.id for r in group.rulesets],
+        "eligible": listed("eligible"),
+        "best_case": listed("best_case"),
+    }
 
 
 def _column(batch: pa.RecordBatch, ruleset: RuleSet, part: str) -> Any:
@@ -549,4 +757,29 @@ def ruleset_report(
         "missing": _missing_list(counts, ruleset.id, features),
         "to_confirm": _to_confirm_list(counts, ruleset.id, features),
         "to_confirm_only": counts[(ruleset.id, "to_confirm_only")],
+        "bounds": _bounds(counts, ruleset, features),
+    }
+
+
+def _bounds(
+    counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, features: Mapping[str, Feature]
+) -> Bounds:
+    eligible = counts[(ruleset.id, "count", Status.ELIGIBLE.value)]
+    undecided = counts[(ruleset.id, "count", Status.INDETERMINATE.value)]
+    unlock: list[Unlock] = [
+        {
+            "feature": f,
+            "label": features[f].spec.label if f in features else f,
+            "kind": "to_confirm" if f in ruleset.confirmations else "missing",
+            "patients": n,
+        }
+        for f, n in _most(counts, ruleset.id, "unlock")
+    ]
+    return {
+        "eligible": eligible,
+        "best_case": eligible + undecided,
+        "data_gaps_only": counts[(ruleset.id, "gaps_only")],
+        "confirmations_only": counts[(ruleset.id, "to_confirm_only")],
+        "gaps_and_confirmations": counts[(ruleset.id, "gaps_and_confirmations")],
+        "unlock": unlock,
     }

@@ -385,6 +385,7 @@ def _summary(
         "to_confirm": counted.to_confirm,
         "corrected": counted.corrected,
         "table1": counted.table1,
+        "overlap": counted.overlap,
     }
 
 
