@@ -225,11 +225,11 @@ def test_eligo_screen_prints_the_bounds(cohort: Path, tmp_path: Path) -> None:
             f"if every unknown were favourable: {b['data_gaps_only']:,} only values to measure, "
             f"{b['confirmations_only']:,} only confirmations, {b['gaps_and_confirmations']:,} both"
         )
-        assert line in result.stderr, line
+        assert line in result.stdout, line
         if b["unlock"]:
             first = b["unlock"][0]
             patients = f"{first['patients']:,} patient" + ("" if first["patients"] == 1 else "s")
-            assert f"{line}; most unlocking: {first['feature']} ({patients})" in result.stderr
+            assert f"{line}; most unlocking: {first['feature']} ({patients})" in result.stdout
 
 
 def test_a_group_too_large_for_its_bits_is_left_out_of_the_overlap(
