@@ -2,7 +2,8 @@
 twin for the API's hot path, byte for byte the same as `present.render` of what it builds.
 
 An answer for every shipped rule set is ~340 kB, and building its ~200 criterion entries as
-dicts and then serialising them took most of a recorded evaluation's Python time. A criterion
+dicts and then serialising them was a third of a recorded evaluation's Python time (py-spy
+on the worker under wrk; README "Performance"). A criterion
 entry is mostly its text (id, title, expression, citations, source, note, origin): here that
 part is serialised once per loaded criterion, and per request only the patient's part is
 written (each value once, however many criteria compare it) and joined to it. The answer
