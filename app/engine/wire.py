@@ -3,14 +3,14 @@ twin for the API's hot path, byte for byte the same as `present.render` of what 
 
 An answer for every shipped rule set is ~340 kB, and building its ~200 criterion entries as
 dicts and then serialising them was a third of a recorded evaluation's Python time (py-spy
-on the worker under wrk; README "Performance"). A criterion
-entry is mostly its text (id, title, expression, citations, source, note, origin): here that
-part is serialised once per loaded criterion, and per request only the patient's part is
-written (each value once, however many criteria compare it) and joined to it. The answer
-keeps its dict envelope, so `render` still writes it in one call, splicing these bytes in as
-orjson Fragments. `present.decision` stays the reference: the dicts a channel reads (the
-form, the cards) and the re-rendering that proves a record's digest come from it, and
-tests/engine/test_wire.py holds the two to the same bytes.
+on the worker under wrk; README "Performance"). A criterion entry is mostly its text (id,
+title, expression, citations, source, note, origin): here that part is serialised once per
+loaded criterion, and per request only the patient's part is written (each value once,
+however many criteria compare it) and joined to it. The answer keeps its dict envelope, so
+`render` still writes it in one call, splicing these bytes in as orjson Fragments.
+`present.decision` stays the reference: the dicts a channel reads (the form, the cards) and
+the re-rendering that proves a record's digest come from it, and tests/engine/test_wire.py
+holds the two to the same bytes.
 """
 
 from __future__ import annotations
