@@ -3,6 +3,7 @@ floor app of shared/docs/BENCHMARK.md, at equal worker counts, from the same loa
 
     .venv/bin/python -m benchmarks.bench_http_floor [--workers 1 2] [--duration 10]
         [--warmup 3] [--connections 8] [--loadgen wrk|python] [--rounds 3] [--patch-nodelay]
+        [--compare DIR]
 
 For each worker count, three servers on free loopback ports, each on a fresh PostgreSQL
 database:
@@ -26,6 +27,11 @@ not in Debian: this is wrk with a per-connection delay, so a late answer delays 
 connection's next request; at half the maximum rate that is rare). `--loadgen python` uses
 httpx instead (the generator of bench_http.py's kind): closed loop for the maximum, open loop
 at a fixed rate (latency from the scheduled start) for the half rate.
+
+`--compare DIR` runs each Eligo configuration twice, from this checkout and from the one at
+DIR (e.g. `git archive <commit>` unpacked), each on a database of its own and both through
+uvicorn's CLI with `--app-dir` (the tree's own `app` first on the path), loaded in turn in
+the same rounds: before and after in one run, each as a ratio to the same floor.
 
 Audit: the rows in each target's database before its first request and after its server
 stopped, against its 200 answers: an answer without a record is printed as such (the target
@@ -371,8 +377,20 @@ def _floor_rows(url: str) -> Callable[[], int]:
     return lambda: floor_app.count(engine)
 
 
-def targets(stack: ExitStack, scratch: Path, patch_nodelay: bool) -> list[Target]:
-    """The floor and the two Eligo configurations, each with a fresh database of its own."""
+def _tree_command(root: Path, workers: int, patch_nodelay: bool) -> tuple[str, ...]:
+    """Eligo from the checkout at `root` (its `app` package first on the path: `--app-dir`
+    and PYTHONPATH), as uvicorn's CLI runs the app factory."""
+    command = ("app.main:create_app", "--factory", "--app-dir", str(root))
+    launcher = _uvicorn(workers, patch_nodelay)
+    return (*launcher, *command, "--workers", str(workers), *UVICORN_SETTINGS)
+
+
+def targets(
+    stack: ExitStack, scratch: Path, patch_nodelay: bool, compare: Path | None = None
+) -> list[Target]:
+    """The floor and the two Eligo configurations, each with a fresh database of its own.
+    With `compare` (another checkout), each Eligo configuration twice, this tree's and that
+    one's, each on a database of its own, both started by uvicorn's CLI from their own tree."""
     peer_rules = write_rules_dir(scratch / "peer-rules")
     shipped = Settings().rules_dir
     rules = load_rules(shipped)
@@ -403,14 +421,27 @@ def targets(stack: ExitStack, scratch: Path, patch_nodelay: bool) -> list[Target
         }
         return eligo_process(env, log=logs / f"floor-{workers}.log", command=command)
 
-    def eligo(name: str, rules_dir: Path, bodies: list[bytes]) -> Target:
-        url = stack.enter_context(postgres_database())
+    def eligo(name: str, rules_dir: Path, bodies: list[bytes]) -> list[Target]:
+        if compare is None:
+            return [_eligo(name, rules_dir, bodies, None)]
+        return [
+            _eligo(name, rules_dir, bodies, ROOT),
+            _eligo(f"{name} [{compare.name}]", rules_dir, bodies, compare),
+        ]
+
+    def _eligo(name: str, rules_dir: Path, bodies: list[bytes], root: Path | None) -> Target:
+        url = stack.enter_context(postgres_database())  # each its own: rows counted apart
         token = api_token(url)
 
         def start(workers: int) -> AbstractContextManager[Server]:
-            command, _ = _eligo_command(workers, patch_nodelay)
+            if root is None:
+                command = _eligo_command(workers, patch_nodelay)[0]
+                extra = _environment(patch_nodelay)
+            else:
+                command = _tree_command(root, workers, patch_nodelay)
+                extra = {"PYTHONPATH": os.pathsep.join((str(root), str(ROOT)))}
             env = {
-                **_environment(patch_nodelay),
+                **extra,
                 "ELIGO_DATABASE_URL": url,
                 "ELIGO_AUTH": "on",
                 "ELIGO_LOG_LEVEL": "warning",
@@ -425,8 +456,8 @@ def targets(stack: ExitStack, scratch: Path, patch_nodelay: bool) -> list[Target
 
     return [
         Target("floor", "/floor", peer_bodies, {}, floor, _floor_rows(floor_url)),
-        eligo("eligo, peer rule set", peer_rules, peer_bodies),
-        eligo(f"eligo, all {len(rules.rulesets)} shipped rule sets", shipped, all_bodies),
+        *eligo("eligo, peer rule set", peer_rules, peer_bodies),
+        *eligo(f"eligo, all {len(rules.rulesets)} shipped rule sets", shipped, all_bodies),
     ]
 
 
@@ -539,6 +570,13 @@ def main() -> None:
         help="With several workers, run the floor and Eligo with Kludex/uvicorn#3149 patched "
         "(benchmarks/uvicorn_nodelay.py)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="Also run Eligo from the checkout at DIR (e.g. `git archive <commit>` unpacked), "
+        "beside this one, in the same run: before and after",
+    )
     args = parser.parse_args()
     if args.loadgen == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk (or --loadgen python)")
@@ -547,7 +585,7 @@ def main() -> None:
         generate: Generator = (
             partial(run_wrk, folder=scratch) if args.loadgen == "wrk" else run_python
         )
-        found = targets(stack, scratch, args.patch_nodelay)
+        found = targets(stack, scratch, args.patch_nodelay, args.compare)
         print(
             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; {args.loadgen}, "
             f"{args.connections} connections on loopback; {args.rounds} rounds of "
@@ -556,6 +594,8 @@ def main() -> None:
         )
         for workers in args.workers:
             launch = _eligo_command(workers, args.patch_nodelay)[1]
+            if args.compare is not None:
+                launch = "uvicorn app.main:create_app --app-dir <each tree>"
             floor = " ".join(Path(p).name for p in _uvicorn(workers, args.patch_nodelay)[-1:])
             print(f"  {workers} worker(s): floor as `{floor} ...`, Eligo as `{launch}`")
         if max(args.workers) > 1 and not args.patch_nodelay:

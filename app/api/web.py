@@ -344,7 +344,7 @@ def _decide(
         return forms.engine_errors(exc.issues)
     stored, key = request.app.state.stored, settings.pseudonym_secret()
     service.record(session, stored, decided, channel, key)
-    return RedirectResponse(f"/?evaluation={decided.content['id']}", status_code=303)
+    return RedirectResponse(f"/?evaluation={decided.answer['id']}", status_code=303)
 
 
 def _keep_fhir_values(parsed: forms.Parsed, from_fhir: Mapping[str, forms.Entry]) -> None:

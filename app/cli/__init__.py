@@ -197,7 +197,7 @@ def evaluate(
     if as_json:
         click.echo(decided.body.decode())
         return
-    for item in decided.content.get("corrections", []):
+    for item in decided.answer.get("corrections", []):
         click.echo(f"{patient}: corrected {item['feature']}: {item['because']}", err=True)
     apart = {d.ruleset.id: r["message"] for d, r in decided.answered if r is not None}
     click.echo(render_table([d for d, _ in decided.answered], not_assessed=apart))

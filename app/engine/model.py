@@ -161,6 +161,7 @@ class Criterion:
     origin: Origin | None = None  # None: written in the rule set itself
     # Its patient-independent JSON (present.py), likewise built on first use.
     shown: Any = field(default=None, repr=False)
+    wire: Any = field(default=None, repr=False)  # the same as bytes (wire.py)
 
 
 @dataclass(frozen=True, slots=True)

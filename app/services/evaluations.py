@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 
 from app.db import audit, clients
 from app.db.models import Evaluation, RulesetVersion
-from app.engine import evaluate, present
+from app.engine import evaluate, present, wire
 from app.engine.derive import corrections, derive
 from app.engine.diagnostics import RuleLoadError
 from app.engine.diff import diff_rules
@@ -179,15 +179,32 @@ Extra = Callable[[dict[str, Any]], dict[str, Any]]
 class Decided:
     """An answer and what its record needs; nothing of who asked (that is `record`'s)."""
 
-    content: dict[str, Any]  # the answer, for a channel that builds on it (cards, the form)
+    answer: dict[str, Any]  # as rendered: the full view's results may be bytes (wire.py)
     body: bytes  # exactly what is sent, and what the record's digest is the digest of
     patient: PatientInput
     options: Options
     at: datetime
-    rules_hash: str
+    rules: RuleBase = field(repr=False)
     values: dict[str, FeatureValue]  # as the rules saw them: canonical, derived
     mapped: Mapped | None  # what the FHIR bundle gave, if there was one
     answered: compact.Answered = field(repr=False)  # each decision, with why it was set apart
+    wired: bool = False  # whether `answer`'s results are the full view's bytes (wire.py)
+    _content: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def rules_hash(self) -> str:
+        return self.rules.hash
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The answer as dicts, for a channel that reads it (the form, the CLI): built on
+        first use by `present` (the API sends `body` and never needs it), the same JSON."""
+        if not self._content:
+            results = self.answer["results"]
+            if self.wired:
+                results = _results(self.rules, self.answered, self.options.view, wired=False)
+            self._content.append({**self.answer, "results": results})
+        return self._content[0]
 
 
 def decide(
@@ -205,13 +222,14 @@ def decide(
     rulesets = select(rules, options.rulesets)
     values, mapped = patient_values(patient, rules.features, stamp.at.date())
     answered, omitted = _assessed(evaluate_all(rulesets, values), options.indications)
+    # A channel that builds on the answer's dicts (`extra`) has them built; the others are
+    # sent the full view's bytes, and read dicts (`content`) only if they ask.
+    wired = options.view == "full" and extra is None
     answer: dict[str, Any] = {
         "id": stamp.id,
         "evaluated_at": stamp.at.isoformat(),
         "rules_hash": rules.hash,
-        "results": [
-            present.marked(compact.PRESENT[options.view](d, rules), r) for d, r in answered
-        ],
+        "results": _results(rules, answered, options.view, wired=wired),
     }
     if options.view != "full":
         answer["view"] = options.view
@@ -229,16 +247,25 @@ def decide(
         answer.update(extra(answer))
     body = present.render(answer)
     return Decided(
-        content=answer,
+        answer=answer,
         body=body,
         patient=patient,
         options=options,
         at=stamp.at,
-        rules_hash=rules.hash,
+        rules=rules,
         values=values,
         mapped=mapped,
         answered=answered,
+        wired=wired,
     )
+
+
+def _results(rules: RuleBase, answered: compact.Answered, view: View, *, wired: bool) -> list[Any]:
+    """Each decision as presented: as dicts, or the full view as `render` writes them."""
+    if wired:
+        memo: dict[int, tuple[bytes, bytes]] = {}
+        return [wire.decision(d, rules, r, memo) for d, r in answered]
+    return [present.marked(compact.PRESENT[view](d, rules), r) for d, r in answered]
 
 
 def _assessed(
@@ -298,7 +325,7 @@ def record(
     patient = decided.patient.patient_id or (mapped.patient_id if mapped else None)
     decisions = [d for d, _ in decided.answered]
     new = audit.NewEvaluation(
-        id=decided.content["id"],
+        id=decided.answer["id"],
         created_at=decided.at,
         channel=who.channel,
         client_id=who.client_id,
@@ -306,9 +333,7 @@ def record(
         rules_hash=decided.rules_hash,
         input_received=_received(decided, who),
         input_normalised=values_to_json(decided.values),
-        result=compact.record(
-            decided.content, decided.answered, decided.body, decided.options.view
-        ),
+        result=compact.record(decided.answer, decided.answered, decided.body, decided.options.view),
         rulesets=[d.ruleset for d in decisions],  # those answered: not those left out
         statuses=[d.status.value for d in decisions],
         hook_instance=who.hook_instance,
