@@ -11,7 +11,7 @@ with its own names gives a mapping file (YAML):
       serum_creatinine: {column: CREA, unit: umol/L}
       sex: {column: GENDER, values: {F: female, M: male}}
       mrss: {column: MRSS, missing: [-1]}  # this column's own codes for unknown
-      smoker: {column: SMOKER, values: {1: true, 2: false, 9: null}}   # codes for every type
+      current_smoker: {column: SMOKER, values: {1: true, 2: false, 9: null}}  # every type
       ssc_diagnosis: {column: DX, values: {SSC: true, SLE: false}}     # one column may feed
       sle_diagnosis: {column: DX, values: {SLE: true, SSC: false}}     # several features
       dlco_percent_predicted: {column: DLCO, decimal: ","}             # this column's comma
