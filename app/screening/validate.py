@@ -396,9 +396,7 @@ def _json(column: Column, raw: Value, converted: Value | None, dialect: str) -> 
     return Checked(sa.case((problem.is_(None), inner.value)), problem, inner.fraction)
 
 
-def check(
-    column: Column, raw: Value, converted: Value | None = None, dialect: str = "duckdb"
-) -> Checked:
+def check(column: Column, raw: Value, converted: Value | None, dialect: str) -> Checked:
     """One cell: its canonical value and its problem, as SQL. `converted` is `convert`'s
     value for a number feature."""
     if column.kind is RawKind.JSON:
