@@ -49,7 +49,7 @@ Rules = Annotated[RuleBase, Depends(current_rules)]
 Config = Annotated[Settings, Depends(current_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
-FORM_FIELDS = ("rulesets", "engine", "as_of", "long")
+FORM_FIELDS = ("rulesets", "engine", "as_of", "long", "strict")
 MAX_MAPPING_BYTES = service.MAX_MAPPING_BYTES
 PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv; charset=utf-8"
@@ -72,6 +72,11 @@ _FORM_SCHEMA: dict[str, Any] = {
         "engine": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
         "as_of": {"type": "string", "format": "date"},
         "long": {"type": "boolean", "default": False, "description": "Long-format results too"},
+        "strict": {
+            "type": "boolean",
+            "default": False,
+            "description": "A bad cell rejects its row (else: unknown, and reported)",
+        },
     },
 }
 
@@ -152,7 +157,14 @@ def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
         else service.Source("url", given.url or "", table=given.table, field="source.url")
     )
     return service.Submission(
-        job_id, source, body.rulesets, body.engine, body.as_of, mapping=body.mapping, long=body.long
+        job_id,
+        source,
+        body.rulesets,
+        body.engine,
+        body.as_of,
+        mapping=body.mapping,
+        strict=body.strict,
+        long=body.long,
     )
 
 
@@ -183,6 +195,7 @@ async def _from_form(
         _day(_one(form, "as_of")),
         mapping_file=mapping.filename if mapping else None,
         long=_flag(_one(form, "long"), "long"),
+        strict=_flag(_one(form, "strict"), "strict"),
     )
 
 
@@ -205,9 +218,10 @@ def _one(form: Form, name: str) -> str | None:
 
 
 def _flag(text: str | None, name: str) -> bool:
-    if text is None or text.strip().lower() in {"", "false", "0"}:
+    """A form's boolean: true/false (a checkbox sends `on`); absent is false."""
+    if text is None or text.strip().lower() in {"", "false", "0", "off", "no"}:
         return False
-    if text.strip().lower() in {"true", "1"}:
+    if text.strip().lower() in {"true", "1", "on", "yes"}:
         return True
     raise _invalid(name, "bool_parsing", "expected true or false")
 
@@ -452,6 +466,21 @@ def long_parquet(
     path = _file(session, settings, screening_id, caller, "long")
     return FileResponse(
         path, media_type=PARQUET, headers=_download(f"screening-{screening_id}.long.parquet")
+    )
+
+
+@router.get(
+    "/screenings/{screening_id}/problems.csv",
+    response_class=FileResponse,
+    responses={200: {"content": {CSV: {}}}},
+    summary="Cells read as unknown (row, where, id, registry column, feature, value, problem)",
+)
+def download_problems(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "problems")
+    return FileResponse(
+        path, media_type=CSV, headers=_download(f"screening-{screening_id}.problems.csv")
     )
 
 

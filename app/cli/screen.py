@@ -54,6 +54,11 @@ SHOWN_REJECTED = 10
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]"
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A bad cell rejects its row [default: that value is unknown, the cell reported]",
+)
 def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls it
     source: str,
     out: Path,
@@ -66,6 +71,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     rules_dir: Path | None,
     long_format: bool,
     progress: bool | None,
+    strict: bool,
 ) -> None:
     """Screen SOURCE: a CSV, Parquet or NDJSON file, a FHIR Bulk Data export folder, or a
     database URL with --table (the query runs inside that database).
@@ -90,6 +96,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
         as_of=as_of.date() if as_of else date.today(),
         spark_master=spark_master,
         long=long_format,
+        strict=strict,
     )
     show = sys.stderr.isatty() if progress is None else progress
     outcome = _run(request, rules, show)
@@ -141,16 +148,11 @@ def _summary(outcome: Outcome) -> str:
         f"rows read {report['rows']:,}; rejected {report['rejected']['count']:,}; "
         f"screened {report['screened']:,}",
     ]
-    problems = report.get("problems")  # the cells' grammar adds it (issue 20, item 1)
-    if problems and problems.get("cells"):
-        lines.append(
-            f"cells read as unknown: {problems['cells']:,} in {problems['rows']:,} rows"
-            " (by registry column in the report)"
-        )
     for rejected in outcome.rejected[:SHOWN_REJECTED]:
         lines.append(f"  {rejected.where}: {rejected.problems}")
     if len(outcome.rejected) > SHOWN_REJECTED:
         lines.append(f"  … all in {outcome.rejected_file}")
+    lines += _unknown_cells(outcome)
     if report["corrected"]:
         lines.append("values given that were corrected (corrected:<feature>):")
         lines += [f"  {c['summary']}" for c in report["corrected"]]
@@ -180,9 +182,29 @@ def _written(outcome: Outcome) -> list[str]:
         ("funnels", f"{beside('.funnels')}/"),
         ("rejected", outcome.rejected_file),
     ]
+    if outcome.problems_file is not None:
+        written.append(("problems", outcome.problems_file))
     if outcome.long is not None:
         written.insert(1, ("long", outcome.long))
     return [f"{name + ':' if name else '':9} {path}" for name, path in written]
+
+
+def _unknown_cells(outcome: Outcome) -> list[str]:
+    """The cells read as unknown (the rows screened), by registry column: counts and the
+    first place, never a value or an id."""
+    problems = outcome.report["problems"]
+    if not problems["cells"]:
+        return []
+    lines = [
+        f"{problems['cells']:,} cells in {problems['rows']:,} rows read as unknown "
+        f"(not a value of their feature), all in {outcome.problems_file}:"
+    ]
+    for found in problems["by_column"][:SHOWN_REJECTED]:
+        lines.append(
+            f"  {found['column']} ({found['feature']}): {found['problem']}: "
+            f"{found['cells']:,} cells, first at {found['first']}"
+        )
+    return lines
 
 
 def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:

@@ -82,6 +82,9 @@ class _Funnel:
     title: str
     approved: bool
     review_status: str
+    read: int | None  # rows read (None: a report from before issue 20 starts at screened)
+    rejected: int  # rows rejected (no id, a duplicate id; strict mode: a bad cell)
+    kept_unknown: int  # rows screened with a bad cell read as unknown
     screened: int
     steps: tuple[_Step, ...]
     eligible: int
@@ -108,10 +111,13 @@ class _Drawn:
 def funnel_svg(report: Mapping[str, Any]) -> str:
     """The attrition funnel of one rule set's screening entry, as a standalone SVG document.
 
-    `report` is `{"id", "version", "title", "review_status", "funnel": {"screened", "steps":
+    `report` is `{"id", "version", "title", "review_status", "funnel": {"read", "rejected",
+    "kept_unknown", "screened", "steps":
     [{"criterion", "title", "kind", "excluded", "unknown", "remaining", "origin"}, ...],
     "eligible", "indeterminate", "to_confirm_only"}}`; a step's `origin` (`{"applies_to": …}`,
-    for a criterion included from a fragment) and `to_confirm_only` may be left out. Raises
+    for a criterion included from a fragment), `to_confirm_only`, and the rows read, rejected
+    and kept with a value unknown (then the funnel starts at the patients screened) may be
+    left out. Raises
     ValueError naming the field when a count is missing or not a non-negative integer: a
     diagram with made-up numbers is worse than none.
     """
@@ -163,6 +169,9 @@ def _parse(report: Mapping[str, Any]) -> _Funnel:
         title=_str(report.get("title")) or _str(report.get("id")) or "Rule set",
         approved=status == "approved",
         review_status=status,
+        read=_count(funnel, "read", "funnel") if "read" in funnel else None,
+        rejected=_count(funnel, "rejected", "funnel") if "rejected" in funnel else 0,
+        kept_unknown=_count(funnel, "kept_unknown", "funnel") if "kept_unknown" in funnel else 0,
         screened=_count(funnel, "screened", "funnel"),
         steps=tuple(_step(step, f"funnel.steps[{i}]") for i, step in enumerate(steps)),
         eligible=_count(funnel, "eligible", "funnel"),
@@ -248,9 +257,19 @@ def _awaiting(funnel: _Funnel) -> str:
     return f"{_num(funnel.to_confirm_only)} awaiting only a clinician's confirmation"
 
 
+def _kept(funnel: _Funnel) -> str:
+    rows = "row" if funnel.kept_unknown == 1 else "rows"
+    return f"{_num(funnel.kept_unknown)} {rows} with a bad cell kept in, that value unknown"
+
+
 def _description(funnel: _Funnel) -> str:
     """The whole funnel in sentences, for screen readers and anyone who cannot see the boxes."""
-    words = [f"{_label(funnel)}. {_num(funnel.screened)} patients screened."]
+    words = [f"{_label(funnel)}."]
+    if funnel.read is not None:
+        words.append(f"{_num(funnel.read)} rows read, {_num(funnel.rejected)} rejected.")
+        if funnel.kept_unknown:
+            words.append(f"{_kept(funnel)}.")
+    words.append(f"{_num(funnel.screened)} patients screened.")
     for number, step in enumerate(funnel.steps, start=1):
         label, why = _leaving(step)
         unknown = f", unknown for {_num(step.unknown)} (kept in)" if step.unknown else ""
@@ -481,9 +500,34 @@ class _Column:
         return max(self.last_bottom, self.side_bottom)
 
 
+def _rejected(funnel: _Funnel) -> list[_Line]:
+    """The rows set aside before screening, as CONSORT sets aside those not assessed."""
+    width = _SIDE_W - 2 * _PAD - 4
+    lines = [_Line(f"Rows rejected: {_num(funnel.rejected)}", _BODY, bold=True)]
+    said = "no id, an id another row has, or (strict) a bad cell; in rejected.csv"
+    lines += _lines(said, width, _SMALL)
+    if funnel.kept_unknown:
+        lines += _lines(_kept(funnel) + " (see problems.csv)", width, _SMALL, fill=_MUTED)
+    return lines
+
+
+def _start(funnel: _Funnel, prefix: str, top: int) -> _Column:
+    """The top of the funnel: the rows read, the rows rejected beside them, then the patients
+    screened (a report without the rows read starts at the patients screened)."""
+    screened = [_Line(f"Screened: {_num(funnel.screened)} patients", bold=True)]
+    if funnel.read is None:
+        box = _main_box(screened, top)
+        return _Column(prefix, top + box.height, top, top - _SIDE_GAP, box.parts)
+    box = _main_box([_Line(f"Rows read: {_num(funnel.read)}", bold=True)], top)
+    column = _Column(prefix, top + box.height, top, top - _SIDE_GAP, box.parts)
+    quiet = not funnel.rejected
+    column.beside(_rejected(funnel), _QUIET if quiet else _EXCLUDED, quiet=quiet)
+    column.below(screened)
+    return column
+
+
 def _body(funnel: _Funnel, prefix: str, top: int) -> _Drawn:
-    screened = _main_box([_Line(f"Screened: {_num(funnel.screened)} patients", bold=True)], top)
-    column = _Column(prefix, top + screened.height, top, top - _SIDE_GAP, screened.parts)
+    column = _start(funnel, prefix, top)
     number, total = 1, len(funnel.steps)
     for group in _groups(funnel.steps):
         if group[0].quiet:

@@ -66,6 +66,7 @@ class Submission:
     mapping: dict[str, Any] | None = None  # given inline (JSON)
     mapping_file: str | None = None  # uploaded: its name as sent
     long: bool = False  # long-format results too
+    strict: bool = False  # a bad cell rejects its row
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ def _spec(
         "mapping": _mapping(sub, folder, errors),
         "as_of": (sub.as_of or date.today()).isoformat(),
         "long": sub.long,
+        "strict": sub.strict,
     }
 
 
@@ -364,6 +366,7 @@ class ScreeningLinks(TypedDict):
     ]
     rejected: NotRequired[str]
     long: NotRequired[Annotated[str, Field(description="When asked for with `long`")]]
+    problems: NotRequired[Annotated[str, Field(description="Cells read as unknown")]]
     funnels: NotRequired[Annotated[dict[str, str], Field(description="By rule set id")]]
 
 
@@ -464,6 +467,7 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["rejected"] = f"{base}/rejected.csv"
         if job.request.get("long"):
             links["long"] = f"{base}/long.parquet"
+        links["problems"] = f"{base}/problems.csv"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
     return links
 

@@ -395,3 +395,27 @@ def test_renders_the_astis_example() -> None:
     path = ARTIFACTS / "astis.svg"
     path.write_text(funnel_svg(astis()), encoding="utf-8")
     assert _parse(path.read_text(encoding="utf-8")).tag == f"{SVG}svg"
+
+
+def test_the_funnel_starts_at_the_rows_read_with_the_rejected_beside_them() -> None:
+    """Issue 20: CONSORT starts at the records read. A report that gives them (every report
+    since) draws "Rows read", the rows rejected beside it and the rows kept with a value read
+    as unknown, then the patients screened; the description says the same in words. One
+    without them (a stored report from before) still starts at the patients screened."""
+    report = _report([], screened=18, eligible=5)
+    before = funnel_svg(report)
+    assert "Rows read" not in before
+    report["funnel"] |= {"read": 20, "rejected": 2, "kept_unknown": 1}
+    svg = funnel_svg(report)
+    texts = _texts(_parse(svg))
+    assert texts.index("Rows read: 20") < texts.index("Rows rejected: 2")
+    assert texts.index("Rows rejected: 2") < texts.index("Screened: 18 patients")
+    desc = _parse(svg).find("{http://www.w3.org/2000/svg}desc")
+    assert desc is not None
+    assert desc.text is not None
+    assert "20 rows read, 2 rejected. 1 row with a bad cell kept in, that value unknown." in (
+        desc.text
+    )
+    report["funnel"]["rejected"] = -1
+    with pytest.raises(ValueError, match=r"funnel\.rejected"):
+        funnel_svg(report)

@@ -249,7 +249,9 @@ def test_a_job_runs_and_records_its_counts(env: Env) -> None:
     job = env.finished(job_id)
     assert job.state == "succeeded", job.error
     assert job.summary is not None
-    assert (job.summary["rows"], job.summary["screened"], job.summary["rejected"]) == (2, 1, 1)
+    # The second row's bad cell is unknown, the row screened (issue 20).
+    assert (job.summary["rows"], job.summary["screened"], job.summary["rejected"]) == (2, 2, 0)
+    assert job.summary["unknown_cells"] == 1
     assert (job.rows_done, job.rows_total, job.attempts) == (2, 2, 1)
     assert env.worker.layout.results(job_id, 1).is_file()
 
@@ -338,7 +340,7 @@ def test_a_job_whose_process_died_is_restarted_and_finishes(env: Env) -> None:
     job = env.finished(job_id)
     assert (job.state, job.attempts) == ("succeeded", 2)
     assert not half_written.exists()
-    assert pq.read_table(env.worker.layout.results(job_id, 2)).num_rows == 1
+    assert pq.read_table(env.worker.layout.results(job_id, 2)).num_rows == 2
 
 
 def test_folders_of_jobs_never_recorded_are_removed(env: Env) -> None:
