@@ -775,7 +775,7 @@ class Output:
     linear: Linear = IDENTITY  # the model's unit -> the catalogue's canonical unit
     decimals: int = 2  # kept in the canonical unit
     labels: tuple[str, ...] = ()  # an enum's values, in the catalogue's order
-    codes: Array | None = None  # a drawn code -> its index in labels
+    codes: tuple[int, ...] = ()  # an enum's drawn code -> its index in labels
 
 
 def plan_columns(features: Mapping[str, Feature]) -> dict[str, Output]:
@@ -795,7 +795,8 @@ def check_catalogue(features: Mapping[str, Feature]) -> None:
 def _output(feature: Feature) -> Output:
     fid, labels = feature.id, tuple(feature.spec.values or ())
     if fid not in MODELLED:  # a marginal, drawn in the catalogue's own terms
-        return Output(feature, labels=labels, codes=np.arange(len(labels)))
+        decimals = 0 if feature.spec.integer else 2
+        return Output(feature, decimals=decimals, labels=labels, codes=tuple(range(len(labels))))
     kind = _drawn(fid)
     if feature.type is not kind:
         raise ValueError(
@@ -811,7 +812,7 @@ def _output(feature: Feature) -> Output:
                 f"feature {fid!r}: the synthetic model draws the values {list(DRAWN[fid])}; "
                 f"the catalogue has no {absent} among {list(labels)}"
             )
-        return Output(feature, labels=labels, codes=np.array([labels.index(n) for n in DRAWN[fid]]))
+        return Output(feature, labels=labels, codes=tuple(labels.index(n) for n in DRAWN[fid]))
     return Output(feature)
 
 
@@ -867,7 +868,6 @@ def _column(output: Output, values: Array, known: Array) -> pa.Array:
         return pa.array(values.astype(np.bool_), mask=~known)
     drawn = values.astype(np.int64)
     valid = known & (drawn >= 0)
-    assert output.codes is not None  # an enum's Output always has them
     codes = np.asarray(output.codes)[np.where(valid, drawn, 0)].astype(np.int8)
     indices = pa.array(codes, mask=~valid)
     return pa.DictionaryArray.from_arrays(indices, pa.array(output.labels, pa.string()))
