@@ -396,7 +396,8 @@ class ScreeningRequest(BaseModel):
     mapping: dict[str, Any] | None = Field(
         default=None,
         description="Column mapping, as the YAML mapping file would give it: "
-        "{id: key column, columns: {feature id: column | {column, unit, values}}}",
+        "{id: key column, missing, decimal, strict, columns: {feature id: column | "
+        "{column, unit, values, missing, decimal}}}",
     )
     rulesets: list[str] | None = Field(
         default=None, description="Rule set ids to screen against [default: all]"
@@ -404,4 +405,9 @@ class ScreeningRequest(BaseModel):
     engine: Literal["duckdb", "spark"] = "duckdb"
     as_of: date | None = Field(
         default=None, description="FHIR Bulk: the day freshness windows count back from"
+    )
+    strict: bool = Field(
+        default=False,
+        description="A bad cell rejects its row; by default the value is unknown for that "
+        "patient, the row screened and the cell reported (problems.csv)",
     )

@@ -49,7 +49,7 @@ Rules = Annotated[RuleBase, Depends(current_rules)]
 Config = Annotated[Settings, Depends(current_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
-FORM_FIELDS = ("rulesets", "engine", "as_of")
+FORM_FIELDS = ("rulesets", "engine", "as_of", "strict")
 MAX_MAPPING_BYTES = service.MAX_MAPPING_BYTES
 PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv; charset=utf-8"
@@ -71,6 +71,11 @@ _FORM_SCHEMA: dict[str, Any] = {
         },
         "engine": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
         "as_of": {"type": "string", "format": "date"},
+        "strict": {
+            "type": "boolean",
+            "default": False,
+            "description": "A bad cell rejects its row (else: unknown, and reported)",
+        },
     },
 }
 
@@ -151,7 +156,13 @@ def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
         else service.Source("url", given.url or "", table=given.table, field="source.url")
     )
     return service.Submission(
-        job_id, source, body.rulesets, body.engine, body.as_of, mapping=body.mapping
+        job_id,
+        source,
+        body.rulesets,
+        body.engine,
+        body.as_of,
+        mapping=body.mapping,
+        strict=body.strict,
     )
 
 
@@ -181,6 +192,7 @@ async def _from_form(
         _one(form, "engine") or "duckdb",
         _day(_one(form, "as_of")),
         mapping_file=mapping.filename if mapping else None,
+        strict=_yes(_one(form, "strict")),
     )
 
 
@@ -200,6 +212,15 @@ def _one(form: Form, name: str) -> str | None:
     if len(values) > 1:
         raise _invalid(name, "duplicate", "give this field once")
     return values[0].strip() if values else None
+
+
+def _yes(text: str | None) -> bool:
+    """A form's boolean: true/false (a checkbox sends `on`); absent is false."""
+    if text is None or text.lower() in {"", "false", "0", "off", "no"}:
+        return False
+    if text.lower() in {"true", "1", "on", "yes"}:
+        return True
+    raise _invalid("strict", "bool_parsing", "expected true or false")
 
 
 def _day(text: str | None) -> date | None:
@@ -404,6 +425,21 @@ def report_json(
 ) -> FileResponse:
     path = _file(session, settings, screening_id, caller, "report")
     return FileResponse(path, media_type="application/json")
+
+
+@router.get(
+    "/screenings/{screening_id}/problems.csv",
+    response_class=FileResponse,
+    responses={200: {"content": {CSV: {}}}},
+    summary="Cells read as unknown (row, where, id, registry column, feature, value, problem)",
+)
+def download_problems(
+    screening_id: str, session: DbSession, caller: Screener, settings: Config
+) -> FileResponse:
+    path = _file(session, settings, screening_id, caller, "problems")
+    return FileResponse(
+        path, media_type=CSV, headers=_download(f"screening-{screening_id}.problems.csv")
+    )
 
 
 @router.get(

@@ -47,6 +47,11 @@ SHOWN_REJECTED = 10
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar [default: on a terminal]"
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="A bad cell rejects its row [default: that value is unknown, the cell reported]",
+)
 def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls it
     source: str,
     out: Path,
@@ -58,6 +63,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     as_of: Any,
     rules_dir: Path | None,
     progress: bool | None,
+    strict: bool,
 ) -> None:
     """Screen SOURCE: a CSV, Parquet or NDJSON file, a FHIR Bulk Data export folder, or a
     database URL with --table (the query runs inside that database)."""
@@ -79,6 +85,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
         engine=engine,
         as_of=as_of.date() if as_of else date.today(),
         spark_master=spark_master,
+        strict=strict,
     )
     show = sys.stderr.isatty() if progress is None else progress
     outcome = _run(request, rules, show)
@@ -135,6 +142,7 @@ def _summary(outcome: Outcome) -> str:
         lines.append(f"  {rejected.where}: {rejected.problems}")
     if len(outcome.rejected) > SHOWN_REJECTED:
         lines.append(f"  … all in {outcome.rejected_file}")
+    lines += _unknown_cells(outcome)
     if report["corrected"]:
         lines.append("values given that were corrected (corrected:<feature>):")
         lines += [f"  {c['summary']}" for c in report["corrected"]]
@@ -149,6 +157,24 @@ def _summary(outcome: Outcome) -> str:
     lines.append(f"funnels: {side_file(outcome.results, '.funnels')}/")
     lines.append(report["review"])
     return "\n".join(lines)
+
+
+def _unknown_cells(outcome: Outcome) -> list[str]:
+    """The cells read as unknown (the rows screened), by registry column: counts and the
+    first place, never a value or an id."""
+    problems = outcome.report["problems"]
+    if not problems["cells"]:
+        return []
+    lines = [
+        f"{problems['cells']:,} cells in {problems['rows']:,} rows read as unknown "
+        f"(not a value of their feature), all in {outcome.problems_file}:"
+    ]
+    for found in problems["by_column"][:SHOWN_REJECTED]:
+        lines.append(
+            f"  {found['column']} ({found['feature']}): {found['problem']}: "
+            f"{found['cells']:,} cells, first at {found['first']}"
+        )
+    return lines
 
 
 def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:

@@ -44,7 +44,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NotRequired, ParamSpec, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -309,6 +309,7 @@ def runner_request(
         as_of=date.fromisoformat(spec["as_of"]),
         source_name=source["name"],
         limits=Limits.of(settings),
+        strict=bool(spec.get("strict", False)),  # a job stored before issue 20 has none
     )
 
 
@@ -420,6 +421,7 @@ class ScreeningSummary(TypedDict):
     rows: int
     screened: int
     rejected: int
+    unknown_cells: NotRequired[int]  # cells read as unknown (not in a job before issue 20)
     rulesets: list[ScreeningRulesetCounts]
 
 
@@ -429,6 +431,7 @@ def summary_of(report: Mapping[str, Any]) -> ScreeningSummary:
         "rows": report["rows"],
         "screened": report["screened"],
         "rejected": report["rejected"]["count"],
+        "unknown_cells": report["problems"]["cells"],
         "rulesets": [
             {"id": r["id"], "version": r["version"], "hash": r["hash"], "counts": r["counts"]}
             for r in report["rulesets"]

@@ -11,11 +11,21 @@ with its own names gives a mapping file (YAML):
       serum_creatinine: {column: CREA, unit: umol/L}
       sex: {column: GENDER, values: {F: female, M: male}}
       mrss: {column: MRSS, missing: [-1]}  # this column's own codes for unknown
+      smoker: {column: SMOKER, values: {1: true, 2: false, 9: null}}   # codes for every type
+      ssc_diagnosis: {column: DX, values: {SSC: true, SLE: false}}     # one column may feed
+      sle_diagnosis: {column: DX, values: {SLE: true, SSC: false}}     # several features
+      dlco_percent_predicted: {column: DLCO, decimal: ","}             # this column's comma
     missing: [U, -99]                       # codes for unknown in every column
+    decimal: ","                            # every number column writes a decimal comma
+    strict: false                           # true: a bad cell rejects its row
 
 Cells are read by the one cell grammar (app/engine/cells.py): blank, NA, n/a, NULL, NaN and
 `.` are unknown in every registry; `missing:` adds a registry's own codes, for all columns or
-for one.
+for one; `values:` maps a code to a value of the feature's type (or null, unknown), before
+any other reading; `decimal: ","` reads `61,5` as 61.5 (declared: where `,` may also separate
+thousands it cannot be guessed). A cell that still reads as no value is the cell's problem:
+that value is unknown for that patient and reported, unless the mapping says `strict: true`
+(then the row is rejected, as it was before issue 20).
 
 Every problem is reported at once, with the mapping file's line or the column's name: an
 unknown feature, a missing column, a unit that does not convert to the feature's canonical unit,
@@ -30,7 +40,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from app.engine.cells import DEFAULT_MISSING
+from app.engine.cells import DEFAULT_MISSING, Grammar
 from app.engine.inputs import unit_refusal
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Feature
@@ -57,6 +67,9 @@ class RawKind(StrEnum):
     JSON = "json"  # a feature value as the API takes it: number, boolean, string or quantity
 
 
+Code = bool | int | float | str | None  # what a mapping's `values:` maps a code to
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     """One feature read from one source column."""
@@ -66,9 +79,16 @@ class Column:
     kind: RawKind
     unit: str | None  # the column's unit; None: the feature's canonical unit
     linear: Linear = IDENTITY  # column unit -> canonical unit
-    values: Mapping[str, str] = field(default_factory=dict)  # registry code -> enum value
+    # Registry code -> the feature's value (an enum's value, true/false, a number in the
+    # column's unit) or None (unknown); read before anything else, as `cells.read` reads them.
+    values: Mapping[str, Code] = field(default_factory=dict)
     # Codes that mean unknown, compared without case and spaces (the defaults and declared).
     missing: frozenset[str] = DEFAULT_MISSING
+    decimal_comma: bool = False  # `61,5` is 61.5 (a number feature's text column)
+
+    def grammar(self) -> Grammar:
+        """The column as the one cell grammar reads it (the SQL writes the same rules)."""
+        return Grammar(self.missing, self.decimal_comma, self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +102,10 @@ class Plan:
 class _Wanted:
     column: str
     unit: str | None
-    values: Mapping[str, str]
+    values: Mapping[str, Code]
     where: str
     missing: frozenset[str] = frozenset()  # this column's own codes for unknown
+    decimal: bool | None = None  # this column's decimal comma; None: the mapping's
 
 
 @dataclass
@@ -92,6 +113,8 @@ class MappingFile:
     key: str = "id"
     wanted: dict[str, _Wanted] = field(default_factory=dict)
     missing: frozenset[str] = frozenset()  # the registry's codes for unknown, every column
+    decimal_comma: bool = False  # every number column writes a decimal comma
+    strict: bool = False  # a bad cell rejects its row instead of being unknown
 
 
 def load_mapping(path: Path, features: Mapping[str, Feature]) -> MappingFile:
@@ -118,14 +141,20 @@ def _mapping(
     if not isinstance(data, dict) or not isinstance(data.get("columns"), dict):
         problems.append(f"{_where(doc, ())}: expected `columns:` mapping feature ids to columns")
         return MappingFile()
-    extra = set(data) - {"id", "columns", "missing"}
+    extra = set(data) - {"id", "columns", "missing", "decimal", "strict"}
     if extra:
         problems.append(f"{_where(doc, ())}: unexpected key(s) {sorted(extra)}")
     key = data.get("id", "id")
     if not isinstance(key, str) or not key:
         problems.append(f"{_where(doc, ('id',))}: `id` must name the key column")
         key = "id"
-    mapping = MappingFile(key=key, missing=_codes(doc, ("missing",), data.get("missing"), problems))
+    missing = _codes(doc, ("missing",), data.get("missing"), problems)
+    comma = bool(_decimal(doc, ("decimal",), data.get("decimal"), problems))
+    strict = data.get("strict", False)
+    if not isinstance(strict, bool):
+        problems.append(f"{_where(doc, ('strict',))}: `strict` is true or false")
+        strict = False
+    mapping = MappingFile(key=key, missing=missing, decimal_comma=comma, strict=strict)
     for feature_id, spec in data["columns"].items():
         wanted = _entry(doc, str(feature_id), spec, features, problems)
         if wanted is not None:
@@ -152,18 +181,54 @@ def _entry(
             f"{where}: {feature_id}: expected a column name or {{column, unit, values}}"
         )
         return None
-    extra = set(spec) - {"column", "unit", "values", "missing"}
+    extra = set(spec) - {"column", "unit", "values", "missing", "decimal"}
     if extra:
         problems.append(f"{where}: {feature_id}: unexpected key(s) {sorted(extra)}")
-    unit, values = spec.get("unit"), spec.get("values", {})
+    unit = spec.get("unit")
     if unit is not None and not isinstance(unit, str):
         problems.append(f"{where}: {feature_id}: `unit` must be text, e.g. µmol/L")
         unit = None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        problems.append(f"{where}: {feature_id}: `values` maps registry codes to feature values")
-        values = {}
+    values = _values(doc, (*path, "values"), spec.get("values", {}), problems)
     codes = _codes(doc, (*path, "missing"), spec.get("missing"), problems)
-    return _Wanted(spec["column"], unit, {str(k): v for k, v in values.items()}, where, codes)
+    decimal = _decimal(doc, (*path, "decimal"), spec.get("decimal"), problems)
+    if decimal is not None and features[feature_id].type is not FeatureType.NUMBER:
+        problems.append(f"{where}: {feature_id} is not a number; it has no decimal comma")
+        decimal = None
+    return _Wanted(spec["column"], unit, values, where, codes, decimal)
+
+
+def _values(
+    doc: LocatedDocument, path: PathKey, given: Any, problems: list[str]
+) -> dict[str, Code]:
+    """`values:`: registry code -> value. A code is text or a number; YAML reads an unquoted
+    yes/no/on/off as a boolean, which no cell is: such a code is refused, to be quoted. Whether
+    each value suits the feature is checked with the column (`_column`)."""
+    where = _where(doc, path) if isinstance(given, dict) else _where(doc, path[:-1])
+    if not isinstance(given, dict):
+        problems.append(f"{where}: `values` maps registry codes to the feature's values")
+        return {}
+    found: dict[str, Code] = {}
+    for code, value in given.items():
+        if isinstance(code, bool) or not isinstance(code, str | int | float):
+            shown = "null" if code is None else str(code).lower()
+            problems.append(f"{where}: the code {shown} is no cell's text; quote it: '{shown}'")
+        elif not isinstance(value, bool | int | float | str | None):
+            problems.append(f"{where}: {code}: a code maps to one value (or null)")
+        else:
+            found[str(code)] = value
+    return found
+
+
+def _decimal(doc: LocatedDocument, path: PathKey, given: Any, problems: list[str]) -> bool | None:
+    """`decimal:`: "," (a decimal comma) or "." (a decimal point); None when not given."""
+    if given is None:
+        return None
+    if given not in (",", "."):
+        problems.append(
+            f'{_where(doc, path)}: `decimal` is "," (a decimal comma: 61,5) or "." (61.5)'
+        )
+        return None
+    return bool(given == ",")
 
 
 def _codes(doc: LocatedDocument, path: PathKey, given: Any, problems: list[str]) -> frozenset[str]:
@@ -201,8 +266,7 @@ def plan(
     columns = [
         column
         for feature_id, wanted in mapping.wanted.items()
-        if (column := _column(features[feature_id], wanted, source, problems, mapping.missing))
-        is not None
+        if (column := _column(features[feature_id], wanted, source, problems, mapping)) is not None
     ]
     if problems:
         raise MappingError(problems)
@@ -235,7 +299,7 @@ def _column(
     wanted: _Wanted,
     source: Mapping[str, RawKind],
     problems: list[str],
-    mapping_missing: frozenset[str],
+    mapping: MappingFile,
 ) -> Column | None:
     kind = source.get(wanted.column)
     if kind is None:
@@ -254,10 +318,27 @@ def _column(
             refused = unit_refusal(wanted.unit or "", feature)
             problems.append(f"{wanted.where}: {feature.id}: {refused}")
             return None
-    bad = sorted(set(wanted.values.values()) - set(feature.spec.values or []))
-    if wanted.values and (feature.type is not FeatureType.ENUM or bad):
-        allowed = feature.spec.values or []
-        problems.append(f"{wanted.where}: {feature.id}: values {bad} are not among {allowed}")
+    refused = _unfit_values(feature, wanted.values)
+    if refused:
+        problems.append(f"{wanted.where}: {feature.id}: {refused}")
         return None
-    missing = DEFAULT_MISSING | mapping_missing | wanted.missing
-    return Column(feature, wanted.column, kind, unit, linear, wanted.values, missing)
+    missing = DEFAULT_MISSING | mapping.missing | wanted.missing
+    # A decimal comma is a number's: declared for the whole registry, it leaves the others be.
+    comma = wanted.decimal if wanted.decimal is not None else mapping.decimal_comma
+    comma = comma and feature.type is FeatureType.NUMBER
+    return Column(feature, wanted.column, kind, unit, linear, wanted.values, missing, comma)
+
+
+def _unfit_values(feature: Feature, values: Mapping[str, Code]) -> str:
+    """Why a `values:` map does not suit the feature ("" when it does): each code maps to a
+    value of the feature's type, or to null (unknown)."""
+    given = [v for v in values.values() if v is not None]
+    if feature.type is FeatureType.ENUM:
+        allowed = feature.spec.values or []
+        bad = sorted({str(v) for v in given} - set(allowed))
+        return f"values {bad} are not among {allowed}" if bad else ""
+    if feature.type is FeatureType.BOOLEAN:
+        bad = sorted({str(v) for v in given if not isinstance(v, bool)})
+        return f"values {bad} are not true, false or null (a yes/no)" if bad else ""
+    bad = sorted({str(v) for v in given if isinstance(v, bool) or not isinstance(v, int | float)})
+    return f"values {bad} are not numbers (or null)" if bad else ""

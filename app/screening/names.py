@@ -10,7 +10,7 @@ from app.engine.model import Feature
 from app.engine.result_columns import corrected_column
 
 ROW = "_row"  # the row's 1-based position in the source
-PROBLEMS = "_problems"  # text, NULL when the row is fine
+PROBLEMS = "_problems"  # text, NULL when the row is fine (see `problem_fields`)
 VALID = "_valid"
 KEY = "id"
 
@@ -25,3 +25,11 @@ def corrected_columns(features: Sequence[Feature]) -> list[str]:
     was replaced by the implied one) and one per feature counted in completed units (TRUE
     where a fraction was rounded down)."""
     return [corrected_column(f.id) for f in features if f.derivations or completed(f)]
+
+
+# A row's `_problems`: its problems joined by PROBLEM_SEP, each four fields joined by FIELD_SEP
+# (registry column, feature id, what is wrong, the cell as written), for the runner to take
+# apart with Arrow. Control characters no registry column name or problem text holds; a cell's
+# own are replaced by a space.
+PROBLEM_SEP = "\x1e"
+FIELD_SEP = "\x1f"

@@ -88,9 +88,12 @@ class FunnelStep(TypedDict):
 
 @with_config(_STRICT)
 class Funnel(TypedDict):
-    """CONSORT-style attrition: patients leave at the first deciding criterion, in reading
-    order, that rules them out."""
+    """CONSORT-style attrition: from the rows read (rejected ones set aside), patients leave
+    at the first deciding criterion, in reading order, that rules them out."""
 
+    read: Annotated[int, Field(description="Rows read, rejected ones included")]
+    rejected: Annotated[int, Field(description="Rows rejected (no id, a duplicate id; strict)")]
+    kept_unknown: Annotated[int, Field(description="Rows screened with a bad cell read as unknown")]
     screened: int
     steps: list[FunnelStep]
     eligible: int
@@ -184,9 +187,31 @@ class RejectedRow(TypedDict):
 
 
 @with_config(_STRICT)
+class ProblemCount(TypedDict):
+    column: Annotated[str, Field(description="The registry's column")]
+    feature: Annotated[str, Field(description="The feature it gives (empty for the id)")]
+    problem: Annotated[str, Field(description="What is wrong, e.g. not a number")]
+    cells: int
+    first: Annotated[str, Field(description='Where it first occurs: file:line, or "row N"')]
+
+
+@with_config(_STRICT)
 class RejectedRows(TypedDict):
     count: int
     first: Annotated[list[RejectedRow], Field(description="The first rejected rows")]
+    by_column: Annotated[
+        list[ProblemCount], Field(description="The rejected rows' problems, by registry column")
+    ]
+
+
+@with_config(_STRICT)
+class CellProblems(TypedDict):
+    """Cells that held no value of their feature's type and were read as unknown (the row
+    screened; `strict` rejects the row instead): counts only, each cell in `.problems.csv`."""
+
+    cells: int
+    rows: int
+    by_column: list[ProblemCount]
 
 
 @with_config(_STRICT)
@@ -206,6 +231,7 @@ class ScreeningReport(TypedDict):
     rows: Annotated[int, Field(description="Rows read, rejected ones included")]
     screened: int
     rejected: RejectedRows
+    problems: CellProblems
     columns: ReportColumns
     rulesets: list[RulesetReport]
     missing: Annotated[
@@ -388,7 +414,12 @@ def _funnel(counts: Mapping[tuple[str, ...], int], ruleset: RuleSet, screened: i
                 "remaining": remaining,
             }
         )
+    # The rows rejected are the runner's to add (`runner._funnel_rows`): counted here, the
+    # funnel starts at the rows screened.
     return {
+        "read": screened,
+        "rejected": 0,
+        "kept_unknown": 0,
         "screened": screened,
         "steps": steps,
         "eligible": counts[(ruleset.id, "count", Status.ELIGIBLE.value)],

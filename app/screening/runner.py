@@ -18,12 +18,14 @@ end, so a crash or a cancellation never leaves half a results file that looks co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,7 @@ import pyarrow.parquet as pq
 from app.engine.inputs import FeatureValue
 from app.engine.model import Feature, RuleBase, RuleSet
 from app.engine.run import select
+from app.engine.units import Linear
 from app.screening import report, sql_cache
 from app.screening.engines import (
     DuckDBEngine,
@@ -46,8 +49,16 @@ from app.screening.engines import (
 )
 from app.screening.funnel import funnel_svg
 from app.screening.head import Limits, configured
-from app.screening.mapping import MappingFile, Plan, plan
-from app.screening.names import KEY, PROBLEMS, ROW, VALID, corrected_columns
+from app.screening.mapping import Column, MappingFile, Plan, plan
+from app.screening.names import (
+    FIELD_SEP,
+    KEY,
+    PROBLEM_SEP,
+    PROBLEMS,
+    ROW,
+    VALID,
+    corrected_columns,
+)
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
@@ -76,6 +87,16 @@ class Outcome:
     rejected_file: Path
     report: dict[str, Any]
     rejected: list[Rejected] = field(default_factory=list)
+    problems_file: Path | None = None  # `.problems.csv`: each cell made unknown
+
+
+@dataclass
+class _Found:
+    """What `_split` set aside from the batches: (`_row`, `id`, `_problems`) of the rows
+    rejected, and of the rows screened with a cell made unknown."""
+
+    rejected: list[pa.RecordBatch] = field(default_factory=list)
+    flagged: list[pa.RecordBatch] = field(default_factory=list)
 
 
 def _never() -> bool:
@@ -100,6 +121,7 @@ class Job:
     progress: Progress = quiet
     cancelled: Callable[[], bool] = _never
     extra_rejected: Sequence[Rejected] = ()  # found before the engine saw the rows (FHIR Bulk)
+    strict: bool = False  # a bad cell rejects its row (else the value is unknown, reported)
 
 
 def side_file(out: Path, suffix: str) -> Path:
@@ -113,6 +135,7 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     features = list(job.rules.features.values())
     tally = report.Tally(job.rulesets, [f.id for f in features if f.derivations])
     rejected_file = side_file(job.out, ".rejected.csv")
+    problems_file = side_file(job.out, ".problems.csv")
     # Reading the whole source happens here, so here is where a file's own defects (a ragged
     # CSV line past what the header check sampled) come out: name the file, as every other
     # error does.
@@ -125,11 +148,23 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
         if exc.code:  # names the file (and line) itself
             raise
         raise SourceError(f"{job.source_name}: {exc}") from None
-    rejected = _rejected(job, found, rejected_file)
+    refused = _problem_table(found.rejected)
+    rejected = _rejected(job, refused, rejected_file)
+    flagged = _problem_table(found.flagged)
+    problems = _write_problems(job, flagged, problems_file)
     counted = tally.reports(job.rules.features)
-    rows = counted.screened + sum(b.num_rows for b in found)
-    summary = _summary(job, columns, rows, rejected, counted)
-    return Outcome(job.out, rejected_file, summary, rejected)
+    rows = counted.screened + refused.num_rows
+    cell_problems: report.CellProblems = {
+        "cells": problems.num_rows,
+        "rows": flagged.num_rows,
+        "by_column": _by_column(job, flagged),
+    }
+    rejected_by = _by_column(job, refused)
+    summary = _summary(
+        job, columns, rows, refused=(rejected, rejected_by), problems=cell_problems, counted=counted
+    )
+    _funnel_rows(summary, rows + len(job.extra_rejected), len(rejected), flagged.num_rows)
+    return Outcome(job.out, rejected_file, summary, rejected, problems_file)
 
 
 # What the verdicts query carries for `_split` besides the results' own columns.
@@ -165,7 +200,7 @@ def _compiled(
     from app.screening.validate import validated  # noqa: PLC0415
 
     dialect = job.engine.dialect
-    checked = validated(relation, columns, features, dialect, duplicates)
+    checked = validated(relation, columns, features, dialect, duplicates, strict=job.strict)
     flags = corrected_columns(features)
     fence = dialect == "postgresql"
     screening = Screening(job.rulesets, checked, key=KEY, fence=fence, carry=[*flags, *SIDE])
@@ -205,46 +240,62 @@ def _cache_parts(
         "catalogue": [f.spec.model_dump(mode="json") for f in features],
         "rulesets": [[r.id, r.hash] for r in job.rulesets],
         "key": columns.key,
+        "strict": job.strict,
+        # Every field of every mapped column, by its dataclass fields: a field added to
+        # Column cannot be left out of the key (a warm cache would serve SQL made without it).
         "columns": [
-            [
-                c.feature.id,
-                c.column,
-                c.kind.value,
-                c.unit,
-                c.linear.scale,
-                c.linear.offset,
-                sorted(c.values.items()),
-                sorted(c.missing),
-            ]
+            [_cache_value(getattr(c, f.name)) for f in dataclasses.fields(Column)]
             for c in columns.columns
         ],
     }
 
 
-def _split(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch | None]:
+def _cache_value(value: Any) -> Any:
+    """A Column field as JSON the key hashes: the feature by id (the catalogue is in the key),
+    sets and maps sorted, so that the same mapping is the same key in every run."""
+    if isinstance(value, Feature):
+        return value.id
+    if isinstance(value, Linear):
+        return [value.scale, value.offset]
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, Mapping):
+        return sorted([str(k), v] for k, v in value.items())
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _split(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, _Found | None]:
     """A batch of the verdicts query as its valid rows' results, and (`_row`, `id`,
-    `_problems`) of its rejected rows (None when it has none, as most batches). A batch with
-    a rejected row is copied without it: ~0.1 s per 100,000 rows of the shipped rule sets,
-    less than storing the validated rows and reading them twice cost every batch."""
-    valid = batch.column(VALID)
+    `_problems`) of its rejected rows and of its screened rows with a problem (None when it
+    has neither, as most batches: two null counts tell). A batch with a rejected row is copied
+    without it: ~0.1 s per 100,000 rows of the shipped rule sets, less than storing the
+    validated rows and reading them twice cost every batch."""
+    valid, problems = batch.column(VALID), batch.column(PROBLEMS)
     results = batch.drop_columns(list(SIDE))
-    if valid.null_count == 0 and valid.false_count == 0:
-        return results, None
+    if problems.null_count == batch.num_rows and valid.null_count == 0:
+        return results, None  # a row is only ever invalid for a problem
     # `_valid` is never NULL; were it ever, the row is rejected rather than lost.
     valid = pc.fill_null(valid, False)
-    rejected = batch.filter(pc.invert(valid)).select([ROW, KEY, PROBLEMS])
-    return results.filter(valid), rejected
+    side = [ROW, KEY, PROBLEMS]
+    flagged = batch.filter(pc.and_(valid, pc.is_valid(problems))).select(side)
+    found = _Found([], [flagged] if flagged.num_rows else [])
+    if valid.false_count == 0:
+        return results, found
+    found.rejected.append(batch.filter(pc.invert(valid)).select(side))
+    return results.filter(valid), found
 
 
 def _write(
     batches: Iterator[pa.RecordBatch], out: Path, job: Job, total: int, tally: report.Tally
-) -> list[pa.RecordBatch]:
+) -> _Found:
     """Results to `out` (Parquet, or CSV), counted into `tally` on the way; returns the
-    rejected rows' batches. Encoding a batch runs on a second thread (Arrow releases the GIL)
-    while this one counts it and the engine makes the next."""
+    rejected rows' and the flagged rows' side batches. Encoding a batch runs on a second
+    thread (Arrow releases the GIL) while this one counts it and the engine makes the next."""
     partial = out.with_name(f".{out.name}.partial")
     writer: Any = None
-    rejected: list[pa.RecordBatch] = []
+    found = _Found()
     done = 0
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -252,9 +303,10 @@ def _write(
             for batch in batches:
                 if job.cancelled():
                     raise Cancelled
-                results, refused = _split(batch)
-                if refused is not None:
-                    rejected.append(refused)
+                results, side = _split(batch)
+                if side is not None:
+                    found.rejected += side.rejected
+                    found.flagged += side.flagged
                 done += batch.num_rows
                 job.progress(done, max(total, done))
                 if writer is None:
@@ -276,7 +328,7 @@ def _write(
         if writer is not None:
             writer.close()
         partial.unlink(missing_ok=True)
-    return rejected
+    return found
 
 
 def _writer(path: Path, schema: pa.Schema, suffix: str) -> Any:
@@ -292,21 +344,59 @@ def _writer(path: Path, schema: pa.Schema, suffix: str) -> Any:
     )
 
 
-def _rejected(job: Job, batches: Sequence[pa.RecordBatch], path: Path) -> list[Rejected]:
+_SIDE_SCHEMA = pa.schema([(ROW, pa.int64()), (KEY, pa.string()), (PROBLEMS, pa.string())])
+
+
+def _problem_table(batches: Sequence[pa.RecordBatch]) -> pa.Table:
+    """Side batches (`_row`, `id`, `_problems`) as one table in row order."""
+    if not batches:
+        return _SIDE_SCHEMA.empty_table()
+    table = pa.Table.from_batches([b.cast(_SIDE_SCHEMA) for b in batches])
+    return table.sort_by(ROW)
+
+
+def _cells(table: pa.Table) -> pa.Table:
+    """A side table's problems one per line: row, id, column, feature, what, value (the fields
+    `validate._problem` joins, taken apart by Arrow kernels: a million flagged rows are no
+    million Python strings)."""
+    pieces = pc.split_pattern(table.column(PROBLEMS), PROBLEM_SEP)
+    parents = pc.list_parent_indices(pieces)
+    fields = pc.split_pattern(pc.list_flatten(pieces), FIELD_SEP, max_splits=3)
+    parts = {name: pc.list_element(fields, i) for i, name in enumerate(_FIELDS)}
+    rows = {ROW: pc.take(table.column(ROW), parents), KEY: pc.take(table.column(KEY), parents)}
+    return pa.table({**rows, **parts})
+
+
+_FIELDS = ("column", "feature", "problem", "value")
+
+
+def sentence(column: str, feature: str, problem: str, value: str) -> str:
+    """One problem in words: `LVEF (lvef_percent): '61,5' is not a number; the mapping
+    declares no decimal comma`, or, for the row's id, `PAT_ID: duplicate (…)`."""
+    if not feature:
+        return f"{column}: {problem}"
+    named = column if column == feature else f"{column} ({feature})"
+    return f"{named}: {value!r} is {problem}"
+
+
+def _sentences(text: str) -> str:
+    """A row's `_problems` as the rejected file and the console say it."""
+    found = []
+    for part in text.split(PROBLEM_SEP):
+        fields = part.split(FIELD_SEP, 3)
+        found.append(sentence(*fields) if len(fields) == len(_FIELDS) else part)
+    return "; ".join(found)
+
+
+def _rejected(job: Job, refused: pa.Table, path: Path) -> list[Rejected]:
     """Every rejected row goes to the `.rejected.csv` beside the results (with its id, for
     the registry to correct it), in row order; the report keeps row numbers and problems
     only."""
     found = [*job.extra_rejected]
     ids: list[str | None] = [None] * len(found)
-    refused = [
-        (int(row), ident, str(problems))
-        for batch in batches
-        for row, ident, problems in zip(
-            *(batch.column(i).to_pylist() for i in range(3)), strict=True
-        )
-    ]
-    for row, ident, problems in sorted(refused, key=lambda r: r[0]):
-        found.append(Rejected(row, _where(job, row), problems))
+    columns = (refused.column(name).to_pylist() for name in (ROW, KEY, PROBLEMS))
+    for row, ident, problems in zip(*columns, strict=True):
+        found.append(Rejected(int(row), _where(job, int(row)), _sentences(str(problems))))
         ids.append(ident)
     table = pa.table(
         {
@@ -316,10 +406,68 @@ def _rejected(job: Job, batches: Sequence[pa.RecordBatch], path: Path) -> list[R
             "problems": [r.problems for r in found],
         }
     )
+    _atomic_csv(table, path)
+    return found
+
+
+def _write_problems(job: Job, flagged: pa.Table, path: Path) -> pa.Table:
+    """`.problems.csv`: each cell made unknown in a row that was screened, one a line (row,
+    where, id, column, feature, value, problem), in row order, for the registry to correct;
+    returns those cells."""
+    cells = _cells(flagged)
+    table = pa.table(
+        {
+            "row": cells.column(ROW),
+            "where": _wheres(job, cells.column(ROW)),
+            "id": cells.column(KEY),
+            "column": cells.column("column"),
+            "feature": cells.column("feature"),
+            "value": cells.column("value"),
+            "problem": cells.column("problem"),
+        }
+    )
+    _atomic_csv(table, path)
+    return cells
+
+
+def _wheres(job: Job, rows: Any) -> Any:
+    """`_where` of a column of row numbers."""
+    if job.line_offset:
+        lines = pc.cast(pc.add(rows, job.line_offset), pa.string())
+        return pc.binary_join_element_wise(f"{job.source_name}:", lines, "")
+    return pc.binary_join_element_wise(f"{job.source_name}: row ", pc.cast(rows, pa.string()), "")
+
+
+def _by_column(job: Job, table: pa.Table) -> list[report.ProblemCount]:
+    """Problems counted per registry column, feature and problem, with the first place each
+    occurs (file:line or row N), most frequent first: no id, no value."""
+    cells = _cells(table)
+    keys = ["column", "feature", "problem"]
+    grouped = cells.group_by(keys).aggregate([(ROW, "count"), (ROW, "min")]).to_pylist()
+    grouped.sort(key=lambda g: (-g[f"{ROW}_count"], g["column"], g["feature"], g["problem"]))
+    return [
+        {
+            "column": g["column"],
+            "feature": g["feature"],
+            "problem": g["problem"],
+            "cells": g[f"{ROW}_count"],
+            "first": _where(job, g[f"{ROW}_min"]),
+        }
+        for g in grouped
+    ]
+
+
+def _funnel_rows(summary: dict[str, Any], read: int, rejected: int, flagged: int) -> None:
+    """Each rule set's funnel starts at the rows read, as CONSORT's does: rows read, rows
+    rejected, rows screened with a value made unknown, then the patients screened."""
+    for entry in summary["rulesets"]:
+        entry["funnel"].update(read=read, rejected=rejected, kept_unknown=flagged)
+
+
+def _atomic_csv(table: pa.Table, path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial")
     pa_csv.write_csv(table, str(partial))
     os.replace(partial, path)
-    return found
 
 
 def _where(job: Job, row: int) -> str:
@@ -329,8 +477,15 @@ def _where(job: Job, row: int) -> str:
 
 
 def _summary(
-    job: Job, columns: Plan, total: int, rejected: Sequence[Rejected], counted: report.Reports
+    job: Job,
+    columns: Plan,
+    total: int,
+    *,
+    refused: tuple[Sequence[Rejected], list[report.ProblemCount]],
+    problems: report.CellProblems,
+    counted: report.Reports,
 ) -> dict[str, Any]:
+    rejected, by_column = refused
     return {
         "rules_hash": job.rules.hash,
         "review": REVIEW,
@@ -343,7 +498,9 @@ def _summary(
                 {"row": r.row, "where": r.where, "problems": r.problems}
                 for r in rejected[:REJECTED_IN_REPORT]
             ],
+            "by_column": by_column,
         },
+        "problems": problems,
         "columns": {
             "used": {c.feature.id: c.column for c in columns.columns},
             "units": {c.feature.id: c.unit for c in columns.columns if c.unit},
@@ -369,6 +526,7 @@ class Request:
     as_of: date | None = None  # FHIR freshness windows count back from this day
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
+    strict: bool = False  # a bad cell rejects its row (so does the mapping's `strict: true`)
     limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
 
 
@@ -399,6 +557,7 @@ def screen(
             progress=progress,
             cancelled=cancelled,
             extra_rejected=extra,
+            strict=request.strict or (request.mapping is not None and request.mapping.strict),
         )
         outcome = run(job, opened)
     finally:

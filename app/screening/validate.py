@@ -1,11 +1,15 @@
 """A registry's raw columns -> canonical, validated feature values, in SQL, row by row.
 
-The same rules as the API's `normalise`, written as SQLAlchemy Core so that they run where
-the data is: a value of the wrong type, an unconvertible or impossible value makes a problem
-("lvef_percent: 150 is outside the plausible range 5–90 %") and keeps the whole row out of the
-verdicts; the row is reported with its row number, never dropped in silence. Conversions
-round to nine significant digits as `units.Linear` does, so a value typed in another unit
-lands on a threshold exactly as it does through the API.
+The same rules as the API's `normalise`, read by the one cell grammar (app/engine/cells.py:
+the mapping's codes, then missing-value codes, then the text; a declared decimal comma),
+written as SQLAlchemy Core so that they run where the data is. A value of the wrong type, an
+unconvertible or impossible value is a problem of that cell ("LVEF (lvef_percent): '150' is
+outside the plausible range 5–90 %"): the value is NULL (unknown: three-valued logic keeps it
+from ever making anyone eligible) and the row is screened and its problem reported, or, in
+strict mode, the whole row is kept out of the verdicts and reported; never dropped in silence.
+A row without an id, or with an id another row has, is always kept out. Conversions round to
+nine significant digits as `units.Linear` does, so a value typed in another unit lands on a
+threshold exactly as it does through the API.
 
 Then the catalogue's derivations (`derive`, as the API applies them after `normalise`): a
 derived feature's column holds the value its derivations imply where one of their conditions is
@@ -28,20 +32,22 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
 from app.engine import cells
-from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS
+from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, MAX_CELL, TRUE_WORDS
 from app.engine.model import Feature
 from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
 from app.engine.sql import Columns, derivations, is_true, number
 from app.engine.unit_names import with_unit, words
 from app.screening.dialects import render
-from app.screening.mapping import Column, Plan, RawKind
-from app.screening.names import KEY, PROBLEMS, ROW, VALID, completed
+from app.screening.mapping import Code, Column, Plan, RawKind
+from app.screening.names import FIELD_SEP, KEY, PROBLEM_SEP, PROBLEMS, ROW, VALID, completed
 
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_DECIMAL_COMMA = "^[-+]?[0-9]+,[0-9]+$"  # cells._DECIMAL_COMMA
+_WORDS = f"{'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}"  # as cells.read says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,23 @@ def _say(*parts: str | Value) -> Text:
     for piece in pieces[1:]:
         message = message + piece
     return message
+
+
+def _problem(column: Column, what: str | Text, raw: Value) -> Text:
+    """One cell's problem as `_problems` carries it (names.FIELD_SEP): the registry column,
+    the feature, what is wrong ("not a number"), and the cell as written (at most
+    cells.MAX_CELL characters; the separator replaced)."""
+    cell = sa.func.substr(sa.func.replace(_text(raw), PROBLEM_SEP, " "), 1, MAX_CELL)
+    return _say(f"{column.column}{FIELD_SEP}{column.feature.id}{FIELD_SEP}", what, FIELD_SEP, cell)
+
+
+def _matches(text: Text, pattern: str, dialect: str) -> Value:
+    """`text` matches the regular expression `pattern` (anchored), in each engine's words."""
+    if dialect == "duckdb":
+        return sa.func.regexp_full_match(text, pattern, type_=sa.Boolean)
+    if dialect == "spark":
+        return text.op("RLIKE", return_type=sa.Boolean)(sa.literal(pattern, sa.String))
+    return text.regexp_match(pattern)
 
 
 def parse_number(text: Text, dialect: str) -> Value:
@@ -155,7 +178,7 @@ def _band(value: Value, size: Value, low: int, high: int) -> Value:
 
 
 def _missing(raw: Value, column: Column) -> Value | None:
-    """The cell says the value is unknown, as the one cell grammar reads it: text that is a
+    """The cell holds a missing-value code, as the one cell grammar reads it: text that is a
     missing-value code (cells.DEFAULT_MISSING, blank among them, and the mapping's `missing:`),
     compared without case and spaces; in a number column, a declared code that is a number
     (`-99`). An unknown, not a problem of the row. None: the column can hold no code. Codes
@@ -173,10 +196,50 @@ def _code_number(code: str) -> float | None:
     return None if isinstance(read, cells.Unknown | cells.Problem) else float(read)
 
 
-def _present(raw: Value, column: Column) -> Value:
-    """The cell holds something: not NULL, and no missing-value code."""
+def _coded(raw: Value, column: Column) -> list[tuple[Value, Code]]:
+    """The mapping's `values:` as CASE branches (condition, value), in the grammar's order: a
+    text cell's codes as written, then without case and spaces; a number column's numeric
+    codes as numbers. A boolean column holds no code."""
+    if column.kind is RawKind.NUMBER:
+        found: dict[float, Code] = {}
+        for code, value in column.values.items():
+            if (n := _code_number(code)) is not None:
+                found.setdefault(n, value)
+        return [(raw == number(n), value) for n, value in found.items()]
+    if column.kind is RawKind.BOOLEAN or not column.values:
+        return []
+    text = sa.func.trim(_text(raw))
+    exact = [(text == sa.literal(code, sa.String), v) for code, v in column.values.items()]
+    folded = column.grammar().folded.items()
+    return exact + [(sa.func.lower(text) == sa.literal(c, sa.String), v) for c, v in folded]
+
+
+def _unknown(raw: Value, column: Column) -> Value | None:
+    """The cell says the value is unknown: a code the mapping sends to null, or (no code of
+    the mapping's) a missing-value code. None: the column can hold neither."""
     missing = _missing(raw, column)
-    return raw.is_not(None) if missing is None else sa.and_(raw.is_not(None), sa.not_(missing))
+    codes = _coded(raw, column)
+    if not codes:
+        return missing
+    branches = [(c, sa.true() if v is None else sa.false()) for c, v in codes]
+    return sa.case(*branches, else_=sa.false() if missing is None else missing)
+
+
+def _present(raw: Value, column: Column) -> Value:
+    """The cell holds something: not NULL, and nothing the grammar reads as unknown."""
+    unknown = _unknown(raw, column)
+    return raw.is_not(None) if unknown is None else sa.and_(raw.is_not(None), sa.not_(unknown))
+
+
+def _literal(value: Code, kind: FeatureType) -> Value:
+    """A `values:` value as SQL of the feature's type (NULL for null)."""
+    if value is None:
+        return sa.null()
+    if kind is FeatureType.NUMBER:
+        return number(float(value))
+    if kind is FeatureType.BOOLEAN:
+        return sa.true() if value else sa.false()
+    return sa.literal(str(value), sa.String)
 
 
 def scale(column: Column, raw: Value, dialect: str) -> Value | None:
@@ -188,10 +251,20 @@ def scale(column: Column, raw: Value, dialect: str) -> Value | None:
     kind = column.kind
     if kind is RawKind.JSON:
         raw, kind = sa.func.json_extract_string(raw, "$"), RawKind.TEXT
-    missing = _missing(raw, replace(column, kind=kind))
+    as_read = replace(column, kind=kind)
+    missing = _missing(raw, as_read)
+    codes = [(c, _literal(v, FeatureType.NUMBER)) for c, v in _coded(raw, as_read)]
     if missing is not None and column.missing - DEFAULT_MISSING:  # a declared code: `-99`
-        raw = sa.case((missing, sa.null()), else_=raw)
-    parsed = parse_number(sa.func.trim(raw), dialect) if kind is RawKind.TEXT else raw
+        codes.append((missing, sa.null()))
+    parsed: Value = raw
+    if kind is RawKind.TEXT:
+        text: Value = sa.func.trim(raw)
+        if column.decimal_comma:  # `61,5`, and only that: `1,5e3` is no number
+            comma = sa.func.replace(text, ",", ".")
+            text = sa.case((_matches(text, _DECIMAL_COMMA, dialect), comma), else_=text)
+        parsed = parse_number(text, dialect)
+    if codes:
+        parsed = sa.case(*codes, else_=parsed)
     linear = column.linear
     value: Value = sa.cast(parsed, sa.Double)
     # x * 1.0 is x for every double. + 0.0 turns -0.0 into 0.0 as Python's does; DuckDB
@@ -224,67 +297,84 @@ def finite(value: Value, dialect: str) -> Value:
     return sa.func.abs(value) < infinity
 
 
-def _number(column: Column, raw: Value, converted: Value | None) -> Checked:
+def _number(column: Column, raw: Value, converted: Value | None, dialect: str) -> Checked:
     feature = column.feature
     if converted is None:  # a boolean column for a number feature
         return Checked(
-            sa.cast(sa.null(), sa.Double), _say(f"{feature.id}: expected a number, got ", raw)
+            sa.cast(sa.null(), sa.Double), _problem(column, "a yes/no, not a number", raw)
         )
     low, high = feature.spec.range or (None, None)
-    given = f" {words(column.unit)}".rstrip()  # in people's words: mmHg, not mm[Hg]
+    given = f" (read in {words(column.unit)})" if column.unit else ""  # mmHg, not mm[Hg]
     wrong = sa.and_(_present(raw, column), converted.is_(None))
-    problems = [(wrong, _say(f"{feature.id}: expected a finite number, got '", raw, "'"))]
+    not_number: str | Text = "not a number"
+    if column.kind in (RawKind.TEXT, RawKind.JSON) and not column.decimal_comma:
+        comma = _matches(sa.func.trim(_text(raw)), _DECIMAL_COMMA, dialect)
+        hint = "not a number; the mapping declares no decimal comma"
+        not_number = sa.case((comma, sa.literal(hint, sa.String)), else_=not_number)
+    problems = [(wrong, _problem(column, not_number, raw))]
     if low is not None and high is not None:
-        shown = f"{given} is outside the plausible range {low:g}–{with_unit(high, feature.unit)}"
+        shown = f"outside the plausible range {low:g}–{with_unit(high, feature.unit)}{given}"
         outside = sa.not_(converted.between(number(low), number(high)))
-        problems.append((outside, _say(f"{feature.id}: ", raw, shown)))
+        problems.append((outside, _problem(column, shown, raw)))
     # Whole numbers (`integer` in the catalogue), as `inputs.normalise` treats them: a count's
     # fraction is refused, a fraction of completed units rounded down (and flagged).
     whole = sa.cast(sa.func.floor(converted), sa.Double)
     fraction = converted != whole
     if feature.spec.integer == "exact":
-        refused = f"{given} is not a whole number; {feature.spec.label} has no fractions"
-        problems.append((fraction, _say(f"{feature.id}: ", raw, refused)))
+        refused = f"not a whole number{given}; {feature.spec.label} has no fractions"
+        problems.append((fraction, _problem(column, refused, raw)))
     bad = sa.case(*problems)
     if feature.spec.integer == "completed":
         return Checked(sa.case((bad.is_(None), whole)), bad, fraction)
     return Checked(sa.case((bad.is_(None), converted)), bad)
 
 
+def _codes_note(column: Column) -> str:
+    return " nor a code of the mapping's `values:`" if column.values else ""
+
+
 def _boolean(column: Column, raw: Value) -> Checked:
-    feature, kind = column.feature, column.kind
+    kind = column.kind
     if kind is RawKind.BOOLEAN:
         return Checked(raw, sa.cast(sa.null(), sa.String))
+    codes = [(c, _literal(v, FeatureType.BOOLEAN)) for c, v in _coded(raw, column)]
+    # A declared missing code that is also a yes/no word (`missing: [0]`) is unknown, as the
+    # grammar reads codes before words; only those are asked per row (the others read as no
+    # word anyway, and `_present` tells them from a problem).
+    words = {*TRUE_WORDS, *FALSE_WORDS} & column.missing
     if kind is RawKind.NUMBER:
-        value = sa.case((raw == number(1.0), sa.true()), (raw == number(0.0), sa.false()))
+        yes, no, said = raw == number(1.0), raw == number(0.0), "1 or 0"
+        numbers = sorted({n for w in words if (n := _code_number(w)) is not None})
+        unknown = raw.in_([number(n) for n in numbers]) if numbers else None
     else:
         word = sa.func.lower(sa.func.trim(raw))
-        value = sa.case((word.in_(TRUE_WORDS), sa.true()), (word.in_(FALSE_WORDS), sa.false()))
+        yes, no, said = word.in_(TRUE_WORDS), word.in_(FALSE_WORDS), _WORDS
+        unknown = word.in_(sorted(words)) if words else None
+    if unknown is not None:
+        codes.append((unknown, sa.null()))
+    value = sa.case(*codes, (yes, sa.true()), (no, sa.false()))
     wrong = sa.and_(_present(raw, column), value.is_(None))
-    expected = "expected true/false, yes/no or 1/0"
-    return Checked(value, sa.case((wrong, _say(f"{feature.id}: {expected}, got '", raw, "'"))))
+    expected = f"not yes/no ({said}){_codes_note(column)}"
+    return Checked(value, sa.case((wrong, _problem(column, expected, raw))))
 
 
 def _enum(column: Column, raw: Value) -> Checked:
     feature = column.feature
+    as_text = replace(column, kind=RawKind.TEXT)
     text = sa.func.trim(_text(raw))
     # The mapping's codes first (a registry may code a value as "NA"), then the missing-value
     # codes, then the text as it is, as cells.read takes them.
-    codes = [
-        (text == sa.literal(code, sa.String), sa.literal(v, sa.String))
-        for code, v in column.values.items()
-    ]
-    missing = _missing(text, replace(column, kind=RawKind.TEXT))
+    codes = [(c, _literal(v, FeatureType.ENUM)) for c, v in _coded(text, as_text)]
+    missing = _missing(text, as_text)
     assert missing is not None  # text can hold a code
     value: Value = sa.case(*codes, (missing, sa.null()), else_=text)
     allowed = list(feature.spec.values or [])
     wrong = sa.and_(value.is_not(None), value.not_in(allowed))
-    shown = ", ".join(allowed)
-    return Checked(
-        sa.case((sa.not_(wrong), value)),
-        sa.case((wrong, _say(f"{feature.id}: '", raw, f"' is not one of {shown}"))),
-    )
+    shown = f"not one of {', '.join(allowed)}{_codes_note(column)}"
+    return Checked(sa.case((sa.not_(wrong), value)), sa.case((wrong, _problem(column, shown, raw))))
 
+
+DUPLICATE = "duplicate (another row has the same id)"
 
 _JSON_TYPES = {
     FeatureType.NUMBER: ("BIGINT", "UBIGINT", "DOUBLE"),
@@ -293,28 +383,28 @@ _JSON_TYPES = {
 }
 
 
-def _json(column: Column, raw: Value, converted: Value | None) -> Checked:
+def _json(column: Column, raw: Value, converted: Value | None, dialect: str) -> Checked:
     """A JSON value (DuckDB, NDJSON): of the JSON type the API takes, then read as text.
     `"52"` for a number is refused, as the API refuses it."""
     json_type = sa.func.json_type(raw)
     expected = _JSON_TYPES[column.feature.type]
     wrong = sa.and_(raw.is_not(None), json_type != "NULL", json_type.not_in(expected))
     as_text = replace(column, kind=RawKind.TEXT)
-    inner = check(as_text, sa.func.json_extract_string(raw, "$"), converted)
-    problem = sa.case(
-        (wrong, _say(f"{column.feature.id}: expected {column.feature.type.value}, got ", raw)),
-        else_=inner.problem,
-    )
+    inner = check(as_text, sa.func.json_extract_string(raw, "$"), converted, dialect)
+    what = f"not a {column.feature.type.value} (JSON of another type)"
+    problem = sa.case((wrong, _problem(column, what, raw)), else_=inner.problem)
     return Checked(sa.case((problem.is_(None), inner.value)), problem, inner.fraction)
 
 
-def check(column: Column, raw: Value, converted: Value | None = None) -> Checked:
+def check(
+    column: Column, raw: Value, converted: Value | None = None, dialect: str = "duckdb"
+) -> Checked:
     """One cell: its canonical value and its problem, as SQL. `converted` is `convert`'s
     value for a number feature."""
     if column.kind is RawKind.JSON:
-        return _json(column, raw, converted)
+        return _json(column, raw, converted, dialect)
     if column.feature.type is FeatureType.NUMBER:
-        return _number(column, raw, converted)
+        return _number(column, raw, converted, dialect)
     if column.feature.type is FeatureType.BOOLEAN:
         return _boolean(column, raw)
     return _enum(column, raw)
@@ -361,11 +451,14 @@ def validated(
     features: Sequence[Feature],
     dialect: str,
     duplicates: Sequence[str] | None = None,
+    *,
+    strict: bool = False,
 ) -> FromClause:
     """`raw` (with a `_row` column) as: `_row`, `id`, one canonical column per feature (NULL
-    where the source has none; derived features as `derive` completes them), per derived
-    feature its `corrected:<feature>` flag (`corrected_columns`), `_problems` (text, NULL when
-    the row is fine) and `_valid`.
+    where the source has none or its cell has a problem; derived features as `derive`
+    completes them), per derived feature its `corrected:<feature>` flag (`corrected_columns`),
+    `_problems` (NULL when the row is fine; names.PROBLEM_SEP) and `_valid`: the row has an id
+    of its own, and (`strict`) no cell with a problem.
 
     `duplicates`: the keys that occur more than once (`duplicate_keys`), where the engine read
     them first (`Engine.duplicates`); else the query finds them itself.
@@ -375,11 +468,16 @@ def validated(
     stage = _converted(raw, plan, dialect)
     key = sa.func.trim(_text(stage.c.key), type_=sa.String)
     cells_from, duplicate = _keyed(stage, key, raw, plan, duplicates)
+    # The id is never written into the problem: the report counts problems, names no patient.
+    said = f"{plan.key}{FIELD_SEP}{FIELD_SEP}"
     key_problem = sa.case(
-        (sa.or_(key.is_(None), key == ""), sa.literal("id: empty", sa.String)),
-        (duplicate, sa.literal("id: duplicate (another row has the same id)", sa.String)),
+        (sa.or_(key.is_(None), key == ""), sa.literal(f"{said}empty{FIELD_SEP}", sa.String)),
+        (duplicate, sa.literal(f"{said}{DUPLICATE}{FIELD_SEP}", sa.String)),
     )
-    checked = [check(c, stage.c[f"r{i}"], stage.c.get(f"n{i}")) for i, c in enumerate(plan.columns)]
+    checked = [
+        check(c, stage.c[f"r{i}"], stage.c.get(f"n{i}"), dialect)
+        for i, c in enumerate(plan.columns)
+    ]
     by_feature = {c.feature.id: found for c, found in zip(plan.columns, checked, strict=True)}
     columns: list[Value] = [stage.c[ROW].label(ROW), key.label(KEY)]
     for feature in features:
@@ -394,7 +492,7 @@ def validated(
         if found.fraction is not None
     ]
     cells = _stage(sa.select(*columns).select_from(cells_from), "cells", dialect)
-    return _verdict(cells, features, len(problems), dialect)
+    return _verdict(cells, features, len(problems), dialect, strict)
 
 
 def _keyed(
@@ -412,14 +510,17 @@ def _keyed(
 
 
 def _verdict(
-    cells: FromClause, features: Sequence[Feature], count: int, dialect: str
+    cells: FromClause, features: Sequence[Feature], count: int, dialect: str, strict: bool
 ) -> FromClause:
-    """Derived values and the flags of the values they replaced, then the row's problems."""
+    """Derived values and the flags of the values they replaced, then the row's problems.
+    The first problem (`p0`) is the key's: such a row is never screened."""
     derived = derivations(features, lambda f: cells.c[f])
     final: Columns = lambda f: derived.values.get(f, cells.c[f])  # noqa: E731
     problems: list[Value] = [cells.c[f"p{i}"] for i in range(count)]
-    valid = sa.and_(*(p.is_(None) for p in problems))
-    text = sa.case((sa.not_(valid), sa.func.concat_ws("; ", *problems, type_=sa.String)))
+    fine = sa.and_(*(p.is_(None) for p in problems))
+    valid = fine if strict else problems[0].is_(None)
+    joined = sa.func.concat_ws(PROBLEM_SEP, *problems, type_=sa.String)
+    text = sa.case((sa.not_(fine), joined))
     values = [sa.cast(final(f.id), SQL_TYPES[f.type]).label(f.id) for f in features]
     flags = [flag.label(corrected_column(f)) for f, flag in derived.corrected.items()]
     for feature in features:  # FALSE where the source has no column for the feature

@@ -65,6 +65,7 @@ class Submission:
     as_of: date | None = None
     mapping: dict[str, Any] | None = None  # given inline (JSON)
     mapping_file: str | None = None  # uploaded: its name as sent
+    strict: bool = False  # a bad cell rejects its row
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ def _spec(
         "rulesets": sub.rulesets,
         "mapping": _mapping(sub, folder, errors),
         "as_of": (sub.as_of or date.today()).isoformat(),
+        "strict": sub.strict,
     }
 
 
@@ -334,6 +336,7 @@ class ScreeningLinks(TypedDict):
     results_csv: NotRequired[str]
     report: NotRequired[str]
     rejected: NotRequired[str]
+    problems: NotRequired[Annotated[str, Field(description="Cells read as unknown")]]
     funnels: NotRequired[Annotated[dict[str, str], Field(description="By rule set id")]]
 
 
@@ -431,11 +434,12 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["results_csv"] = f"{base}/results.csv"
         links["report"] = f"{base}/report.json"
         links["rejected"] = f"{base}/rejected.csv"
+        links["problems"] = f"{base}/problems.csv"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
     return links
 
 
-Kind = Literal["results", "report", "rejected", "funnel"]
+Kind = Literal["results", "report", "rejected", "problems", "funnel"]
 
 
 def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str = "") -> Path:
@@ -450,6 +454,8 @@ def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str 
         path = files.side(job.id, job.attempts, ".report.json")
     elif kind == "rejected":
         path = files.side(job.id, job.attempts, ".rejected.csv")
+    elif kind == "problems":
+        path = files.side(job.id, job.attempts, ".problems.csv")
     else:
         screened = {r["id"] for r in job.summary["rulesets"]}
         if ruleset_id not in screened:

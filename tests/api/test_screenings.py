@@ -220,19 +220,32 @@ def test_an_upload_is_screened_as_the_runner_screens_it(
     assert "P000" not in json.dumps(done)
 
 
-def test_a_csv_with_bad_rows_and_a_mapping_file(api: Api) -> None:
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_csv_with_bad_rows_and_a_mapping_file(api: Api, strict: bool) -> None:
+    """A bad cell is unknown for that patient and listed in problems.csv; the form's
+    `strict` rejects its row instead, as before issue 20."""
+    fields = {"strict": "true"} if strict else {}
     response = upload(
-        api.client, BAD_CSV.encode(), "registry.csv", MAPPING, rulesets="hsct-ssc-astis"
-    )
+        api.client, BAD_CSV.encode(), "registry.csv", MAPPING, rulesets="hsct-ssc-astis",
+        **fields,
+    )  # fmt: skip
     job = accepted(response)
     assert job["request"]["mapping"] == {"name": "registry-mapping.yaml", "text": MAPPING}
+    assert job["request"]["strict"] is strict
     done = finished(api.client, job["id"])
     assert done["state"] == "succeeded", done["error"]
-    assert (done["summary"]["rows"], done["summary"]["rejected"]) == (4, 2)
+    summary = done["summary"]
+    assert (summary["rows"], summary["rejected"]) == ((4, 2) if strict else (4, 0))
+    assert summary["unknown_cells"] == (0 if strict else 2)
+    places = ['"registry.csv:3"', '"registry.csv:4"']
     rejected = api.client.get(done["links"]["rejected"]).text.splitlines()
-    assert [line.split(",")[1] for line in rejected[1:]] == ['"registry.csv:3"', '"registry.csv:4"']
+    assert [line.split(",")[1] for line in rejected[1:]] == (places if strict else [])
+    problems = api.client.get(done["links"]["problems"]).text.splitlines()
+    assert problems[0] == '"row","where","id","column","feature","value","problem"'
+    assert [line.split(",")[1] for line in problems[1:]] == ([] if strict else places)
     csv = api.client.get(done["links"]["results_csv"]).text.splitlines()
-    assert [line.split(",")[0] for line in csv[1:]] == ['"r1"', '"r4"']
+    kept = ['"r1"', '"r4"'] if strict else ['"r1"', '"r2"', '"r3"', '"r4"']
+    assert [line.split(",")[0] for line in csv[1:]] == kept
 
 
 def test_a_file_in_an_allowed_directory_is_screened_by_path(api: Api, cohort: Path) -> None:
@@ -269,6 +282,10 @@ def test_a_postgresql_table_is_screened_where_it_lies(api: Api, registry_url: st
     assert job["request"]["source"]["kind"] == "url"
     done = finished(api.client, job["id"])
     assert done["state"] == "succeeded", done["error"]
+    assert (done["summary"]["rows"], done["summary"]["rejected"]) == (3, 0)
+    assert done["summary"]["unknown_cells"] == 2  # p2's age 200 and LVEF abc
+    strict = accepted(api.client.post("/v1/screenings", json={**body, "strict": True}))
+    done = finished(api.client, strict["id"])
     assert (done["summary"]["rows"], done["summary"]["rejected"]) == (3, 1)
     other = {"source": {"url": registry_url + "_other", "table": "registry"}}
     (error,) = refused(api.client.post("/v1/screenings", json=other))

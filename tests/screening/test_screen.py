@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING
 from app.engine.derive import corrections, derive
 from app.engine.evaluate import Result, decide
@@ -45,9 +46,9 @@ from app.screening import database, engines
 from app.screening.bulk import read_bulk
 from app.screening.database import DatabaseEngine
 from app.screening.engines import DuckDBEngine, Engine, SourceError, SparkEngine
-from app.screening.mapping import MappingError, RawKind, load_mapping, plan
+from app.screening.mapping import Column, MappingError, RawKind, load_mapping, plan
 from app.screening.report import ScreeningReport
-from app.screening.runner import Cancelled, Job, Outcome, Request, run, side_file
+from app.screening.runner import Cancelled, Job, Outcome, Request, run, sentence, side_file
 from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
@@ -121,27 +122,39 @@ def _api_value(column: str, cell: str) -> Any:
     return {"value": number, "unit": "umol/L"} if column == CREATININE else number
 
 
-def oracle(rules: RuleBase, row: Mapping[str, str | None]) -> dict[str, Any] | None:
+def oracle(
+    rules: RuleBase, row: Mapping[str, str | None], *, strict: bool = False
+) -> dict[str, Any] | None:
     """Per rule set (status, criteria, awaited) and the features `derive` corrected, or None
-    when the row must be rejected."""
+    when the row must be rejected (strict, a cell with a problem). Each cell is given to the
+    API alone: one it refuses is a problem of that cell, and (not strict) unknown."""
     raw: dict[str, Any] = {}
+    problems: list[str] = []
     for column, cell in row.items():
         if cell is None or cell.strip().casefold() in DEFAULT_MISSING:  # the one cell grammar
             continue
+        feature = column.split("[")[0]
         try:
-            raw[column.split("[")[0]] = _api_value(column, cell)
-        except ValueError:
-            return None
-    try:
-        values = derive(normalise(raw, rules.features), rules.features)
-    except InvalidInput:
+            value = _api_value(column, cell)
+            normalise({feature: value}, rules.features)
+        except (ValueError, InvalidInput):
+            problems.append(column)
+            continue
+        raw[feature] = value
+    if strict and problems:
         return None
+    return _decided(rules, raw, problems)
+
+
+def _decided(rules: RuleBase, raw: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    values = derive(normalise(dict(raw), rules.features), rules.features)
     found: dict[str, Any] = {"corrected": sorted(ident for ident, _ in corrections(values))}
     for ruleset in rules.rulesets.values():
         decision = decide(ruleset, values)
         results = [r.result for r in (*decision.criteria, *decision.cautions)]
         awaited = (sorted(decision.missing), sorted(decision.to_confirm))
         found[ruleset.id] = (decision.status.value, results, awaited)
+    found["problems"] = sorted(problems)
     return found
 
 
@@ -200,18 +213,37 @@ def screen(
     return run(job, engine.open(table or source))
 
 
+def problem_columns(outcome: Outcome) -> dict[str, list[str]]:
+    """Per id, the registry columns `.problems.csv` names (cells made unknown)."""
+    assert outcome.problems_file is not None
+    found: dict[str, list[str]] = {}
+    with outcome.problems_file.open(encoding="utf-8") as handle:
+        for line in csv.DictReader(handle):
+            found.setdefault(line["id"], []).append(line["column"])
+    return {ident: sorted(columns) for ident, columns in found.items()}
+
+
 def check_against_oracle(
-    rules: RuleBase, rows: Sequence[Mapping[str, str | None]], outcome: Outcome
+    rules: RuleBase,
+    rows: Sequence[Mapping[str, str | None]],
+    outcome: Outcome,
+    *,
+    strict: bool = False,
 ) -> None:
-    expected = {f"p{i}": oracle(rules, row) for i, row in enumerate(rows)}
+    expected = {f"p{i}": oracle(rules, row, strict=strict) for i, row in enumerate(rows)}
     rejected_rows = {r.row for r in outcome.rejected}
     assert rejected_rows == {i + 1 for i, e in enumerate(expected.values()) if e is None}
     actual = screened(rules, outcome)
+    flagged = problem_columns(outcome)
+    for ident, per in actual.items():
+        per["problems"] = flagged.get(ident, [])
     assert set(actual) == {k for k, e in expected.items() if e is not None}
     for ident, per in actual.items():
         assert per == expected[ident], ident
     assert outcome.report["rows"] == len(rows)
     assert outcome.report["screened"] + outcome.report["rejected"]["count"] == len(rows)
+    cells = sum(len(e["problems"]) for e in expected.values() if e is not None)
+    assert outcome.report["problems"]["cells"] == cells
 
 
 @pytest.fixture
@@ -225,8 +257,8 @@ def test_csv_cells_screen_exactly_as_the_api_decides(
     shipped_rules: RuleBase, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-    @given(st.lists(csv_rows(), min_size=1, max_size=25))
-    def run_case(rows: list[dict[str, str | None]]) -> None:
+    @given(st.lists(csv_rows(), min_size=1, max_size=25), st.booleans())
+    def run_case(rows: list[dict[str, str | None]], strict: bool) -> None:
         folder = tmp_path_factory.mktemp("csv")
         write_csv(folder / "cohort.csv", rows)
         engine = DuckDBEngine()
@@ -237,10 +269,11 @@ def test_csv_cells_screen_exactly_as_the_api_decides(
                 str(folder / "cohort.csv"),
                 folder / "r.parquet",
                 line_offset=1,
+                strict=strict,
             )
         finally:
             engine.close()
-        check_against_oracle(shipped_rules, rows, outcome)
+        check_against_oracle(shipped_rules, rows, outcome, strict=strict)
 
     run_case()
 
@@ -270,9 +303,29 @@ for _row in ROWS:
 RENAL = "renal_replacement_last_3_months"
 
 
-def test_bad_rows_are_reported_by_line_and_kept_out(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+def said(outcome: Outcome) -> list[tuple[str, str]]:
+    """`.problems.csv` as (where, the problem in words)."""
+    assert outcome.problems_file is not None
+    with outcome.problems_file.open(encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
+    return [
+        (line["where"], sentence(line["column"], line["feature"], line["problem"], line["value"]))
+        for line in lines
+    ]
+
+
+AGE_ABC = "age_years: 'abc' is not a number"
+LVEF_150 = "lvef_percent: '150' is outside the plausible range 5–90 %"
+ILD_MAYBE = "ild_present: 'maybe' is not yes/no (true/yes/y/1 or false/no/n/0)"
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_bad_cells_are_unknown_and_reported_by_line_or_strictly_rejected(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path, strict: bool
 ) -> None:
+    """Issue 20: a bad cell made the whole patient a rejected row. It is now that value
+    unknown for that patient, the row screened and the cell reported by file:line, registry
+    column and feature; strict mode rejects the row as before."""
     write_csv(tmp_path / "cohort.csv", ROWS)
     outcome = screen(
         duckdb_engine,
@@ -280,15 +333,38 @@ def test_bad_rows_are_reported_by_line_and_kept_out(
         str(tmp_path / "cohort.csv"),
         tmp_path / "r.parquet",
         line_offset=1,
+        strict=strict,
     )
-    first = outcome.report["rejected"]["first"]
-    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
-    assert first[0]["problems"] == (
-        "age_years: expected a finite number, got 'abc'; "
-        "lvef_percent: 150 is outside the plausible range 5–90 %"
+    if strict:
+        first = outcome.report["rejected"]["first"]
+        assert [(r["where"], r["problems"]) for r in first] == [
+            ("cohort.csv:4", f"{AGE_ABC}; {LVEF_150}"),
+            ("cohort.csv:5", ILD_MAYBE),
+        ]
+        assert outcome.report["screened"] == 4
+        assert said(outcome) == []
+        by_column = outcome.report["rejected"]["by_column"]
+    else:
+        assert outcome.report["rejected"]["count"] == 0
+        assert outcome.report["screened"] == 6
+        assert said(outcome) == [
+            ("cohort.csv:4", AGE_ABC),
+            ("cohort.csv:4", LVEF_150),
+            ("cohort.csv:5", ILD_MAYBE),
+        ]
+        assert outcome.report["problems"]["cells"] == 3
+        assert outcome.report["problems"]["rows"] == 2
+        by_column = outcome.report["problems"]["by_column"]
+    assert [(c["column"], c["cells"], c["first"]) for c in by_column] == [
+        ("age_years", 1, "cohort.csv:4"),
+        ("ild_present", 1, "cohort.csv:5"),
+        ("lvef_percent", 1, "cohort.csv:4"),
+    ]
+    funnel = outcome.report["rulesets"][0]["funnel"]
+    assert (funnel["read"], funnel["rejected"], funnel["screened"]) == (
+        (6, 2, 4) if strict else (6, 0, 6)
     )
-    assert first[1]["problems"] == "ild_present: expected true/false, yes/no or 1/0, got 'maybe'"
-    assert outcome.report["screened"] == 4
+    assert funnel["kept_unknown"] == (0 if strict else 2)
     # p4's "no renal replacement" beside dialysis: replaced and counted, not rejected.
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     assert outcome.report["corrected"][0]["summary"] == (
@@ -298,13 +374,16 @@ def test_bad_rows_are_reported_by_line_and_kept_out(
     # As written (json.dumps): the report's documented type, which refuses a key it does not
     # list; here with a correction, which the API tests' registries do not have.
     TypeAdapter(ScreeningReport).validate_json(json.dumps(outcome.report))
-    # The ids are in the rejected file and the results for the registry to correct, never
-    # in the report.
-    rejected = list(csv.DictReader(side_file(tmp_path / "r.parquet", ".rejected.csv").open()))
-    assert [(r["row"], r["id"]) for r in rejected] == [("3", "p2"), ("4", "p3")]
+    # The ids are in the rejected and problems files and the results for the registry to
+    # correct, never in the report.
+    side = ".rejected.csv" if strict else ".problems.csv"
+    listed = list(csv.DictReader(side_file(tmp_path / "r.parquet", side).open()))
+    assert [(r["row"], r["id"]) for r in listed] == (
+        [("3", "p2"), ("4", "p3")] if strict else [("3", "p2"), ("3", "p2"), ("4", "p3")]
+    )
     assert "p2" not in json.dumps(outcome.report)
     assert "p4" not in json.dumps(outcome.report)
-    check_against_oracle(shipped_rules, ROWS, outcome)
+    check_against_oracle(shipped_rules, ROWS, outcome, strict=strict)
 
 
 def test_one_pass_splits_each_batch_into_results_and_rejected_rows(
@@ -325,7 +404,7 @@ def test_one_pass_splits_each_batch_into_results_and_rejected_rows(
     try:
         outcome = screen(
             engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
-            progress=lambda done, total: seen.append((done, total)),
+            progress=lambda done, total: seen.append((done, total)), strict=True,
         )  # fmt: skip
     finally:
         engine.close()
@@ -334,7 +413,7 @@ def test_one_pass_splits_each_batch_into_results_and_rejected_rows(
     assert seen[-1] == (200, 200)
     assert {total for _, total in seen} == {200}
     assert outcome.report["rows"] == 200
-    check_against_oracle(shipped_rules, rows, outcome)
+    check_against_oracle(shipped_rules, rows, outcome, strict=True)
 
 
 @pytest.mark.parametrize("named", [True, False])
@@ -380,7 +459,11 @@ def test_every_row_rejected_still_writes_the_results_columns(
 ) -> None:
     write_csv(tmp_path / "cohort.csv", [ROWS[2], ROWS[3]])
     outcome = screen(
-        duckdb_engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet"
+        duckdb_engine,
+        shipped_rules,
+        str(tmp_path / "cohort.csv"),
+        tmp_path / "r.parquet",
+        strict=True,
     )
     results = pq.read_table(outcome.results)
     assert results.num_rows == 0
@@ -483,6 +566,180 @@ def test_a_numeric_missing_code_leaves_a_yes_no_column_alone(
     astis = shipped_rules.rulesets["hsct-ssc-astis"]
     assert rows["A1"][column_name(astis, "ssc-diagnosis")] is True
     assert rows["A1"][column_name(astis, MISSING, "lvef_percent")] is True
+
+
+CODED_MAPPING = """\
+id: PAT_ID
+missing: [U, -99]
+decimal: ","
+columns:
+  ssc_diagnosis: {column: DX, values: {SSC: true, SLE: false}}
+  sle_diagnosis: {column: DX, values: {SLE: true, SSC: false}}
+  ild_present: {column: ILD, values: {1: true, 2: false, 9: null}}
+  lvef_percent: LVEF
+  dlco_percent_predicted: {column: DLCO, decimal: "."}
+  mrss: {column: MRSS, values: {"<1": 0, "99": null}}
+  ssc_subtype: {column: SUBTYPE, values: {D: diffuse_cutaneous, l: limited_cutaneous, X: null}}
+  age_years: AGE
+"""
+CODED_CELLS = {
+    "DX": ["SSC", "SLE", "ssc", " Sle ", "U", "", "OTHER", "NA", "true"],
+    "ILD": ["1", "2", "9", "0", "yes", "3", "", "U", "-99"],
+    "LVEF": ["61,5", "60", "60.5", "1,5e3", "abc", "-99", "U", "150", ",5", "55,", "4,9"],
+    "DLCO": ["61,5", "60", "n/a", "-99", "70.25"],
+    "MRSS": ["<1", "20", "99", "60", "x", " <1 ", "U"],
+    "SUBTYPE": ["D", "l", "L", "X", "x", "diffuse_cutaneous", "Q", ""],
+    "AGE": ["45", "45,5", "70", "-99"],
+}
+
+
+def coded_oracle(
+    rules: RuleBase, columns: Sequence[Column], row: Mapping[str, str], *, strict: bool
+) -> dict[str, Any] | None:
+    """`oracle` for a coded registry: each cell read by the one cell grammar
+    (`cells.read`, with the grammar the mapping gives its column), then given to the API
+    alone."""
+    raw: dict[str, Any] = {}
+    problems: list[str] = []
+    for column in columns:
+        feature = column.feature
+        read = cells.read(row[column.column], feature.type, column.grammar())
+        if isinstance(read, cells.Unknown):
+            continue
+        try:
+            if isinstance(read, cells.Problem):
+                raise ValueError(read.message)
+            normalise({feature.id: read}, rules.features)
+        except (ValueError, InvalidInput):
+            problems.append(column.column)
+            continue
+        raw[feature.id] = read
+    if strict and problems:
+        return None
+    return _decided(rules, raw, problems)
+
+
+def test_coded_cells_screen_as_the_cell_grammar_reads_them(
+    shipped_rules: RuleBase, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The SQL the mapping's keys compile to (`values:` for booleans, numbers and enums, one
+    column feeding two features, `missing:`, `decimal:` for the registry and one column) reads
+    every cell as `cells.read` does, strict or not; each problem named by registry column."""
+    folder = tmp_path_factory.mktemp("coded")
+    (folder / "mapping.yaml").write_text(CODED_MAPPING, encoding="utf-8")
+    mapping = load_mapping(folder / "mapping.yaml", shipped_rules.features)
+    kinds = dict.fromkeys(["PAT_ID", *CODED_CELLS], RawKind.TEXT)
+    columns = plan(kinds, shipped_rules.features, mapping).columns
+    row_of = st.fixed_dictionaries({c: st.sampled_from(v) for c, v in CODED_CELLS.items()})
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(row_of, min_size=1, max_size=30), st.booleans())
+    def run_case(rows: list[dict[str, str]], strict: bool) -> None:
+        path = folder / "registry.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["PAT_ID", *CODED_CELLS])
+            writer.writerows(
+                [f"p{i}", *(row[c] for c in CODED_CELLS)] for i, row in enumerate(rows)
+            )
+        engine = DuckDBEngine()
+        try:
+            outcome = screen(
+                engine, shipped_rules, str(path), folder / "r.parquet",
+                mapping=mapping, line_offset=1, strict=strict,
+            )  # fmt: skip
+        finally:
+            engine.close()
+        expected = {
+            f"p{i}": coded_oracle(shipped_rules, columns, row, strict=strict)
+            for i, row in enumerate(rows)
+        }
+        assert {r.row for r in outcome.rejected} == {
+            i + 1 for i, e in enumerate(expected.values()) if e is None
+        }
+        actual = screened(shipped_rules, outcome)
+        flagged = problem_columns(outcome)
+        for ident, per in actual.items():
+            per["problems"] = flagged.get(ident, [])
+        assert set(actual) == {k for k, e in expected.items() if e is not None}
+        for ident, per in actual.items():
+            assert per == expected[ident], json.dumps(rows[int(ident[1:])])
+
+    run_case()
+
+
+def test_one_registry_column_feeds_two_features_and_codes_map_every_type(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "registry.csv").write_text(
+        "PAT_ID,DX,ILD,LVEF,DLCO,MRSS,SUBTYPE,AGE\n"
+        'A1,SSC,1,"61,5","61,5",<1,D,45\n'
+        "A2,SLE,9,U,60,99,X,-99\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "mapping.yaml").write_text(CODED_MAPPING, encoding="utf-8")
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(tmp_path / "registry.csv"), tmp_path / "r.parquet",
+        mapping=mapping, line_offset=1,
+    )  # fmt: skip
+    rows = {r["id"]: r for r in pq.read_table(outcome.results).to_pylist()}
+    astis = shipped_rules.rulesets["hsct-ssc-astis"]
+    sle = shipped_rules.rulesets["car-t-sle"]
+    assert rows["A1"][column_name(astis, "ssc-diagnosis")] is True
+    assert rows["A1"][column_name(sle, "sle-diagnosis")] is False
+    assert rows["A2"][column_name(astis, "ssc-diagnosis")] is False
+    assert rows["A2"][column_name(sle, "sle-diagnosis")] is True
+    assert rows["A1"][column_name(astis, "lvef-below-45")] is False  # 61,5 read as 61.5
+    assert rows["A2"][column_name(astis, "lvef-below-45")] is None  # U
+    assert rows["A1"][column_name(astis, "diffuse-cutaneous")] is True  # D
+    assert rows["A2"][column_name(astis, "diffuse-cutaneous")] is None  # X: null
+    # DLCO declares a decimal point: its "61,5" is the one problem, named with the hint.
+    assert said(outcome) == [
+        (
+            "registry.csv:2",
+            "DLCO (dlco_percent_predicted): '61,5' is not a number; "
+            "the mapping declares no decimal comma",
+        )
+    ]
+    assert outcome.report["columns"]["used"]["sle_diagnosis"] == "DX"
+
+
+def test_malformed_mapping_keys_are_named_with_their_line(
+    shipped_rules: RuleBase, tmp_path: Path
+) -> None:
+    (tmp_path / "mapping.yaml").write_text(
+        "decimal: comma\n"
+        "strict: maybe\n"
+        "columns:\n"
+        "  ssc_diagnosis: {column: DX, values: {yes: true}}\n"
+        '  sex: {column: SEX, decimal: ","}\n'
+        "  mrss: {column: MRSS, values: [1, 2]}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(MappingError) as caught:
+        load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    assert [p.split("mapping.yaml:", 1)[-1] for p in caught.value.problems] == [
+        '1: `decimal` is "," (a decimal comma: 61,5) or "." (61.5)',
+        "2: `strict` is true or false",
+        "4: the code true is no cell's text; quote it: 'true'",
+        "5: sex is not a number; it has no decimal comma",
+        "6: `values` maps registry codes to the feature's values",
+    ]
+    (tmp_path / "mapping.yaml").write_text(
+        "columns:\n"
+        "  ssc_diagnosis: {column: DX, values: {SSC: yes please}}\n"
+        "  mrss: {column: MRSS, values: {'<1': true}}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(tmp_path / "mapping.yaml", shipped_rules.features)
+    source = dict.fromkeys(["id", "DX", "MRSS"], RawKind.TEXT)
+    with pytest.raises(MappingError) as caught:
+        plan(source, shipped_rules.features, mapping)
+    assert [p.split("mapping.yaml:", 1)[-1] for p in caught.value.problems] == [
+        "2: ssc_diagnosis: values ['yes please'] are not true, false or null (a yes/no)",
+        "3: mrss: values ['True'] are not numbers (or null)",
+    ]
 
 
 def test_a_missing_list_that_is_not_codes_is_named_with_its_line(
@@ -637,10 +894,11 @@ def test_a_postgresql_table_is_screened_inside_the_database(
             DatabaseEngine(url), shipped_rules, url, tmp_path / "r.parquet", table="registry"
         )
     assert outcome.report["source"]["engine"] == "postgresql"
-    assert [(r.row, r.problems) for r in outcome.rejected] == [
-        (3, "age_years: 200 is outside the plausible range 0–120 years; "
-            "lvef_percent: expected a finite number, got 'abc'"),
-    ]  # fmt: skip
+    assert outcome.rejected == []
+    assert [text for _, text in said(outcome)] == [
+        "age_years: '200' is outside the plausible range 0–120 years",
+        "lvef_percent: 'abc' is not a number",
+    ]
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     expected: dict[str, dict[str, str | None]] = {
         "p0": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "45",
@@ -653,8 +911,14 @@ def test_a_postgresql_table_is_screened_inside_the_database(
         "p4": {"ssc_diagnosis": "yes", "ssc_subtype": "diffuse_cutaneous", "age_years": "40",
                "mrss": "20", "lvef_percent": "60", "ild_present": "no", CREATININE: "80",
                "dialysis": "yes"},
+        "p2": {"ssc_diagnosis": "yes", "ssc_subtype": "limited_cutaneous", "age_years": "200",
+               "mrss": "10", "lvef_percent": "abc", "ild_present": "no", CREATININE: "70"},
     }  # fmt: skip
     actual = screened(shipped_rules, outcome)
+    for ident, columns in problem_columns(outcome).items():
+        actual[ident]["problems"] = columns
+    for per in actual.values():
+        per.setdefault("problems", [])
     assert actual == {ident: oracle(shipped_rules, row) for ident, row in expected.items()}
 
 
@@ -669,8 +933,9 @@ def test_spark_screens_the_same_csv_as_duckdb(
     )  # fmt: skip
     assert outcome.report["source"]["engine"] == "spark"
     assert seen[-1] == (len(ROWS), len(ROWS))  # counted while the rows were numbered
-    first = outcome.report["rejected"]["first"]
-    assert [r["where"] for r in first] == ["cohort.csv:4", "cohort.csv:5"]
+    assert said(outcome) == [
+        ("cohort.csv:4", AGE_ABC), ("cohort.csv:4", LVEF_150), ("cohort.csv:5", ILD_MAYBE)
+    ]  # fmt: skip
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     check_against_oracle(shipped_rules, ROWS, outcome)
 
@@ -709,8 +974,8 @@ def test_typed_parquet_columns(
         engine, shipped_rules, str(tmp_path / "cohort.parquet"), tmp_path / "r.parquet"
     )
     # NaN reads "nan" in DuckDB and "NaN" in Spark.
-    assert [(r.where, r.problems.lower()) for r in outcome.rejected] == [
-        ("cohort.parquet: row 3", "age_years: expected a finite number, got 'nan'")
+    assert [(where, text.lower()) for where, text in said(outcome)] == [
+        ("cohort.parquet: row 3", "age_years: 'nan' is not a number")
     ]
     check_against_oracle(shipped_rules, cells, outcome)
 
@@ -724,12 +989,13 @@ def test_ndjson_of_flat_feature_objects(
     ]
     (tmp_path / "c.ndjson").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     outcome = screen(duckdb_engine, shipped_rules, str(tmp_path / "c.ndjson"), tmp_path / "r.csv")
-    assert [(r.where, r.problems) for r in outcome.rejected] == [
-        ("c.ndjson: row 2", 'ssc_diagnosis: expected boolean, got "perhaps"')
+    assert said(outcome) == [
+        ("c.ndjson: row 2", "ssc_diagnosis: '\"perhaps\"' is not a boolean (JSON of another type)")
     ]
     results = list(csv.DictReader((tmp_path / "r.csv").open(encoding="utf-8")))
-    assert [r["id"] for r in results] == ["p0"]
+    assert [r["id"] for r in results] == ["p0", "p1"]
     assert results[0]["hsct-ssc-astis:diffuse-cutaneous"] == "true"
+    assert results[1]["hsct-ssc-astis:ssc-diagnosis"] == ""  # unknown
 
 
 def test_cancelling_keeps_no_results_file(
@@ -826,7 +1092,7 @@ def test_units_as_registries_write_them_and_completed_years(
     """Column units as laboratories print them (`pao2_mmhg[mmHg]`, `serum_creatinine[µmol/L]`)
     screen as the API reads the same quantities; a fractional age is rounded down to completed
     years as the API does, and flagged and counted as corrected; a fractional ECOG is a
-    rejected row, as it is a 422."""
+    problem of that cell, as it is a 422: unknown, and reported."""
     cells = {"ssc_diagnosis": "yes", "pao2_mmhg[mmHg]": "86", "serum_creatinine[µmol/L]": "80"}
     rows: list[dict[str, str | None]] = [
         {**cells, "age_years": "65.5", "ecog": "1"},
@@ -844,7 +1110,7 @@ def test_units_as_registries_write_them_and_completed_years(
         "ecog": 1,
     }
     found = screened(shipped_rules, outcome)
-    assert set(found) == {"p0", "p1"}
+    assert set(found) == {"p0", "p1", "p2"}
     for ident, age in (("p0", 65.5), ("p1", 66)):
         values = derive(
             normalise({**api, "age_years": age}, shipped_rules.features), shipped_rules.features
@@ -854,8 +1120,14 @@ def test_units_as_registries_write_them_and_completed_years(
         assert found[ident]["corrected"] == sorted(i for i, _ in corrections(values))
     assert found["p0"]["corrected"] == ["age_years"]
     assert found["p0"]["hsct-ssc-astis"][1] != found["p1"]["hsct-ssc-astis"][1]  # 65 and 66
-    ((row, problems),) = [(r.row, r.problems) for r in outcome.rejected]
-    assert (row, problems) == (3, "ecog: 1.5 is not a whole number; ECOG has no fractions")
+    assert outcome.rejected == []
+    assert said(outcome) == [
+        ("cohort.csv: row 3", "ecog: '1.5' is not a whole number; ECOG has no fractions")
+    ]
+    unknown_ecog = {k: v for k, v in api.items() if k != "ecog"} | {"age_years": 40}
+    values = derive(normalise(unknown_ecog, shipped_rules.features), shipped_rules.features)
+    for ruleset in shipped_rules.rulesets.values():
+        assert found["p2"][ruleset.id][0] == decide(ruleset, values).status.value
     (corrected,) = outcome.report["corrected"]
     assert (corrected["feature"], corrected["rows"], corrected["implied"]) == ("age_years", 1, None)
     assert corrected["summary"] == (

@@ -5,7 +5,6 @@ unwritable cache falls back to compiling, silently; the patients' ids never reac
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import shutil
 import subprocess
@@ -18,8 +17,10 @@ import pytest
 
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
+from app.engine.units import Linear
 from app.screening import runner, sql_cache
-from app.screening.mapping import Column
+from app.screening.engines import DuckDBEngine, Relation
+from app.screening.mapping import Column, Plan, RawKind
 from app.screening.runner import Outcome, Request, screen
 from tests.conftest import ROOT, SHIPPED_RULES
 
@@ -140,9 +141,14 @@ def test_a_changed_catalogue_is_another_key(
     narrowed = load_rules(edited)
     after = run(source, tmp_path / "after.parquet", narrowed)
     assert len(verdict_entries(cache)) == 2
-    assert before.report["rejected"]["count"] == 0
-    assert [r.where for r in after.rejected] == ["cohort.csv:3"]
-    assert "lvef_percent: 85 is outside the plausible range 5–80 %" in after.rejected[0].problems
+    assert before.report["problems"]["cells"] == 0
+    assert after.report["rejected"]["count"] == 0  # a bad cell is unknown, the row screened
+    [found] = after.report["problems"]["by_column"]
+    assert (found["column"], found["problem"]) == (
+        "lvef_percent",
+        "outside the plausible range 5–80 %",
+    )
+    assert found["first"] == "cohort.csv:3"
 
 
 def test_a_changed_rule_is_another_key(
@@ -226,15 +232,39 @@ def test_duplicate_ids_are_never_written_to_the_cache(
     assert same_results(outcome, warm)
 
 
-def test_every_field_of_a_mapped_column_is_part_of_the_cache_key() -> None:
-    """runner._cache_parts lists a Column's fields one by one: a field added to Column and not
-    to that list would let a warm cache serve SQL made without it (wrong results, silently).
-    This names the fields the key holds; a new one fails here until it is added there."""
-    in_the_key = {"feature", "column", "kind", "unit", "linear", "values", "missing"}
-    assert {f.name for f in dataclasses.fields(Column)} == in_the_key
-    source = inspect.getsource(runner._cache_parts)
-    for name in in_the_key - {"feature", "linear"}:
-        assert f"c.{name}" in source, name
-    assert "c.feature.id" in source
-    assert "c.linear.scale" in source
-    assert "c.linear.offset" in source
+def test_every_field_of_a_mapped_column_is_part_of_the_cache_key(
+    shipped_rules: RuleBase,
+) -> None:
+    """runner._cache_parts keys the SQL on every field of every mapped Column (by
+    `dataclasses.fields`): a field added to Column and left out would let a warm cache serve
+    SQL made without it (wrong results, silently). Each field changed alone changes the key."""
+    features = shipped_rules.features
+    base = Column(features["lvef_percent"], "EF", RawKind.TEXT, None)
+    changed = {
+        "feature": features["mrss"],
+        "column": "LVEF",
+        "kind": RawKind.NUMBER,
+        "unit": "%",
+        "linear": Linear(2.0, 0.0),
+        "values": {"<5": 4},
+        "missing": frozenset({"u"}),
+        "decimal_comma": True,
+    }
+    assert set(changed) == {f.name for f in dataclasses.fields(Column)}
+
+    def key(column: Column, strict: bool = False) -> str:
+        job = runner.Job(
+            engine=DuckDBEngine(), rules=shipped_rules, rulesets=[], out=Path("r.csv"),
+            strict=strict,
+        )  # fmt: skip
+        try:
+            relation = Relation("t", {"EF": RawKind.TEXT})
+            parts = runner._cache_parts(job, relation, Plan("id", (column,), ()), [])
+        finally:
+            job.engine.close()
+        return json.dumps(parts, sort_keys=True)
+
+    keys = {key(base), key(base, strict=True)}
+    for name, value in changed.items():
+        keys.add(key(dataclasses.replace(base, **{name: value})))  # type: ignore[arg-type]
+    assert len(keys) == 2 + len(changed)
