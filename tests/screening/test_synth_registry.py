@@ -22,6 +22,7 @@ from app.engine.inputs import normalise
 from app.engine.model import Feature, RuleBase
 from app.engine.unit_names import ucum
 from app.engine.units import converter
+from app.screening.mapping import load_mapping
 from app.screening.synth import BLOCK, synthesize
 from app.screening.synth_registry import (
     DX,
@@ -166,6 +167,10 @@ def test_cli_writes_the_registry_and_its_mapping(
     assert result.exit_code == 0, result.output
     assert f"wrote the mapping that reads it to {mapping_out}" in result.stderr
     assert mapping_out.read_text(encoding="utf-8") == mapping(features, "registry.csv")
+    loaded = load_mapping(mapping_out, features)  # as eligo screen --mapping reads it
+    assert loaded.key == KEY
+    assert set(loaded.wanted) == set(features)
+    assert loaded.wanted["ssc_diagnosis"].column == loaded.wanted["sle_diagnosis"].column == DX
     expected = pa.concat_tables(registry_batches(400, features, seed=2))
     assert _text_table(out).to_pylist() == expected.to_pylist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mapping.yaml", "registry.csv"]
