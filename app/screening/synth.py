@@ -28,14 +28,19 @@ How a cohort is made:
   dialysis, recent immunosuppression from IV cyclophosphamide in the last 12 weeks) are drawn
   to agree with them, so no value given is ever replaced by one implied (`corrected`).
 - Columns: `id` ("P0000001", ...) then one column per catalogue feature, in catalogue order:
-  numbers as float64 in the canonical unit (rounded to a realistic precision, clipped to the
-  feature's range), booleans as bool, enums as dictionary-encoded strings. Null is unknown.
+  numbers as float64 in the catalogue's canonical unit (converted from the unit the model
+  draws in where they differ, rounded to a realistic precision, whole where the catalogue says
+  `integer:`, clipped to the feature's range), booleans as bool, enums as dictionary-encoded
+  strings holding the catalogue's values. Null is unknown. Units, ranges and enum values are
+  the catalogue's, read when a cohort is made (`plan_columns`); the model keeps only its own
+  knowledge (the distributions, the unit they are in, what each drawn code means).
   A catalogue feature this model does not know gets a simple marginal (`_marginal`), so a new
   feature never breaks the generator.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +56,7 @@ from numpy.typing import NDArray
 
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
+from app.engine.units import IDENTITY, Linear, UnitError, converter
 
 Array = NDArray[Any]
 
@@ -58,18 +64,19 @@ BLOCK = 16_384  # rows per independently seeded block (the unit of determinism)
 CHUNK = 8 * BLOCK  # rows per streamed table / Parquet row group (~130k)
 
 SSC, SLE, NEITHER = 0, 1, 2  # latent registry disease
-FEMALE, MALE = 0, 1  # codes into ENUMS["sex"]
-DIFFUSE, LIMITED, SINE = 0, 1, 2  # codes into ENUMS["ssc_subtype"]
-CLASS_III, CLASS_IV, CLASS_VI = 2, 3, 5  # codes into ENUMS["lupus_nephritis_class"]
+FEMALE, MALE = 0, 1  # codes into DRAWN["sex"]
+DIFFUSE, LIMITED, SINE = 0, 1, 2  # codes into DRAWN["ssc_subtype"]
+CLASS_III, CLASS_IV, CLASS_VI = 2, 3, 5  # codes into DRAWN["lupus_nephritis_class"]
 
-ENUMS: dict[str, tuple[str, ...]] = {
+# Enum features: what each code the model draws means (the model's knowledge: code 0 of sex is
+# a woman). The column holds the catalogue's values, each code written as the value of that
+# name; a catalogue without one of these names is refused (`plan_columns`).
+DRAWN: dict[str, tuple[str, ...]] = {
     "sex": ("female", "male", "other", "unknown"),
     "ssc_subtype": ("diffuse_cutaneous", "limited_cutaneous", "sine_scleroderma"),
     "lupus_nephritis_class": ("I", "II", "III", "IV", "V", "VI"),
 }
 
-# Number features: the unit the model draws in (checked against the catalogue's canonical
-# unit, so a changed unit fails loudly instead of giving wrong values) and decimals kept.
 NUMBERS: dict[str, tuple[str, int]] = {
     "age_years": ("a", 0),
     "disease_duration_years": ("a", 1),
@@ -760,38 +767,75 @@ def _marginal(seed: int, index: int, feature: Feature) -> tuple[Array, Array]:
     return rng.integers(0, len(feature.spec.values or ()), BLOCK), known
 
 
+@dataclass(frozen=True, slots=True)
+class Output:
+    """How one feature's drawn values are written, as the catalogue defines the feature."""
+
+    feature: Feature
+    linear: Linear = IDENTITY  # the model's unit -> the catalogue's canonical unit
+    decimals: int = 2  # kept in the canonical unit
+    labels: tuple[str, ...] = ()  # an enum's values, in the catalogue's order
+    codes: tuple[int, ...] = ()  # an enum's drawn code -> its index in labels
+
+
+def plan_columns(features: Mapping[str, Feature]) -> dict[str, Output]:
+    """How each feature is written, read from the catalogue: its type, canonical unit (the
+    model's values converted to it), whole numbers (`integer:`), range, enum values. Raise
+    ValueError for a feature the model cannot write as the catalogue defines it (a type it does
+    not draw, a unit its values do not convert to, an enum without a value it draws): values
+    would be silently wrong."""
+    return {fid: _output(feature) for fid, feature in features.items()}
+
+
 def check_catalogue(features: Mapping[str, Feature]) -> None:
-    """Refuse a catalogue whose type, unit or enum values differ from what the model draws:
-    values would be silently wrong (e.g. creatinine drawn in mg/dL, labelled umol/L)."""
-    for fid, feature in features.items():
-        if fid not in MODELLED:
-            continue
-        kind, unit = _drawn(fid)
-        values = set(feature.spec.values or ())
-        if (
-            feature.type is not kind
-            or feature.unit != unit
-            or not set(ENUMS.get(fid, ())) <= values
-        ):
+    """`plan_columns`, for its refusal only."""
+    plan_columns(features)
+
+
+def _output(feature: Feature) -> Output:
+    fid, labels = feature.id, tuple(feature.spec.values or ())
+    if fid not in MODELLED:  # a marginal, drawn in the catalogue's own terms
+        decimals = 0 if feature.spec.integer else 2
+        return Output(feature, decimals=decimals, labels=labels, codes=tuple(range(len(labels))))
+    kind = _drawn(fid)
+    if feature.type is not kind:
+        raise ValueError(
+            f"feature {fid!r}: the synthetic model draws a {kind.value}; "
+            f"the catalogue defines a {feature.type.value}"
+        )
+    if kind is FeatureType.NUMBER:
+        return _number_output(feature)
+    if kind is FeatureType.ENUM:
+        absent = [name for name in DRAWN[fid] if name not in labels]
+        if absent:
             raise ValueError(
-                f"feature {fid!r}: the synthetic model draws a {kind.value}"
-                + (f" in {unit!r}" if unit else "")
-                + (f" with values {list(ENUMS[fid])}" if fid in ENUMS else "")
-                + f"; the catalogue defines a {feature.type.value}"
-                + (f" in {feature.unit!r}" if feature.unit else "")
-                + (f" with values {sorted(values)}" if values else "")
+                f"feature {fid!r}: the synthetic model draws the values {list(DRAWN[fid])}; "
+                f"the catalogue has no {absent} among {list(labels)}"
             )
+        return Output(feature, labels=labels, codes=tuple(labels.index(n) for n in DRAWN[fid]))
+    return Output(feature)
 
 
-def _drawn(fid: str) -> tuple[FeatureType, str | None]:
-    """The type and unit the model draws a feature in."""
+def _number_output(feature: Feature) -> Output:
+    unit, decimals = NUMBERS[feature.id]
+    target = feature.unit or "1"
+    try:
+        linear = converter(unit, target, feature.spec.molar_mass)
+    except UnitError as exc:
+        raise ValueError(
+            f"feature {feature.id!r}: the synthetic model draws it in {unit!r}, which does not "
+            f"convert to the catalogue's unit {target!r} ({exc})"
+        ) from exc
+    # The same precision in the canonical unit: 0.87 mg/dL (2 decimals) is 76.9 umol/L.
+    decimals -= math.floor(math.log10(abs(linear.scale))) if linear.scale else 0
+    return Output(feature, linear, 0 if feature.spec.integer else decimals)
+
+
+def _drawn(fid: str) -> FeatureType:
+    """The type the model draws a feature as."""
     if fid in NUMBERS:
-        return FeatureType.NUMBER, NUMBERS[fid][0]
-    return (FeatureType.ENUM if fid in ENUMS else FeatureType.BOOLEAN), None
-
-
-def _labels(feature: Feature) -> tuple[str, ...]:
-    return ENUMS.get(feature.id) or tuple(feature.spec.values or ())
+        return FeatureType.NUMBER
+    return FeatureType.ENUM if fid in DRAWN else FeatureType.BOOLEAN
 
 
 def schema(features: Mapping[str, Feature]) -> pa.Schema:
@@ -805,19 +849,28 @@ def schema(features: Mapping[str, Feature]) -> pa.Schema:
     return pa.schema([pa.field("id", pa.string(), nullable=False), *columns])
 
 
-def _column(feature: Feature, values: Array, known: Array) -> pa.Array:
-    """One Arrow column: numbers rounded and clipped to the range, enums dictionary-encoded;
-    unknown values become nulls."""
+def _column(output: Output, values: Array, known: Array) -> pa.Array:
+    """One Arrow column: numbers in the canonical unit, rounded (whole where the catalogue
+    says so: completed units rounded down) and clipped to the range; enums dictionary-encoded
+    with the catalogue's values; unknown values become nulls."""
+    feature = output.feature
     if feature.type is FeatureType.NUMBER:
-        number = np.round(values.astype(np.float64), NUMBERS.get(feature.id, ("", 2))[1])
+        number = values.astype(np.float64)
+        if output.linear != IDENTITY:
+            number = number * output.linear.scale + output.linear.offset
+        if feature.spec.integer == "completed":
+            number = np.floor(number)
+        number = np.round(number, output.decimals)
         if feature.spec.range is not None:
             number = np.clip(number, *feature.spec.range)
         return pa.array(number, mask=~(known & np.isfinite(number)))
     if feature.type is FeatureType.BOOLEAN:
         return pa.array(values.astype(np.bool_), mask=~known)
-    codes = values.astype(np.int8)
-    indices = pa.array(codes, mask=~(known & (codes >= 0)))
-    return pa.DictionaryArray.from_arrays(indices, pa.array(_labels(feature), pa.string()))
+    drawn = values.astype(np.int64)
+    valid = known & (drawn >= 0)
+    codes = np.asarray(output.codes)[np.where(valid, drawn, 0)].astype(np.int8)
+    indices = pa.array(codes, mask=~valid)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(output.labels, pa.string()))
 
 
 def _ids(start: int, count: int, width: int) -> pa.Array:
@@ -828,15 +881,16 @@ def _ids(start: int, count: int, width: int) -> pa.Array:
     return pc.binary_join_element_wise("P", digits, "")
 
 
-def _table(seed: int, start: int, stop: int, n: int, features: Mapping[str, Feature]) -> pa.Table:
+def _table(seed: int, start: int, stop: int, n: int, outputs: Mapping[str, Output]) -> pa.Table:
     """Rows [start, stop) of a cohort of n; start is a multiple of BLOCK."""
+    features = {fid: output.feature for fid, output in outputs.items()}
     blocks = [_block(seed, k, features) for k in range(start // BLOCK, -(-stop // BLOCK))]
     count = stop - start
     columns = [_ids(start, count, max(7, len(str(n))))]
-    for fid, feature in features.items():
+    for fid in features:
         values = np.concatenate([block[fid][0] for block in blocks])[:count]
         known = np.concatenate([block[fid][1] for block in blocks])[:count]
-        columns.append(_column(feature, values, known))
+        columns.append(_column(outputs[fid], values, known))
     return pa.Table.from_arrays(columns, schema=schema(features))
 
 
@@ -848,9 +902,9 @@ def batches(
     and catalogue are checked now, before any file is opened, not at the first row."""
     if n < 0 or seed < 0 or chunk < 1:
         raise ValueError("n and seed must be >= 0 and chunk >= 1")
-    check_catalogue(features)
+    outputs = plan_columns(features)
     step = -(-chunk // BLOCK) * BLOCK
-    return (_table(seed, start, min(start + step, n), n, features) for start in range(0, n, step))
+    return (_table(seed, start, min(start + step, n), n, outputs) for start in range(0, n, step))
 
 
 def synthesize(n: int, features: Mapping[str, Feature], *, seed: int = 0) -> pa.Table:

@@ -133,14 +133,74 @@ def test_a_feature_without_a_model_gets_a_plain_marginal(features: dict[str, Fea
     assert 0 <= np.nanmin(values) <= np.nanmax(values) <= 500
 
 
-def test_a_catalogue_the_model_does_not_fit_is_refused(features: dict[str, Feature]) -> None:
-    """Creatinine drawn in mg/dL must not be written under a umol/L column."""
-    spec = features["serum_creatinine"].spec.model_copy(update={"unit": "umol/L"})
-    with pytest.raises(ValueError, match=r"'serum_creatinine'.*'mg/dL'.*'umol/L'"):
-        check_catalogue({**features, "serum_creatinine": Feature(spec)})
-    spec = features["sex"].spec.model_copy(update={"values": ["female", "male"]})
-    with pytest.raises(ValueError, match="'sex'"):
-        synthesize(10, {**features, "sex": Feature(spec)})
+def _changed(features: dict[str, Feature], fid: str, **update: Any) -> dict[str, Feature]:
+    """The catalogue with one feature's definition changed (as a local review might)."""
+    return {**features, fid: Feature(features[fid].spec.model_copy(update=update))}
+
+
+def test_units_and_whole_numbers_are_read_from_the_catalogue(
+    features: dict[str, Feature],
+) -> None:
+    """A catalogue that keeps creatinine in umol/L and haemoglobin in g/L gets the same
+    patients in those units (converted by the engine's UCUM converter), and a feature the
+    catalogue makes a whole number gets whole numbers: every value is one `normalise` takes
+    under that catalogue, which it would refuse had synth kept its own copy of the unit."""
+    changed = _changed(features, "serum_creatinine", unit="umol/L", range=(8.0, 1800.0))
+    changed = _changed(changed, "hemoglobin_g_dl", unit="g/L", range=(20.0, 250.0))
+    changed = _changed(changed, "crp_mg_l", integer="exact")
+    plain, converted = synthesize(3_000, features, seed=2), synthesize(3_000, changed, seed=2)
+    # The same patients, rounded in the catalogue's unit rather than in the model's.
+    for fid, scale, half_step in (
+        ("serum_creatinine", 88.4017, 0.005),
+        ("hemoglobin_g_dl", 10, 0.05),
+    ):
+        before, after = _numbers(plain, fid), _numbers(converted, fid)
+        assert np.array_equal(np.isnan(before), np.isnan(after)), fid
+        assert np.nanmax(np.abs(after / scale - before)) <= 1.2 * half_step, fid
+    crp = _numbers(converted, "crp_mg_l")
+    assert np.array_equal(crp[~np.isnan(crp)], np.round(crp[~np.isnan(crp)]))
+    assert not np.array_equal(crp, _numbers(plain, "crp_mg_l"), equal_nan=True)
+    unchanged = [
+        f for f in features if f not in ("serum_creatinine", "hemoglobin_g_dl", "crp_mg_l")
+    ]
+    assert converted.select(unchanged).equals(plain.select(unchanged))
+    for row in converted.slice(0, 500).to_pylist():
+        normalise({k: v for k, v in row.items() if k != "id"}, changed)  # raises if refused
+
+
+def test_enum_values_are_read_from_the_catalogue(features: dict[str, Feature]) -> None:
+    """The column holds the catalogue's values in its order, a new value included; each
+    patient keeps the value the model drew."""
+    reordered = ["unknown", "other", "male", "female", "not_stated"]
+    changed = _changed(features, "sex", values=reordered)
+    plain, written = synthesize(2_000, features, seed=8), synthesize(2_000, changed, seed=8)
+    assert written.schema.field("sex").type == plain.schema.field("sex").type
+    assert written["sex"].combine_chunks().dictionary.to_pylist() == reordered
+    assert written["sex"].to_pylist() == plain["sex"].to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("fid", "update", "message"),
+    [
+        # No conversion from mg/dL to mmHg: creatinine would be written under a wrong unit.
+        ("serum_creatinine", {"unit": "mm[Hg]"}, r"'serum_creatinine'.*'mg/dL'.*'mm\[Hg\]'"),
+        # A value the model draws that the catalogue renamed: no value to write it as.
+        (
+            "ssc_subtype",
+            {"values": ["diffuse_cutaneous", "limited_cutaneous", "ssc_sine_scleroderma"]},
+            r"'ssc_subtype'.*no \['sine_scleroderma'\]",
+        ),
+        ("sex", {"type": FeatureType.BOOLEAN, "values": None}, r"'sex'.*enum.*boolean"),
+    ],
+)
+def test_a_catalogue_the_model_cannot_write_is_refused(
+    features: dict[str, Feature], fid: str, update: dict[str, Any], message: str
+) -> None:
+    changed = _changed(features, fid, **update)
+    with pytest.raises(ValueError, match=message):
+        check_catalogue(changed)
+    with pytest.raises(ValueError, match=message):
+        synthesize(10, changed)
 
 
 def test_every_patient_is_valid_input(
