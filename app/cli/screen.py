@@ -192,17 +192,20 @@ def _written(outcome: Outcome) -> list[str]:
 def _unknown_cells(outcome: Outcome) -> list[str]:
     """The cells read as unknown (the rows screened), by registry column: counts and the
     first place, never a value or an id."""
+    from app.engine.words import counted  # noqa: PLC0415
+
     problems = outcome.report["problems"]
     if not problems["cells"]:
         return []
     lines = [
-        f"{problems['cells']:,} cells in {problems['rows']:,} rows read as unknown "
+        f"{counted(problems['cells'], 'cell')} in {counted(problems['rows'], 'row')} read as "
+        "unknown "
         f"(not a value of their feature), all in {outcome.problems_file}:"
     ]
     for found in problems["by_column"][:SHOWN_REJECTED]:
         lines.append(
             f"  {found['column']} ({found['feature']}): {found['problem']}: "
-            f"{found['cells']:,} cells, first at {found['first']}"
+            f"{counted(found['cells'], 'cell')}, first at {found['first']}"
         )
     return lines
 

@@ -25,6 +25,11 @@ def unit_words(unit: str | None) -> str:
     return words(unit)
 
 
+def counted(n: int, noun: str) -> str:
+    """ "1 cell", "2,000 cells": a count with its noun (regular plurals only)."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def number(value: float) -> str:
     """Numbers as a clinician writes them: no trailing `.0`, at most four significant digits
     beyond the integer part (a converted 11.5 kPa is 86.26 mmHg, not 86.25604…)."""

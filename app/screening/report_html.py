@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from app.engine.words import INDICATIONS, THERAPIES
+from app.engine.words import INDICATIONS, THERAPIES, counted
 
 __all__ = ["CONTENT_SECURITY_POLICY", "report_html"]
 
@@ -279,7 +279,8 @@ def _problems(report: Mapping[str, Any]) -> str:
     if not problems:
         return ""
     text = (
-        f"<p>{_n(problems['cells'])} cells in {_n(problems['rows'])} rows could not be read and "
+        f"<p>{counted(problems['cells'], 'cell')} in {counted(problems['rows'], 'row')} could "
+        "not be read and "
         "were taken as unknown (the patient stays in; an unknown never makes anyone "
         "eligible).</p>"
     )

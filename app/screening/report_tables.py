@@ -81,14 +81,15 @@ def _criteria(rulesets: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _funnels(rulesets: Sequence[Mapping[str, Any]]) -> Table:
-    """Per protocol, the funnel's boxes top to bottom: rows read and rejected (when the
-    report has them), screened, each deciding criterion, then eligible and indeterminate."""
+    """Per protocol, the funnel's boxes top to bottom: rows read, rejected and kept with a
+    value made unknown (when the report has them), screened, each deciding criterion, then
+    eligible and indeterminate."""
     header = ["Protocol id", "Step", "Criterion id", "Criterion", "Kind"]
     header += ["Excluded here", "Unknown (kept in)", "Patients"]
     rows: list[list[Any]] = []
     for r in rulesets:
         funnel = r["funnel"]
-        for box in ("read", "rejected", "screened"):
+        for box in ("read", "rejected", "kept_unknown", "screened"):
             if box in funnel:
                 rows.append([r["id"], box, None, None, None, None, None, funnel[box]])
         for i, step in enumerate(funnel["steps"], start=1):

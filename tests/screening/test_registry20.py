@@ -95,7 +95,7 @@ def test_strict_rejects_the_bad_cells_row_as_before(tmp_path: Path) -> None:
     args += [str(FIXTURE / "mapping.yaml"), "--rules-dir", str(SHIPPED_RULES), "--strict"]
     result = CliRunner().invoke(screen_command, args)
     assert result.exit_code == 0, result.output
-    assert "screened 17 of 20 rows; 3 rejected" in result.output
+    assert "rows read 20; rejected 3; screened 17" in result.output
     assert "registry.csv:8: LVEF (lvef_percent): 'abc' is not a number" in result.output
     rejected = _lines(side_file(out, ".rejected.csv"))
     assert [(r["where"], r["id"]) for r in rejected] == [

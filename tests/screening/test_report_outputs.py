@@ -40,8 +40,9 @@ ID_PREFIX = "PSEUDO-7Q"
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory, shipped_rules: RuleBase) -> Path:
-    """300 synthetic patients with recognisable ids as a CSV, two of their rows spoilt (a
-    value of the wrong type, an age out of range) so that rows are rejected."""
+    """300 synthetic patients with recognisable ids as a CSV: two cells spoilt (an age out
+    of range, a sex that is no choice: read as unknown, the rows kept and the cells reported)
+    and two rows giving one id (both rejected)."""
     table = synthesize(300, shipped_rules.features, seed=7)
     ids = [f"{ID_PREFIX}{i:05d}" for i in range(table.num_rows)]
     table = table.set_column(0, "id", pa.array(ids, pa.string()))
@@ -50,7 +51,8 @@ def cohort(tmp_path_factory: pytest.TempPathFactory, shipped_rules: RuleBase) ->
     lines = path.read_text(encoding="utf-8").splitlines()
     header = lines[0].split(",")
     age, sex = header.index('"age_years"'), header.index('"sex"')
-    for line_no, (column, cell) in ((5, (age, "999")), (9, (sex, '"martian"'))):
+    twin = lines[11].split(",")[0]
+    for line_no, (column, cell) in ((5, (age, "999")), (9, (sex, '"martian"')), (13, (0, twin))):
         cells = lines[line_no - 1].split(",")
         cells[column] = cell
         lines[line_no - 1] = ",".join(cells)
@@ -86,6 +88,9 @@ def test_no_patient_id_reaches_the_report_its_page_or_its_tables(screened: Outco
     # ... while the results and the rejected rows do carry them, for the registry
     assert ID_PREFIX in screened.results.read_text(encoding="utf-8")
     assert ID_PREFIX in screened.rejected_file.read_text(encoding="utf-8")
+    assert screened.report["problems"]["cells"] == 2  # reported by column, the ids in the file
+    assert screened.problems_file is not None
+    assert ID_PREFIX in screened.problems_file.read_text(encoding="utf-8")
 
 
 def test_the_page_is_self_contained_and_holds_every_section(screened: Outcome) -> None:
@@ -118,15 +123,16 @@ def test_table_1_describes_the_screened_rows_only_in_canonical_values(
     assert table["screened"] == screened.report["screened"] == 298
     rows = {r["feature"]: r for r in table["rows"]}
     assert list(rows)[:3] == ["age_years", "sex", "ssc_diagnosis"]
-    # the oracle: the CSV itself, without the two rejected lines
+    # the oracle: the CSV itself, without the two rejected lines (one id twice), the two
+    # spoilt cells missing (age 999, sex martian)
     with cohort.open(encoding="utf-8") as file:
-        records = [r for i, r in enumerate(csv.DictReader(file), start=2) if i not in (5, 9)]
-    ages = [float(r["age_years"]) for r in records if r["age_years"]]
+        records = [r for i, r in enumerate(csv.DictReader(file), start=2) if i not in (12, 13)]
+    ages = [float(a) for r in records if (a := r["age_years"]) and a != "999"]
     q1, median, q3 = statistics.quantiles(ages, n=4, method="inclusive")
     age = rows["age_years"]
     assert (age["known"], age["missing"]) == (len(ages), len(records) - len(ages))
     assert (age["q1"], age["median"], age["q3"]) == pytest.approx((q1, median, q3), abs=0.01)
-    sexes = Counter(r["sex"] for r in records if r["sex"])
+    sexes = Counter(r["sex"] for r in records if r["sex"] not in ("", "martian"))
     assert {c["value"]: c["patients"] for c in rows["sex"]["categories"]} == {
         v: sexes.get(v, 0) for v in ("female", "male", "other", "unknown")
     }
@@ -141,19 +147,23 @@ def test_table_1_reads_values_after_their_unit_and_codes(
     tmp_path: Path, shipped_rules: RuleBase
 ) -> None:
     """A creatinine column in µmol/L is described in the catalogue's mg/dL; a missing-value
-    code is missing, not a value; a rejected row is not in it."""
+    code is missing, not a value; a cell that does not read is missing too (its row stays in);
+    a rejected row is not in it."""
     source = tmp_path / "registry.csv"
     source.write_text(
         "id,ssc_diagnosis,serum_creatinine[umol/L],age_years\n"
-        "a,true,88.4,40\nb,true,176.8,50\nc,false,NA,60\nd,true,265.2,abc\ne,true,,30\n",
+        "a,true,88.4,40\nb,true,176.8,50\nc,false,NA,60\nd,true,265.2,abc\ne,true,,30\n"
+        ",true,353.6,70\n",
         encoding="utf-8",
     )
     outcome = screen(Request(source=str(source), out=tmp_path / "r.parquet"), shipped_rules)
     rows = {r["feature"]: r for r in outcome.report["table1"]["rows"]}
     creatinine = rows["serum_creatinine"]
     assert creatinine["unit"] == "mg/dL"
-    assert (creatinine["known"], creatinine["missing"]) == (2, 2)  # row d was rejected
-    assert (creatinine["q1"], creatinine["median"], creatinine["q3"]) == (1.25, 1.5, 1.75)
+    assert outcome.report["rejected"]["count"] == 1  # the row without an id
+    assert (creatinine["known"], creatinine["missing"]) == (3, 2)  # 1, 2 and 3 mg/dL
+    assert (creatinine["q1"], creatinine["median"], creatinine["q3"]) == (1.5, 2.0, 2.5)
+    assert (rows["age_years"]["known"], rows["age_years"]["missing"]) == (4, 1)  # d's abc
     assert rows["age_years"]["median"] == 45.0
     assert "table1:" not in " ".join(pq.read_schema(outcome.results).names)
 
@@ -189,8 +199,9 @@ def test_the_csv_tables_hold_the_reports_counts(screened: Outcome) -> None:
     assert criteria[0]["Criterion"] == first["title"]
     assert int(criteria[0]["Not met"]) == first["not_met"]
     funnel = [f for f in read("funnels.csv") if f["Protocol id"] == report["rulesets"][0]["id"]]
-    assert funnel[0]["Step"] == "screened"
-    assert int(funnel[0]["Patients"]) == report["screened"]
+    assert [f["Step"] for f in funnel[:4]] == ["read", "rejected", "kept_unknown", "screened"]
+    assert [int(f["Patients"]) for f in funnel[:4]] == [300, 2, 2, report["screened"]]
+    assert report["screened"] == 298
     assert funnel[-1]["Step"] == "indeterminate"
     ages = [r for r in read("table1.csv") if r["Feature id"] == "age_years"]
     assert float(ages[0]["Median"]) == report["table1"]["rows"][0]["median"]
@@ -333,7 +344,9 @@ def test_the_summary_goes_to_stdout_and_names_every_file(cohort: Path, tmp_path:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == "rows read 300; rejected 2; screened 298"
-    assert lines[1].startswith(f"  {cohort.name}:5: age_years")
+    assert lines[1].startswith(f"  {cohort.name}:12: id: duplicate")
+    assert "age_years (age_years): " in result.stdout
+    assert f"first at {cohort.name}:5" in result.stdout  # the cell, by column, kept in
     report = json.loads(side_file(out, ".report.json").read_text(encoding="utf-8"))
     astis = next(r for r in report["rulesets"] if r["id"] == "hsct-ssc-astis")
     row = next(line for line in lines if line.startswith("hsct-ssc-astis "))

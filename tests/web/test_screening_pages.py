@@ -30,8 +30,9 @@ PASSWORD = "a long enough clinic passphrase"  # noqa: S105 - test accounts'
 REGISTRY = (
     "patient_no,AGE,ssc_diagnosis,lvef_percent\n"
     "r1,45,yes,60\n"
-    "r2,200,yes,55\n"  # age out of range: rejected, line 3
+    ",45,yes,55\n"  # no id: rejected, line 3 (a bad cell only makes its value unknown)
     "r3,50,yes,\n"
+    "r4,200,yes,58\n"  # age out of range: read as unknown, r4 stays in, the cell reported
 )
 MAPPING = "id: patient_no\ncolumns:\n  age_years: AGE\n"
 RULESETS = ["hsct-ssc-astis", "hsct-ssc-scot"]
@@ -190,7 +191,8 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
     assert [r["id"] for r in job["summary"]["rulesets"]] == RULESETS
     page = site.client.get(page_url).text
     assert "Screening of registry.csv" in page
-    assert "3 rows read, 2 screened, 1 rejected." in page
+    assert "4 rows read, 3 screened, 1 rejected. 1 cell could not be read and was taken" in page
+    assert f'href="{page_url}/problems.csv"' in page
     astis = job["summary"]["rulesets"][0]["counts"]
     row = re.search(r'<th scope="row" title="hsct-ssc-astis">ASTIS</th>(.*?)</tr>', page)
     assert row is not None
@@ -203,7 +205,7 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
     assert csv.status_code == 200
     attachment = f'attachment; filename="screening-{job_id}.results.csv"'
     assert csv.headers["content-disposition"] == attachment
-    assert {line.split(",")[0].strip('"') for line in csv.text.splitlines()[1:]} == {"r1", "r3"}
+    assert {line.split(",")[0].strip('"') for line in csv.text.splitlines()[1:]} == {"r1", "r3", "r4"}
     rejected = site.client.get(f"{page_url}/rejected.csv").text
     assert "registry.csv:3" in rejected
     funnel = site.client.get(f"{page_url}/funnels/hsct-ssc-astis.svg")
@@ -312,7 +314,7 @@ def test_a_server_source_is_screened_by_choosing_it(site: Site) -> None:
     job = done(site.client, answer.headers["location"])
     assert job["state"] == "succeeded"
     assert job["request"]["source"] == {"kind": "path", "name": "registry.csv", "path": chosen}
-    assert job["summary"]["screened"] == 2
+    assert (job["summary"]["screened"], job["summary"]["unknown_cells"]) == (3, 1)
 
 
 def test_a_queued_job_is_cancelled_from_its_page_which_refreshes_without_script(
