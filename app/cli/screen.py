@@ -166,15 +166,19 @@ def _unknown_cells(outcome: Outcome) -> list[str]:
     if not problems["cells"]:
         return []
     lines = [
-        f"{problems['cells']:,} cells in {problems['rows']:,} rows read as unknown "
-        f"(not a value of their feature), all in {outcome.problems_file}:"
+        f"{_counted(problems['cells'], 'cell')} in {_counted(problems['rows'], 'row')} read as "
+        f"unknown (not a value of their feature), all in {outcome.problems_file}:"
     ]
     for found in problems["by_column"][:SHOWN_REJECTED]:
         lines.append(
             f"  {found['column']} ({found['feature']}): {found['problem']}: "
-            f"{found['cells']:,} cells, first at {found['first']}"
+            f"{_counted(found['cells'], 'cell')}, first at {found['first']}"
         )
     return lines
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _undecided(rulesets: list[dict[str, Any]]) -> list[str]:
