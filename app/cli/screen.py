@@ -199,8 +199,7 @@ def _unknown_cells(outcome: Outcome) -> list[str]:
         return []
     lines = [
         f"{counted(problems['cells'], 'cell')} in {counted(problems['rows'], 'row')} read as "
-        "unknown "
-        f"(not a value of their feature), all in {outcome.problems_file}:"
+        f"unknown (not a value of their feature), all in {outcome.problems_file}:"
     ]
     for found in problems["by_column"][:SHOWN_REJECTED]:
         lines.append(

@@ -108,3 +108,16 @@ def test_strict_rejects_the_bad_cells_row_as_before(tmp_path: Path) -> None:
     assert report["problems"]["cells"] == 0
     funnel = report["rulesets"][0]["funnel"]
     assert (funnel["read"], funnel["rejected"], funnel["screened"]) == (20, 3, 17)
+
+
+def test_eligo_screen_prints_the_cells_read_as_unknown_by_registry_column(tmp_path: Path) -> None:
+    shutil.copy(FIXTURE / "registry.csv", tmp_path / "registry.csv")
+    out = tmp_path / "results.parquet"
+    args = [str(tmp_path / "registry.csv"), "--out", str(out), "--mapping"]
+    args += [str(FIXTURE / "mapping.yaml"), "--rules-dir", str(SHIPPED_RULES)]
+    result = CliRunner().invoke(screen_command, args)
+    assert result.exit_code == 0, result.output
+    assert "screened 18 of 20 rows; 2 rejected" in result.output
+    assert "1 cell in 1 row read as unknown" in result.output
+    assert "  LVEF (lvef_percent): not a number: 1 cell, first at registry.csv:8" in result.output
+    assert "R007" not in result.output  # counts and places, no id
