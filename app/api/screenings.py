@@ -31,14 +31,14 @@ from app.api.headers import IMAGE_POLICY, REPORT_POLICY
 from app.api.responses import FastJSONResponse
 from app.api.schemas import ScreeningRequest
 from app.api.upload import Form, read_form, too_large
+from app.batch.engines import FORMATS
+from app.batch.report import ScreeningReport
 from app.db.models import Screening
 from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload
-from app.screening.engines import FORMATS
-from app.screening.jobs import Layout, Worker, csv_chunks
-from app.screening.report import ScreeningReport
 from app.security import Scope
 from app.services import screenings as service
+from app.services.screening_jobs import Layout, Worker, csv_chunks
 from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
 

@@ -14,7 +14,7 @@ from app.cli.common import fail, load, settings
 # The screening engines (DuckDB, PyArrow, PySpark) and the rule engine are imported inside the
 # command (app/cli/common.py).
 if TYPE_CHECKING:
-    from app.screening.runner import Outcome, Request
+    from app.batch.runner import Outcome, Request
 
 SHOWN_REJECTED = 10
 
@@ -77,7 +77,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     database URL with --table (the query runs inside that database).
 
     The summary goes to stdout (`> summary.txt` keeps it); progress and errors to stderr."""
-    from app.screening.runner import Request, is_url  # noqa: PLC0415
+    from app.batch.runner import Request, is_url  # noqa: PLC0415
 
     rules = load(rules_dir or settings().rules_dir)
     if out.suffix.lower() not in {".parquet", ".csv"}:
@@ -97,6 +97,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
         spark_master=spark_master,
         long=long_format,
         strict=strict,
+        limits=settings().screening_limits(),
     )
     show = sys.stderr.isatty() if progress is None else progress
     outcome = _run(request, rules, show)
@@ -104,7 +105,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
 
 
 def _mapping(path: Path, features: Any) -> Any:
-    from app.screening.mapping import MappingError, load_mapping  # noqa: PLC0415
+    from app.batch.mapping import MappingError, load_mapping  # noqa: PLC0415
 
     try:
         return load_mapping(path, features)
@@ -113,10 +114,10 @@ def _mapping(path: Path, features: Any) -> Any:
 
 
 def _run(request: Request, rules: Any, show: bool) -> Outcome:
+    from app.batch.engines import SourceError  # noqa: PLC0415
+    from app.batch.mapping import MappingError  # noqa: PLC0415
+    from app.batch.runner import quiet, screen  # noqa: PLC0415
     from app.engine.inputs import InvalidInput  # noqa: PLC0415
-    from app.screening.engines import SourceError  # noqa: PLC0415
-    from app.screening.mapping import MappingError  # noqa: PLC0415
-    from app.screening.runner import quiet, screen  # noqa: PLC0415
 
     bar: Any = None
 
@@ -169,7 +170,7 @@ def _summary(outcome: Outcome) -> str:
 
 
 def _written(outcome: Outcome) -> list[str]:
-    from app.screening.runner import side_file  # noqa: PLC0415
+    from app.batch.runner import side_file  # noqa: PLC0415
 
     def beside(suffix: str) -> Path:
         return side_file(outcome.results, suffix)

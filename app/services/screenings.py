@@ -1,5 +1,5 @@
 """Screening jobs as a service: check a request whole before accepting it, queue it, present
-it, cancel it, and find its files. The running is app/screening/jobs.py's.
+it, cancel it, and find its files. The running is app/services/screening_jobs.py's.
 
 A request is refused with every reason at once (unknown rule sets, a source this server may
 not read, a mapping or columns that do not fit, a source too wide), so an accepted job fails
@@ -27,17 +27,17 @@ from sqlalchemy.orm import Session
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
+from app.batch.bulk import BulkError
+from app.batch.engines import FORMATS, SourceError
+from app.batch.mapping import MappingError
 from app.db import screenings as repo
 from app.db.models import FINISHED, Screening, ScreeningState
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.engine.run import select
 from app.errors import Conflict, FieldError, InvalidPayload, NotFound
-from app.screening import jobs
-from app.screening.bulk import BulkError
-from app.screening.engines import FORMATS, SourceError
-from app.screening.jobs import ScreeningSummary
-from app.screening.mapping import MappingError
+from app.services import screening_jobs as jobs
+from app.services.screening_jobs import ScreeningSummary
 from app.settings import Settings
 
 ENGINES = ("duckdb", "spark")
@@ -340,7 +340,7 @@ def delete(session: Session, settings: Settings, job: Screening) -> None:
 
 # --- the job view: one typed definition, beside its builder ------------------------------------
 # Plain dicts at run time, and the OpenAPI schema of the screening endpoints (app/api/schemas.py
-# does not mirror them). The summary is app/screening/jobs.py's, as the job's row keeps it.
+# does not mirror them). The summary is app/services/screening_jobs.py's, as the job's row keeps it.
 
 _STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
 StateText = Literal["queued", "running", "succeeded", "failed", "cancelled"]

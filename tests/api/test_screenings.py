@@ -22,12 +22,12 @@ from httpx import Response
 from pydantic import TypeAdapter
 
 from app.api.schemas import Problem
+from app.batch.report import ScreeningReport
+from app.batch.runner import Request, screen
+from app.batch.synth import write_parquet
 from app.db import screenings as repo
 from app.engine.model import RuleBase
 from app.main import create_app
-from app.screening.report import ScreeningReport
-from app.screening.runner import Request, screen
-from app.screening.synth import write_parquet
 from app.security import Scope
 from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings

@@ -27,6 +27,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from app.batch.bulk import read_bulk
+from app.batch.database import DatabaseEngine
+from app.batch.engines import DuckDBEngine, Engine, SparkEngine
+from app.batch.funnel import funnel_svg
+from app.batch.runner import Job, Outcome, Request, run
+from app.batch.runner import screen as run_screen
 from app.cli.screen import screen_command
 from app.engine.derive import corrections, derive
 from app.engine.evaluate import Decision, Result, decide
@@ -41,12 +47,6 @@ from app.engine.result_columns import (
     column_name,
     corrected_column,
 )
-from app.screening.bulk import read_bulk
-from app.screening.database import DatabaseEngine
-from app.screening.engines import DuckDBEngine, Engine, SparkEngine
-from app.screening.funnel import funnel_svg
-from app.screening.runner import Job, Outcome, Request, run
-from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.

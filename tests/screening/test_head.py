@@ -1,4 +1,4 @@
-"""The bounded first look at a source (app/screening/head.py) and the request's check that
+"""The bounded first look at a source (app/batch/head.py) and the request's check that
 uses it (jobs.preflight): what is read is asserted in bytes, never in seconds."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from app.batch import head
+from app.batch.engines import DuckDBEngine, SourceError
+from app.batch.head import HeadError, Limits
+from app.batch.mapping import MappingError, MappingFile, _Wanted
+from app.batch.runner import Request
 from app.engine.model import RuleBase
-from app.screening import head, jobs
-from app.screening.engines import DuckDBEngine, SourceError
-from app.screening.head import HeadError, Limits
-from app.screening.mapping import MappingError, MappingFile, _Wanted
-from app.screening.runner import Request
+from app.services import screening_jobs as jobs
 
 pytestmark = pytest.mark.one_pass
 

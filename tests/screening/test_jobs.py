@@ -1,4 +1,4 @@
-"""Screening jobs (app/screening/jobs.py): the sources a request may name (no database:
+"""Screening jobs (app/services/screening_jobs.py): the sources a request may name (no database:
 `one_pass`), and the worker's handling of each way a job ends, on the application database
 (`ELIGO_TEST_DATABASE`).
 
@@ -28,15 +28,15 @@ from sqlalchemy import create_engine, text, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.batch.engines import SourceError
+from app.batch.runner import Cancelled, Outcome, Request
 from app.db import screenings as repo
 from app.db import session as db_session
 from app.db.migrate import upgrade
 from app.db.models import Screening, ScreeningState
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
-from app.screening import jobs
-from app.screening.engines import SourceError
-from app.screening.runner import Cancelled, Outcome, Request
+from app.services import screening_jobs as jobs
 from app.settings import Settings
 from tests.databases import POSTGRES_ADMIN_URL, app_database, database
 from tests.waiting import eventually

@@ -28,6 +28,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from app.batch import database, engines
+from app.batch.bulk import read_bulk
+from app.batch.database import DatabaseEngine
+from app.batch.engines import DuckDBEngine, Engine, SourceError, SparkEngine
+from app.batch.mapping import Column, MappingError, RawKind, load_mapping, plan
+from app.batch.report import ScreeningReport
+from app.batch.runner import Cancelled, Job, Outcome, Request, run, sentence, side_file
+from app.batch.runner import screen as run_screen
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING
 from app.engine.derive import corrections, derive
@@ -42,14 +50,6 @@ from app.engine.result_columns import (
     column_name,
     corrected_column,
 )
-from app.screening import database, engines
-from app.screening.bulk import read_bulk
-from app.screening.database import DatabaseEngine
-from app.screening.engines import DuckDBEngine, Engine, SourceError, SparkEngine
-from app.screening.mapping import Column, MappingError, RawKind, load_mapping, plan
-from app.screening.report import ScreeningReport
-from app.screening.runner import Cancelled, Job, Outcome, Request, run, sentence, side_file
-from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.

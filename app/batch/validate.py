@@ -31,6 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
+from app.batch.dialects import render
+from app.batch.mapping import Code, Column, Plan, RawKind
+from app.batch.names import FIELD_SEP, KEY, PROBLEM_SEP, PROBLEMS, ROW, VALID, completed
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, MAX_CELL, TRUE_WORDS
 from app.engine.model import Feature
@@ -38,9 +41,6 @@ from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
 from app.engine.sql import Columns, derivations, is_true, number
 from app.engine.unit_names import with_unit, words
-from app.screening.dialects import render
-from app.screening.mapping import Code, Column, Plan, RawKind
-from app.screening.names import FIELD_SEP, KEY, PROBLEM_SEP, PROBLEMS, ROW, VALID, completed
 
 Value = ColumnElement[Any]
 Text = ColumnElement[str]

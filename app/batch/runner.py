@@ -35,12 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from app.engine.inputs import FeatureValue
-from app.engine.model import Feature, RuleBase, RuleSet
-from app.engine.run import select
-from app.engine.units import Linear
-from app.screening import report, sql_cache, table1
-from app.screening.engines import (
+from app.batch import report, sql_cache, table1
+from app.batch.engines import (
     DuckDBEngine,
     Engine,
     Relation,
@@ -48,11 +44,11 @@ from app.screening.engines import (
     SparkEngine,
     spark_session,
 )
-from app.screening.funnel import funnel_svg
-from app.screening.head import Limits, configured
-from app.screening.long import write_long
-from app.screening.mapping import Column, MappingFile, Plan, plan
-from app.screening.names import (
+from app.batch.funnel import funnel_svg
+from app.batch.head import Limits
+from app.batch.long import write_long
+from app.batch.mapping import Column, MappingFile, Plan, plan
+from app.batch.names import (
     FIELD_SEP,
     KEY,
     PROBLEM_SEP,
@@ -61,12 +57,16 @@ from app.screening.names import (
     VALID,
     corrected_columns,
 )
-from app.screening.report_html import report_html
-from app.screening.report_tables import tables
+from app.batch.report_html import report_html
+from app.batch.report_tables import tables
+from app.engine.inputs import FeatureValue
+from app.engine.model import Feature, RuleBase, RuleSet
+from app.engine.run import select
+from app.engine.units import Linear
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
-    from app.screening.bulk import BulkCohort
+    from app.batch.bulk import BulkCohort
 
 REJECTED_IN_REPORT = 100
 REVIEW = "Rule sets are drafts that need local clinical review before use."
@@ -198,7 +198,7 @@ def _verdicts(job: Job, raw: Any, columns: Plan, features: Sequence[Feature]) ->
 
 
 def _duplicates_query(relation: Any, columns: Plan) -> Any:
-    from app.screening.validate import duplicate_keys  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.validate import duplicate_keys  # noqa: PLC0415 - SQLAlchemy
 
     return duplicate_keys(relation, columns)
 
@@ -213,8 +213,8 @@ def _compiled(
     """The verdicts query, built with SQLAlchemy (a cache miss, or an engine that takes it)."""
     import sqlalchemy as sa  # noqa: PLC0415 - see sql_cache
 
+    from app.batch.validate import validated  # noqa: PLC0415
     from app.engine.sql import Screening  # noqa: PLC0415 - SQLAlchemy: see sql_cache
-    from app.screening.validate import validated  # noqa: PLC0415
 
     dialect = job.engine.dialect
     checked = validated(relation, columns, features, dialect, duplicates, strict=job.strict)
@@ -238,7 +238,7 @@ def _duckdb_verdicts(job: Job, raw: Relation, columns: Plan, features: Sequence[
     and never kept (the keys are patients' ids)."""
 
     def compile_texts() -> sql_cache.Texts:
-        from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+        from app.batch.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
 
         relation = raw.table()
         return {
@@ -250,7 +250,7 @@ def _duckdb_verdicts(job: Job, raw: Relation, columns: Plan, features: Sequence[
     duplicates = job.engine.duplicates(texts["duplicates"])
     if duplicates == []:
         return texts["verdicts"]
-    from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
 
     return duckdb_sql(_compiled(job, raw.table(), columns, features, duplicates))
 
@@ -560,7 +560,8 @@ class Request:
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
     strict: bool = False  # a bad cell rejects its row (so does the mapping's `strict: true`)
-    limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
+    # columns, first line, sample (head.py); the caller's settings, else these defaults
+    limits: Limits = field(default_factory=Limits)
     long: bool = False  # also the results in long format (`long_file`)
 
 
@@ -620,7 +621,7 @@ def _engine(request: Request) -> Engine:
     if is_url(request.source):
         if not request.table:
             raise SourceError("a database source needs a table (--table)")
-        from app.screening.database import DatabaseEngine  # noqa: PLC0415 - SQLAlchemy
+        from app.batch.database import DatabaseEngine  # noqa: PLC0415 - SQLAlchemy
 
         key = request.mapping.key if request.mapping else "id"
         return DatabaseEngine(request.source, key=key, limits=request.limits)
@@ -642,7 +643,7 @@ def _open(engine: Engine, request: Request, rules: RuleBase) -> tuple[Opened, li
         return engine.open(request.source), []
     if not isinstance(engine, DuckDBEngine):
         raise SourceError(f"{path.name}: a FHIR Bulk folder is read with the duckdb engine")
-    from app.screening.bulk import read_bulk  # noqa: PLC0415 - see BulkCohort's import
+    from app.batch.bulk import read_bulk  # noqa: PLC0415 - see BulkCohort's import
 
     cohort = read_bulk(path, rules.features, request.as_of or date.today())
     problems = [Rejected(0, p.where, p.message) for p in cohort.problems]
@@ -654,8 +655,8 @@ def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     reads from any other source (it checks them again, which costs nothing here). The values
     as the records give them, before derivations: `validated` derives them as `read_bulk`
     did, and flags a value given that an implied one replaces, as for any other source."""
-    from app.screening.database import arrow_type  # noqa: PLC0415 - SQLAlchemy
-    from app.screening.validate import SQL_TYPES  # noqa: PLC0415
+    from app.batch.database import arrow_type  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.validate import SQL_TYPES  # noqa: PLC0415
 
     present = {f for p in cohort.patients for f in p.given}
     columns: dict[str, pa.Array] = {"id": pa.array([p.ident for p in cohort.patients], pa.string())}

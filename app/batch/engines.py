@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from app.screening import sql_cache
-from app.screening.head import HeadError, Limits, check, columns_within, first_long_line
-from app.screening.mapping import RawKind
-from app.screening.names import ROW
+from app.batch import sql_cache
+from app.batch.head import HeadError, Limits, check, columns_within, first_long_line
+from app.batch.mapping import RawKind
+from app.batch.names import ROW
 
 # SQLAlchemy builds the queries; DuckDB is handed their text, from the compiled-SQL cache
-# when it has them (app/screening/sql_cache.py), so that only a miss imports SQLAlchemy.
+# when it has them (app/batch/sql_cache.py), so that only a miss imports SQLAlchemy.
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.sql.expression import FromClause
@@ -139,7 +139,7 @@ def text(query: str | sa.Select[Any], dialect: str) -> str:
     """A query's SQL text for `dialect`: as given, or printed by SQLAlchemy."""
     if isinstance(query, str):
         return query
-    from app.screening.dialects import render  # noqa: PLC0415 - see the TYPE_CHECKING import
+    from app.batch.dialects import render  # noqa: PLC0415 - see the TYPE_CHECKING import
 
     return render(query, dialect)
 
@@ -147,7 +147,7 @@ def text(query: str | sa.Select[Any], dialect: str) -> str:
 class DuckDBEngine:
     """In-process DuckDB reading CSV, Parquet and NDJSON where they lie (nothing is loaded
     first), or an Arrow table (a FHIR Bulk export, mapped in Python). A file's header is
-    checked against `limits` (app/screening/head.py) before DuckDB reads it."""
+    checked against `limits` (app/batch/head.py) before DuckDB reads it."""
 
     dialect = "duckdb"
 

@@ -64,25 +64,24 @@ from sqlalchemy.orm import Session, sessionmaker
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
-from app.db import screenings as repo
-from app.db.models import ScreeningState
-from app.db.session import normalise_url
-from app.engine.inputs import InvalidInput
-from app.engine.model import Feature, RuleBase
-from app.engine.present import StatusText
-from app.screening import head
-from app.screening.bulk import BulkError
-from app.screening.database import DatabaseEngine
-from app.screening.engines import (
+from app.batch import head
+from app.batch.bulk import BulkError
+from app.batch.database import DatabaseEngine
+from app.batch.engines import (
     FORMATS,
     DuckDBEngine,
     Engine,
     SourceError,
     file_format,
 )
-from app.screening.head import Limits
-from app.screening.mapping import MappingError, MappingFile, RawKind, load_mapping, plan
-from app.screening.runner import Cancelled, Outcome, Request, screen, side_file
+from app.batch.mapping import MappingError, MappingFile, RawKind, load_mapping, plan
+from app.batch.runner import Cancelled, Outcome, Request, screen, side_file
+from app.db import screenings as repo
+from app.db.models import ScreeningState
+from app.db.session import normalise_url
+from app.engine.inputs import InvalidInput
+from app.engine.model import Feature, RuleBase
+from app.engine.present import StatusText
 from app.settings import Settings
 
 log = logging.getLogger("eligo.screening")
@@ -309,7 +308,7 @@ def runner_request(
         as_of=date.fromisoformat(spec["as_of"]),
         long=bool(spec.get("long", False)),
         source_name=source["name"],
-        limits=Limits.of(settings),
+        limits=settings.screening_limits(),
         strict=bool(spec.get("strict", False)),  # a job stored before issue 20 has none
     )
 
@@ -317,7 +316,7 @@ def runner_request(
 def preflight(request: Request, rules: RuleBase, scratch: Path) -> None:
     """Open the source and match its columns, as the runner will, so a request that cannot
     run is refused with the reason instead of accepted and failed. Bounded in time whatever
-    the source: a file's header is checked within its limits first (app/screening/head.py),
+    the source: a file's header is checked within its limits first (app/batch/head.py),
     then DuckDB reads a Parquet file's schema, or at most the first
     ELIGO_SCREENING_PREFLIGHT_BYTES of a CSV or NDJSON file (copied to `scratch`, the job's
     folder, and removed); a database gives its catalogue. What lies further in a file is the
