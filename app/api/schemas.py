@@ -402,7 +402,12 @@ class ScreeningRequest(BaseModel):
     rulesets: list[str] | None = Field(
         default=None, description="Rule set ids to screen against [default: all]"
     )
-    engine: Literal["duckdb", "spark"] = "duckdb"
+    backend: Literal["duckdb", "spark"] | None = Field(
+        default=None, description="The SQL backend that reads a file [default: duckdb]"
+    )
+    engine: Literal["duckdb", "spark"] | None = Field(
+        default=None, description="Alias of `backend`, its earlier name (still accepted)"
+    )
     as_of: date | None = Field(
         default=None, description="FHIR Bulk: the day freshness windows count back from"
     )

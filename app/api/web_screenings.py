@@ -31,7 +31,7 @@ from app.api.responses import FastJSONResponse
 from app.api.screenings import CSV, MAX_MAPPING_BYTES, PARQUET, html_report
 from app.api.upload import Form, read_form
 from app.api.web import Config, Rules, _cross_site, _no_viewer, _page, _refused, _who
-from app.batch.engines import FORMATS
+from app.batch.backends import FORMATS
 from app.db import clients
 from app.db.models import Screening
 from app.engine.model import RuleBase

@@ -44,7 +44,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from app import strict_json
-from app.batch.engines import SourceError
+from app.batch.backends import SourceError
 from app.engine.derive import derive
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput
 from app.engine.model import Feature

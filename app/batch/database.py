@@ -1,7 +1,7 @@
 """A table in the user's own database (PostgreSQL) as a screening source: validation and
 verdicts run there as one query, built with SQLAlchemy; only the result rows come back.
 
-Apart from app/batch/engines.py so that a screening of a file, run from the compiled-SQL
+Apart from app/batch/backends.py so that a screening of a file, run from the compiled-SQL
 cache (app/batch/sql_cache.py), need not import SQLAlchemy.
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import FromClause
 
-from app.batch.engines import SourceError, at_least_one, first_line, within
+from app.batch.backends import SourceError, at_least_one, first_line, within
 from app.batch.head import Limits
 from app.batch.mapping import RawKind
 from app.batch.names import ROW
@@ -59,7 +59,7 @@ def _sql_kind(type_: sa.types.TypeEngine[Any]) -> RawKind:
     return RawKind.TEXT
 
 
-class DatabaseEngine:
+class DatabaseBackend:
     """A table in the user's own database: validation and verdicts run there as one query;
     only the result rows come back, streamed with a server-side cursor."""
 
@@ -99,7 +99,7 @@ class DatabaseEngine:
         )
         return numbered.subquery("raw_source"), kinds
 
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Backend
         """The screening query finds them: one query, in the database."""
         return None
 

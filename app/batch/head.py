@@ -13,7 +13,7 @@ before an engine sees it:
 - Parquet: the footer's length from the file's last 8 bytes, then its schema if the footer is
   within `sample_bytes`.
 
-The job (DuckDBEngine.open) makes the same checks, so a source that changed after it was
+The job (DuckDBBackend.open) makes the same checks, so a source that changed after it was
 accepted fails with the same message. The request's check (jobs.preflight) then gives DuckDB
 only `sample()`, the file's first whole lines within `sample_bytes`, so it ends in bounded time
 whatever the file holds further on; the job reads the rest.

@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 from app.batch import head
-from app.batch.engines import SourceError, file_format
+from app.batch.backends import SourceError, file_format
 from app.batch.head import Limits
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS

@@ -33,7 +33,7 @@ def mapping() -> None:
 def init(source: Path, out: Path | None, rules_dir: Path | None) -> None:
     """Propose a mapping for SOURCE (.csv, .parquet, .jsonl/.ndjson): each column matched to a
     feature by its name and a sample of its values, with why; the rest listed as comments."""
-    from app.batch.engines import SourceError  # noqa: PLC0415  # see app/cli/common.py
+    from app.batch.backends import SourceError  # noqa: PLC0415  # see app/cli/common.py
     from app.batch.head import HeadError  # noqa: PLC0415
     from app.batch.starter import propose, read_columns, render  # noqa: PLC0415
 

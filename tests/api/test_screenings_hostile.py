@@ -29,7 +29,7 @@ from pydantic import TypeAdapter
 
 from app.api.schemas import Problem
 from app.batch import head
-from app.batch.engines import DuckDBEngine
+from app.batch.backends import DuckDBBackend
 from app.main import create_app
 from app.security import Scope
 from app.services.screenings import ScreeningJob
@@ -120,15 +120,15 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
     def opened(path: Path) -> Counted:
         return Counted(path, "rb")
 
-    real_view = DuckDBEngine._view
+    real_view = DuckDBBackend._view
 
-    def view(self: DuckDBEngine, scan: str, name: str) -> Any:
+    def view(self: DuckDBBackend, scan: str, name: str) -> Any:
         with lock:
             seen.scans.append((threading.current_thread().name, scan))
         return real_view(self, scan, name)
 
     monkeypatch.setattr(head, "_opened", opened)
-    monkeypatch.setattr(DuckDBEngine, "_view", view)
+    monkeypatch.setattr(DuckDBBackend, "_view", view)
     return seen
 
 

@@ -53,7 +53,7 @@ def test_the_command_line_starts_without_the_heavy_libraries(args: tuple[str, ..
 
 
 # What `eligo screen` of a file never needs: the server, the CDS token checks (the settings
-# read only their configuration side, app/cds/issuers.py), Spark (`--engine spark`) and the
+# read only their configuration side, app/cds/issuers.py), Spark (`--backend spark`) and the
 # FHIR models (a FHIR Bulk folder).
 NOT_FOR_SCREENING = ("fastapi", "pyspark", "httpx", "jwt", "cryptography", "fhir.resources")
 
@@ -101,5 +101,5 @@ def test_the_batch_pipeline_imports_nothing_of_the_server() -> None:
         check=True,
     )
     modules, loaded = (line.split()[1:] for line in done.stdout.splitlines()[-2:])
-    assert {"app.batch.runner", "app.batch.engines", "app.batch.bulk"} <= set(modules)
+    assert {"app.batch.runner", "app.batch.backends", "app.batch.bulk"} <= set(modules)
     assert loaded == [], f"app/batch imported {', '.join(loaded)}"

@@ -53,7 +53,7 @@ class DuckDBBackend:
 
     def __init__(self) -> None:
         self.connection = duckdb.connect()
-        for macro in duckdb_macros():  # as DuckDBEngine defines them
+        for macro in duckdb_macros():  # as DuckDBBackend defines them
             self.connection.execute(macro)
 
     def run(

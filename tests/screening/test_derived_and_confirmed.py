@@ -27,9 +27,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from app.batch.backends import Backend, DuckDBBackend, SparkBackend
 from app.batch.bulk import read_bulk
-from app.batch.database import DatabaseEngine
-from app.batch.engines import DuckDBEngine, Engine, SparkEngine
+from app.batch.database import DatabaseBackend
 from app.batch.funnel import funnel_svg
 from app.batch.runner import Job, Outcome, Request, run
 from app.batch.runner import screen as run_screen
@@ -174,9 +174,9 @@ def postgres_table(url: str) -> None:
     engine.dispose()
 
 
-def _screen(engine: Engine, rules: RuleBase, source: str, out: Path, **options: Any) -> Outcome:
+def _screen(engine: Backend, rules: RuleBase, source: str, out: Path, **options: Any) -> Outcome:
     job = Job(
-        engine=engine,
+        backend=engine,
         rules=rules,
         rulesets=list(rules.rulesets.values()),
         out=out,
@@ -194,13 +194,13 @@ def outcome(
     if request.param == "postgres":
         with postgres_database() as url:
             postgres_table(url)
-            yield "row ", _screen(DatabaseEngine(url), rules, "registry", out)
+            yield "row ", _screen(DatabaseBackend(url), rules, "registry", out)
         return
     write_csv(tmp_path / "cohort.csv")
-    engine: Engine = (
-        SparkEngine(request.getfixturevalue("spark"))
+    engine: Backend = (
+        SparkBackend(request.getfixturevalue("spark"))
         if request.param == "spark"
-        else DuckDBEngine()
+        else DuckDBBackend()
     )
     try:
         yield (

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.batch import runner, sql_cache
-from app.batch.engines import DuckDBEngine, Relation
+from app.batch.backends import DuckDBBackend, Relation
 from app.batch.mapping import Column, Plan, RawKind
 from app.batch.runner import Outcome, Request, screen
 from app.engine.load import load_rules
@@ -254,14 +254,14 @@ def test_every_field_of_a_mapped_column_is_part_of_the_cache_key(
 
     def key(column: Column, strict: bool = False) -> str:
         job = runner.Job(
-            engine=DuckDBEngine(), rules=shipped_rules, rulesets=[], out=Path("r.csv"),
+            backend=DuckDBBackend(), rules=shipped_rules, rulesets=[], out=Path("r.csv"),
             strict=strict,
         )  # fmt: skip
         try:
             relation = Relation("t", {"EF": RawKind.TEXT})
             parts = runner._cache_parts(job, relation, Plan("id", (column,), ()), [])
         finally:
-            job.engine.close()
+            job.backend.close()
         return json.dumps(parts, sort_keys=True)
 
     keys = {key(base), key(base, strict=True)}

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app.batch.engines import DuckDBEngine
+from app.batch.backends import DuckDBBackend
 from app.batch.validate import round9
 from app.engine.sql import number
 from app.engine.units import round_significant
@@ -66,7 +66,7 @@ def test_round9_rounds_as_the_api_and_as_trying_each_band(
 
 
 def test_the_duckdb_engine_defines_round9() -> None:
-    engine = DuckDBEngine()
+    engine = DuckDBBackend()
     try:
         found = engine.connection.execute("SELECT eligo_round9(2.0 / 3.0)").fetchall()
     finally:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.expression import FromClause
 
 BATCH_ROWS = 100_000
-# Duplicate keys a DuckDB screening query names, at most (`DuckDBEngine.duplicates`): each
+# Duplicate keys a DuckDB screening query names, at most (`DuckDBBackend.duplicates`): each
 # costs every row a comparison (1,000 of them half a second a million rows).
 NAMED_DUPLICATES = 100
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
@@ -59,7 +59,7 @@ def within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
         raise SourceError(str(exc), exc.code) from None
 
 
-class Engine(Protocol):
+class Backend(Protocol):
     dialect: str
 
     def open(self, source: str) -> tuple[Relation | FromClause, dict[str, RawKind]]: ...
@@ -144,7 +144,7 @@ def text(query: str | sa.Select[Any], dialect: str) -> str:
     return render(query, dialect)
 
 
-class DuckDBEngine:
+class DuckDBBackend:
     """In-process DuckDB reading CSV, Parquet and NDJSON where they lie (nothing is loaded
     first), or an Arrow table (a FHIR Bulk export, mapped in Python). A file's header is
     checked against `limits` (app/batch/head.py) before DuckDB reads it."""
@@ -316,7 +316,7 @@ def _spark_kind(type_name: str) -> RawKind:
     return RawKind.NUMBER
 
 
-class SparkEngine:
+class SparkBackend:
     """Spark SQL over files Spark can reach: the same compiled SQL, printed for Spark."""
 
     dialect = "spark"
@@ -350,7 +350,7 @@ class SparkEngine:
         """Numbering the rows (`_numbered`) counted them."""
         return self.rows
 
-    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Backend
         """The screening query finds them (Spark keeps no row order to protect)."""
         return None
 
