@@ -1,5 +1,5 @@
 """Files Eligo keeps between processes to start faster (the UCUM answers of
-app/engine/unit_memo.py, the compiled screening SQL of app/screening/sql_cache.py): where they
+app/engine/unit_memo.py, the compiled screening SQL of app/batch/sql_cache.py): where they
 live, and how one is written so that a reader never sees half of it."""
 
 from __future__ import annotations

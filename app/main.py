@@ -40,7 +40,7 @@ from app.db.session import commit_lock, make_engine, session_factory
 from app.engine.load import load_rules
 from app.errors import StartupRefused
 from app.reload import RuleReloader, fingerprint
-from app.screening.jobs import JobStore, Worker
+from app.services.screening_jobs import JobStore, Worker
 from app.settings import Environment, Settings
 
 log = logging.getLogger("eligo")

@@ -6,12 +6,15 @@ import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.cds.issuers import IssuerConfig, allowed_host
+
+if TYPE_CHECKING:
+    from app.batch.head import Limits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Published on purpose: pseudonyms made with it protect nothing, so production refuses it.
@@ -318,6 +321,16 @@ class Settings(BaseSettings):
         if url.get_backend_name() == "sqlite" and url.database not in {None, "", ":memory:"}:
             return Path(str(url.database)).resolve().parent / "screenings"
         return Path.cwd() / "screenings"
+
+    def screening_limits(self) -> Limits:
+        """A source's header limits for app/batch, which reads no settings itself."""
+        from app.batch.head import Limits  # noqa: PLC0415  # PyArrow, for screening only
+
+        return Limits.of(
+            self.screening_max_columns,
+            self.screening_max_header_bytes,
+            self.screening_preflight_bytes,
+        )
 
     def _smart_refusals(self) -> list[str]:
         problems = [

@@ -19,7 +19,7 @@ time's):
   all           `eligo screen` of the synthetic registry x every shipped rule set, with
                 per-criterion results, the report and the funnels (targets: 5 s, 2 GiB)
 
-`eligo screen` keeps the SQL it compiles (app/screening/sql_cache.py), as a registry screened
+`eligo screen` keeps the SQL it compiles (app/batch/sql_cache.py), as a registry screened
 again finds it: the runs use a cache folder of their own in the scratch folder, filled by one
 untimed run of each before the timed ones. `--cold` empties it before every timed run instead
 (each run then compiles its SQL, importing SQLAlchemy).

@@ -10,12 +10,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.batch import sql_cache
 from app.db import clients
 from app.engine import unit_memo
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from app.main import create_app
-from app.screening import sql_cache
 from app.security import Scope
 from app.settings import Settings
 from tests.databases import app_database

@@ -1,7 +1,7 @@
 """Request and response models: the OpenAPI contract at /docs.
 
 Responses are built as dicts by `app.engine.present`, `app.services.evaluations`,
-`app.services.screenings` and `app.screening.report` (the CLI prints and writes the same JSON),
+`app.services.screenings` and `app.batch.report` (the CLI prints and writes the same JSON),
 typed there as TypedDicts these models and the routes use as they are; a test validates real
 responses against them so the two cannot drift. The screening job view and report have no
 model here: the routes name those TypedDicts directly.
@@ -402,7 +402,12 @@ class ScreeningRequest(BaseModel):
     rulesets: list[str] | None = Field(
         default=None, description="Rule set ids to screen against [default: all]"
     )
-    engine: Literal["duckdb", "spark"] = "duckdb"
+    backend: Literal["duckdb", "spark"] | None = Field(
+        default=None, description="The SQL backend that reads a file [default: duckdb]"
+    )
+    engine: Literal["duckdb", "spark"] | None = Field(
+        default=None, description="Alias of `backend`, its earlier name (still accepted)"
+    )
     as_of: date | None = Field(
         default=None, description="FHIR Bulk: the day freshness windows count back from"
     )

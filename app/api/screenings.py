@@ -31,14 +31,14 @@ from app.api.headers import IMAGE_POLICY, REPORT_POLICY
 from app.api.responses import FastJSONResponse
 from app.api.schemas import ScreeningRequest
 from app.api.upload import Form, read_form, too_large
+from app.batch.backends import FORMATS
+from app.batch.report import ScreeningReport
 from app.db.models import Screening
 from app.engine.model import RuleBase
 from app.errors import FieldError, InvalidPayload
-from app.screening.engines import FORMATS
-from app.screening.jobs import Layout, Worker, csv_chunks
-from app.screening.report import ScreeningReport
 from app.security import Scope
 from app.services import screenings as service
+from app.services.screening_jobs import Layout, Worker, csv_chunks
 from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
 
@@ -49,7 +49,7 @@ Rules = Annotated[RuleBase, Depends(current_rules)]
 Config = Annotated[Settings, Depends(current_settings)]
 Screener = Annotated[Caller, Depends(require(Scope.SCREEN))]
 
-FORM_FIELDS = ("rulesets", "engine", "as_of", "long", "strict")
+FORM_FIELDS = ("rulesets", "backend", "engine", "as_of", "long", "strict")
 MAX_MAPPING_BYTES = service.MAX_MAPPING_BYTES
 PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv; charset=utf-8"
@@ -69,7 +69,12 @@ _FORM_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
             "description": "Rule set ids (repeat the field, or separate by commas) [default: all]",
         },
-        "engine": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
+        "backend": {"type": "string", "enum": ["duckdb", "spark"], "default": "duckdb"},
+        "engine": {
+            "type": "string",
+            "enum": ["duckdb", "spark"],
+            "description": "Alias of `backend`, its earlier name (still accepted)",
+        },
         "as_of": {"type": "string", "format": "date"},
         "long": {"type": "boolean", "default": False, "description": "Long-format results too"},
         "strict": {
@@ -156,12 +161,14 @@ def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
         if given.path is not None
         else service.Source("url", given.url or "", table=given.table, field="source.url")
     )
+    backend, named = _backend(body.backend, body.engine)
     return service.Submission(
         job_id,
         source,
         body.rulesets,
-        body.engine,
+        backend,
         body.as_of,
+        backend_field=named,
         mapping=body.mapping,
         strict=body.strict,
         long=body.long,
@@ -187,16 +194,29 @@ async def _from_form(
     if upload is None:
         raise _invalid("file", "missing", "upload the registry as the `file` field")
     mapping = form.files.get("mapping")
+    backend, named = _backend(_one(form, "backend"), _one(form, "engine"))
     return service.Submission(
         job_id,
         service.Source("upload", upload.filename, field="file"),
         _rulesets(form),
-        _one(form, "engine") or "duckdb",
+        backend,
         _day(_one(form, "as_of")),
+        backend_field=named,
         mapping_file=mapping.filename if mapping else None,
         long=_flag(_one(form, "long"), "long"),
         strict=_flag(_one(form, "strict"), "strict"),
     )
+
+
+def _backend(backend: str | None, engine: str | None) -> tuple[str, str]:
+    """The backend asked for and the field that named it: `engine` is its alias (the published
+    name before the rename), accepted alone or agreeing with `backend`."""
+    if backend is not None and engine is not None and backend != engine:
+        message = f"backend {backend!r} and its alias engine {engine!r} differ: give one"
+        raise _invalid("backend", "conflict", message)
+    if backend is None and engine is not None:
+        return engine, "engine"
+    return backend or "duckdb", "backend"
 
 
 def _invalid(field: str, code: str, message: str) -> InvalidPayload:

@@ -31,14 +31,14 @@ from app.api.responses import FastJSONResponse
 from app.api.screenings import CSV, MAX_MAPPING_BYTES, PARQUET, html_report
 from app.api.upload import Form, read_form
 from app.api.web import Config, Rules, _cross_site, _no_viewer, _page, _refused, _who
+from app.batch.backends import FORMATS
 from app.db import clients
 from app.db.models import Screening
 from app.engine.model import RuleBase
 from app.errors import Conflict, EligoError, FieldError, InvalidPayload, NotFound
-from app.screening.engines import FORMATS
-from app.screening.jobs import Layout, Worker, csv_chunks
 from app.security import Scope
 from app.services import screenings as service
+from app.services.screening_jobs import Layout, Worker, csv_chunks
 from app.settings import Settings
 from app.web import screening as shown
 

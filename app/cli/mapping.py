@@ -1,5 +1,5 @@
 """`eligo mapping init SOURCE`: a starter mapping file for a registry's own columns
-(app/screening/starter.py says how columns are matched to features)."""
+(app/batch/starter.py says how columns are matched to features)."""
 
 from __future__ import annotations
 
@@ -33,16 +33,16 @@ def mapping() -> None:
 def init(source: Path, out: Path | None, rules_dir: Path | None) -> None:
     """Propose a mapping for SOURCE (.csv, .parquet, .jsonl/.ndjson): each column matched to a
     feature by its name and a sample of its values, with why; the rest listed as comments."""
-    from app.screening.engines import SourceError  # noqa: PLC0415  # see app/cli/common.py
-    from app.screening.head import HeadError, Limits  # noqa: PLC0415
-    from app.screening.starter import propose, read_columns, render  # noqa: PLC0415
+    from app.batch.backends import SourceError  # noqa: PLC0415  # see app/cli/common.py
+    from app.batch.head import HeadError  # noqa: PLC0415
+    from app.batch.starter import propose, read_columns, render  # noqa: PLC0415
 
     config = settings()
     rules = load(rules_dir or config.rules_dir)
     if out is not None and out.exists():
         fail(f"{out}: exists; the starter mapping is written to a new file only")
     try:
-        columns = read_columns(source, Limits.of(config))
+        columns = read_columns(source, config.screening_limits())
     except (SourceError, HeadError) as exc:
         fail(str(exc))
     text = render(propose(columns, rules.features), source.name, datetime.now(UTC).date())

@@ -263,9 +263,9 @@ def _diff_text(old_dir: Path, new_dir: Path, changes: list[Change]) -> str:
 
 def _cohort_changes(path: Path, old: RuleBase, new: RuleBase) -> tuple[int, list[StatusChange]]:
     """Patients of the cohort whose status moves; exits 2 listing every bad row."""
+    from app.batch.cohort import CohortError, read_cohort  # noqa: PLC0415
     from app.engine.diff import cohort_changes  # noqa: PLC0415
     from app.engine.inputs import InvalidInput  # noqa: PLC0415
-    from app.screening.cohort import CohortError, read_cohort  # noqa: PLC0415
 
     try:
         patients = read_cohort(path, {**old.features, **new.features})

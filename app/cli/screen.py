@@ -14,7 +14,7 @@ from app.cli.common import fail, load, settings
 # The screening engines (DuckDB, PyArrow, PySpark) and the rule engine are imported inside the
 # command (app/cli/common.py).
 if TYPE_CHECKING:
-    from app.screening.runner import Outcome, Request
+    from app.batch.runner import Outcome, Request
 
 SHOWN_REJECTED = 10
 
@@ -34,7 +34,14 @@ SHOWN_REJECTED = 10
     "--ruleset", "ruleset_ids", multiple=True, help="Rule set id (repeatable) [default: all]"
 )
 @click.option(
-    "--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True
+    "--backend",
+    type=click.Choice(["duckdb", "spark"]),
+    help="The SQL backend that reads a file [default: duckdb]",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    help="Alias of --backend, its earlier name (still accepted)",
 )
 @click.option("--table", help="Table (or schema.table) when SOURCE is a database URL")
 @click.option("--spark-master", help="Spark master URL [default: SPARK_MASTER or local[*]]")
@@ -64,7 +71,8 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     out: Path,
     mapping: Path | None,
     ruleset_ids: tuple[str, ...],
-    engine: str,
+    backend: str | None,
+    engine: str | None,
     table: str | None,
     spark_master: str | None,
     as_of: Any,
@@ -77,8 +85,10 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
     database URL with --table (the query runs inside that database).
 
     The summary goes to stdout (`> summary.txt` keeps it); progress and errors to stderr."""
-    from app.screening.runner import Request, is_url  # noqa: PLC0415
+    from app.batch.runner import Request, is_url  # noqa: PLC0415
 
+    if backend is not None and engine is not None and backend != engine:
+        raise click.UsageError(f"--backend {backend} and its alias --engine {engine} differ")
     rules = load(rules_dir or settings().rules_dir)
     if out.suffix.lower() not in {".parquet", ".csv"}:
         fail(f"{out}: --out must end in .parquet or .csv")
@@ -92,11 +102,12 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
         table=table,
         mapping=_mapping(mapping, rules.features) if mapping else None,
         rulesets=list(ruleset_ids) or None,
-        engine=engine,
+        backend=backend or engine or "duckdb",
         as_of=as_of.date() if as_of else date.today(),
         spark_master=spark_master,
         long=long_format,
         strict=strict,
+        limits=settings().screening_limits(),
     )
     show = sys.stderr.isatty() if progress is None else progress
     outcome = _run(request, rules, show)
@@ -104,7 +115,7 @@ def screen_command(  # noqa: PLR0917 - one option per parameter, as click calls 
 
 
 def _mapping(path: Path, features: Any) -> Any:
-    from app.screening.mapping import MappingError, load_mapping  # noqa: PLC0415
+    from app.batch.mapping import MappingError, load_mapping  # noqa: PLC0415
 
     try:
         return load_mapping(path, features)
@@ -113,10 +124,10 @@ def _mapping(path: Path, features: Any) -> Any:
 
 
 def _run(request: Request, rules: Any, show: bool) -> Outcome:
+    from app.batch.backends import SourceError  # noqa: PLC0415
+    from app.batch.mapping import MappingError  # noqa: PLC0415
+    from app.batch.runner import quiet, screen  # noqa: PLC0415
     from app.engine.inputs import InvalidInput  # noqa: PLC0415
-    from app.screening.engines import SourceError  # noqa: PLC0415
-    from app.screening.mapping import MappingError  # noqa: PLC0415
-    from app.screening.runner import quiet, screen  # noqa: PLC0415
 
     bar: Any = None
 
@@ -169,7 +180,7 @@ def _summary(outcome: Outcome) -> str:
 
 
 def _written(outcome: Outcome) -> list[str]:
-    from app.screening.runner import side_file  # noqa: PLC0415
+    from app.batch.runner import side_file  # noqa: PLC0415
 
     def beside(suffix: str) -> Path:
         return side_file(outcome.results, suffix)

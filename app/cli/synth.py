@@ -1,5 +1,5 @@
 """`eligo synth`: write a synthetic registry cohort (made-up SSc and SLE patients) for tests
-and benchmarks of registry screening. See app/screening/synth.py for what the data are, and
+and benchmarks of registry screening. See app/batch/synth.py for what the data are, and
 are not."""
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ class Writer(Protocol):
 
 
 def _write_parquet(n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0) -> None:
-    from app.screening.synth import write_parquet  # noqa: PLC0415
+    from app.batch.synth import write_parquet  # noqa: PLC0415
 
     write_parquet(n, features, path, seed=seed)
 
 
 def _write_csv(n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0) -> None:
-    from app.screening.synth import write_csv  # noqa: PLC0415
+    from app.batch.synth import write_csv  # noqa: PLC0415
 
     write_csv(n, features, path, seed=seed)
 
@@ -40,7 +40,7 @@ def _write_csv(n: int, features: Mapping[str, Feature], path: Path, *, seed: int
 def _write_registry_csv(
     n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0
 ) -> None:
-    from app.screening.synth_registry import write_registry_csv  # noqa: PLC0415
+    from app.batch.synth_registry import write_registry_csv  # noqa: PLC0415
 
     write_registry_csv(n, features, path, seed=seed)
 
@@ -105,7 +105,7 @@ def synth(  # noqa: PLR0917 - one option per parameter, as click calls it
     commas, other units) and `--mapping-out` the mapping `eligo screen --mapping` reads
     them back with.
     """
-    from app.screening.synth import check_catalogue  # noqa: PLC0415
+    from app.batch.synth import check_catalogue  # noqa: PLC0415
 
     writer = _writer(out, codings, mapping_out)
     features = load(rules_dir or settings().rules_dir).features
@@ -147,7 +147,7 @@ def _writer(out: Path, codings: str, mapping_out: Path | None) -> Writer:
 
 
 def _write_mapping(features: Mapping[str, Feature], out: Path, path: Path) -> None:
-    from app.screening.synth_registry import mapping  # noqa: PLC0415
+    from app.batch.synth_registry import mapping  # noqa: PLC0415
 
     path.write_text(mapping(features, out.name), encoding="utf-8")
 

@@ -238,7 +238,7 @@ FINISHED = frozenset({ScreeningState.SUCCEEDED, ScreeningState.FAILED, Screening
 
 
 class Screening(Base):
-    """A registry screening run as a server job (app/screening/jobs.py).
+    """A registry screening run as a server job (app/services/screening_jobs.py).
 
     The row says what was asked and how far it got; the files (the upload, the results) are
     in the job's folder. It never holds a patient value or a registry identifier: `request`

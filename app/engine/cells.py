@@ -3,7 +3,7 @@
 Registries write "unknown" many ways (an empty cell, `NA`, `n/a`, SPSS's `.`), booleans as
 words or codes (`yes`, `Y`, `1`; `1/2` in many registries), and numbers with a decimal comma
 where that is the local habit. Each reader used to have its own idea of these; this is the one
-they share (the screening's SQL writes the same rules as SQL, app/screening/validate.py, held
+they share (the screening's SQL writes the same rules as SQL, app/batch/validate.py, held
 to this by a property test).
 
 A cell reads as a value (then checked and converted by `normalise`, like any API value), as

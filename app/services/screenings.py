@@ -1,5 +1,5 @@
 """Screening jobs as a service: check a request whole before accepting it, queue it, present
-it, cancel it, and find its files. The running is app/screening/jobs.py's.
+it, cancel it, and find its files. The running is app/services/screening_jobs.py's.
 
 A request is refused with every reason at once (unknown rule sets, a source this server may
 not read, a mapping or columns that do not fit, a source too wide), so an accepted job fails
@@ -27,20 +27,20 @@ from sqlalchemy.orm import Session
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
+from app.batch.backends import FORMATS, SourceError
+from app.batch.bulk import BulkError
+from app.batch.mapping import MappingError
 from app.db import screenings as repo
 from app.db.models import FINISHED, Screening, ScreeningState
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.engine.run import select
 from app.errors import Conflict, FieldError, InvalidPayload, NotFound
-from app.screening import jobs
-from app.screening.bulk import BulkError
-from app.screening.engines import FORMATS, SourceError
-from app.screening.jobs import ScreeningSummary
-from app.screening.mapping import MappingError
+from app.services import screening_jobs as jobs
+from app.services.screening_jobs import ScreeningSummary
 from app.settings import Settings
 
-ENGINES = ("duckdb", "spark")
+BACKENDS = ("duckdb", "spark")
 MAX_LIST = 200
 MAX_MAPPING_BYTES = 256 * 1024  # a mapping file, or a mapping given inline as JSON
 
@@ -61,12 +61,13 @@ class Submission:
     job_id: str
     source: Source
     rulesets: list[str] | None = None
-    engine: str = "duckdb"
+    backend: str = "duckdb"
     as_of: date | None = None
     mapping: dict[str, Any] | None = None  # given inline (JSON)
     mapping_file: str | None = None  # uploaded: its name as sent
     long: bool = False  # long-format results too
     strict: bool = False  # a bad cell rejects its row
+    backend_field: str = "backend"  # or "engine", its alias: the name the client used
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +114,12 @@ def submit(
     """The queued job, added to the session; InvalidPayload naming every problem."""
     errors: list[FieldError] = []
     _check_rulesets(rules, sub.rulesets, errors)
-    if sub.engine not in ENGINES:
-        errors.append(FieldError("engine", "unknown_engine", f"use one of {', '.join(ENGINES)}"))
-    elif sub.engine == "spark" and find_spec("pyspark") is None:
-        errors.append(FieldError("engine", "unavailable", "Spark is not installed here"))
+    if sub.backend not in BACKENDS:
+        errors.append(
+            FieldError(sub.backend_field, "unknown_engine", f"use one of {', '.join(BACKENDS)}")
+        )
+    elif sub.backend == "spark" and find_spec("pyspark") is None:
+        errors.append(FieldError(sub.backend_field, "unavailable", "Spark is not installed here"))
     folder = layout(settings)
     _check_mapping_size(sub, settings, errors)
     spec = _spec(sub, settings, folder, errors)
@@ -161,7 +164,7 @@ def _spec(
     """The request as the job's row keeps it: names and options, never a value."""
     return {
         "source": _source(sub.source, settings, errors),
-        "engine": sub.engine,
+        "backend": sub.backend,
         "rulesets": sub.rulesets,
         "mapping": _mapping(sub, folder, errors),
         "as_of": (sub.as_of or date.today()).isoformat(),
@@ -340,7 +343,7 @@ def delete(session: Session, settings: Settings, job: Screening) -> None:
 
 # --- the job view: one typed definition, beside its builder ------------------------------------
 # Plain dicts at run time, and the OpenAPI schema of the screening endpoints (app/api/schemas.py
-# does not mirror them). The summary is app/screening/jobs.py's, as the job's row keeps it.
+# does not mirror them). The summary is app/services/screening_jobs.py's, as the job's row keeps it.
 
 _STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
 StateText = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -381,7 +384,8 @@ class ScreeningJob(TypedDict):
     request: Annotated[
         dict[str, Any],
         Field(
-            description="Source (kind and name; a URL without its password), engine, rule "
+            description="Source (kind and name; a URL without its password), backend (`engine` in "
+            "jobs stored before it was renamed), rule "
             "sets, mapping as given, as_of"
         ),
     ]

@@ -22,12 +22,12 @@ from httpx import Response
 from pydantic import TypeAdapter
 
 from app.api.schemas import Problem
+from app.batch.report import ScreeningReport
+from app.batch.runner import Request, screen
+from app.batch.synth import write_parquet
 from app.db import screenings as repo
 from app.engine.model import RuleBase
 from app.main import create_app
-from app.screening.report import ScreeningReport
-from app.screening.runner import Request, screen
-from app.screening.synth import write_parquet
 from app.security import Scope
 from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
@@ -606,3 +606,32 @@ def test_a_job_that_could_not_be_recorded_leaves_no_files(
     response = upload(api.client, BAD_CSV.encode(), "registry.csv", MAPPING)
     refused(response, 503)
     assert folders(api.jobs) == before
+
+
+@pytest.mark.parametrize("field", ["backend", "engine"])
+def test_the_backend_is_named_backend_or_by_its_alias_engine(
+    api: Api, cohort: Path, field: str
+) -> None:
+    job = accepted(upload(api.client, cohort.read_bytes(), **{field: "duckdb"}))
+    assert job["request"]["backend"] == "duckdb"
+    assert "engine" not in job["request"]
+    (error,) = refused(upload(api.client, cohort.read_bytes(), **{field: "pandas"}))
+    assert error["field"] == field  # the name the client used
+    body = {"source": {"path": "registry.parquet"}, field: "pandas"}
+    (error,) = refused(api.client.post("/v1/screenings", json=body))
+    assert error["field"] == field
+
+
+def test_backend_and_engine_that_differ_are_422_naming_both(api: Api, cohort: Path) -> None:
+    before = folders(api.jobs)
+    both = {"backend": "duckdb", "engine": "spark"}
+    (error,) = refused(upload(api.client, cohort.read_bytes(), **both))
+    assert (error["field"], error["code"]) == ("backend", "conflict")
+    assert "backend 'duckdb'" in error["message"]
+    assert "engine 'spark'" in error["message"]
+    body = {"source": {"path": "registry.parquet"}, **both}
+    (error,) = refused(api.client.post("/v1/screenings", json=body))
+    assert (error["field"], error["code"]) == ("backend", "conflict")
+    assert folders(api.jobs) == before  # nothing half-written
+    agreeing = {"backend": "duckdb", "engine": "duckdb"}
+    accepted(upload(api.client, cohort.read_bytes(), **agreeing))

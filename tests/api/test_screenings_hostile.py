@@ -4,7 +4,7 @@ reads a bounded part of a larger file and leaves the rest to the job, which name
 characters and uninstalled database drivers are 422 naming the field; nothing is left behind a
 refusal and nothing reaches the log as an error or a traceback.
 
-Bounds are asserted on what was read (bytes through app.screening.head, DuckDB's scans), never
+Bounds are asserted on what was read (bytes through app.batch.head, DuckDB's scans), never
 on seconds. The service runs through the real ASGI app with its worker, on the application
 database (`ELIGO_TEST_DATABASE`).
 """
@@ -28,9 +28,9 @@ from httpx import Response
 from pydantic import TypeAdapter
 
 from app.api.schemas import Problem
+from app.batch import head
+from app.batch.backends import DuckDBBackend
 from app.main import create_app
-from app.screening import head
-from app.screening.engines import DuckDBEngine
 from app.security import Scope
 from app.services.screenings import ScreeningJob
 from app.settings import Settings
@@ -56,7 +56,7 @@ class Api:
 
 @dataclass
 class Reads:
-    """What app.screening.head read from source files, and the scans DuckDB was given."""
+    """What app.batch.head read from source files, and the scans DuckDB was given."""
 
     sizes: list[int] = field(default_factory=list)
     scans: list[tuple[str, str]] = field(default_factory=list)  # (thread, scan)
@@ -106,7 +106,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
-    """Count the bytes app.screening.head reads, and record every scan DuckDB is given."""
+    """Count the bytes app.batch.head reads, and record every scan DuckDB is given."""
     seen = Reads()
     lock = threading.Lock()
 
@@ -120,15 +120,15 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
     def opened(path: Path) -> Counted:
         return Counted(path, "rb")
 
-    real_view = DuckDBEngine._view
+    real_view = DuckDBBackend._view
 
-    def view(self: DuckDBEngine, scan: str, name: str) -> Any:
+    def view(self: DuckDBBackend, scan: str, name: str) -> Any:
         with lock:
             seen.scans.append((threading.current_thread().name, scan))
         return real_view(self, scan, name)
 
     monkeypatch.setattr(head, "_opened", opened)
-    monkeypatch.setattr(DuckDBEngine, "_view", view)
+    monkeypatch.setattr(DuckDBBackend, "_view", view)
     return seen
 
 

@@ -53,7 +53,7 @@ def test_the_command_line_starts_without_the_heavy_libraries(args: tuple[str, ..
 
 
 # What `eligo screen` of a file never needs: the server, the CDS token checks (the settings
-# read only their configuration side, app/cds/issuers.py), Spark (`--engine spark`) and the
+# read only their configuration side, app/cds/issuers.py), Spark (`--backend spark`) and the
 # FHIR models (a FHIR Bulk folder).
 NOT_FOR_SCREENING = ("fastapi", "pyspark", "httpx", "jwt", "cryptography", "fhir.resources")
 
@@ -65,3 +65,41 @@ def test_screening_a_file_leaves_out_the_server_spark_and_fhir(tmp_path: Path) -
     stderr, loaded = _probe(NOT_FOR_SCREENING, args, timeout=120)
     assert out.exists(), stderr  # it screened
     assert loaded == [], f"`eligo screen` imported {', '.join(loaded)}"
+
+
+# app/batch is the screening pipeline alone: the server's side (its settings, the audit
+# database, the job store and worker in app/services/screening_jobs.py) passes in what it needs.
+SERVER_SIDE = (
+    "app.db",
+    "app.api",
+    "app.services",
+    "app.settings",
+    "fastapi",
+    "starlette",
+    "sqlalchemy.orm",
+    "psycopg",
+)
+
+PURE_PROBE = """
+import importlib, pkgutil, sys
+import app.batch
+names = [m.name for m in pkgutil.iter_modules(app.batch.__path__, "app.batch.")]
+for name in names:
+    importlib.import_module(name)
+print("modules:", *names)
+print("loaded:", *(m for m in sys.modules if m.startswith({server!r})))
+"""
+
+
+def test_the_batch_pipeline_imports_nothing_of_the_server() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PURE_PROBE.format(server=SERVER_SIDE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    modules, loaded = (line.split()[1:] for line in done.stdout.splitlines()[-2:])
+    assert {"app.batch.runner", "app.batch.backends", "app.batch.bulk"} <= set(modules)
+    assert loaded == [], f"app/batch imported {', '.join(loaded)}"

@@ -13,10 +13,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from app.batch.synth import write_parquet
 from app.db import screenings as repo
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
-from app.screening.synth import write_parquet
 from tests.databases import app_database
 from tests.e2e.helpers import eligo_process
 from tests.waiting import eventually

@@ -24,11 +24,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.batch.synth import write_parquet
 from app.db import clients
 from app.db.models import Evaluation, Screening
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
-from app.screening.synth import write_parquet
 from app.security import Scope
 from tests.astis_patients import ASTIS_CANDIDATE
 from tests.cds.conftest import PATIENT, hook_request

@@ -2,7 +2,7 @@
 
 Each backend creates the table with real column types (DOUBLE, BOOLEAN, text), loads the
 rows and returns the result rows as tuples. SQLite and PostgreSQL go through SQLAlchemy;
-DuckDB and Spark take the SQL text `app.screening.dialects` prints, as a screening does.
+DuckDB and Spark take the SQL text `app.batch.dialects` prints, as a screening does.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from app.screening.database import arrow_type
-from app.screening.dialects import duckdb_sql, spark_sql
-from app.screening.validate import duckdb_macros
+from app.batch.database import arrow_type
+from app.batch.dialects import duckdb_sql, spark_sql
+from app.batch.validate import duckdb_macros
 
 Row = dict[str, Any]
 
@@ -53,7 +53,7 @@ class DuckDBBackend:
 
     def __init__(self) -> None:
         self.connection = duckdb.connect()
-        for macro in duckdb_macros():  # as DuckDBEngine defines them
+        for macro in duckdb_macros():  # as DuckDBBackend defines them
             self.connection.execute(macro)
 
     def run(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.screening.engines import spark_session
+from app.batch.backends import spark_session
 from tests.screening.backends import Backend, DuckDBBackend, SparkBackend
 
 

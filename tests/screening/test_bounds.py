@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from app.batch.report import MOST_IN_OVERLAP, TOP_MISSING, Tally
+from app.batch.runner import Outcome, Request, screen
 from app.cli import synth as synth_cli
 from app.cli.screen import screen_command
 from app.engine.inputs import FeatureValue
 from app.engine.model import Feature, RuleBase
-from app.screening.report import MOST_IN_OVERLAP, TOP_MISSING, Tally
-from app.screening.runner import Outcome, Request, screen
 from app.services.evaluations import Options, PatientInput, Stamp
 from app.services.evaluations import decide as api_decide
 from tests.conftest import SHIPPED_RULES

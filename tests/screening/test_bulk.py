@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from app.batch.bulk import BulkCohort, BulkError, BulkPatient, read_bulk
 from app.engine.derive import derive
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.mapping import map_bundle
-from app.screening.bulk import BulkCohort, BulkError, BulkPatient, read_bulk
 from tests.fhir.bundles import FIXTURES, WRITTEN_ON, resource, sle_bundle
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.

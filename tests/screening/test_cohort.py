@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from app.batch import cohort
+from app.batch.cohort import CohortError, read_cohort
 from app.engine.model import RuleBase
-from app.screening import cohort
-from app.screening.cohort import CohortError, read_cohort
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:

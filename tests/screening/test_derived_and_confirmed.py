@@ -27,6 +27,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from app.batch.backends import Backend, DuckDBBackend, SparkBackend
+from app.batch.bulk import read_bulk
+from app.batch.database import DatabaseBackend
+from app.batch.funnel import funnel_svg
+from app.batch.runner import Job, Outcome, Request, run
+from app.batch.runner import screen as run_screen
 from app.cli.screen import screen_command
 from app.engine.derive import corrections, derive
 from app.engine.evaluate import Decision, Result, decide
@@ -41,12 +47,6 @@ from app.engine.result_columns import (
     column_name,
     corrected_column,
 )
-from app.screening.bulk import read_bulk
-from app.screening.database import DatabaseEngine
-from app.screening.engines import DuckDBEngine, Engine, SparkEngine
-from app.screening.funnel import funnel_svg
-from app.screening.runner import Job, Outcome, Request, run
-from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
@@ -174,9 +174,9 @@ def postgres_table(url: str) -> None:
     engine.dispose()
 
 
-def _screen(engine: Engine, rules: RuleBase, source: str, out: Path, **options: Any) -> Outcome:
+def _screen(engine: Backend, rules: RuleBase, source: str, out: Path, **options: Any) -> Outcome:
     job = Job(
-        engine=engine,
+        backend=engine,
         rules=rules,
         rulesets=list(rules.rulesets.values()),
         out=out,
@@ -194,13 +194,13 @@ def outcome(
     if request.param == "postgres":
         with postgres_database() as url:
             postgres_table(url)
-            yield "row ", _screen(DatabaseEngine(url), rules, "registry", out)
+            yield "row ", _screen(DatabaseBackend(url), rules, "registry", out)
         return
     write_csv(tmp_path / "cohort.csv")
-    engine: Engine = (
-        SparkEngine(request.getfixturevalue("spark"))
+    engine: Backend = (
+        SparkBackend(request.getfixturevalue("spark"))
         if request.param == "spark"
-        else DuckDBEngine()
+        else DuckDBBackend()
     )
     try:
         yield (

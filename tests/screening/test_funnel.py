@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.screening.funnel import funnel_svg
+from app.batch.funnel import funnel_svg
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
 pytestmark = pytest.mark.one_pass

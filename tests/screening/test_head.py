@@ -1,4 +1,4 @@
-"""The bounded first look at a source (app/screening/head.py) and the request's check that
+"""The bounded first look at a source (app/batch/head.py) and the request's check that
 uses it (jobs.preflight): what is read is asserted in bytes, never in seconds."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from app.batch import head
+from app.batch.backends import DuckDBBackend, SourceError
+from app.batch.head import HeadError, Limits
+from app.batch.mapping import MappingError, MappingFile, _Wanted
+from app.batch.runner import Request
 from app.engine.model import RuleBase
-from app.screening import head, jobs
-from app.screening.engines import DuckDBEngine, SourceError
-from app.screening.head import HeadError, Limits
-from app.screening.mapping import MappingError, MappingFile, _Wanted
-from app.screening.runner import Request
+from app.services import screening_jobs as jobs
 
 pytestmark = pytest.mark.one_pass
 
@@ -149,10 +150,10 @@ def test_duckdb_is_given_nothing_a_header_check_refuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scans: list[str] = []
-    monkeypatch.setattr(DuckDBEngine, "_view", lambda _, scan, __: scans.append(scan))
+    monkeypatch.setattr(DuckDBBackend, "_view", lambda _, scan, __: scans.append(scan))
     path = tmp_path / "r.csv"
     path.write_text(",".join(f"c{i}" for i in range(21)) + "\n")
-    engine = DuckDBEngine(SMALL)
+    engine = DuckDBBackend(SMALL)
     with pytest.raises(SourceError) as refused:
         engine.open(str(path))
     engine.close()
@@ -179,13 +180,13 @@ def _request(source: Path, mapping: MappingFile | None = None) -> Request:
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """What DuckDB was given to describe: the bytes of each file scanned."""
     seen: list[bytes] = []
-    real = DuckDBEngine._view
+    real = DuckDBBackend._view
 
-    def view(self: DuckDBEngine, scan: str, name: str) -> Any:
+    def view(self: DuckDBBackend, scan: str, name: str) -> Any:
         seen.append(Path(name).read_bytes())
         return real(self, scan, name)
 
-    monkeypatch.setattr(DuckDBEngine, "_view", view)
+    monkeypatch.setattr(DuckDBBackend, "_view", view)
     return seen
 
 
@@ -205,15 +206,15 @@ def test_a_sample_duckdb_cannot_read_falls_back_to_the_header(
     tmp_path: Path, shipped_rules: RuleBase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[bytes] = []
-    real = DuckDBEngine._view
+    real = DuckDBBackend._view
 
-    def view(self: DuckDBEngine, scan: str, name: str) -> Any:
+    def view(self: DuckDBBackend, scan: str, name: str) -> Any:
         seen.append(Path(name).read_bytes())
         if len(seen) == 1:
             raise SourceError(f"{name}: Invalid Input Error: unterminated quotes")
         return real(self, scan, name)
 
-    monkeypatch.setattr(DuckDBEngine, "_view", view)
+    monkeypatch.setattr(DuckDBBackend, "_view", view)
     path = tmp_path / "r.csv"
     path.write_bytes(b"id,age_years\n" + b"p1,40\n" * 100_000)
     jobs.preflight(_request(path), shipped_rules, scratch=tmp_path)
@@ -268,7 +269,7 @@ def test_duckdb_itself_refuses_a_deep_line(tmp_path: Path) -> None:
     path.write_text('{"id": "p", "a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     limits = Limits(columns=20, header_bytes=1024 * 1024)
     head.check(path, "ndjson", limits)
-    engine = DuckDBEngine(limits)
+    engine = DuckDBBackend(limits)
     with pytest.raises(SourceError, match="maximum recursion depth"):
         engine.open(str(path))
     engine.close()

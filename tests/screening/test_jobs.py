@@ -1,4 +1,4 @@
-"""Screening jobs (app/screening/jobs.py): the sources a request may name (no database:
+"""Screening jobs (app/services/screening_jobs.py): the sources a request may name (no database:
 `one_pass`), and the worker's handling of each way a job ends, on the application database
 (`ELIGO_TEST_DATABASE`).
 
@@ -28,15 +28,15 @@ from sqlalchemy import create_engine, text, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.batch.backends import SourceError
+from app.batch.runner import Cancelled, Outcome, Request
 from app.db import screenings as repo
 from app.db import session as db_session
 from app.db.migrate import upgrade
 from app.db.models import Screening, ScreeningState
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
-from app.screening import jobs
-from app.screening.engines import SourceError
-from app.screening.runner import Cancelled, Outcome, Request
+from app.services import screening_jobs as jobs
 from app.settings import Settings
 from tests.databases import POSTGRES_ADMIN_URL, app_database, database
 from tests.waiting import eventually
@@ -158,7 +158,7 @@ class Env:
         self.worker.layout.create(job_id)
         spec = {
             "source": {"kind": "path", "name": "r.csv", "path": str(self.root / "registry/r.csv")},
-            "engine": "duckdb",
+            "backend": "duckdb",
             "rulesets": ["hsct-ssc-astis"],
             "mapping": None,
             "as_of": date.today().isoformat(),
@@ -254,6 +254,30 @@ def test_a_job_runs_and_records_its_counts(env: Env) -> None:
     assert job.summary["unknown_cells"] == 1
     assert (job.rows_done, job.rows_total, job.attempts) == (2, 2, 1)
     assert env.worker.layout.results(job_id, 1).is_file()
+
+
+def test_a_job_stored_before_the_rename_runs_on_the_backend_it_named(env: Env) -> None:
+    stored = env.job(env.add()).request
+    before = {k: v for k, v in stored.items() if k != "backend"} | {"engine": "duckdb"}
+    for spec, backend in (
+        (stored | {"backend": "spark"}, "spark"),
+        (before | {"engine": "spark"}, "spark"),  # as stored before `backend`
+        ({k: v for k, v in stored.items() if k != "backend"}, "duckdb"),
+    ):
+        request = jobs.runner_request(
+            spec,
+            env.worker.layout,
+            env.add(),
+            out=env.root / "r.parquet",
+            settings=env.settings,
+            features=env.rules.features,
+        )
+        assert request.backend == backend
+    job_id = env.add(request=before)
+    env.worker.start()
+    job = env.finished(job_id)
+    assert job.state == "succeeded", job.error
+    assert job.request == before  # read as it was stored, not rewritten
 
 
 def test_a_cancel_stops_a_running_job_and_removes_its_files(

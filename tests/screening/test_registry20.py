@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from app.batch.mapping import load_mapping
+from app.batch.runner import Request, screen, side_file
 from app.cli.screen import screen_command
 from app.engine.model import RuleBase
 from app.engine.result_columns import STATUS, column_name
-from app.screening.mapping import load_mapping
-from app.screening.runner import Request, screen, side_file
 from tests.conftest import SHIPPED_RULES
 
 pytestmark = pytest.mark.one_pass

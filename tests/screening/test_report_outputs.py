@@ -20,16 +20,16 @@ import pytest
 from click.testing import CliRunner
 from pydantic import TypeAdapter
 
+from app.batch.funnel import funnel_svg
+from app.batch.report import ScreeningReport
+from app.batch.report_html import report_html
+from app.batch.report_tables import tables
+from app.batch.runner import Outcome, Request, long_file, screen, side_file
+from app.batch.synth import synthesize
+from app.batch.table1 import quartiles
 from app.cli.screen import screen_command
 from app.engine.model import RuleBase
 from app.engine.result_columns import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
-from app.screening.funnel import funnel_svg
-from app.screening.report import ScreeningReport
-from app.screening.report_html import report_html
-from app.screening.report_tables import tables
-from app.screening.runner import Outcome, Request, long_file, screen, side_file
-from app.screening.synth import synthesize
-from app.screening.table1 import quartiles
 from tests.conftest import SHIPPED_RULES
 
 pytestmark = pytest.mark.one_pass

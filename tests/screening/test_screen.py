@@ -28,6 +28,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
+from app.batch import backends, database
+from app.batch.backends import Backend, DuckDBBackend, SourceError, SparkBackend
+from app.batch.bulk import read_bulk
+from app.batch.database import DatabaseBackend
+from app.batch.mapping import Column, MappingError, RawKind, load_mapping, plan
+from app.batch.report import ScreeningReport
+from app.batch.runner import Cancelled, Job, Outcome, Request, run, sentence, side_file
+from app.batch.runner import screen as run_screen
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING
 from app.engine.derive import corrections, derive
@@ -42,14 +50,6 @@ from app.engine.result_columns import (
     column_name,
     corrected_column,
 )
-from app.screening import database, engines
-from app.screening.bulk import read_bulk
-from app.screening.database import DatabaseEngine
-from app.screening.engines import DuckDBEngine, Engine, SourceError, SparkEngine
-from app.screening.mapping import Column, MappingError, RawKind, load_mapping, plan
-from app.screening.report import ScreeningReport
-from app.screening.runner import Cancelled, Job, Outcome, Request, run, sentence, side_file
-from app.screening.runner import screen as run_screen
 from tests.databases import postgres_database
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
@@ -195,7 +195,7 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]]) -> None:
 
 
 def screen(
-    engine: Engine,
+    engine: Backend,
     rules: RuleBase,
     source: str,
     out: Path,
@@ -203,7 +203,7 @@ def screen(
     **options: Any,
 ) -> Outcome:
     job = Job(
-        engine=engine,
+        backend=engine,
         rules=rules,
         rulesets=list(rules.rulesets.values()),
         out=out,
@@ -247,8 +247,8 @@ def check_against_oracle(
 
 
 @pytest.fixture
-def duckdb_engine() -> Iterator[DuckDBEngine]:
-    engine = DuckDBEngine()
+def duckdb_engine() -> Iterator[DuckDBBackend]:
+    engine = DuckDBBackend()
     yield engine
     engine.close()
 
@@ -261,7 +261,7 @@ def test_csv_cells_screen_exactly_as_the_api_decides(
     def run_case(rows: list[dict[str, str | None]], strict: bool) -> None:
         folder = tmp_path_factory.mktemp("csv")
         write_csv(folder / "cohort.csv", rows)
-        engine = DuckDBEngine()
+        engine = DuckDBBackend()
         try:
             outcome = screen(
                 engine,
@@ -321,7 +321,7 @@ ILD_MAYBE = "ild_present: 'maybe' is not yes/no (true/yes/y/1 or false/no/n/0)"
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_bad_cells_are_unknown_and_reported_by_line_or_strictly_rejected(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path, strict: bool
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path, strict: bool
 ) -> None:
     """Issue 20: a bad cell made the whole patient a rejected row. It is now that value
     unknown for that patient, the row screened and the cell reported by file:line, registry
@@ -393,14 +393,14 @@ def test_one_pass_splits_each_batch_into_results_and_rejected_rows(
     here. In batches of 16, with rejected rows scattered and two batches' worth in a row:
     every row comes out once, as a result or as a rejected row, the rejected ones in row
     order, and the progress counts every row against the count the engine gave first."""
-    monkeypatch.setattr(engines, "BATCH_ROWS", 16)
+    monkeypatch.setattr(backends, "BATCH_ROWS", 16)
     rows = [dict(ROWS[i % 2]) for i in range(200)]  # ROWS[0] and [1] are valid
     bad = {7, 50, 199, *range(100, 140)}
     for i in bad:
         rows[i] = dict(ROWS[2])  # age "abc", lvef 150
     write_csv(tmp_path / "cohort.csv", rows)
     seen: list[tuple[int, int]] = []
-    engine = DuckDBEngine()
+    engine = DuckDBBackend()
     try:
         outcome = screen(
             engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
@@ -425,7 +425,7 @@ def test_duplicate_ids_are_rejected_and_the_results_keep_the_source_order(
     has no join and streams the rows in the source's order, also over several row groups
     read in parallel; past NAMED_DUPLICATES ids the query joins (the order is not kept).
     Eight ids: DuckDB would turn a list of six or more into a join of its own."""
-    monkeypatch.setattr(engines, "NAMED_DUPLICATES", 10 if named else 0)
+    monkeypatch.setattr(backends, "NAMED_DUPLICATES", 10 if named else 0)
     n = 300_000
     ids = [f"p{i}" for i in range(n)]
     pairs = [(i * 37_000, i * 37_000 + 5) for i in range(8)]
@@ -439,7 +439,7 @@ def test_duplicate_ids_are_rejected_and_the_results_keep_the_source_order(
         }
     )
     pq.write_table(table, tmp_path / "cohort.parquet", row_group_size=50_000)
-    engine = DuckDBEngine()
+    engine = DuckDBBackend()
     try:
         outcome = screen(
             engine, shipped_rules, str(tmp_path / "cohort.parquet"), tmp_path / "r.parquet"
@@ -455,7 +455,7 @@ def test_duplicate_ids_are_rejected_and_the_results_keep_the_source_order(
 
 
 def test_every_row_rejected_still_writes_the_results_columns(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     write_csv(tmp_path / "cohort.csv", [ROWS[2], ROWS[3]])
     outcome = screen(
@@ -476,7 +476,7 @@ def test_every_row_rejected_still_writes_the_results_columns(
 
 
 def test_missing_value_codes_are_unknown_not_a_rejected_row_and_a_mapped_code_wins(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     """Issue 20: `n/a`, `NA`, `.` each rejected the whole patient. Read by the one cell grammar
     they are unknown (the patient stays in, undecided where the value decides); a code the
@@ -511,7 +511,7 @@ def test_missing_value_codes_are_unknown_not_a_rejected_row_and_a_mapped_code_wi
 
 @pytest.mark.parametrize("source", ["csv", "parquet"])
 def test_a_registrys_own_missing_codes_are_unknown_in_every_column_or_one(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path, source: str
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path, source: str
 ) -> None:
     """`missing:` adds a registry's codes to the grammar's, for all columns or one; a numeric
     code is unknown, not a value outside the plausible range: in a Parquet DOUBLE column
@@ -546,7 +546,7 @@ def test_a_registrys_own_missing_codes_are_unknown_in_every_column_or_one(
 
 
 def test_a_numeric_missing_code_leaves_a_yes_no_column_alone(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     """A registry-wide `missing: [-99]` is compared with numbers only: a Parquet BOOLEAN
     column beside them is read as it is (a boolean compared with -99 is no SQL at all)."""
@@ -642,7 +642,7 @@ def test_coded_cells_screen_as_the_cell_grammar_reads_them(
             writer.writerows(
                 [f"p{i}", *(row[c] for c in CODED_CELLS)] for i, row in enumerate(rows)
             )
-        engine = DuckDBEngine()
+        engine = DuckDBBackend()
         try:
             outcome = screen(
                 engine, shipped_rules, str(path), folder / "r.parquet",
@@ -669,7 +669,7 @@ def test_coded_cells_screen_as_the_cell_grammar_reads_them(
 
 
 def test_one_registry_column_feeds_two_features_and_codes_map_every_type(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     (tmp_path / "registry.csv").write_text(
         "PAT_ID,DX,ILD,LVEF,DLCO,MRSS,SUBTYPE,AGE\n"
@@ -757,7 +757,7 @@ def test_a_missing_list_that_is_not_codes_is_named_with_its_line(
 
 
 def test_a_mapping_file_renames_columns_converts_units_and_codes(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     (tmp_path / "registry.csv").write_text(
         "PATNO,DX_SSC,SUBTYPE,AGE,CREA_MGDL,EF,NAME\n"
@@ -834,7 +834,7 @@ def test_mapping_problems_are_all_named_with_their_line(
 
 
 def test_without_a_mapping_every_column_must_be_a_feature(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     (tmp_path / "c.csv").write_text("id,lvef_percent,NAME,lvef_percent[%]\np1,50,x,50\n")
     with pytest.raises(MappingError) as caught:
@@ -891,7 +891,7 @@ def test_a_postgresql_table_is_screened_inside_the_database(
             connection.execute(table.insert(), [{**blank, **row} for row in rows])
         engine.dispose()
         outcome = screen(
-            DatabaseEngine(url), shipped_rules, url, tmp_path / "r.parquet", table="registry"
+            DatabaseBackend(url), shipped_rules, url, tmp_path / "r.parquet", table="registry"
         )
     assert outcome.report["source"]["engine"] == "postgresql"
     assert outcome.rejected == []
@@ -928,7 +928,7 @@ def test_spark_screens_the_same_csv_as_duckdb(
     write_csv(tmp_path / "cohort.csv", ROWS)
     seen: list[tuple[int, int]] = []
     outcome = screen(
-        SparkEngine(spark), shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+        SparkBackend(spark), shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
         line_offset=1, progress=lambda done, total: seen.append((done, total)),
     )  # fmt: skip
     assert outcome.report["source"]["engine"] == "spark"
@@ -967,8 +967,10 @@ def test_typed_parquet_columns(
 ) -> None:
     table, cells = _parquet_rows()
     pq.write_table(table, tmp_path / "cohort.parquet")
-    engine: Engine = (
-        SparkEngine(request.getfixturevalue("spark")) if engine_name == "spark" else DuckDBEngine()
+    engine: Backend = (
+        SparkBackend(request.getfixturevalue("spark"))
+        if engine_name == "spark"
+        else DuckDBBackend()
     )
     outcome = screen(
         engine, shipped_rules, str(tmp_path / "cohort.parquet"), tmp_path / "r.parquet"
@@ -981,7 +983,7 @@ def test_typed_parquet_columns(
 
 
 def test_ndjson_of_flat_feature_objects(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     lines = [
         {"id": "p0", "ssc_diagnosis": True, "ssc_subtype": "diffuse_cutaneous", "age_years": 45},
@@ -999,7 +1001,7 @@ def test_ndjson_of_flat_feature_objects(
 
 
 def test_cancelling_keeps_no_results_file(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     write_csv(tmp_path / "cohort.csv", ROWS)
     with pytest.raises(Cancelled):
@@ -1010,7 +1012,9 @@ def test_cancelling_keeps_no_results_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort.csv"]
 
 
-def test_an_unreadable_source_is_a_clear_error(duckdb_engine: DuckDBEngine, tmp_path: Path) -> None:
+def test_an_unreadable_source_is_a_clear_error(
+    duckdb_engine: DuckDBBackend, tmp_path: Path
+) -> None:
     (tmp_path / "c.txt").write_text("x")
     with pytest.raises(SourceError, match=r"unsupported format '\.txt'"):
         duckdb_engine.open(str(tmp_path / "c.txt"))
@@ -1022,7 +1026,7 @@ def test_an_unreadable_source_is_a_clear_error(duckdb_engine: DuckDBEngine, tmp_
 
 
 def test_a_ragged_line_past_the_header_check_is_an_error_naming_the_file(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     """DuckDB samples the start of a CSV to open it; a line with too many cells further on
     comes out only when the whole file is read, and must still fail the screening whole."""
@@ -1040,7 +1044,7 @@ def test_a_database_that_never_answers_is_given_up_on(monkeypatch: pytest.Monkey
     monkeypatch.setattr(database, "CONNECT_SECONDS", 2)  # libpq's least
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
-        engine = DatabaseEngine(f"postgresql+psycopg://reader@127.0.0.1:{port}/registry")
+        engine = DatabaseBackend(f"postgresql+psycopg://reader@127.0.0.1:{port}/registry")
         started = time.monotonic()
         with pytest.raises(SourceError, match=r"^table 'registry': .*timeout"):
             engine.open("registry")
@@ -1087,7 +1091,7 @@ def test_a_fhir_bulk_export_screens_as_map_bundle_decides(
 
 
 def test_units_as_registries_write_them_and_completed_years(
-    shipped_rules: RuleBase, duckdb_engine: DuckDBEngine, tmp_path: Path
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
     """Column units as laboratories print them (`pao2_mmhg[mmHg]`, `serum_creatinine[µmol/L]`)
     screen as the API reads the same quantities; a fractional age is rounded down to completed

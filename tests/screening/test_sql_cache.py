@@ -1,4 +1,4 @@
-"""The compiled-SQL cache (app/screening/sql_cache.py): a warm cache screens exactly as a cold
+"""The compiled-SQL cache (app/batch/sql_cache.py): a warm cache screens exactly as a cold
 one without importing SQLAlchemy; any change to the rules is another key; a damaged, foreign or
 unwritable cache falls back to compiling, silently; the patients' ids never reach it."""
 
@@ -15,13 +15,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from app.batch import runner, sql_cache
+from app.batch.backends import DuckDBBackend, Relation
+from app.batch.mapping import Column, Plan, RawKind
+from app.batch.runner import Outcome, Request, screen
 from app.engine.load import load_rules
 from app.engine.model import RuleBase
 from app.engine.units import Linear
-from app.screening import runner, sql_cache
-from app.screening.engines import DuckDBEngine, Relation
-from app.screening.mapping import Column, Plan, RawKind
-from app.screening.runner import Outcome, Request, screen
 from tests.conftest import ROOT, SHIPPED_RULES
 
 pytestmark = pytest.mark.one_pass
@@ -87,8 +87,8 @@ def test_a_warm_cache_screens_as_a_cold_one(
 # Run in a fresh interpreter with the cache filled by the test: what `eligo screen` imports.
 PROBE = """
 import sys
-from app.screening import runner, sql_cache
-from app.screening.mapping import Column
+from app.batch import runner, sql_cache
+from app.batch.mapping import Column
 sql_cache.use(__import__("pathlib").Path(sys.argv[1]))
 import app.cli
 sys.argv = ["eligo", *sys.argv[2:]]
@@ -254,14 +254,14 @@ def test_every_field_of_a_mapped_column_is_part_of_the_cache_key(
 
     def key(column: Column, strict: bool = False) -> str:
         job = runner.Job(
-            engine=DuckDBEngine(), rules=shipped_rules, rulesets=[], out=Path("r.csv"),
+            backend=DuckDBBackend(), rules=shipped_rules, rulesets=[], out=Path("r.csv"),
             strict=strict,
         )  # fmt: skip
         try:
             relation = Relation("t", {"EF": RawKind.TEXT})
             parts = runner._cache_parts(job, relation, Plan("id", (column,), ()), [])
         finally:
-            job.engine.close()
+            job.backend.close()
         return json.dumps(parts, sort_keys=True)
 
     keys = {key(base), key(base, strict=True)}

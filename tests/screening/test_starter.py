@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from app.batch.head import Limits
+from app.batch.mapping import RawKind, load_mapping, plan
+from app.batch.starter import SourceColumn, propose, read_columns, render, yaml_scalar
 from app.engine.model import RuleBase
-from app.screening.head import Limits
-from app.screening.mapping import RawKind, load_mapping, plan
-from app.screening.starter import SourceColumn, propose, read_columns, render, yaml_scalar
 from tests.e2e.helpers import run_eligo
 
 REGISTRY = """\

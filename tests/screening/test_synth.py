@@ -18,6 +18,9 @@ import pytest
 from click.testing import CliRunner
 from numpy.typing import NDArray
 
+from app.batch.cohort import read_cohort
+from app.batch.runner import Request, screen
+from app.batch.synth import BLOCK, MODELLED, check_catalogue, synthesize, write_parquet
 from app.cli import synth as synth_cli
 from app.engine.derive import corrections, derive
 from app.engine.evaluate import Status
@@ -25,9 +28,6 @@ from app.engine.inputs import normalise
 from app.engine.model import Feature, RuleBase
 from app.engine.run import evaluate_all
 from app.engine.schema import FeatureType
-from app.screening.cohort import read_cohort
-from app.screening.runner import Request, screen
-from app.screening.synth import BLOCK, MODELLED, check_catalogue, synthesize, write_parquet
 from tests.conftest import SHIPPED_RULES
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.

@@ -16,15 +16,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from app.cli import synth as synth_cli
-from app.engine import cells
-from app.engine.inputs import normalise
-from app.engine.model import Feature, RuleBase
-from app.engine.unit_names import ucum
-from app.engine.units import converter
-from app.screening.mapping import load_mapping
-from app.screening.synth import BLOCK, synthesize
-from app.screening.synth_registry import (
+from app.batch.mapping import load_mapping
+from app.batch.synth import BLOCK, synthesize
+from app.batch.synth_registry import (
     DX,
     KEY,
     columns,
@@ -32,6 +26,12 @@ from app.screening.synth_registry import (
     registry_batches,
     write_registry_csv,
 )
+from app.cli import synth as synth_cli
+from app.engine import cells
+from app.engine.inputs import normalise
+from app.engine.model import Feature, RuleBase
+from app.engine.unit_names import ucum
+from app.engine.units import converter
 from tests.conftest import SHIPPED_RULES
 
 pytestmark = pytest.mark.one_pass  # independent of ELIGO_TEST_DATABASE

@@ -1,4 +1,4 @@
-"""Validation SQL (app/screening/validate.py) on the engines that run it, against the API's
+"""Validation SQL (app/batch/validate.py) on the engines that run it, against the API's
 own functions: `round9` rounds to nine significant digits as `units.round_significant` does.
 
 `round9` finds a value's magnitude by halving the 31 bands it rounds in, and on DuckDB is a
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from app.batch.backends import DuckDBBackend
+from app.batch.validate import round9
 from app.engine.sql import number
 from app.engine.units import round_significant
-from app.screening.engines import DuckDBEngine
-from app.screening.validate import round9
 from tests.screening.backends import Backend
 
 pytestmark = pytest.mark.one_pass
@@ -66,7 +66,7 @@ def test_round9_rounds_as_the_api_and_as_trying_each_band(
 
 
 def test_the_duckdb_engine_defines_round9() -> None:
-    engine = DuckDBEngine()
+    engine = DuckDBBackend()
     try:
         found = engine.connection.execute("SELECT eligo_round9(2.0 / 3.0)").fetchall()
     finally:

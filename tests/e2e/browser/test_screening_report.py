@@ -15,10 +15,10 @@ import pyarrow.csv as pa_csv
 import pytest
 from playwright.sync_api import Page
 
+from app.batch.report_html import CONTENT_SECURITY_POLICY
+from app.batch.runner import Outcome, Request, screen, side_file
+from app.batch.synth import synthesize
 from app.engine.model import RuleBase
-from app.screening.report_html import CONTENT_SECURITY_POLICY
-from app.screening.runner import Outcome, Request, screen, side_file
-from app.screening.synth import synthesize
 from tests.e2e.browser.conftest import artefact, axe_violations, describe
 
 SERIOUS = ("serious", "critical")

@@ -927,7 +927,7 @@ def write_csv(
     n: int, features: Mapping[str, Feature], path: Path, *, seed: int = 0, chunk: int = CHUNK
 ) -> None:
     """Stream the cohort into a CSV file: a header of feature ids (canonical units), empty
-    cells for unknown, true/false for booleans, as `app.screening.cohort` reads it."""
+    cells for unknown, true/false for booleans, as `app.batch.cohort` reads it."""
     tables = batches(n, features, seed=seed, chunk=chunk)
     with pacsv.CSVWriter(path, schema(features)) as writer:
         for table in tables:

@@ -40,6 +40,8 @@ from pydantic import ConfigDict, Field, with_config
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
+from app.batch import table1
+from app.batch.table1 import Table1
 from app.engine.evaluate import Status
 from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar
 from app.engine.present import KindText, OriginOut, StatusText, criterion_spec
@@ -54,8 +56,6 @@ from app.engine.result_columns import (
 )
 from app.engine.schema import Indication, ReviewStatus, Therapy
 from app.engine.unit_names import words
-from app.screening import table1
-from app.screening.table1 import Table1
 
 TOP_MISSING = 10
 MOST_IN_OVERLAP = 30  # rule sets of one therapy and indication: each is a bit of an int32
@@ -63,7 +63,7 @@ MOST_IN_OVERLAP = 30  # rule sets of one therapy and indication: each is a bit o
 # --- the report: one typed definition, beside its builder ---------------------------------------
 # Plain dicts at run time (written as JSON by `eligo screen` and the worker, served by GET
 # /v1/screenings/{id}/report.json, whose OpenAPI schema this is). The per-rule-set parts are
-# built below; the envelope (`ScreeningReport`) by app/screening/runner.py's `_summary`.
+# built below; the envelope (`ScreeningReport`) by app/batch/runner.py's `_summary`.
 
 _STRICT = ConfigDict(extra="forbid")  # a key no builder writes is a contract test failure
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
+from app.batch.names import KEY
 from app.engine.model import RuleSet
 from app.engine.result_columns import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
-from app.screening.names import KEY
 
 
 def write_long(results: Path, rulesets: Sequence[RuleSet], out: Path) -> None:

@@ -40,6 +40,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from app.batch.cohort import HEADER
 from app.engine.cells import DEFAULT_MISSING, Grammar
 from app.engine.inputs import unit_refusal
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
@@ -47,7 +48,6 @@ from app.engine.model import Feature
 from app.engine.schema import FeatureType
 from app.engine.unit_names import ucum
 from app.engine.units import IDENTITY, Linear, UnitError, converter
-from app.screening.cohort import HEADER
 
 
 class MappingError(ValueError):

@@ -44,13 +44,13 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from app import strict_json
+from app.batch.backends import SourceError
 from app.engine.derive import derive
 from app.engine.inputs import FeatureValue, InputIssue, InvalidInput
 from app.engine.model import Feature
 from app.fhir import medication
 from app.fhir.bundle import MEDICATION_USES, Note, codes_of, medication_concept, usable
 from app.fhir.mapping import code_index, map_bundle
-from app.screening.engines import SourceError
 
 __all__ = ["BulkCohort", "BulkError", "BulkPatient", "BulkProblem", "read_bulk"]
 

@@ -1,5 +1,5 @@
 """The columns a screening query carries besides the results' own, by name: what the runner
-reads of a query's batches needs them without SQLAlchemy (app/screening/validate.py writes the
+reads of a query's batches needs them without SQLAlchemy (app/batch/validate.py writes the
 query; a screening run from the compiled-SQL cache never imports it)."""
 
 from __future__ import annotations

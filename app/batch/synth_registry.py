@@ -42,12 +42,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from numpy.typing import NDArray
 
+from app.batch.starter import yaml_scalar
+from app.batch.synth import BLOCK, CHUNK, batches
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
 from app.engine.unit_names import ucum
 from app.engine.units import Linear, UnitError, converter
-from app.screening.starter import yaml_scalar
-from app.screening.synth import BLOCK, CHUNK, batches
 
 KEY = "PAT_ID"
 DX = "DX"

@@ -1,8 +1,8 @@
 """A table in the user's own database (PostgreSQL) as a screening source: validation and
 verdicts run there as one query, built with SQLAlchemy; only the result rows come back.
 
-Apart from app/screening/engines.py so that a screening of a file, run from the compiled-SQL
-cache (app/screening/sql_cache.py), need not import SQLAlchemy.
+Apart from app/batch/backends.py so that a screening of a file, run from the compiled-SQL
+cache (app/batch/sql_cache.py), need not import SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import FromClause
 
-from app.screening.engines import SourceError, at_least_one, first_line, within
-from app.screening.head import Limits
-from app.screening.mapping import RawKind
-from app.screening.names import ROW
+from app.batch.backends import SourceError, at_least_one, first_line, within
+from app.batch.head import Limits
+from app.batch.mapping import RawKind
+from app.batch.names import ROW
 
 # A database driver hands back Python tuples: 100,000 rows of 300 columns are 2 GB of them.
 DRIVER_ROWS = 10_000
@@ -59,7 +59,7 @@ def _sql_kind(type_: sa.types.TypeEngine[Any]) -> RawKind:
     return RawKind.TEXT
 
 
-class DatabaseEngine:
+class DatabaseBackend:
     """A table in the user's own database: validation and verdicts run there as one query;
     only the result rows come back, streamed with a server-side cursor."""
 
@@ -99,7 +99,7 @@ class DatabaseEngine:
         )
         return numbered.subquery("raw_source"), kinds
 
-    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+    def duplicates(self, query: sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Backend
         """The screening query finds them: one query, in the database."""
         return None
 

@@ -1,9 +1,9 @@
 """One screening from source to results, rejected rows and report.
 
-    source --engine.open--> raw_source --validated()--> rows with problems, derived values,
+    source --backend.open--> raw_source --validated()--> rows with problems, derived values,
                                                         corrected:<feature> flags
         --Screening.verdicts(missing=True)--> every row's verdicts, with its number, problems
-        and validity --engine.batches--> split here: valid rows --> results (Parquet or CSV)
+        and validity --backend.batches--> split here: valid rows --> results (Parquet or CSV)
                                                      the others --> rejected rows
     results, counted as they pass (report.Tally) --> report JSON (+ one funnel SVG per rule set)
 
@@ -35,24 +35,20 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from app.engine.inputs import FeatureValue
-from app.engine.model import Feature, RuleBase, RuleSet
-from app.engine.run import select
-from app.engine.units import Linear
-from app.screening import report, sql_cache, table1
-from app.screening.engines import (
-    DuckDBEngine,
-    Engine,
+from app.batch import report, sql_cache, table1
+from app.batch.backends import (
+    Backend,
+    DuckDBBackend,
     Relation,
     SourceError,
-    SparkEngine,
+    SparkBackend,
     spark_session,
 )
-from app.screening.funnel import funnel_svg
-from app.screening.head import Limits, configured
-from app.screening.long import write_long
-from app.screening.mapping import Column, MappingFile, Plan, plan
-from app.screening.names import (
+from app.batch.funnel import funnel_svg
+from app.batch.head import Limits
+from app.batch.long import write_long
+from app.batch.mapping import Column, MappingFile, Plan, plan
+from app.batch.names import (
     FIELD_SEP,
     KEY,
     PROBLEM_SEP,
@@ -61,12 +57,16 @@ from app.screening.names import (
     VALID,
     corrected_columns,
 )
-from app.screening.report_html import report_html
-from app.screening.report_tables import tables
+from app.batch.report_html import report_html
+from app.batch.report_tables import tables
+from app.engine.inputs import FeatureValue
+from app.engine.model import Feature, RuleBase, RuleSet
+from app.engine.run import select
+from app.engine.units import Linear
 
 # A FHIR Bulk folder brings the FHIR models (0.1-0.2 s to import): imported for one only.
 if TYPE_CHECKING:
-    from app.screening.bulk import BulkCohort
+    from app.batch.bulk import BulkCohort
 
 REJECTED_IN_REPORT = 100
 REVIEW = "Rule sets are drafts that need local clinical review before use."
@@ -116,7 +116,7 @@ def quiet(done: int, total: int) -> None:
 class Job:
     """What to screen and where the files go."""
 
-    engine: Engine
+    backend: Backend
     rules: RuleBase
     rulesets: Sequence[RuleSet]
     out: Path
@@ -125,7 +125,7 @@ class Job:
     line_offset: int = 0  # CSV: the header is line 1, so row N is line N + 1
     progress: Progress = quiet
     cancelled: Callable[[], bool] = _never
-    extra_rejected: Sequence[Rejected] = ()  # found before the engine saw the rows (FHIR Bulk)
+    extra_rejected: Sequence[Rejected] = ()  # found before the backend saw the rows (FHIR Bulk)
     strict: bool = False  # a bad cell rejects its row (else the value is unknown, reported)
 
 
@@ -152,8 +152,8 @@ def run(job: Job, raw_and_kinds: tuple[Any, dict[str, Any]]) -> Outcome:
     try:
         verdicts = _verdicts(job, raw, columns, features)
         # Counting costs a CSV or NDJSON source a parse of its own: only for a progress display.
-        total = job.engine.count() if job.progress is not quiet else 0
-        found = _write(job.engine.batches(verdicts), job.out, job, total, tally)
+        total = job.backend.count() if job.progress is not quiet else 0
+        found = _write(job.backend.batches(verdicts), job.out, job, total, tally)
     except SourceError as exc:
         if exc.code:  # names the file (and line) itself
             raise
@@ -190,15 +190,15 @@ def _verdicts(job: Job, raw: Any, columns: Plan, features: Sequence[Feature]) ->
     """The one query: every row of `raw` validated and screened, with its number, problems
     and validity. The correction flags go to the results, so that the report counts them as
     the rows stream. DuckDB is given its text, from the compiled-SQL cache when it has it."""
-    if isinstance(job.engine, DuckDBEngine) and isinstance(raw, Relation):
+    if isinstance(job.backend, DuckDBBackend) and isinstance(raw, Relation):
         return _duckdb_verdicts(job, raw, columns, features)
     relation = raw.table() if isinstance(raw, Relation) else raw
-    duplicates = job.engine.duplicates(_duplicates_query(relation, columns))
+    duplicates = job.backend.duplicates(_duplicates_query(relation, columns))
     return _compiled(job, relation, columns, features, duplicates)
 
 
 def _duplicates_query(relation: Any, columns: Plan) -> Any:
-    from app.screening.validate import duplicate_keys  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.validate import duplicate_keys  # noqa: PLC0415 - SQLAlchemy
 
     return duplicate_keys(relation, columns)
 
@@ -210,13 +210,13 @@ def _compiled(
     features: Sequence[Feature],
     duplicates: Sequence[str] | None,
 ) -> Any:
-    """The verdicts query, built with SQLAlchemy (a cache miss, or an engine that takes it)."""
+    """The verdicts query, built with SQLAlchemy (a cache miss, or a backend that takes it)."""
     import sqlalchemy as sa  # noqa: PLC0415 - see sql_cache
 
+    from app.batch.validate import validated  # noqa: PLC0415
     from app.engine.sql import Screening  # noqa: PLC0415 - SQLAlchemy: see sql_cache
-    from app.screening.validate import validated  # noqa: PLC0415
 
-    dialect = job.engine.dialect
+    dialect = job.backend.dialect
     checked = validated(relation, columns, features, dialect, duplicates, strict=job.strict)
     # Table 1's values under names of their own: a feature a criterion reads is a column of
     # the screening's first stage already, and one name may not be selected twice there.
@@ -238,7 +238,7 @@ def _duckdb_verdicts(job: Job, raw: Relation, columns: Plan, features: Sequence[
     and never kept (the keys are patients' ids)."""
 
     def compile_texts() -> sql_cache.Texts:
-        from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+        from app.batch.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
 
         relation = raw.table()
         return {
@@ -247,10 +247,10 @@ def _duckdb_verdicts(job: Job, raw: Relation, columns: Plan, features: Sequence[
         }
 
     texts = sql_cache.recall(_cache_parts(job, raw, columns, features), compile_texts)
-    duplicates = job.engine.duplicates(texts["duplicates"])
+    duplicates = job.backend.duplicates(texts["duplicates"])
     if duplicates == []:
         return texts["verdicts"]
-    from app.screening.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.dialects import duckdb_sql  # noqa: PLC0415 - SQLAlchemy
 
     return duckdb_sql(_compiled(job, raw.table(), columns, features, duplicates))
 
@@ -260,7 +260,7 @@ def _cache_parts(
 ) -> dict[str, Any]:
     """What the verdicts' SQL is made of, besides the code (sql_cache.key)."""
     return {
-        "dialect": job.engine.dialect,
+        "dialect": job.backend.dialect,
         "relation": [raw.name, *(f"{name}:{kind}" for name, kind in raw.kinds.items())],
         "catalogue": [f.spec.model_dump(mode="json") for f in features],
         "rulesets": [[r.id, r.hash] for r in job.rulesets],
@@ -317,7 +317,7 @@ def _write(
 ) -> _Found:
     """Results to `out` (Parquet, or CSV), counted into `tally` on the way; returns the
     rejected rows' and the flagged rows' side batches. Encoding a batch runs on a second
-    thread (Arrow releases the GIL) while this one counts it and the engine makes the next."""
+    thread (Arrow releases the GIL) while this one counts it and the backend makes the next."""
     partial = out.with_name(f".{out.name}.partial")
     writer: Any = None
     found = _Found()
@@ -520,7 +520,7 @@ def _summary(
     return {
         "rules_hash": job.rules.hash,
         "review": REVIEW,
-        "source": {"name": job.source_name, "engine": job.engine.dialect},
+        "source": {"name": job.source_name, "engine": job.backend.dialect},
         "rows": total + len(job.extra_rejected),
         "screened": counted.screened,
         "rejected": {
@@ -555,12 +555,13 @@ class Request:
     table: str | None = None
     mapping: MappingFile | None = None
     rulesets: Sequence[str] | None = None
-    engine: str = "duckdb"  # or "spark"; a URL source runs in its own database
+    backend: str = "duckdb"  # or "spark"; a URL source runs in its own database
     as_of: date | None = None  # FHIR freshness windows count back from this day
     spark_master: str | None = None
     source_name: str | None = None  # how reports name the source (never a server path)
     strict: bool = False  # a bad cell rejects its row (so does the mapping's `strict: true`)
-    limits: Limits = field(default_factory=configured)  # columns, first line, sample (head.py)
+    # columns, first line, sample (head.py); the caller's settings, else these defaults
+    limits: Limits = field(default_factory=Limits)
     long: bool = False  # also the results in long format (`long_file`)
 
 
@@ -575,13 +576,13 @@ def screen(
     progress: Progress = quiet,
     cancelled: Callable[[], bool] = _never,
 ) -> Outcome:
-    """Open the engine the request names, screen, write the report beside the results."""
+    """Open the backend the request names, screen, write the report beside the results."""
     rulesets = select(rules, list(request.rulesets) if request.rulesets else None)
-    engine = _engine(request)
+    backend = _backend(request)
     try:
-        opened, extra = _open(engine, request, rules)
+        opened, extra = _open(backend, request, rules)
         job = Job(
-            engine=engine,
+            backend=backend,
             rules=rules,
             rulesets=rulesets,
             out=request.out,
@@ -595,7 +596,7 @@ def screen(
         )
         outcome = run(job, opened)
     finally:
-        engine.close()
+        backend.close()
     _write_report(outcome)
     if request.long:
         outcome.long = long_file(request.out)
@@ -616,37 +617,37 @@ def _name(request: Request) -> str:
     return Path(request.source).name
 
 
-def _engine(request: Request) -> Engine:
+def _backend(request: Request) -> Backend:
     if is_url(request.source):
         if not request.table:
             raise SourceError("a database source needs a table (--table)")
-        from app.screening.database import DatabaseEngine  # noqa: PLC0415 - SQLAlchemy
+        from app.batch.database import DatabaseBackend  # noqa: PLC0415 - SQLAlchemy
 
         key = request.mapping.key if request.mapping else "id"
-        return DatabaseEngine(request.source, key=key, limits=request.limits)
-    if request.engine == "spark":
-        return SparkEngine(spark_session(request.spark_master), request.limits)
-    if request.engine != "duckdb":
-        raise SourceError(f"unknown engine {request.engine!r} (duckdb or spark)")
-    return DuckDBEngine(request.limits)
+        return DatabaseBackend(request.source, key=key, limits=request.limits)
+    if request.backend == "spark":
+        return SparkBackend(spark_session(request.spark_master), request.limits)
+    if request.backend != "duckdb":
+        raise SourceError(f"unknown backend {request.backend!r} (duckdb or spark)")
+    return DuckDBBackend(request.limits)
 
 
 Opened = tuple[Any, dict[str, Any]]
 
 
-def _open(engine: Engine, request: Request, rules: RuleBase) -> tuple[Opened, list[Rejected]]:
+def _open(backend: Backend, request: Request, rules: RuleBase) -> tuple[Opened, list[Rejected]]:
     if is_url(request.source):
-        return engine.open(request.table or ""), []
+        return backend.open(request.table or ""), []
     path = Path(request.source)
     if not path.is_dir():
-        return engine.open(request.source), []
-    if not isinstance(engine, DuckDBEngine):
-        raise SourceError(f"{path.name}: a FHIR Bulk folder is read with the duckdb engine")
-    from app.screening.bulk import read_bulk  # noqa: PLC0415 - see BulkCohort's import
+        return backend.open(request.source), []
+    if not isinstance(backend, DuckDBBackend):
+        raise SourceError(f"{path.name}: a FHIR Bulk folder is read with the duckdb backend")
+    from app.batch.bulk import read_bulk  # noqa: PLC0415 - see BulkCohort's import
 
     cohort = read_bulk(path, rules.features, request.as_of or date.today())
     problems = [Rejected(0, p.where, p.message) for p in cohort.problems]
-    return engine.open_arrow(_bulk_table(cohort, rules)), problems
+    return backend.open_arrow(_bulk_table(cohort, rules)), problems
 
 
 def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
@@ -654,8 +655,8 @@ def _bulk_table(cohort: BulkCohort, rules: RuleBase) -> pa.Table:
     reads from any other source (it checks them again, which costs nothing here). The values
     as the records give them, before derivations: `validated` derives them as `read_bulk`
     did, and flags a value given that an implied one replaces, as for any other source."""
-    from app.screening.database import arrow_type  # noqa: PLC0415 - SQLAlchemy
-    from app.screening.validate import SQL_TYPES  # noqa: PLC0415
+    from app.batch.database import arrow_type  # noqa: PLC0415 - SQLAlchemy
+    from app.batch.validate import SQL_TYPES  # noqa: PLC0415
 
     present = {f for p in cohort.patients for f in p.given}
     columns: dict[str, pa.Array] = {"id": pa.array([p.ident for p in cohort.patients], pa.string())}

@@ -64,25 +64,24 @@ from sqlalchemy.orm import Session, sessionmaker
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
+from app.batch import head
+from app.batch.backends import (
+    FORMATS,
+    Backend,
+    DuckDBBackend,
+    SourceError,
+    file_format,
+)
+from app.batch.bulk import BulkError
+from app.batch.database import DatabaseBackend
+from app.batch.mapping import MappingError, MappingFile, RawKind, load_mapping, plan
+from app.batch.runner import Cancelled, Outcome, Request, screen, side_file
 from app.db import screenings as repo
 from app.db.models import ScreeningState
 from app.db.session import normalise_url
 from app.engine.inputs import InvalidInput
 from app.engine.model import Feature, RuleBase
 from app.engine.present import StatusText
-from app.screening import head
-from app.screening.bulk import BulkError
-from app.screening.database import DatabaseEngine
-from app.screening.engines import (
-    FORMATS,
-    DuckDBEngine,
-    Engine,
-    SourceError,
-    file_format,
-)
-from app.screening.head import Limits
-from app.screening.mapping import MappingError, MappingFile, RawKind, load_mapping, plan
-from app.screening.runner import Cancelled, Outcome, Request, screen, side_file
 from app.settings import Settings
 
 log = logging.getLogger("eligo.screening")
@@ -202,7 +201,7 @@ def database_url(given: str, allowed: Sequence[str]) -> str:
 
 def _driver_installed(url: URL) -> None:
     """The URL's dialect and driver are installed and synchronous (an allowed database named
-    with `+pg8000` or `+asyncpg` must be a 422, not a failure inside the engine). The
+    with `+pg8000` or `+asyncpg` must be a 422, not a failure inside the backend). The
     message names the driver, never the URL's credentials."""
     driver = url.drivername
     try:
@@ -289,6 +288,11 @@ def renamed(message: str, path: Path, name: str) -> str:
     return message.replace(relative, name) if os.sep in relative else message
 
 
+def stored_backend(spec: Mapping[str, Any]) -> str:
+    """The job's backend; a job stored before the rename names it `engine`."""
+    return str(spec.get("backend") or spec.get("engine") or "duckdb")
+
+
 def runner_request(
     spec: Mapping[str, Any],
     layout: Layout,
@@ -305,11 +309,11 @@ def runner_request(
         table=source.get("table"),
         mapping=job_mapping(spec, layout, job_id, features),
         rulesets=spec.get("rulesets"),
-        engine=spec.get("engine", "duckdb"),
+        backend=stored_backend(spec),
         as_of=date.fromisoformat(spec["as_of"]),
         long=bool(spec.get("long", False)),
         source_name=source["name"],
-        limits=Limits.of(settings),
+        limits=settings.screening_limits(),
         strict=bool(spec.get("strict", False)),  # a job stored before issue 20 has none
     )
 
@@ -317,7 +321,7 @@ def runner_request(
 def preflight(request: Request, rules: RuleBase, scratch: Path) -> None:
     """Open the source and match its columns, as the runner will, so a request that cannot
     run is refused with the reason instead of accepted and failed. Bounded in time whatever
-    the source: a file's header is checked within its limits first (app/screening/head.py),
+    the source: a file's header is checked within its limits first (app/batch/head.py),
     then DuckDB reads a Parquet file's schema, or at most the first
     ELIGO_SCREENING_PREFLIGHT_BYTES of a CSV or NDJSON file (copied to `scratch`, the job's
     folder, and removed); a database gives its catalogue. What lies further in a file is the
@@ -326,50 +330,50 @@ def preflight(request: Request, rules: RuleBase, scratch: Path) -> None:
     path = Path(request.source)
     if request.table is None and path.is_dir():
         return
-    engine: Engine
+    backend: Backend
     if request.table is not None:
         key = request.mapping.key if request.mapping else "id"
-        engine = DatabaseEngine(request.source, key=key, limits=request.limits)
-    else:  # whichever engine runs it, the file's columns are the same
-        engine = DuckDBEngine(request.limits)
+        backend = DatabaseBackend(request.source, key=key, limits=request.limits)
+    else:  # whichever backend runs it, the file's columns are the same
+        backend = DuckDBBackend(request.limits)
     try:
         if request.table is not None:
-            _, kinds = engine.open(request.table)
+            _, kinds = backend.open(request.table)
         else:
-            assert isinstance(engine, DuckDBEngine)
-            kinds = _sampled_columns(engine, path, request, scratch)
+            assert isinstance(backend, DuckDBBackend)
+            kinds = _sampled_columns(backend, path, request, scratch)
         plan(kinds, rules.features, request.mapping, name=request.source_name or "source")
     finally:
-        engine.close()
+        backend.close()
 
 
 def _sampled_columns(
-    engine: DuckDBEngine, path: Path, request: Request, scratch: Path
+    backend: DuckDBBackend, path: Path, request: Request, scratch: Path
 ) -> dict[str, RawKind]:
     """A file's columns as DuckDB finds them, from its first lines only when it is larger
     than the sample. The header is checked on the file itself first."""
     fmt = file_format(path)
     if fmt == "parquet" or not path.is_file():
-        return engine.open(str(path))[1]
+        return backend.open(str(path))[1]
     try:
         head.check(path, fmt, request.limits)
         part = head.sample(path, request.limits)
     except head.HeadError as exc:
         raise SourceError(str(exc), exc.code) from None
     if part is None:
-        return engine.open(str(path))[1]
+        return backend.open(str(path))[1]
     copy = scratch / f"preflight-sample{path.suffix.lower()}"
     try:
         try:
             copy.write_bytes(part)
-            kinds = engine.open(str(copy))[1]
+            kinds = backend.open(str(copy))[1]
         except SourceError:
             if fmt != "csv":  # an NDJSON record never spans lines: its defect is real
                 raise
             # The cut may fall inside a quoted value: the header alone still names the
             # columns. Any defect of the first lines is then the job's to report.
             copy.write_bytes(head.first_line(path, request.limits.header_bytes) + b"\n")
-            kinds = engine.open(str(copy))[1]
+            kinds = backend.open(str(copy))[1]
     except SourceError as exc:
         raise SourceError(str(exc).replace(str(copy), str(path)), exc.code) from None
     finally:

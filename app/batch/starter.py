@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from app.batch import head
+from app.batch.backends import SourceError, file_format
+from app.batch.head import Limits
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, TRUE_WORDS
 from app.engine.model import Feature
@@ -28,9 +31,6 @@ from app.engine.suggest import close_to
 from app.engine.unit_names import ucum
 from app.engine.unit_names import words as unit_words
 from app.engine.units import UnitError, converter
-from app.screening import head
-from app.screening.engines import SourceError, file_format
-from app.screening.head import Limits
 
 # Words of a column name that say its unit, not what it measures ("CREA_umol", "Hb_g_dl").
 UNIT_WORDS = frozenset(

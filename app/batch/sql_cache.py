@@ -10,14 +10,14 @@ XDG convention, as the UCUM answers of app/engine/unit_memo.py).
 The key is a hash of everything the text is made from: the whole feature catalogue (each
 definition as loaded), each rule set's content hash, the source's columns and kinds and how
 they map to features (units, value codes), the dialect, the code of app/engine and
-app/screening, and the versions of Eligo and SQLAlchemy. A change to any of them is another
+app/batch, and the versions of Eligo and SQLAlchemy. A change to any of them is another
 key; the old file is never read again and is pruned with the oldest. A file that cannot be
 read, is not JSON, was written for another key, or whose text does not match the checksum
 written with it is ignored, silently: the SQL is compiled again, as without the cache, and the
 file written anew. A folder that cannot be written is no error either.
 
 Only SQL that names no patient is kept: a query naming the duplicate keys it found (patient
-ids) is compiled each time and never written (app/screening/runner.py).
+ids) is compiled each time and never written (app/batch/runner.py).
 """
 
 from __future__ import annotations
@@ -161,6 +161,6 @@ def macros() -> list[str]:
 
 
 def _compile_macros() -> Texts:
-    from app.screening.validate import duckdb_macros  # noqa: PLC0415 - only on a miss
+    from app.batch.validate import duckdb_macros  # noqa: PLC0415 - only on a miss
 
     return {f"macro{i}": text for i, text in enumerate(duckdb_macros())}

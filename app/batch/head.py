@@ -13,7 +13,7 @@ before an engine sees it:
 - Parquet: the footer's length from the file's last 8 bytes, then its schema if the footer is
   within `sample_bytes`.
 
-The job (DuckDBEngine.open) makes the same checks, so a source that changed after it was
+The job (DuckDBBackend.open) makes the same checks, so a source that changed after it was
 accepted fails with the same message. The request's check (jobs.preflight) then gives DuckDB
 only `sample()`, the file's first whole lines within `sample_bytes`, so it ends in bounded time
 whatever the file holds further on; the job reads the rest.
@@ -28,8 +28,6 @@ from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from app.settings import Settings
 
 CHUNK = 64 * 1024
 DELIMITERS = (b",", b";", b"\t", b"|")  # those DuckDB's sniffer tries
@@ -52,21 +50,11 @@ class Limits:
     sample_bytes: int = 16 * 1024 * 1024
 
     @classmethod
-    def of(cls, settings: Settings) -> Limits:
-        return cls(
-            columns=settings.screening_max_columns,
-            header_bytes=settings.screening_max_header_bytes,
-            # a sample always holds the whole first line
-            sample_bytes=max(
-                settings.screening_preflight_bytes, settings.screening_max_header_bytes
-            ),
-        )
-
-
-def configured() -> Limits:
-    """The limits the environment sets (ELIGO_SCREENING_*), where no settings are at hand
-    (`eligo screen`)."""
-    return Limits.of(Settings())
+    def of(cls, columns: int, header_bytes: int, preflight_bytes: int) -> Limits:
+        """The limits the caller configures (the server's and the CLI's settings): this
+        package reads no settings of its own."""
+        # a sample always holds the whole first line
+        return cls(columns, header_bytes, max(preflight_bytes, header_bytes))
 
 
 def _opened(path: Path) -> BinaryIO:

@@ -31,6 +31,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FromClause
 
+from app.batch.dialects import render
+from app.batch.mapping import Code, Column, Plan, RawKind
+from app.batch.names import FIELD_SEP, KEY, PROBLEM_SEP, PROBLEMS, ROW, VALID, completed
 from app.engine import cells
 from app.engine.cells import DEFAULT_MISSING, FALSE_WORDS, MAX_CELL, TRUE_WORDS
 from app.engine.model import Feature
@@ -38,9 +41,6 @@ from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
 from app.engine.sql import Columns, derivations, is_true, number
 from app.engine.unit_names import with_unit, words
-from app.screening.dialects import render
-from app.screening.mapping import Code, Column, Plan, RawKind
-from app.screening.names import FIELD_SEP, KEY, PROBLEM_SEP, PROBLEMS, ROW, VALID, completed
 
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
@@ -126,7 +126,7 @@ def round9(value: Value, dialect: str) -> Value:
 
 
 def duckdb_macros() -> list[str]:
-    """What DuckDB defines before it runs a screening (`DuckDBEngine`): `round9` as a macro,
+    """What DuckDB defines before it runs a screening (`DuckDBBackend`): `round9` as a macro,
     printed once instead of once per number column (half the text of the screening query of
     the shipped catalogue, which DuckDB parses and SQLAlchemy prints; the macro is the same
     expression, expanded where it is called)."""
@@ -459,7 +459,7 @@ def validated(
     of its own, and (`strict`) no cell with a problem.
 
     `duplicates`: the keys that occur more than once (`duplicate_keys`), where the engine read
-    them first (`Engine.duplicates`); else the query finds them itself.
+    them first (`Backend.duplicates`); else the query finds them itself.
 
     Three stages: converted numbers (`_converted`), then each cell's value and problem, then
     the row's verdict; the problem text is only assembled for a row that has one."""

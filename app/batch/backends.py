@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from app.screening import sql_cache
-from app.screening.head import HeadError, Limits, check, columns_within, first_long_line
-from app.screening.mapping import RawKind
-from app.screening.names import ROW
+from app.batch import sql_cache
+from app.batch.head import HeadError, Limits, check, columns_within, first_long_line
+from app.batch.mapping import RawKind
+from app.batch.names import ROW
 
 # SQLAlchemy builds the queries; DuckDB is handed their text, from the compiled-SQL cache
-# when it has them (app/screening/sql_cache.py), so that only a miss imports SQLAlchemy.
+# when it has them (app/batch/sql_cache.py), so that only a miss imports SQLAlchemy.
 if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.sql.expression import FromClause
 
 BATCH_ROWS = 100_000
-# Duplicate keys a DuckDB screening query names, at most (`DuckDBEngine.duplicates`): each
+# Duplicate keys a DuckDB screening query names, at most (`DuckDBBackend.duplicates`): each
 # costs every row a comparison (1,000 of them half a second a million rows).
 NAMED_DUPLICATES = 100
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".ndjson": "ndjson", ".jsonl": "ndjson"}
@@ -59,7 +59,7 @@ def within(kinds: dict[str, RawKind], name: str, limits: Limits) -> None:
         raise SourceError(str(exc), exc.code) from None
 
 
-class Engine(Protocol):
+class Backend(Protocol):
     dialect: str
 
     def open(self, source: str) -> tuple[Relation | FromClause, dict[str, RawKind]]: ...
@@ -139,15 +139,15 @@ def text(query: str | sa.Select[Any], dialect: str) -> str:
     """A query's SQL text for `dialect`: as given, or printed by SQLAlchemy."""
     if isinstance(query, str):
         return query
-    from app.screening.dialects import render  # noqa: PLC0415 - see the TYPE_CHECKING import
+    from app.batch.dialects import render  # noqa: PLC0415 - see the TYPE_CHECKING import
 
     return render(query, dialect)
 
 
-class DuckDBEngine:
+class DuckDBBackend:
     """In-process DuckDB reading CSV, Parquet and NDJSON where they lie (nothing is loaded
     first), or an Arrow table (a FHIR Bulk export, mapped in Python). A file's header is
-    checked against `limits` (app/screening/head.py) before DuckDB reads it."""
+    checked against `limits` (app/batch/head.py) before DuckDB reads it."""
 
     dialect = "duckdb"
 
@@ -316,7 +316,7 @@ def _spark_kind(type_name: str) -> RawKind:
     return RawKind.NUMBER
 
 
-class SparkEngine:
+class SparkBackend:
     """Spark SQL over files Spark can reach: the same compiled SQL, printed for Spark."""
 
     dialect = "spark"
@@ -350,7 +350,7 @@ class SparkEngine:
         """Numbering the rows (`_numbered`) counted them."""
         return self.rows
 
-    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Engine
+    def duplicates(self, query: str | sa.Select[Any]) -> list[str] | None:  # noqa: ARG002 - Backend
         """The screening query finds them (Spark keeps no row order to protect)."""
         return None
 
