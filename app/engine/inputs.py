@@ -322,34 +322,15 @@ def _describe(value: Any) -> str:
 
 def values_to_json(values: Mapping[str, FeatureValue]) -> dict[str, Any]:
     """Normalised values as JSON, as the audit trail stores them (`values_from_json` inverts)."""
-    shown = _SHOWN_JSON
-    out: dict[str, Any] = {}
-    for key, v in values.items():
-        known = shown.get(id(v))
-        out[key] = known[1] if known is not None and known[0] is v else _value_json(v)
-    return out
-
-
-# A typed-in value's JSON, by the value's identity: the checks hand out one FeatureValue per
-# boolean, enum value and kept number (`checker`), so most values of every record are the same
-# objects, and this was a tenth of a recorded evaluation's Python time. Each entry holds its
-# value, so an id is never reused while its entry stands. Shared between records, never changed.
-_SHOWN_JSON: dict[int, tuple[FeatureValue, dict[str, Any]]] = {}
-_SHOWN_MOST = 8192  # about 4 MB; forgotten all at once when full
-
-
-def _value_json(v: FeatureValue) -> dict[str, Any]:
-    shown = {
-        "value": v.value,
-        "unit": v.unit,
-        "given": {"value": v.given_value, "unit": v.given_unit},
-        "provenance": _provenance_json(v.provenance),
+    return {
+        key: {
+            "value": v.value,
+            "unit": v.unit,
+            "given": {"value": v.given_value, "unit": v.given_unit},
+            "provenance": _provenance_json(v.provenance),
+        }
+        for key, v in values.items()
     }
-    if v.provenance is INPUT:
-        if len(_SHOWN_JSON) >= _SHOWN_MOST:
-            _SHOWN_JSON.clear()
-        _SHOWN_JSON[id(v)] = (v, shown)
-    return shown
 
 
 @lru_cache(maxsize=4096)
