@@ -492,7 +492,7 @@ def long_parquet(
 @router.get(
     "/screenings/{screening_id}/problems.csv",
     response_class=FileResponse,
-    responses={200: {"content": {CSV: {}}}},
+    responses={**_FILE_ERRORS, 200: {"content": {CSV: {}}}},
     summary="Cells read as unknown (row, where, id, registry column, feature, value, problem)",
 )
 def download_problems(

@@ -117,7 +117,7 @@ def test_eligo_screen_prints_the_cells_read_as_unknown_by_registry_column(tmp_pa
     args += [str(FIXTURE / "mapping.yaml"), "--rules-dir", str(SHIPPED_RULES)]
     result = CliRunner().invoke(screen_command, args)
     assert result.exit_code == 0, result.output
-    assert "screened 18 of 20 rows; 2 rejected" in result.output
+    assert "rows read 20; rejected 2; screened 18" in result.output
     assert "1 cell in 1 row read as unknown" in result.output
     assert "  LVEF (lvef_percent): not a number: 1 cell, first at registry.csv:8" in result.output
     assert "R007" not in result.output  # counts and places, no id
