@@ -15,12 +15,12 @@ and its flags cast to booleans.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
+from app.batch.files import written_whole
 from app.batch.names import KEY
 from app.engine.model import RuleSet
 from app.engine.result_columns import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
@@ -30,7 +30,6 @@ def write_long(results: Path, rulesets: Sequence[RuleSet], out: Path) -> None:
     """`out` (.csv or .parquet) from the complete `results` file; written whole or not at all."""
     columns = _columns(results)
     selects = [_select(r, columns) for r in rulesets]
-    partial = out.with_name(f".{out.name}.partial")
     fmt = "(FORMAT parquet, COMPRESSION zstd)" if out.suffix == ".parquet" else "(HEADER)"
     connection = duckdb.connect()
     try:
@@ -38,11 +37,10 @@ def write_long(results: Path, rulesets: Sequence[RuleSet], out: Path) -> None:
         view = f"CREATE TEMP VIEW results AS SELECT * FROM {_reader(results)}"  # noqa: S608
         connection.execute(view)
         query = " UNION ALL ".join(selects)
-        connection.execute(f"COPY ({query}) TO {_literal(str(partial))} {fmt}")
-        os.replace(partial, out)
+        with written_whole(out) as partial:
+            connection.execute(f"COPY ({query}) TO {_literal(str(partial))} {fmt}")
     finally:
         connection.close()
-        partial.unlink(missing_ok=True)
 
 
 def _reader(results: Path) -> str:

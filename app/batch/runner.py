@@ -44,6 +44,7 @@ from app.batch.backends import (
     SparkBackend,
     spark_session,
 )
+from app.batch.files import written_whole
 from app.batch.funnel import funnel_svg
 from app.batch.head import Limits
 from app.batch.long import write_long
@@ -496,9 +497,8 @@ def _funnel_rows(summary: dict[str, Any], read: int, rejected: int, flagged: int
 
 
 def _atomic_csv(table: pa.Table, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    pa_csv.write_csv(table, str(partial))
-    os.replace(partial, path)
+    with written_whole(path) as partial:
+        pa_csv.write_csv(table, str(partial))
 
 
 def _where(job: Job, row: int) -> str:
@@ -689,15 +689,15 @@ def _write_report(outcome: Outcome) -> None:
 
 def _atomic_rows_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     """With a byte order mark: a spreadsheet then reads µmol/L and m² as written."""
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8-sig", newline="") as file:
+    with (
+        written_whole(path) as partial,
+        partial.open("w", encoding="utf-8-sig", newline="") as file,
+    ):
         writer = csv.writer(file)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(partial, path)
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    with written_whole(path) as partial:
+        partial.write_text(text, encoding="utf-8")
