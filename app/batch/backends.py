@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from app.batch import sql_cache
-from app.batch.head import HeadError, Limits, check, columns_within, first_long_line
+from app.batch.head import HeadError, Limits, check, columns_within, csv_scan, first_long_line
 from app.batch.mapping import RawKind
 from app.batch.names import ROW
 
@@ -103,7 +103,7 @@ def _scan(fmt: str, path: Path) -> str:
         reader = f"read_parquet({quoted}, file_row_number = true)"
         return f"SELECT file_row_number + 1 AS {ROW}, * EXCLUDE (file_row_number) FROM {reader}"  # noqa: S608
     if fmt == "csv":
-        reader = f"read_csv({quoted}, header = true, all_varchar = true)"
+        reader = csv_scan(quoted)
     else:
         reader = f"read_json({quoted}, format = 'newline_delimited')"
     return f"SELECT row_number() OVER () AS {ROW}, * FROM {reader}"  # noqa: S608
@@ -333,7 +333,8 @@ class SparkBackend:
         reader = self.session.read
         try:
             if fmt == "csv":
-                frame = reader.option("header", "true").csv(source)
+                # RFC 4180's quote and escape (Spark's own escape is a backslash), as csv_scan
+                frame = reader.csv(source, header=True, quote='"', escape='"')
             elif fmt == "parquet":
                 frame = reader.parquet(source)
             else:

@@ -34,6 +34,15 @@ DELIMITERS = (b",", b";", b"\t", b"|")  # those DuckDB's sniffer tries
 PARQUET_MAGIC = b"PAR1"
 
 
+def csv_scan(literal: str) -> str:
+    """DuckDB's reader of the CSV file at `literal` (an SQL string literal), every cell as text.
+    The quote and its escape are RFC 4180's, never sniffed: on a file whose first lines quote
+    nothing, DuckDB's sniffer can pick `'` as the quote, and then `"1,5"` splits in two and every
+    later cell of the line moves one column to the right, into another feature. The delimiter
+    is still sniffed (registries export `;` and tabs too)."""
+    return f"read_csv({literal}, header = true, all_varchar = true, quote = '\"', escape = '\"')"
+
+
 class HeadError(ValueError):
     """A source refused on its header; `code` says which limit, the message names the file
     (and line) and the setting."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from app.batch.files import written_whole
+from app.batch.head import csv_scan
 from app.batch.names import KEY
 from app.engine.model import RuleSet
 from app.engine.result_columns import EXCLUDED_BY, MISSING, STATUS, TO_CONFIRM, column_name
@@ -46,7 +47,7 @@ def write_long(results: Path, rulesets: Sequence[RuleSet], out: Path) -> None:
 def _reader(results: Path) -> str:
     path = _literal(str(results))
     if results.suffix.lower() == ".csv":
-        return f"read_csv({path}, all_varchar = true, header = true)"
+        return csv_scan(path)
     return f"read_parquet({path})"
 
 

@@ -347,7 +347,7 @@ def read_columns(path: Path, limits: Limits) -> list[SourceColumn]:
     head.check(path, fmt, limits)
     quoted = "'" + str(path).replace("'", "''") + "'"
     reader = {
-        "csv": f"read_csv({quoted}, header = true, all_varchar = true)",
+        "csv": head.csv_scan(quoted),
         "parquet": f"read_parquet({quoted})",
     }.get(fmt, f"read_json({quoted}, format = 'newline_delimited')")
     connection = duckdb.connect()

@@ -185,10 +185,10 @@ def _flagged(row: Mapping[str, Any], ruleset: RuleSet, kind: str) -> list[str]:
     return sorted(n.removeprefix(prefix) for n, v in row.items() if n.startswith(prefix) and v)
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]]) -> None:
+def write_csv(path: Path, rows: Sequence[Mapping[str, str | None]], delimiter: str = ",") -> None:
     columns = ["id", *rows[0]] if rows else ["id"]
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(columns)
         for i, row in enumerate(rows):
             writer.writerow([f"p{i}", *("" if row[c] is None else row[c] for c in columns[1:])])
@@ -938,6 +938,57 @@ def test_spark_screens_the_same_csv_as_duckdb(
     ]  # fmt: skip
     assert [(c["feature"], c["rows"]) for c in outcome.report["corrected"]] == [(RENAL, 1)]
     check_against_oracle(shipped_rules, ROWS, outcome)
+
+
+# The first lines quote nothing; the last quotes a decimal comma. DuckDB's sniffer took `'` for
+# the quote on exactly these lines, split `"1,5"` in two and moved every later cell of the line
+# one column to the right: the diagnosis read "abc", the subtype nothing, creatinine the
+# subtype's text.
+QUOTED_LATE = [
+    {"mrss": None, "dlco_percent_predicted": None, "disease_duration_years": None,
+     "ssc_diagnosis": None, "ssc_subtype": None, CREATININE: None},
+    {"mrss": None, "dlco_percent_predicted": "NA", "disease_duration_years": "56.471",
+     "ssc_diagnosis": "maybe", "ssc_subtype": None, CREATININE: "88.4"},
+    {"mrss": "1,5", "dlco_percent_predicted": None, "disease_duration_years": "abc",
+     "ssc_diagnosis": None, "ssc_subtype": "limited_cutaneous", CREATININE: None},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("engine_name", ["duckdb", "spark"])
+def test_a_quoted_cell_stays_in_its_column_when_earlier_lines_quote_nothing(
+    shipped_rules: RuleBase, engine_name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    write_csv(tmp_path / "cohort.csv", QUOTED_LATE)
+    assert '"1,5"' in (tmp_path / "cohort.csv").read_text(encoding="utf-8")
+    engine: Backend = (
+        SparkBackend(request.getfixturevalue("spark"))
+        if engine_name == "spark"
+        else DuckDBBackend()
+    )
+    outcome = screen(
+        engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+        line_offset=1,
+    )  # fmt: skip
+    assert [(where, text.split(":")[0]) for where, text in said(outcome)] == [
+        ("cohort.csv:3", "ssc_diagnosis"), ("cohort.csv:4", "mrss"),
+        ("cohort.csv:4", "disease_duration_years"),
+    ]  # fmt: skip
+    check_against_oracle(shipped_rules, QUOTED_LATE, outcome)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_a_csv_delimited_otherwise_screens_the_same(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, delimiter: str, tmp_path: Path
+) -> None:
+    rows = [*ROWS, *QUOTED_LATE]
+    columns = {column for row in rows for column in row}
+    rows = [{column: row.get(column) for column in sorted(columns)} for row in rows]
+    write_csv(tmp_path / "cohort.csv", rows, delimiter)
+    outcome = screen(
+        duckdb_engine, shipped_rules, str(tmp_path / "cohort.csv"), tmp_path / "r.parquet",
+        line_offset=1,
+    )  # fmt: skip
+    check_against_oracle(shipped_rules, rows, outcome)
 
 
 def _parquet_rows() -> tuple[pa.Table, list[dict[str, str | None]]]:
