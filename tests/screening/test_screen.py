@@ -944,7 +944,7 @@ def test_spark_screens_the_same_csv_as_duckdb(
 # the quote on exactly these lines, split `"1,5"` in two and moved every later cell of the line
 # one column to the right: the diagnosis read "abc", the subtype nothing, creatinine the
 # subtype's text.
-QUOTED_LATE = [
+QUOTED_LATE: list[dict[str, str | None]] = [
     {"mrss": None, "dlco_percent_predicted": None, "disease_duration_years": None,
      "ssc_diagnosis": None, "ssc_subtype": None, CREATININE: None},
     {"mrss": None, "dlco_percent_predicted": "NA", "disease_duration_years": "56.471",
