@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
-__all__ = ["funnel_svg"]
+__all__ = ["funnel_svg", "rejected_reasons"]
 
 # Geometry, in SVG user units (px). Two columns: the funnel itself and the side boxes.
 _MARGIN = 20
@@ -54,6 +54,12 @@ _EXCLUDED = ("#fdf0ee", "#a33a2b")
 _QUIET = ("#f6f6f6", "#767676")
 _ELIGIBLE = ("#e8f5ec", "#2e7d4a")
 _INDETERMINATE = ("#fff6dc", "#8a6100")
+
+# The rejected box names at most this many reasons (the rest are counted on one line), and cuts
+# a reason (a registry column's name is the registry's, of any length) after this many
+# characters, two lines at most: the full list is in the box's <title> and its <desc>.
+_MOST_REASONS = 4
+_REASON_CHARS = 60
 
 # XML 1.0 cannot carry these even escaped; a title containing one would break the document.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -84,6 +90,7 @@ class _Funnel:
     review_status: str
     read: int | None  # rows read (None: a report from before issue 20 starts at screened)
     rejected: int  # rows rejected (no id, a duplicate id; strict mode: a bad cell)
+    reasons: tuple[tuple[str, int], ...]  # why, with the rows (`rejected_reasons`)
     kept_unknown: int  # rows screened with a bad cell read as unknown
     screened: int
     steps: tuple[_Step, ...]
@@ -108,7 +115,7 @@ class _Drawn:
     height: int
 
 
-def funnel_svg(report: Mapping[str, Any]) -> str:
+def funnel_svg(report: Mapping[str, Any], rejected: Mapping[str, Any] | None = None) -> str:
     """The attrition funnel of one rule set's screening entry, as a standalone SVG document.
 
     `report` is `{"id", "version", "title", "review_status", "funnel": {"read", "rejected",
@@ -117,11 +124,12 @@ def funnel_svg(report: Mapping[str, Any]) -> str:
     "eligible", "indeterminate", "to_confirm_only"}}`; a step's `origin` (`{"applies_to": …}`,
     for a criterion included from a fragment), `to_confirm_only`, and the rows read, rejected
     and kept with a value unknown (then the funnel starts at the patients screened) may be
-    left out. Raises
-    ValueError naming the field when a count is missing or not a non-negative integer: a
-    diagram with made-up numbers is worse than none.
+    left out. `rejected` is the whole report's `rejected` object (`{"count", "by_column"}`):
+    with it, the rejected box names why (`rejected_reasons`). Raises ValueError naming the
+    field when a count is missing or not a non-negative integer: a diagram with made-up
+    numbers is worse than none.
     """
-    funnel = _parse(report)
+    funnel = _parse(report, rejected)
     prefix = _id_prefix(funnel)
     header = _header(funnel)
     body = _body(funnel, prefix, top=_MARGIN + header.height + 16)
@@ -155,7 +163,7 @@ def _id_prefix(funnel: _Funnel) -> str:
 # --- reading the report ------------------------------------------------------------------------
 
 
-def _parse(report: Mapping[str, Any]) -> _Funnel:
+def _parse(report: Mapping[str, Any], rejected: Mapping[str, Any] | None) -> _Funnel:
     funnel = report.get("funnel")
     if not isinstance(funnel, Mapping):
         raise ValueError("funnel: expected an object")
@@ -171,6 +179,7 @@ def _parse(report: Mapping[str, Any]) -> _Funnel:
         review_status=status,
         read=_count(funnel, "read", "funnel") if "read" in funnel else None,
         rejected=_count(funnel, "rejected", "funnel") if "rejected" in funnel else 0,
+        reasons=tuple(rejected_reasons(rejected)) if rejected is not None else (),
         kept_unknown=_count(funnel, "kept_unknown", "funnel") if "kept_unknown" in funnel else 0,
         screened=_count(funnel, "screened", "funnel"),
         steps=tuple(_step(step, f"funnel.steps[{i}]") for i, step in enumerate(steps)),
@@ -196,6 +205,55 @@ def _step(step: Any, where: str) -> _Step:
         remaining=_count(step, "remaining", where),
         shared=_str(origin.get("applies_to")) if isinstance(origin, Mapping) else "",
     )
+
+
+def rejected_reasons(rejected: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Why rows were rejected, CONSORT's "reasons" beside its "excluded": (words, rows), from
+    the report's `rejected` object (`{"count", "by_column": [{"column", "feature", "problem",
+    "cells"}, ...]}`).
+
+    A problem of the row's id (no feature) is one a row: "no id", "duplicate id". The cells'
+    problems are reasons only when the id's do not account for every rejected row, i.e. under
+    `strict` (otherwise they are merely other problems of rows rejected for their id): one
+    reason per registry column, counting the rows of its most frequent feature (a column read
+    as two features flags the same cell twice). A row can then have several reasons; rows no
+    problem accounts for (a FHIR Bulk export's unreadable records) are "other". Raises
+    ValueError naming the field when a count is not one."""
+    count = _count(rejected, "count", "rejected")
+    by_column = rejected.get("by_column") or []
+    if not isinstance(by_column, Sequence) or isinstance(by_column, str):
+        raise ValueError("rejected.by_column: expected a list")
+    ids: dict[str, int] = {}
+    cells: dict[str, dict[str, int]] = {}  # column -> feature -> cells
+    for i, problem in enumerate(by_column):
+        if not isinstance(problem, Mapping):
+            raise ValueError(f"rejected.by_column[{i}]: expected an object")
+        n = _count(problem, "cells", f"rejected.by_column[{i}]")
+        column, feature = _str(problem.get("column")), _str(problem.get("feature"))
+        if feature:
+            per = cells.setdefault(column, {})
+            per[feature] = per.get(feature, 0) + n
+        else:
+            said = _id_problem(_str(problem.get("problem")))
+            ids[said] = ids.get(said, 0) + n
+    reasons = _most_first(ids)
+    if sum(ids.values()) < count:
+        reasons += _most_first({f"a bad cell in {c}": max(f.values()) for c, f in cells.items()})
+    other = count - sum(n for _, n in reasons)
+    return [*reasons, ("other, see the rejected rows file", other)] if other > 0 else reasons
+
+
+def _id_problem(problem: str) -> str:
+    """A problem of the row's id (validate.py's words), as a reason."""
+    if problem == "empty":
+        return "no id"
+    if problem.startswith("duplicate"):
+        return "duplicate id"
+    return f"id {problem}"
+
+
+def _most_first(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _count(mapping: Mapping[str, Any], key: str, where: str) -> int:
@@ -262,11 +320,22 @@ def _kept(funnel: _Funnel) -> str:
     return f"{_num(funnel.kept_unknown)} {rows} with a bad cell kept in, that value unknown"
 
 
+def _cut(text: str, most: int = _REASON_CHARS) -> str:
+    """`text` shortened to `most` characters, with an ellipsis when it was longer."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _reasons(funnel: _Funnel) -> str:
+    """Every reason, in full: the description and the rejected box's <title> say them."""
+    return "; ".join(f"{why} ({_num(n)})" for why, n in funnel.reasons)
+
+
 def _description(funnel: _Funnel) -> str:
     """The whole funnel in sentences, for screen readers and anyone who cannot see the boxes."""
     words = [f"{_label(funnel)}."]
     if funnel.read is not None:
-        words.append(f"{_num(funnel.read)} rows read, {_num(funnel.rejected)} rejected.")
+        why = f": {_reasons(funnel)}" if funnel.reasons else ""
+        words.append(f"{_num(funnel.read)} rows read, {_num(funnel.rejected)} rejected{why}.")
         if funnel.kept_unknown:
             words.append(f"{_kept(funnel)}.")
     words.append(f"{_num(funnel.screened)} patients screened.")
@@ -468,8 +537,11 @@ class _Column:
     side_bottom: int  # bottom of the last side box
     parts: list[str]
 
-    def beside(self, lines: Sequence[_Line], colours: tuple[str, str], *, quiet: bool) -> None:
-        """A side box joined to the vertical line below the current main box."""
+    def beside(
+        self, lines: Sequence[_Line], colours: tuple[str, str], *, quiet: bool, title: str = ""
+    ) -> None:
+        """A side box joined to the vertical line below the current main box; `title`, when
+        given, is its tooltip (the full text of what the box shortens)."""
         height = _box_height(lines)
         middle = max(
             self.last_bottom + _STEM,
@@ -484,7 +556,10 @@ class _Column:
             )
         else:
             self.parts.append(_arrow(self.prefix, (_MAIN_CX, middle), (_SIDE_X, middle)))
-        self.parts += box.parts
+        if title:
+            self.parts += ["<g>", f"<title>{_esc(title)}</title>", *box.parts, "</g>"]
+        else:
+            self.parts += box.parts
         self.branch, self.side_bottom = middle, middle - height // 2 + box.height
 
     def below(self, lines: Sequence[_Line]) -> None:
@@ -504,8 +579,19 @@ def _rejected(funnel: _Funnel) -> list[_Line]:
     """The rows set aside before screening, as CONSORT sets aside those not assessed."""
     width = _SIDE_W - 2 * _PAD - 4
     lines = [_Line(f"Rows rejected: {_num(funnel.rejected)}", _BODY, bold=True)]
-    said = "no id, an id another row has, or (strict) a bad cell; in rejected.csv"
-    lines += _lines(said, width, _SMALL)
+    if funnel.rejected and funnel.reasons:
+        shown = funnel.reasons[:_MOST_REASONS]
+        for why, n in shown:
+            lines += _lines(f"{_cut(why)} ({_num(n)})", width)
+        if len(funnel.reasons) > len(shown):
+            more = len(funnel.reasons) - len(shown)
+            lines += _lines(f"and {more} more reasons, in rejected.csv", width, _SMALL)
+        if sum(n for _, n in funnel.reasons) > funnel.rejected:
+            lines += _lines("a row can have more than one reason", width, _SMALL, fill=_MUTED)
+        lines += _lines("each row in rejected.csv", width, _SMALL, fill=_MUTED)
+    else:
+        said = "no id, an id another row has, or (strict) a bad cell; in rejected.csv"
+        lines += _lines(said, width, _SMALL)
     if funnel.kept_unknown:
         lines += _lines(_kept(funnel) + " (see problems.csv)", width, _SMALL, fill=_MUTED)
     return lines
@@ -521,7 +607,8 @@ def _start(funnel: _Funnel, prefix: str, top: int) -> _Column:
     box = _main_box([_Line(f"Rows read: {_num(funnel.read)}", bold=True)], top)
     column = _Column(prefix, top + box.height, top, top - _SIDE_GAP, box.parts)
     quiet = not funnel.rejected
-    column.beside(_rejected(funnel), _QUIET if quiet else _EXCLUDED, quiet=quiet)
+    title = f"Rows rejected: {_reasons(funnel)}" if funnel.reasons else ""
+    column.beside(_rejected(funnel), _QUIET if quiet else _EXCLUDED, quiet=quiet, title=title)
     column.below(screened)
     return column
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
+from app.batch.funnel import rejected_reasons
 from app.engine.words import INDICATIONS, THERAPIES, counted
 
 __all__ = ["CONTENT_SECURITY_POLICY", "report_html"]
@@ -254,9 +255,11 @@ def _contents(rulesets: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) 
 
 def _rows(report: Mapping[str, Any]) -> str:
     rejected = report["rejected"]
+    reasons = "; ".join(f"{_e(why)} ({_n(n)})" for why, n in rejected_reasons(rejected))
     facts = (
         f"<p>{_n(report['rows'])} rows read; {_n(rejected['count'])} rejected (kept out of every "
         f"count below, listed in the rejected rows file); {_n(report['screened'])} screened.</p>"
+        + (f"<p>Rejected because: {reasons}.</p>" if reasons else "")
     )
     shown = rejected["first"][:REJECTED_SHOWN]
     more = rejected["count"] - len(shown)

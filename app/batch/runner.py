@@ -677,7 +677,8 @@ def _write_report(outcome: Outcome) -> None:
     _atomic_text(side_file(outcome.results, ".report.json"), json.dumps(outcome.report, indent=2))
     folder = side_file(outcome.results, ".funnels")
     folder.mkdir(exist_ok=True)
-    funnels = {entry["id"]: funnel_svg(entry) for entry in outcome.report["rulesets"]}
+    rejected = outcome.report["rejected"]
+    funnels = {entry["id"]: funnel_svg(entry, rejected) for entry in outcome.report["rulesets"]}
     for ident, svg in funnels.items():
         _atomic_text(folder / f"{ident}.svg", svg)
     _atomic_text(side_file(outcome.results, ".report.html"), report_html(outcome.report, funnels))

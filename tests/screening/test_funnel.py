@@ -7,13 +7,15 @@ layout can be checked by eye, e.g. `rsvg-convert -o astis.png astis.svg` or a he
 from __future__ import annotations
 
 import copy
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.batch.funnel import funnel_svg
+from app.batch.funnel import funnel_svg, rejected_reasons
+from app.batch.validate import DUPLICATE
 
 # Independent of ELIGO_TEST_DATABASE: scripts/test.sh runs these in the SQLite pass only.
 pytestmark = pytest.mark.one_pass
@@ -419,3 +421,116 @@ def test_the_funnel_starts_at_the_rows_read_with_the_rejected_beside_them() -> N
     report["funnel"]["rejected"] = -1
     with pytest.raises(ValueError, match=r"funnel\.rejected"):
         funnel_svg(report)
+
+
+def _problem(column: str, feature: str, problem: str, cells: int) -> dict[str, Any]:
+    return {"column": column, "feature": feature, "problem": problem, "cells": cells,
+            "first": "registry.csv:2"}  # fmt: skip
+
+
+def _rejected_box(svg: str) -> list[str]:
+    """The rejected box's lines, from its count to the patients screened below it."""
+    texts = _texts(_parse(svg))
+    start = texts.index(next(t for t in texts if t.startswith("Rows rejected")))
+    return texts[start : texts.index(next(t for t in texts if t.startswith("Screened")))]
+
+
+def _with_rows(rejected: int, kept_unknown: int = 0) -> dict[str, Any]:
+    report = _report([], screened=18, eligible=5)
+    report["funnel"] |= {"read": 18 + rejected, "rejected": rejected, "kept_unknown": kept_unknown}
+    return report
+
+
+def test_the_rejected_box_names_why_with_counts() -> None:
+    """Issue 20: CONSORT names the reasons beside the count. The id given twice is the
+    reason, not the bad cell one of those rows also has (only `strict` rejects for a cell,
+    and then the id's reasons do not cover every row)."""
+    rejected = {
+        "count": 3,
+        "by_column": [
+            _problem("PAT_ID", "", DUPLICATE, 2),
+            _problem("PAT_ID", "", "empty", 1),
+            _problem("LVEF", "lvef_percent", "not a number", 1),
+        ],
+    }
+    svg = funnel_svg(_with_rows(3, kept_unknown=1), rejected)
+    box = _rejected_box(svg)
+    assert box[:3] == ["Rows rejected: 3", "duplicate id (2)", "no id (1)"]
+    assert not any("LVEF" in line for line in box)
+    root = _parse(svg)
+    desc = root.find(f"{SVG}desc")
+    assert desc is not None
+    assert "21 rows read, 3 rejected: duplicate id (2); no id (1)." in (desc.text or "")
+    tooltips = [t.text for g in root.iter(f"{SVG}g") for t in g.iter(f"{SVG}title")]
+    assert tooltips == ["Rows rejected: duplicate id (2); no id (1)"]
+    # Without the report's `rejected` (a caller that has only a rule set's entry): as before.
+    assert "duplicate id" not in funnel_svg(_with_rows(3, kept_unknown=1))
+
+
+def test_strict_names_each_column_with_a_bad_cell() -> None:
+    """Under `strict` a bad cell rejects its row: one reason per registry column, its rows
+    counted once though the column gives two features; a row can have several reasons."""
+    rejected = {
+        "count": 5,
+        "by_column": [
+            _problem("LVEF", "lvef_percent", "not a number", 2),
+            _problem("DX", "ssc_diagnosis", "not yes/no", 2),
+            _problem("DX", "sle_diagnosis", "not yes/no", 2),
+            _problem("PAT_ID", "", "empty", 1),
+            _problem("LVEF", "lvef_percent", "outside 5 to 90", 1),
+        ],
+    }
+    assert rejected_reasons(rejected) == [
+        ("no id", 1),
+        ("a bad cell in LVEF", 3),
+        ("a bad cell in DX", 2),
+    ]
+    box = _rejected_box(funnel_svg(_with_rows(5), rejected))
+    assert box[1:5] == [
+        "no id (1)",
+        "a bad cell in LVEF (3)",
+        "a bad cell in DX (2)",
+        "a row can have more than one reason",
+    ]
+
+
+def test_rows_no_problem_accounts_for_are_other() -> None:
+    """A FHIR Bulk export's unreadable records are rejected without a column's problem."""
+    assert rejected_reasons({"count": 3, "by_column": []}) == [
+        ("other, see the rejected rows file", 3)
+    ]
+    assert rejected_reasons({"count": 0, "by_column": []}) == []
+    box = _rejected_box(funnel_svg(_with_rows(0), {"count": 0, "by_column": []}))
+    assert box[1].startswith("no id, an id another row has")  # none rejected: what would be
+
+
+def test_many_long_hostile_reasons_stay_inside_the_box_and_escaped() -> None:
+    """Registry column names are the registry's: cut in the box (the full list in its
+    <title>), at most four reasons drawn, every text escaped and within the box's width."""
+    hostile = '<script>alert("x")</script>&' + "W" * 80
+    problems = [_problem(f"COL{i}", f"f{i}", "not a number", 10 - i) for i in range(6)]
+    problems.insert(0, _problem(hostile, "lvef_percent", "not a number", 20))
+    rejected = {"count": 25, "by_column": problems}
+    svg = funnel_svg(_with_rows(25), rejected)
+    assert "<script>" not in svg
+    root = _parse(svg)
+    box = _rejected_box(svg)
+    assert len([line for line in box if re.search(r" \(\d+\)$", line)]) == 4
+    assert " ".join(box[1:3]).startswith('a bad cell in <script>alert("x")</script>&WWW')
+    assert "\u2026 (20)" in " ".join(box)
+    assert "W" * 60 not in "".join(box)
+    assert "and 3 more reasons, in rejected.csv" in box
+    tooltip = next(t.text or "" for g in root.iter(f"{SVG}g") for t in g.iter(f"{SVG}title"))
+    assert f"a bad cell in {hostile} (20)" in tooltip
+    assert "a bad cell in COL5 (5)" in tooltip
+    # Wrapped to the side column's width (as a long criterion title is), two lines at most.
+    assert all(len(line) <= 50 for line in box)
+    assert len([line for line in box if "W" in line]) <= 2
+
+
+def test_bad_reason_counts_are_refused_by_name() -> None:
+    bad = {"count": 2, "by_column": [_problem("PAT_ID", "", "empty", -1)]}
+    with pytest.raises(ValueError, match=r"rejected\.by_column\[0\]\.cells"):
+        funnel_svg(_with_rows(2), bad)
+    with pytest.raises(ValueError, match=r"rejected\.count"):
+        funnel_svg(_with_rows(2), {"by_column": []})
