@@ -46,7 +46,10 @@ router = APIRouter(include_in_schema=False)
 SCREEN_PATH = "/screen"  # exempt from the generic body limit: uploads have their own
 # "file" and "mapping" come as text when a client sends an empty file input without a file
 # name (a browser sends `filename=""`): read, and treated as no file.
-FIELDS = ("csrf_token", "source", "path", "rulesets", "as_of", "file", "mapping")
+FIELDS = ("csrf_token", "source", "path", "rulesets", "as_of", "strict", "long", "file", "mapping")
+# A ticked box sends its value (ours: `true`; `on` by default); an unticked one nothing. The
+# words the API takes for a boolean form field (api/screenings._flag).
+TICKED, UNTICKED = {"true", "1", "on", "yes"}, {"", "false", "0", "off", "no"}
 LISTED_JOBS = 20
 REFRESH_SECONDS = 3  # the job page's reload without JavaScript, while the job runs
 
@@ -108,6 +111,9 @@ class Entered:
     path: str = ""
     rulesets: list[str] | None = None  # None: all ticked
     as_of: str = ""
+    strict: bool = False  # a bad cell rejects its row
+    long: bool = False  # long-format results too
+    unreadable: list[str] = field(default_factory=list)  # boxes sent with a value not a yes/no
 
 
 def _form_page(
@@ -284,11 +290,15 @@ def _entered(fields: dict[str, list[str]], rules: RuleBase) -> Entered:
         return (fields.get(name) or [""])[0].strip()
 
     ticked = fields.get("rulesets", [])
+    boxes = {name: one(name).lower() for name in ("strict", "long")}
     return Entered(
         source="path" if one("source") == "path" else "upload",
         path=one("path"),
         rulesets=shown.chosen(ticked, rules.rulesets),
         as_of=one("as_of"),
+        strict=boxes["strict"] in TICKED,
+        long=boxes["long"] in TICKED,
+        unreadable=[name for name, value in boxes.items() if value not in TICKED | UNTICKED],
     )
 
 
@@ -297,6 +307,8 @@ def _submission(
 ) -> tuple[service.Submission | None, dict[str, list[str]]]:
     """The request as the service takes it, or the problems the page can name first."""
     errors = dict(body.errors)
+    for name in entered.unreadable:  # only a hand-made request: the form sends `true`
+        errors.setdefault(name, []).append("tick the box or leave it empty (true or false)")
     if entered.rulesets == []:
         errors.setdefault("rulesets", []).append("tick at least one rule set")
     as_of: date | None = None
@@ -321,7 +333,14 @@ def _submission(
     mapping = body.form.files.get("mapping")
     named = mapping.filename if mapping is not None and mapping.filename else None
     submission = service.Submission(
-        body.job_id, source, entered.rulesets, "duckdb", as_of, mapping_file=named
+        body.job_id,
+        source,
+        entered.rulesets,
+        "duckdb",
+        as_of,
+        mapping_file=named,
+        long=entered.long,
+        strict=entered.strict,
     )
     return submission, {}
 
@@ -348,6 +367,7 @@ DOWNLOADS: tuple[tuple[str, str, service.Kind, str], ...] = (
     ("Rejected rows (CSV)", "rejected.csv", "rejected", CSV),
     ("Unreadable cells (CSV)", "problems.csv", "problems", CSV),
     ("Report (JSON)", "report.json", "report", "application/json"),
+    ("Results in long format (Parquet)", "long.parquet", "long", PARQUET),
 )
 _BY_NAME = {name: (kind, media) for _, name, kind, media in DOWNLOADS}
 
@@ -365,7 +385,14 @@ def job_page(
     view = service.view(job)
     base = f"{SCREEN_PATH}/{job.id}"
     succeeded = view["state"] == "succeeded"
-    offered: tuple[service.Kind, ...] = ("results", "rejected", "problems", "report", "report_html")
+    offered: tuple[service.Kind, ...] = (
+        "results",
+        "rejected",
+        "problems",
+        "report",
+        "report_html",
+        "long",
+    )
     has = {kind for kind in offered if succeeded and service.has_file(settings, job, kind)}
     context: dict[str, Any] = {
         "viewer": who.viewer,

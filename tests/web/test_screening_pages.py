@@ -4,6 +4,7 @@ next to their fields, and nothing left on disk by a request that was not accepte
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -201,6 +203,9 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
     assert 'http-equiv="refresh"' not in page  # finished: nothing to follow
     for name in ("results.csv", "results.parquet", "rejected.csv", "report.json"):
         assert f'href="{page_url}/{name}"' in page
+    assert "long.parquet" not in page  # not asked for
+    assert "<dt>Unreadable cells</dt><dd>read as unknown, the patient screened</dd>" in page
+    assert site.client.get(f"{page_url}/long.parquet").status_code == 404
     csv = site.client.get(f"{page_url}/results.csv")
     assert csv.status_code == 200
     attachment = f'attachment; filename="screening-{job_id}.results.csv"'
@@ -304,6 +309,63 @@ def test_problems_come_back_next_to_their_fields_and_leave_nothing(site: Site) -
     )
     assert forged.status_code == 403
     assert "security token" in forged.text
+    assert folders(site.jobs) == before
+
+
+def test_strict_and_long_are_offered_explained_and_passed_to_the_job(site: Site) -> None:
+    """The form's two options, as the API and `eligo screen` have them: `strict` leaves out
+    r4 (its age 200 cannot be read) besides the row without an id; `long` adds the long
+    file, offered on the job's page."""
+    sign_in(site.client, "analyst")
+    form = site.client.get("/screen").text
+    for name in ("strict", "long"):
+        box = re.search(
+            rf'<input id="{name}" name="{name}" type="checkbox" value="true"[^>]*>', form
+        )
+        assert box is not None
+        assert f'aria-describedby="h-{name}"' in box.group(0)
+        assert "checked" not in box.group(0)
+    assert "Leave out rows with an unreadable cell</label>" in form
+    assert "counts as unknown for that patient" in form
+    assert "one row per patient and rule set" in form
+
+    answer = post(site.client, strict="true", long="true")
+    assert answer.status_code == 303, errors_of(answer.text)
+    page_url = answer.headers["location"]
+    job = done(site.client, page_url)
+    assert job["state"] == "succeeded", job["error"]
+    assert (job["request"]["strict"], job["request"]["long"]) == (True, True)
+    summary = job["summary"]
+    assert (summary["rows"], summary["rejected"], summary["screened"]) == (4, 2, 2)
+    assert summary["unknown_cells"] == 0
+    page = site.client.get(page_url).text
+    assert "<dt>Unreadable cells</dt><dd>the row left out (strict)</dd>" in page
+    assert f'<a href="{page_url}/long.parquet" download>Results in long format' in page
+    long = site.client.get(f"{page_url}/long.parquet")
+    assert long.status_code == 200
+    assert long.content[:4] == b"PAR1"
+    attachment = f'attachment; filename="screening-{job["id"]}.long.parquet"'
+    assert long.headers["content-disposition"] == attachment
+    table = pq.read_table(io.BytesIO(long.content))
+    assert table.num_rows == 2 * len(RULESETS)  # r1 and r3, each rule set
+    assert set(table.column("id").to_pylist()) == {"r1", "r3"}
+    funnel = site.client.get(f"{page_url}/funnels/hsct-ssc-astis.svg").text
+    assert ">no id (1)</text>" in funnel
+    assert ">a bad cell in AGE (1)</text>" in funnel
+
+
+def test_the_options_are_kept_with_a_problem_and_a_wrong_value_is_named(site: Site) -> None:
+    sign_in(site.client, "analyst")
+    before = folders(site.jobs)
+    kept = post(site.client, rulesets=[], long="true")
+    assert kept.status_code == 422
+    assert list(errors_of(kept.text)) == ["rulesets"]
+    assert re.search(r'<input id="long" [^>]*checked', kept.text)
+    assert not re.search(r'<input id="strict" [^>]*checked', kept.text)
+    wrong = post(site.client, strict="sometimes")
+    assert wrong.status_code == 422
+    assert errors_of(wrong.text) == {"strict": ["tick the box or leave it empty (true or false)"]}
+    assert '<a href="#strict">Rows with an unreadable cell: tick the box' in wrong.text
     assert folders(site.jobs) == before
 
 

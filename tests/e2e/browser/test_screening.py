@@ -5,8 +5,10 @@ report opened and its results downloaded; without JavaScript too; axe-core on ev
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -25,9 +27,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def submit(page: Page, base: str, registry: Path) -> None:
+def submit(page: Page, base: str, registry: Path, *ticked: str) -> None:
+    """Upload `registry`, with the options whose labels are `ticked`."""
     page.goto(base + "/screen")
     page.set_input_files("#file", registry)
+    for label in ticked:
+        page.get_by_label(label).check()
     page.get_by_role("button", name="Screen", exact=True).click()
     page.wait_for_url("**/screen/*")
 
@@ -72,6 +77,34 @@ def test_an_uploaded_registry_is_followed_to_its_report_and_results(
     expect(report.get_by_role("heading", level=1)).to_have_text("Screening report")
     assert report.title() == "Eligo screening report"
     report.screenshot(path=artefact("screen-report.png"), full_page=True)
+
+
+def test_strict_and_long_are_ticked_in_the_form_and_the_long_file_downloaded(
+    page: Page, web_server: Server, registry: Path
+) -> None:
+    """The two options by their labels (their help text is each box's description); the job
+    page says rows with an unreadable cell were left out and offers the long file."""
+    page.goto(web_server.base + "/screen")
+    strict = page.get_by_label("Leave out rows with an unreadable cell")
+    expect(strict).not_to_be_checked()
+    expect(strict).to_have_accessible_description(re.compile("counts as unknown"))
+    long = page.get_by_label("Also give the results in long format")
+    expect(long).to_have_accessible_description(re.compile("one row per patient and rule set"))
+    submit(
+        page,
+        web_server.base,
+        registry,
+        "Leave out rows with an unreadable cell",
+        "Also give the results in long format",
+    )
+    expect(page.locator("[data-job-state]")).to_have_text("Done", timeout=JOB_SECONDS_MS)
+    expect(page.get_by_text("the row left out (strict)")).to_be_visible()
+    with page.expect_download() as waiting:
+        page.get_by_role("link", name="Results in long format (Parquet)").click()
+    table = pq.read_table(waiting.value.path())
+    screened = int(page.get_by_text("rows read").inner_text().split(", ")[1].split()[0])
+    rulesets = page.get_by_role("table", name="Patients per rule set and status")
+    assert table.num_rows == screened * rulesets.locator("tbody th[scope=row]").count()
 
 
 def test_without_javascript_a_screening_still_runs_to_its_results(
