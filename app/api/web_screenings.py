@@ -14,7 +14,7 @@ as unknown as one that does not exist (404).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -494,26 +494,44 @@ async def small_form(request: Request, admitted: Admitted) -> dict[str, str]:
 Small = Annotated[dict[str, str], Depends(small_form)]
 
 
-def _act(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    admitted: Screener | Response,
-    *,
-    form: dict[str, str],
-    job_id: str,
-) -> tuple[Screener, Screening] | Response:
-    """The job a button acts on, for a user who may and a form from this site."""
-    if isinstance(admitted, Response):
-        return admitted
-    try:
-        web_auth.check_csrf(request, settings, form.get(web_auth.CSRF_FIELD))
-    except web_auth.CrossSiteRefused as exc:
-        return _refused(request, settings, exc)
-    job = _find(session, job_id, admitted)
-    if job is None:
-        return _not_found(request, settings, admitted, job_id)
-    return admitted, job
+@dataclass(frozen=True, slots=True)
+class _Button:
+    """A job page's button: the service's action, the page's title when the job's state
+    forbids it (409), and whether the job's page follows (else the list: the job is gone)."""
+
+    act: Callable[[Session, Settings, Screening], object]
+    refused: str
+    to_job: bool
+
+    def press(
+        self,
+        request: Request,
+        session: Session,
+        settings: Settings,
+        admitted: Screener | Response,
+        *,
+        form: dict[str, str],
+        job_id: str,
+    ) -> Response:
+        """Pressed by a user who may, with a form from this site."""
+        if isinstance(admitted, Response):
+            return admitted
+        try:
+            web_auth.check_csrf(request, settings, form.get(web_auth.CSRF_FIELD))
+        except web_auth.CrossSiteRefused as exc:
+            return _refused(request, settings, exc)
+        job = _find(session, job_id, admitted)
+        if job is None:
+            return _not_found(request, settings, admitted, job_id)
+        try:
+            self.act(session, settings, job)
+        except Conflict as exc:
+            return _message(request, settings, admitted, self.refused, exc.detail, status=409)
+        return RedirectResponse(f"{SCREEN_PATH}/{job.id}" if self.to_job else SCREEN_PATH, 303)
+
+
+_CANCEL = _Button(service.cancel, "Cannot cancel", to_job=True)
+_DELETE = _Button(service.delete, "Cannot delete yet", to_job=False)
 
 
 @router.post(SCREEN_PATH + "/{job_id}/cancel", response_class=HTMLResponse)
@@ -526,15 +544,7 @@ def cancel(
     session: DbSession,
     settings: Config,
 ) -> Response:
-    found = _act(request, session, settings, admitted, form=form, job_id=job_id)
-    if isinstance(found, Response):
-        return found
-    who, job = found
-    try:
-        service.cancel(session, settings, job)
-    except Conflict as exc:
-        return _message(request, settings, who, "Cannot cancel", exc.detail, status=409)
-    return RedirectResponse(f"{SCREEN_PATH}/{job.id}", status_code=303)
+    return _CANCEL.press(request, session, settings, admitted, form=form, job_id=job_id)
 
 
 @router.post(SCREEN_PATH + "/{job_id}/delete", response_class=HTMLResponse)
@@ -547,12 +557,4 @@ def delete(
     session: DbSession,
     settings: Config,
 ) -> Response:
-    found = _act(request, session, settings, admitted, form=form, job_id=job_id)
-    if isinstance(found, Response):
-        return found
-    who, job = found
-    try:
-        service.delete(session, settings, job)
-    except Conflict as exc:
-        return _message(request, settings, who, "Cannot delete yet", exc.detail, status=409)
-    return RedirectResponse(SCREEN_PATH, status_code=303)
+    return _DELETE.press(request, session, settings, admitted, form=form, job_id=job_id)

@@ -249,7 +249,10 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
 
     sign_in(site.client, "analyst")
     token = csrf_of(site.client.get(page_url).text)
-    assert site.client.post(f"{page_url}/cancel", data={"csrf_token": token}).status_code == 409
+    done_already = site.client.post(f"{page_url}/cancel", data={"csrf_token": token})
+    assert done_already.status_code == 409
+    assert "<h1>Cannot cancel</h1>" in done_already.text
+    assert "succeeded" in done_already.text
     gone = site.client.post(
         f"{page_url}/delete", data={"csrf_token": token}, follow_redirects=False
     )
@@ -405,6 +408,11 @@ def test_a_queued_job_is_cancelled_from_its_page_which_refreshes_without_script(
             assert "Waiting for a worker" in page
             assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in page
             token = csrf_of(page)
+            running = client.post(f"{page_url}/delete", data={"csrf_token": token})
+            assert running.status_code == 409  # cancel it first
+            assert "<h1>Cannot delete yet</h1>" in running.text
+            forged = client.post(f"{page_url}/delete", data={"csrf_token": "x" * 43})
+            assert forged.status_code == 403
             cancelled = client.post(f"{page_url}/cancel", data={"csrf_token": token})
             assert cancelled.status_code == 200  # the job page, after the redirect
             assert "State: <span data-job-state>Cancelled</span>" in cancelled.text
