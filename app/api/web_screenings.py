@@ -364,10 +364,10 @@ def _not_found(request: Request, settings: Settings, who: Screener, job_id: str)
 DOWNLOADS: tuple[tuple[str, str, service.Kind, str], ...] = (
     ("Results (CSV)", "results.csv", "results", CSV),
     ("Results (Parquet)", "results.parquet", "results", PARQUET),
+    ("Results in long format (Parquet)", "long.parquet", "long", PARQUET),
     ("Rejected rows (CSV)", "rejected.csv", "rejected", CSV),
     ("Unreadable cells (CSV)", "problems.csv", "problems", CSV),
     ("Report (JSON)", "report.json", "report", "application/json"),
-    ("Results in long format (Parquet)", "long.parquet", "long", PARQUET),
 )
 _BY_NAME = {name: (kind, media) for _, name, kind, media in DOWNLOADS}
 

@@ -105,6 +105,7 @@ class _Line:
     size: int = _BODY
     bold: bool = False
     fill: str = _INK
+    indent: int = 0  # px from the box's text edge (a list item's wrapped lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +400,15 @@ def _lines(
     return [_Line(part, size, bold, fill) for part in _wrap(text, width, size, bold=bold)]
 
 
+def _item(text: str, width: int) -> list[_Line]:
+    """A list item: a bullet, and its wrapped lines hung under its first word, so that two
+    items that each take two lines still read as two."""
+    indent = round(_measure("\u2022 ", _BODY))
+    lines = _wrap(text, width - indent)
+    first = _Line(f"\u2022 {lines[0]}")
+    return [first, *(_Line(line, indent=indent) for line in lines[1:])]
+
+
 def _leading(line: _Line) -> int:
     return round(line.size * 1.35)
 
@@ -410,7 +420,7 @@ def _text(lines: Sequence[_Line], x: int, top: int, anchor: str = "start") -> li
         y += _leading(line)
         weight = ' font-weight="bold"' if line.bold else ""
         parts.append(
-            f'<text x="{x}" y="{y - round(line.size * 0.35)}" font-size="{line.size}"'
+            f'<text x="{x + line.indent}" y="{y - round(line.size * 0.35)}" font-size="{line.size}"'
             f' fill="{line.fill}" text-anchor="{anchor}"{weight}>{_esc(line.text)}</text>'
         )
     return parts
@@ -582,10 +592,10 @@ def _rejected(funnel: _Funnel) -> list[_Line]:
     if funnel.rejected and funnel.reasons:
         shown = funnel.reasons[:_MOST_REASONS]
         for why, n in shown:
-            lines += _lines(f"{_cut(why)} ({_num(n)})", width)
+            lines += _item(f"{_cut(why)} ({_num(n)})", width)
         if len(funnel.reasons) > len(shown):
             more = len(funnel.reasons) - len(shown)
-            lines += _lines(f"and {more} more reasons, in rejected.csv", width, _SMALL)
+            lines += _lines(f"and {more} more reasons", width, _SMALL)
         if sum(n for _, n in funnel.reasons) > funnel.rejected:
             lines += _lines("a row can have more than one reason", width, _SMALL, fill=_MUTED)
         lines += _lines("each row in rejected.csv", width, _SMALL, fill=_MUTED)

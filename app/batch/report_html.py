@@ -279,13 +279,13 @@ def _rows(report: Mapping[str, Any]) -> str:
 
 def _problems(report: Mapping[str, Any]) -> str:
     problems = report.get("problems")
-    if not problems:
+    if not problems or not problems["cells"]:  # none (always so under strict): nothing to say
         return ""
+    were = "was" if problems["cells"] == 1 else "were"
     text = (
         f"<p>{counted(problems['cells'], 'cell')} in {counted(problems['rows'], 'row')} could "
-        "not be read and "
-        "were taken as unknown (the patient stays in; an unknown never makes anyone "
-        "eligible).</p>"
+        f"not be read and {were} taken as unknown (the patient stays in; an unknown never makes "
+        "anyone eligible).</p>"
     )
     rows = [
         [

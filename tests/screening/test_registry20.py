@@ -85,9 +85,12 @@ def test_the_20_patient_registry_loses_no_patient_for_a_bad_cell(
     svg = (side_file(out, ".funnels") / "hsct-ssc-astis.svg").read_text(encoding="utf-8")
     assert "Rows read: 20" in svg
     assert "Rows rejected: 2" in svg
-    assert ">duplicate id (2)</text>" in svg  # why, in the rejected box (issue 20)
+    assert ">• duplicate id (2)</text>" in svg  # why, in the rejected box (issue 20)
     assert "a bad cell in" not in svg  # kept in, not a reason to reject
     assert "1 row with a bad cell kept in, that value unknown" in svg
+    page = side_file(out, ".report.html").read_text(encoding="utf-8")
+    assert "<p>Rejected because: duplicate id (2).</p>" in page
+    assert "<p>1 cell in 1 row could not be read and was taken as unknown" in page
 
 
 def test_strict_rejects_the_bad_cells_row_as_before(tmp_path: Path) -> None:
@@ -108,12 +111,15 @@ def test_strict_rejects_the_bad_cells_row_as_before(tmp_path: Path) -> None:
     assert _lines(side_file(out, ".problems.csv")) == []
     report = json.loads(side_file(out, ".report.json").read_text(encoding="utf-8"))
     assert report["problems"]["cells"] == 0
+    page = side_file(out, ".report.html").read_text(encoding="utf-8")
+    assert "<p>Rejected because: duplicate id (2); a bad cell in LVEF (1).</p>" in page
+    assert "were taken as unknown" not in page  # strict: no cell read as unknown, nothing said
     funnel = report["rulesets"][0]["funnel"]
     assert (funnel["read"], funnel["rejected"], funnel["screened"]) == (20, 3, 17)
     # The rejected box names both reasons: the id given twice, and (strict) the bad cell.
     svg = (side_file(out, ".funnels") / "hsct-ssc-astis.svg").read_text(encoding="utf-8")
-    assert ">duplicate id (2)</text>" in svg
-    assert ">a bad cell in LVEF (1)</text>" in svg
+    assert ">• duplicate id (2)</text>" in svg
+    assert ">• a bad cell in LVEF (1)</text>" in svg
 
 
 def test_eligo_screen_prints_the_cells_read_as_unknown_by_registry_column(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def test_the_page_is_self_contained_and_holds_every_section(screened: Outcome) -
         assert f'id="rs-{ruleset["id"]}"' in page
         # the same drawing as the .svg file, inline, its rejected box naming why
         assert funnel_svg(ruleset, report["rejected"]) in page
-        assert ">duplicate id (2)</text>" in funnel_svg(ruleset, report["rejected"])
+        assert ">• duplicate id (2)</text>" in funnel_svg(ruleset, report["rejected"])
     assert page.count("<svg") == len(report["rulesets"])
     assert "Table 1: the screened cohort" in page
     assert "Needs local clinical review" in page  # the shipped rule sets are drafts
@@ -165,7 +165,7 @@ def test_table_1_reads_values_after_their_unit_and_codes(
     assert creatinine["unit"] == "mg/dL"
     assert outcome.report["rejected"]["count"] == 1  # the row without an id
     funnels = side_file(outcome.results, ".funnels")
-    assert ">no id (1)</text>" in (funnels / "hsct-ssc-astis.svg").read_text(encoding="utf-8")
+    assert ">• no id (1)</text>" in (funnels / "hsct-ssc-astis.svg").read_text(encoding="utf-8")
     assert (creatinine["known"], creatinine["missing"]) == (3, 2)  # 1, 2 and 3 mg/dL
     assert (creatinine["q1"], creatinine["median"], creatinine["q3"]) == (1.5, 2.0, 2.5)
     assert (rows["age_years"]["known"], rows["age_years"]["missing"]) == (4, 1)  # d's abc

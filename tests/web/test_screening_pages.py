@@ -353,8 +353,8 @@ def test_strict_and_long_are_offered_explained_and_passed_to_the_job(site: Site)
     assert table.num_rows == 2 * len(RULESETS)  # r1 and r3, each rule set
     assert set(table.column("id").to_pylist()) == {"r1", "r3"}
     funnel = site.client.get(f"{page_url}/funnels/hsct-ssc-astis.svg").text
-    assert ">no id (1)</text>" in funnel
-    assert ">a bad cell in AGE (1)</text>" in funnel
+    assert ">• no id (1)</text>" in funnel
+    assert ">• a bad cell in AGE (1)</text>" in funnel
 
 
 def test_the_options_are_kept_with_a_problem_and_a_wrong_value_is_named(site: Site) -> None:
