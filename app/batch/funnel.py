@@ -57,7 +57,7 @@ _INDETERMINATE = ("#fff6dc", "#8a6100")
 
 # The rejected box names at most this many reasons (the rest are counted on one line), and cuts
 # a reason (a registry column's name is the registry's, of any length) after this many
-# characters, two lines at most: the full list is in the box's <title> and its <desc>.
+# characters, two or three lines: the full list is in the box's <title> and its <desc>.
 _MOST_REASONS = 4
 _REASON_CHARS = 60
 
