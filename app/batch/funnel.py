@@ -214,8 +214,9 @@ def rejected_reasons(rejected: Mapping[str, Any]) -> list[tuple[str, int]]:
     "cells"}, ...]}`).
 
     A problem of the row's id (no feature) is one a row: "no id", "duplicate id". The cells'
-    problems are reasons only when the id's do not account for every rejected row, i.e. under
-    `strict` (otherwise they are merely other problems of rows rejected for their id): one
+    problems are reasons only under `strict` (otherwise they are merely other problems of rows
+    rejected for their id; a report from before `strict` was recorded is taken as strict when
+    the id's problems do not account for every rejected row): one
     reason per registry column, counting the rows of its most frequent feature (a column read
     as two features flags the same cell twice). A row can then have several reasons; rows no
     problem accounts for (a FHIR Bulk export's unreadable records) are "other". Raises
@@ -238,7 +239,8 @@ def rejected_reasons(rejected: Mapping[str, Any]) -> list[tuple[str, int]]:
             said = _id_problem(_str(problem.get("problem")))
             ids[said] = ids.get(said, 0) + n
     reasons = _most_first(ids)
-    if sum(ids.values()) < count:
+    strict = rejected.get("strict")
+    if strict is True or (strict is None and sum(ids.values()) < count):  # None: an old report
         reasons += _most_first({f"a bad cell in {c}": max(f.values()) for c, f in cells.items()})
     other = count - sum(n for _, n in reasons)
     return [*reasons, ("other, see the rejected rows file", other)] if other > 0 else reasons

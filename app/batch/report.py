@@ -282,6 +282,16 @@ class ProblemCount(TypedDict):
 @with_config(_STRICT)
 class RejectedRows(TypedDict):
     count: int
+    strict: NotRequired[
+        Annotated[
+            bool,
+            Field(
+                description="Strict mode: a bad cell rejected its row (else only a row "
+                "without a usable id is rejected, and a bad cell is unknown); absent from "
+                "reports written before it was recorded"
+            ),
+        ]
+    ]
     first: Annotated[list[RejectedRow], Field(description="The first rejected rows")]
     by_column: Annotated[
         list[ProblemCount], Field(description="The rejected rows' problems, by registry column")

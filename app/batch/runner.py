@@ -525,6 +525,7 @@ def _summary(
         "screened": counted.screened,
         "rejected": {
             "count": len(rejected),
+            "strict": job.strict,
             "first": [
                 {"row": r.row, "where": r.where, "problems": r.problems}
                 for r in rejected[:REJECTED_IN_REPORT]

@@ -493,6 +493,23 @@ def test_strict_names_each_column_with_a_bad_cell() -> None:
     ]
 
 
+def test_the_reports_strict_flag_decides_whether_a_bad_cell_is_a_reason() -> None:
+    """A report says whether it was strict; only reports from before it said are inferred."""
+    problems = [_problem("R", "", "duplicate id", 2), _problem("LVEF", "lvef_percent", "x", 1)]
+    # not strict: the bad cell was read as unknown; the third row is another kind (FHIR)
+    assert rejected_reasons({"count": 3, "strict": False, "by_column": problems}) == [
+        ("duplicate id", 2),
+        ("other, see the rejected rows file", 1),
+    ]
+    # strict, with the bad cell in a row also rejected for its id: still a reason
+    assert rejected_reasons({"count": 2, "strict": True, "by_column": problems}) == [
+        ("duplicate id", 2),
+        ("a bad cell in LVEF", 1),
+    ]
+    # an older report without the flag: strict inferred when the ids leave rows unexplained
+    assert rejected_reasons({"count": 3, "by_column": problems})[1] == ("a bad cell in LVEF", 1)
+
+
 def test_rows_no_problem_accounts_for_are_other() -> None:
     """A FHIR Bulk export's unreadable records are rejected without a column's problem."""
     assert rejected_reasons({"count": 3, "by_column": []}) == [
