@@ -105,6 +105,9 @@ class Feature:
     derivations: tuple[Derivation, ...] = ()
     # Its input check compiled into one function (inputs.checker), built on first use.
     check: Any = field(default=None, init=False, repr=False, compare=False)
+    # The values typed in that the check has answered, by type then value (inputs.checker):
+    # what `normalise` looks up before calling the check. Empty until the check is built.
+    seen: Any = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
