@@ -211,6 +211,8 @@ class RuleSet:
     # the rule set: a reload builds new rule sets, so it can never be stale.
     compiled: Any = field(default=None, init=False, repr=False, compare=False)
     layout: Any = field(default=None, init=False, repr=False, compare=False)  # evaluate.layout
+    # Its criteria written as JSON bytes from a record (wire.py), compiled on first use.
+    writer: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def deciding(self) -> tuple[Criterion, ...]:
