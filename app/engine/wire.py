@@ -1,13 +1,17 @@
-"""A decision's full view written as JSON bytes straight from its record: `present.decision`'s
-twin for the API's hot path, byte for byte the same as `present.render` of what it builds.
+"""The full view's decisions written as JSON bytes straight from their records:
+`present.decision`'s twin for the API's hot path, byte for byte the same as `present.render`
+of what `present.marked(present.decision(...))` builds.
 
 An answer for every shipped rule set is ~340 kB, and building its ~200 criterion entries as
 dicts and then serialising them was a third of a recorded evaluation's Python time (py-spy
 on the worker under wrk; README "Performance"). A criterion entry is mostly its text (id,
 title, expression, citations, source, note, origin): here that part is serialised once per
 loaded criterion, and per request only the patient's part is written (each value once,
-however many criteria compare it) and joined to it. The answer keeps its dict envelope, so
-`render` still writes it in one call, splicing these bytes in as orjson Fragments.
+however many criteria compare it) and joined to it. Each rule set's writer is compiled once
+into straight-line code (as codegen.py compiles its evaluation), and a decision's envelope
+(the rule set's reference, risks, outcomes, citations and notes, serialised once) is joined
+around it, so that the answer's `results` are one join of bytes that `render` splices in as
+one orjson Fragment: no dict per decision, no copy of each array, no buffer grown piecemeal.
 `present.decision` stays the reference: the dicts a channel reads (the form, the cards) and
 the re-rendering that proves a record's digest come from it, and tests/engine/test_wire.py
 holds the two to the same bytes.
@@ -15,7 +19,8 @@ holds the two to the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +31,7 @@ from app.engine.evaluate import Decision, Layout, Status, layout
 from app.engine.inputs import INPUT, FeatureValue
 from app.engine.model import Criterion, CriterionKind, Feature, RuleBase, RuleSet
 
+_render = present.render
 _RESULT = {True: b'"met"', False: b'"not_met"', None: b'"unknown"'}
 _ATOM_RESULT = {k: b',"result":' + v for k, v in _RESULT.items()}
 _INPUT = present.render(present._INPUT)
@@ -75,18 +81,98 @@ def _value(given: FeatureValue, memo: _Memo) -> tuple[bytes, bytes]:
     return found
 
 
-# A rule set's writer: its criteria and cautions as two JSON arrays, from a record and the
-# request's memo; and the ids of the criteria that make an `ineligible` (evaluate.settled_by).
-Writer = Callable[[tuple[Any, ...], _Memo], tuple[orjson.Fragment, orjson.Fragment]]
+Writer = Callable[[tuple[Any, ...], _Memo, list[bytes]], None]
 Failing = Callable[[tuple[Any, ...]], list[str]]
 
 
-def _writer(ruleset: RuleSet, features: dict[str, Feature]) -> tuple[Writer, Failing]:
-    known: tuple[Writer, Failing] | None = ruleset.writer
-    if known is None:
-        known = _compile(ruleset, features)
-        object.__setattr__(ruleset, "writer", known)  # a cache on an immutable object
-    return known
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A rule set compiled for writing, within one rule base (its citations and units): the
+    writer of its criteria and cautions, the reasons of an `ineligible`, and the envelope's
+    bytes around what depends on the patient, in DecisionOut's order."""
+
+    rules: RuleBase
+    write: Writer  # appends `,"criteria":[…],"cautions":[…]` from a record
+    failing: Failing  # evaluate.settled_by for an ineligible, compiled
+    open: bytes  # {"ruleset":{…},"status":
+    statuses: dict[Status, bytes]  # "ineligible","reasons":
+    indication: bytes  # the reasons of a not_indicated: ["<its indication criterion>"]
+    middle: bytes  # ,"risks":[…],"outcomes":[…],"missing":
+    close: bytes  # ,"citations":[…],"notes":[…],"assessed":
+
+
+def results(
+    answered: Iterable[tuple[Decision, present.NotAssessedOut | None]], rules: RuleBase
+) -> orjson.Fragment:
+    """The full view's `results` array: each decision, with why it is not assessed if it is
+    set apart, as `render` writes `present.marked(present.decision(...), reason)`. The
+    values' bytes are written once for the whole answer, however many rule sets read them."""
+    memo: _Memo = {}
+    parts = [b"["]
+    for i, (result, reason) in enumerate(answered):
+        if i:
+            parts.append(b",")
+        _decision(result, rules, reason, memo, parts)
+    parts.append(b"]")
+    return orjson.Fragment(b"".join(parts))
+
+
+def decision(
+    result: Decision,
+    rules: RuleBase,
+    reason: present.NotAssessedOut | None = None,
+    memo: _Memo | None = None,
+) -> orjson.Fragment:
+    """One decision as `results` writes it (`memo`: the answer's values' bytes, if shared)."""
+    parts: list[bytes] = []
+    _decision(result, rules, reason, {} if memo is None else memo, parts)
+    return orjson.Fragment(b"".join(parts))
+
+
+def _decision(
+    result: Decision,
+    rules: RuleBase,
+    reason: present.NotAssessedOut | None,
+    memo: _Memo,
+    parts: list[bytes],
+) -> None:
+    ruleset, status, record = result.ruleset, result.status, result.record
+    written = ruleset.writer
+    if written is None or written.rules is not rules:
+        written = _written(ruleset, rules)
+    parts += (written.open, written.statuses[status])
+    if status is Status.INELIGIBLE:
+        parts.append(_render(written.failing(record)))
+    else:
+        parts.append(written.indication if status is Status.NOT_INDICATED else b"[]")
+    written.write(record, memo, parts)
+    confirm = present.to_confirm(result, rules.features) if result.to_confirm else []
+    parts += (written.middle, _render(result.missing), b',"to_confirm":', _render(confirm))
+    parts.append(written.close)
+    if reason is None:
+        parts.append(b"true}")
+    else:
+        parts += (b'false,"not_assessed":', _render(reason), b"}")
+
+
+def _written(ruleset: RuleSet, rules: RuleBase) -> _Written:
+    """The rule set compiled for `rules`, kept with it (a reload builds new rule sets)."""
+    static = present._static(ruleset, rules)
+    risks, outcomes = _render(static["risks"]), _render(static["outcomes"])
+    citations, notes = _render(static["citations"]), _render(static["notes"])
+    write, failing = _compile(ruleset, rules.features)
+    written = _Written(
+        rules=rules,
+        write=write,
+        failing=failing,
+        open=b'{"ruleset":' + _render(static["ruleset"]) + b',"status":',
+        statuses={s: _render(s.value) + b',"reasons":' for s in Status},
+        indication=_render([ruleset.indication_criterion.id]),
+        middle=b',"risks":' + risks + b',"outcomes":' + outcomes + b',"missing":',
+        close=b',"citations":' + citations + b',"notes":' + notes + b',"assessed":',
+    )
+    object.__setattr__(ruleset, "writer", written)  # a cache on an immutable object
+    return written
 
 
 def _compile(ruleset: RuleSet, features: dict[str, Feature]) -> tuple[Writer, Failing]:
@@ -100,24 +186,22 @@ def _compile(ruleset: RuleSet, features: dict[str, Feature]) -> tuple[Writer, Fa
     deciding = len(ruleset.deciding)
     # Each atom's (value, truth, margin) follows its criterion's truth in the record.
     margins = [offset + 3 + 3 * i for _, offset, below in shape for i in range(len(below))]
-    src.emit(1, "def write(record, memo):")
+    src.emit(1, "def write(record, memo, parts):")
     src.emit(2, f"m = dumps(({''.join(f'record[{at}], ' for at in margins)}))[1:-1].split(b',')")
     src.emit(2, "get = memo.get")
     atom = 0  # the index of the criterion's first atom among all the rule set's atoms
     for name, part in (("criteria", shape[:deciding]), ("cautions", shape[deciding:])):
-        src.emit(2, "parts = []" if part else "parts = [b'[]']")
+        opening = f',"{name}":['.encode()
+        if not part:
+            src.emit(2, f"parts.append({opening + b']'!r})")
         for i, (criterion, offset, below) in enumerate(part):
-            separator = b"," if i else b"["
-            _criterion(src, _wire(criterion, features), offset, atom, separator)
+            _criterion(src, _wire(criterion, features), offset, atom, b"," if i else opening)
             atom += len(below)
         if part:
             src.emit(2, "parts.append(b']')")
-        src.emit(2, f"{name} = Fragment(b''.join(parts))")
-    src.emit(2, "return criteria, cautions")
     _failing(src, shape[1:deciding])
     body = "\n".join(src.lines)
-    bound = {**src.names, "dumps": orjson.dumps, "Fragment": orjson.Fragment, "value": _value}
-    bound["AR"] = _ATOM_RESULT
+    bound = {**src.names, "dumps": orjson.dumps, "value": _value, "AR": _ATOM_RESULT}
     source = f"def factory({', '.join(bound)}):\n{body}\n    return write, failing\n"
     namespace: dict[str, Any] = {"__builtins__": {"id": id}}
     exec(compile(source, f"<writer {ruleset.id} {ruleset.version}>", "exec"), namespace)  # noqa: S102 - our own generated source, built from a validated rule set
@@ -167,38 +251,3 @@ def _failing(src: Source, shape: Layout) -> None:
         src.emit(2, f"if record[{offset}] is {fails}:")
         src.emit(3, f"out.append({criterion.id!r})")
     src.emit(2, "return out")
-
-
-def decision(
-    result: Decision, rules: RuleBase, reason: present.NotAssessedOut | None, memo: _Memo
-) -> dict[str, Any]:
-    """`present.marked(present.decision(result, rules), reason)` as `render` writes it: the
-    same keys in the same order, its criteria and cautions as bytes. `memo` is the request's
-    (its values' bytes, shared by every rule set of the answer)."""
-    ruleset, status = result.ruleset, result.status
-    static = present._static(ruleset, rules)
-    write, failing = ruleset.writer or _writer(ruleset, rules.features)
-    criteria, cautions = write(result.record, memo)
-    if status is Status.INELIGIBLE:
-        reasons = failing(result.record)
-    elif status is Status.NOT_INDICATED:
-        reasons = [ruleset.indication_criterion.id]
-    else:
-        reasons = []
-    out: dict[str, Any] = {
-        "ruleset": static["ruleset"],
-        "status": status.value,
-        "reasons": reasons,
-        "criteria": criteria,
-        "cautions": cautions,
-        "risks": static["risks"],
-        "outcomes": static["outcomes"],
-        "missing": list(result.missing),
-        "to_confirm": present.to_confirm(result, rules.features) if result.to_confirm else [],
-        "citations": static["citations"],
-        "notes": static["notes"],
-        "assessed": reason is None,
-    }
-    if reason is not None:
-        out["not_assessed"] = reason
-    return out

@@ -31,14 +31,17 @@ def test_every_decision_is_written_as_present_renders_it(shipped_rules: RuleBase
     reasons = 0
     for values in patients:
         decided = evaluate_all(rulesets, values)
-        memo: dict[int, tuple[bytes, bytes]] = {}  # one per answer, as the service's
+        memo: dict[int, tuple[bytes, bytes]] = {}  # one per answer, as in `results`
+        answered, every = [], []
         for decision, others in zip(decided, set_apart(decided), strict=True):
             reason = present.not_assessed(decision.ruleset, others) if others else None
             reasons += reason is not None
-            expected = present.render(
-                present.marked(present.decision(decision, shipped_rules), reason)
-            )
-            assert present.render(wire.decision(decision, shipped_rules, reason, memo)) == expected
+            expected = present.marked(present.decision(decision, shipped_rules), reason)
+            written = wire.decision(decision, shipped_rules, reason, memo)
+            assert present.render(written) == present.render(expected)
+            answered.append((decision, reason))
+            every.append(expected)
+        assert present.render(wire.results(answered, shipped_rules)) == present.render(every)
     assert reasons > 0  # the set-apart branch was taken
 
 
