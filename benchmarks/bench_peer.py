@@ -166,8 +166,7 @@ def shipped_cases(rules: RuleBase, floor_inputs: Sequence[dict[str, Any]], m: in
 
     def all_sent(vals: Values) -> bytes:
         """What the API does per answer: the decisions written as bytes (wire.py), rendered."""
-        memo: dict[int, tuple[bytes, bytes]] = {}
-        return present.render([wire.decision(decide(r, vals), rules, None, memo) for r in every])
+        return present.render(wire.results([(decide(r, vals), None) for r in every], rules))
 
     n = len(every)
     return [

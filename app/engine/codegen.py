@@ -37,7 +37,7 @@ from app.engine.model import (
 Compiled = Callable[[Values], Decision]
 
 
-class _Source:
+class Source:
     """The generated function's text, and the objects it refers to by name.
 
     The objects become the parameters of an enclosing factory, so the function reads them as
@@ -65,7 +65,7 @@ class _Source:
 class _RuleSetCompiler:
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
-        self.src = _Source()
+        self.src = Source()
         self.given: dict[str, str] = {}  # feature id -> local holding its FeatureValue or None
         self.truths: dict[int, str] = {}  # id(node) -> local holding its truth value
 
@@ -171,7 +171,7 @@ class _RuleSetCompiler:
             self.src.emit(indent + 1, f"add({node.feature!r})")
 
 
-def _comparison(atom: Atom, src: _Source) -> tuple[str, str]:
+def _comparison(atom: Atom, src: Source) -> tuple[str, str]:
     """The test on `v` and the margin expression, thresholds written as constants."""
     if isinstance(atom, Between):
         low, high = _literal(atom.low, src), _literal(atom.high, src)
@@ -185,7 +185,7 @@ def _comparison(atom: Atom, src: _Source) -> tuple[str, str]:
     return test, "None"
 
 
-def _literal(value: object, src: _Source) -> str:
+def _literal(value: object, src: Source) -> str:
     """A constant in the source when its repr reads back exactly, else a bound name."""
     if isinstance(value, bool | str) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)

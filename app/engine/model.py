@@ -105,6 +105,9 @@ class Feature:
     derivations: tuple[Derivation, ...] = ()
     # Its input check compiled into one function (inputs.checker), built on first use.
     check: Any = field(default=None, init=False, repr=False, compare=False)
+    # The values typed in that the check has answered, by type then value (inputs.checker):
+    # what `normalise` looks up before calling the check. Empty until the check is built.
+    seen: Any = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -208,6 +211,8 @@ class RuleSet:
     # the rule set: a reload builds new rule sets, so it can never be stale.
     compiled: Any = field(default=None, init=False, repr=False, compare=False)
     layout: Any = field(default=None, init=False, repr=False, compare=False)  # evaluate.layout
+    # Its criteria written as JSON bytes from a record (wire.py), compiled on first use.
+    writer: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def deciding(self) -> tuple[Criterion, ...]:

@@ -260,11 +260,11 @@ def decide(
     )
 
 
-def _results(rules: RuleBase, answered: compact.Answered, view: View, *, wired: bool) -> list[Any]:
-    """Each decision as presented: as dicts, or the full view as `render` writes them."""
+def _results(rules: RuleBase, answered: compact.Answered, view: View, *, wired: bool) -> Any:
+    """Each decision as presented: a list of dicts, or the full view's array as the bytes
+    `render` splices in (wire.results)."""
     if wired:
-        memo: dict[int, tuple[bytes, bytes]] = {}
-        return [wire.decision(d, rules, r, memo) for d, r in answered]
+        return wire.results(answered, rules)
     return [present.marked(compact.PRESENT[view](d, rules), r) for d, r in answered]
 
 

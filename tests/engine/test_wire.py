@@ -8,6 +8,7 @@ import random
 from datetime import datetime, time
 
 from app.engine import present, wire
+from app.engine.evaluate import decide
 from app.engine.inputs import normalise
 from app.engine.model import RuleBase
 from app.engine.run import evaluate_all, select, set_apart
@@ -30,14 +31,17 @@ def test_every_decision_is_written_as_present_renders_it(shipped_rules: RuleBase
     reasons = 0
     for values in patients:
         decided = evaluate_all(rulesets, values)
-        memo: dict[int, tuple[bytes, bytes]] = {}  # one per answer, as the service's
+        memo: dict[int, tuple[bytes, bytes]] = {}  # one per answer, as in `results`
+        answered, every = [], []
         for decision, others in zip(decided, set_apart(decided), strict=True):
             reason = present.not_assessed(decision.ruleset, others) if others else None
             reasons += reason is not None
-            expected = present.render(
-                present.marked(present.decision(decision, shipped_rules), reason)
-            )
-            assert present.render(wire.decision(decision, shipped_rules, reason, memo)) == expected
+            expected = present.marked(present.decision(decision, shipped_rules), reason)
+            written = wire.decision(decision, shipped_rules, reason, memo)
+            assert present.render(written) == present.render(expected)
+            answered.append((decision, reason))
+            every.append(expected)
+        assert present.render(wire.results(answered, shipped_rules)) == present.render(every)
     assert reasons > 0  # the set-apart branch was taken
 
 
@@ -62,3 +66,22 @@ def test_the_answer_sent_is_the_answer_read(shipped_rules: RuleBase) -> None:
             assert decided.body == present.render(decided.content)
             corrected += "corrections" in decided.answer
     assert corrected  # a derived provenance was written
+
+
+def test_a_rule_set_with_only_an_indication_is_written_as_present_renders_it(
+    golden_rules: RuleBase,
+) -> None:
+    """The compiled writer's edges: one criterion, no cautions (an empty array), and every
+    status a lone indication can give."""
+    demo = golden_rules.rulesets["demo"]
+    fields = {n: getattr(demo, n) for n, f in demo.__dataclass_fields__.items() if f.init}
+    bare = type(demo)(**{**fields, "inclusions": (), "exclusions": (), "cautions": ()})
+    feature = bare.indication_criterion.features[0]
+    statuses = set()
+    for given in (True, False, None):
+        values = normalise({feature: given}, golden_rules.features)
+        decision = decide(bare, values)
+        statuses.add(decision.status)
+        expected = present.render(present.marked(present.decision(decision, golden_rules), None))
+        assert present.render(wire.decision(decision, golden_rules, None, {})) == expected
+    assert len(statuses) == 3
