@@ -48,7 +48,7 @@ def compare(source: Path, truth: Path, starter: Path, features: Mapping[str, Fea
         true_plan = plan(kinds, features, load_mapping(truth, features))
         starter_plan = plan(kinds, features, load_mapping(starter, features))
         same = _same_column(true_plan, starter_plan)
-        hybrid = _hybrid(true_plan, starter_plan, same)
+        hybrid = _hybrid(true_plan, same)
         expected = _values(backend, relation.table(), true_plan, features)
         found = _values(backend, relation.table(), hybrid, features)
     finally:
@@ -67,7 +67,7 @@ def _same_column(truth: Plan, starter: Plan) -> dict[str, Column]:
     return {c.feature.id: c for c in starter.columns if columns.get(c.feature.id) == c.column}
 
 
-def _hybrid(truth: Plan, starter: Plan, same: Mapping[str, Column]) -> Plan:
+def _hybrid(truth: Plan, same: Mapping[str, Column]) -> Plan:
     """The true plan with the starter's reading of the features both read from one column."""
     columns = tuple(same.get(c.feature.id, c) for c in truth.columns)
     return replace(truth, columns=columns)
@@ -116,7 +116,9 @@ def main() -> None:
     print(f"true mapping: {found.truth} features")
     print(f"proposed:     {len(found.proposed)} ({len(found.proposed) / found.truth:.0%})")
     print(f"same column:  {same} ({same / found.truth:.0%})")
-    print(f"same values:  {same - len(found.differ)} ({(same - len(found.differ)) / found.truth:.0%})")
+    print(
+        f"same values:  {same - len(found.differ)} ({(same - len(found.differ)) / found.truth:.0%})"
+    )
     for feature, example in sorted(found.differ.items()):
         print(f"  differs: {feature}: {example}")
 

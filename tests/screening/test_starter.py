@@ -21,7 +21,7 @@ REGISTRY = """\
 PATNR,Age,Gender,LVEF (%),CREA_umol,DLCO,mRSS,Smoker,SSc subtype,Pregnant,BMI,Centre
 A1,45,F,60,80,55,25,N,dcSSc,no,22.1,Leiden
 A2,52,M,n/a,110,48,18,Y,lcSSc,no,27.9,Paris
-A3,61,F,55,,62,31,y,dcSSc,NA,24,Leiden
+A3,61,F,55,,62,<1,y,dcSSc,NA,24,Leiden
 """
 
 
@@ -52,7 +52,14 @@ def test_columns_are_proposed_by_name_and_values_with_why(
     assert dict(by_column["Gender"].codes) == {"F": "female", "M": "male"}
     assert by_column["CREA_umol"].unit == "µmol/L"
     assert by_column["LVEF (%)"].unit is None  # the feature's own unit: nothing to convert
-    assert by_column["SSc subtype"].unread == ("dcSSc", "lcSSc")  # left to the analyst
+    # Abbreviations of one value each (their shared "cSSc" tried without), said in a note.
+    assert dict(by_column["SSc subtype"].codes) == {
+        "dcSSc": "diffuse_cutaneous",
+        "lcSSc": "limited_cutaneous",
+    }
+    assert by_column["SSc subtype"].unread == ()
+    assert "read as abbreviations" in by_column["SSc subtype"].notes[0]
+    assert by_column["mRSS"].unread == ("<1",)  # a number's code: left to the analyst
     assert by_column["Smoker"].unread == ()  # N, Y, y are yes/no words
     assert "numbers 55–60" in by_column["LVEF (%)"].why  # n/a is a missing-value code
     assert [c.name for c in starter.unmatched] == ["BMI", "Centre"]
@@ -93,7 +100,8 @@ def test_the_file_is_a_mapping_eligo_screen_takes_as_written(
     assert {c.feature.id for c in planned.columns} >= {"sex", "serum_creatinine", "mrss"}
     assert set(planned.ignored) == {"BMI", "Centre"}
     assert "sex: {column: Gender, values: {F: female, M: male}}  # its values are" in text
-    assert "# SSc subtype: dcSSc, lcSSc will not read as SSc subtype" in text
+    assert "# mRSS: <1 will not read as mRSS: recode or check them" in text
+    assert "# SSc subtype: read as abbreviations" in text
     assert "#   Centre: values Leiden, Paris" in text
 
 
