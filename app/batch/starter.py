@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from difflib import SequenceMatcher
 from pathlib import Path
 
 from app.batch import codings, head
@@ -77,6 +78,8 @@ class Starter:
     unmatched: tuple[SourceColumn, ...]
     missing: Missing = NO_MISSING  # the registry's own codes for unknown (`missing:`)
     decimal: str | None = None  # `decimal: ","` for every number column
+    # Columns that fit several features equally well (`PRED_MG`: prednisone or predicted?).
+    tied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) -> Starter:
@@ -85,10 +88,11 @@ def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) ->
     key = _key(columns)
     missing = _registry_missing([c for c in columns if c.name != key], features)
     best: dict[str, Proposal] = {}
+    tied: dict[str, tuple[str, ...]] = {}
     for column in columns:
         if column.name == key:
             continue
-        found = _best(column, features, missing)
+        found, tied[column.name] = _best(column, features, missing)
         if found is not None and (
             found.feature.id not in best or found.score > best[found.feature.id].score
         ):
@@ -99,7 +103,8 @@ def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) ->
     )
     unmatched = tuple(c for c in columns if c.name not in chosen and c.name != key)
     decimal, proposals = _registry_decimal(proposals)
-    return Starter(key, proposals, unmatched, missing, decimal)
+    tied = {c: ids for c, ids in tied.items() if ids}
+    return Starter(key, proposals, unmatched, missing, decimal, tied)
 
 
 def _registry_missing(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) -> Missing:
@@ -108,8 +113,9 @@ def _registry_missing(columns: Sequence[SourceColumn], features: Mapping[str, Fe
     named: list[tuple[str, Sequence[str], Feature]] = []
     for column in columns:
         scored = [(s[0], f) for f in features.values() if (s := _by_name(column.name, f))]
-        if scored:
-            named.append((column.name, column.values, max(scored, key=lambda s: s[0])[1]))
+        top = [f for score, f in scored if score == max(s for s, _ in scored)]
+        if len(top) == 1:  # a name that fits two features says nothing of the range
+            named.append((column.name, column.values, top[0]))
     return codings.registry_missing(named)
 
 
@@ -145,12 +151,27 @@ def _normal(name: str) -> str:
 
 def _best(
     column: SourceColumn, features: Mapping[str, Feature], missing: Missing
-) -> Proposal | None:
+) -> tuple[Proposal | None, tuple[str, ...]]:
+    """The column's best feature: of those its name and values fit equally well, the one
+    whose id its name is closest to, then whose id leaves the fewest words unsaid ("ILD":
+    ild_present, not ild_progressive_12m), the others named in its comment; none where that
+    still ties (then their ids, for the analyst)."""
     scored = [p for f in features.values() if (p := _score(column, f, missing)) is not None]
-    if not scored:
-        return None
-    top = max(scored, key=lambda p: p.score)
-    return top if top.score >= MATCHED else None
+    top = [p for p in scored if p.score == max(p.score for p in scored) and p.score >= MATCHED]
+    top.sort(key=_closeness)
+    if len(top) > 1 and _closeness(top[0]) == _closeness(top[1]):
+        return None, tuple(p.feature.id for p in top)
+    if len(top) > 1:
+        others = ", ".join(p.feature.id for p in top[1:])
+        return replace(top[0], why=f"{top[0].why}; fits {others} as well: check"), ()
+    return (top[0] if top else None), ()
+
+
+def _closeness(proposal: Proposal) -> tuple[float, int]:
+    """A sort key, closest first: the name's likeness to the id, then the id's words."""
+    feature_id = proposal.feature.id
+    likeness = SequenceMatcher(None, _normal(proposal.column.name), feature_id).ratio()
+    return -round(likeness, 6), len(feature_id.split("_"))
 
 
 def _score(column: SourceColumn, feature: Feature, missing: Missing) -> Proposal | None:
@@ -405,10 +426,13 @@ def render(starter: Starter, source: str, on: date) -> str:
         lines += _entry(proposal)
     if starter.unmatched:
         lines.append("# Not matched to a feature (left out of screening unless mapped here):")
-        lines += [
-            f"#   {c.name}: values {_quoted(list(c.values)) or 'none'}" for c in starter.unmatched
-        ]
+        lines += [_unmatched(c, starter.tied.get(c.name, ())) for c in starter.unmatched]
     return "\n".join(lines) + "\n"
+
+
+def _unmatched(column: SourceColumn, tied: Sequence[str]) -> str:
+    line = f"#   {column.name}: values {_quoted(list(column.values)) or 'none'}"
+    return line + (f" (fits {' and '.join(tied)} alike: yours to decide)" if tied else "")
 
 
 def _missing_lines(missing: Missing) -> list[str]:
