@@ -25,6 +25,7 @@ SENTINELS = frozenset({-9.0, -99.0, -999.0, -9999.0, 999.0, 9999.0})
 # Words for "not known" in yes/no and choice columns (compared without case).
 MISSING_WORDS = frozenset({"u", "unk", "unk.", "nk", "unknown", "not known"})
 SPSS_YES, SPSS_NO, SPSS_UNKNOWN = "1", "2", "9"
+MAX_ABBREVIATION = 12  # letters
 _COMMA = re.compile(r"^[+-]?\d+,\d+$")  # as cells._DECIMAL_COMMA
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3},\d{3}$")  # 1,500: a decimal comma, or thousands?
 _POINT = re.compile(r"^[+-]?\d*\.\d+$")
@@ -141,7 +142,9 @@ def abbreviates(code: str, value: str) -> bool:
     letter: "dc" is diffuse_cutaneous, "lc" limited_cutaneous, not "ss"."""
     words = [w for w in _WORD_SPLIT.split(value.casefold()) if w]
     letters = "".join(ch for ch in code.casefold() if ch.isalnum())
-    return bool(letters) and _pieces(letters, words)
+    # An abbreviation is short; a longer text (a comment in a choice column) is none, and the
+    # ways to cut it among the words would grow as its length to the words' number.
+    return 0 < len(letters) <= MAX_ABBREVIATION and _pieces(letters, words)
 
 
 def _pieces(letters: str, words: Sequence[str]) -> bool:
