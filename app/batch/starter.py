@@ -6,10 +6,13 @@ header and a sample of its values and proposes, for each column, the feature it 
 gives, from the column's name (the feature's id or label, word for word or close to it) and
 its values (numbers for a number, the feature's values for a choice, yes/no words for a
 yes/no), with the unit its name carries (`CREA_umol`, `Creatinine (mg/dL)`) where the feature
-converts from it. Every proposal says why, so the analyst can check it; the columns no feature
-matches are listed as comments. Nothing is guessed silently: a code the sample holds that is
-not one of the feature's values is left for the analyst, named in a comment, and the file is
-one `eligo screen --mapping` accepts as written.
+converts from it. The registry's codings are read from the sample too (app/batch/codings.py):
+its codes for unknown (`-99`, `U`) as `missing:`, decimal commas, SPSS's 1/2/9 yes/no, choice
+codes that abbreviate one value (`dcSSc`). Every proposal says why, so the analyst can check
+it; the columns no feature matches are listed as comments. Nothing is guessed silently: a guess
+the data cannot confirm (1 = yes) says so in a comment, and a code the sample holds that reads
+as none of the feature's values, or as several, is left for the analyst, named in a comment.
+The file is one `eligo screen --mapping` accepts as written.
 """
 
 from __future__ import annotations
