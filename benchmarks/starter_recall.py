@@ -95,8 +95,11 @@ def _first_difference(
     return ""
 
 
-def measure(n: int, seed: int, folder: Path) -> Agreement:
-    features = load_rules(Settings().rules_dir).features
+def measure(
+    n: int, seed: int, folder: Path, features: Mapping[str, Feature] | None = None
+) -> Agreement:
+    """Write the registry, its true mapping and the starter's into `folder`; compare them."""
+    features = features or load_rules(Settings().rules_dir).features
     source, truth, starter = folder / "reg.csv", folder / "truth.yaml", folder / "starter.yaml"
     write_registry_csv(n, features, source, seed=seed)
     truth.write_text(mapping(features, source.name), encoding="utf-8")

@@ -15,7 +15,7 @@ from app.batch import codings
 from app.batch.head import Limits
 from app.batch.mapping import RawKind, load_mapping, plan
 from app.batch.starter import SourceColumn, propose, read_columns, render, yaml_scalar
-from app.engine.model import RuleBase
+from app.engine.model import Feature, RuleBase
 from benchmarks.starter_recall import compare, measure
 from tests.e2e.helpers import run_eligo
 
@@ -241,13 +241,13 @@ LEFT_TO_THE_ANALYST = {"mrss": "<1", "sex": "X"}
 
 
 def test_on_a_synthetic_registry_the_starter_reads_what_its_true_mapping_reads(
-    tmp_path: Path,
+    shipped_rules: RuleBase, tmp_path: Path
 ) -> None:
     """eligo synth's registry codings: before issue 20's codings the starter proposed 28 of
     the true mapping's 90 features (21 reading the same values); every proposal is the true
     column, and reads each row's value as the true mapping does but for the codes above."""
-    found = measure(400, 3, tmp_path)
-    assert found.truth == 90
+    found = measure(400, 3, tmp_path, shipped_rules.features)
+    assert found.truth == len(shipped_rules.features) == 90
     assert len(found.proposed) >= 60
     assert found.same_column == found.proposed  # never another column than the true one
     assert set(found.differ) <= set(LEFT_TO_THE_ANALYST)
@@ -297,3 +297,26 @@ def test_a_code_is_mapped_by_abbreviation_only_when_exactly_one_value_fits() -> 
 )
 def test_spss_yes_no_needs_both_1_and_2(values: list[str], codes: dict[str, object]) -> None:
     assert codings.spss_yes_no(values) == codes
+
+
+def test_a_name_that_fits_several_features_says_so_or_is_left_to_the_analyst(
+    shipped_rules: RuleBase,
+) -> None:
+    """ILD fits three ild_ features by name: the closest is proposed, the others named in its
+    comment; two features it fits exactly alike get neither, and both are listed."""
+    features = shipped_rules.features
+    ild = SourceColumn("ILD", ("1", "2", "9"))
+    starter = propose([SourceColumn("id", ("p1", "p2")), ild], features)
+    [proposal] = starter.proposals
+    assert proposal.feature.id == "ild_present"
+    assert "fits ild_progressive_12m, ild_onset_or_worsening_6m as well: check" in proposal.why
+    twins = {
+        name: Feature(features["mrss"].spec.model_copy(update={"id": name}))
+        for name in ("skin_score_ab", "skin_score_cd")
+    }
+    skin = SourceColumn("SKIN_SCORE", ("12", "30"))
+    starter = propose([SourceColumn("id", ("p1", "p2")), skin], twins)
+    assert starter.proposals == ()
+    assert dict(starter.tied) == {"SKIN_SCORE": ("skin_score_ab", "skin_score_cd")}
+    text = render(starter, "s.csv", date.today())
+    assert "fits skin_score_ab and skin_score_cd alike: yours to decide" in text
