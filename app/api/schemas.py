@@ -10,7 +10,7 @@ model here: the routes name those TypedDicts directly.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
@@ -335,89 +334,4 @@ class Problem(_Out):
     )
     errors_omitted: int | None = Field(
         default=None, description="How many more errors there were than `errors` lists"
-    )
-
-
-# Registry screening jobs -------------------------------------------------------------------
-
-TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
-
-
-class ScreeningSourceIn(BaseModel):
-    """A file or FHIR Bulk folder on the server by path, or a table in a database."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=4096,
-        description="Inside one of the server's ELIGO_SCREENING_SOURCES directories "
-        "(absolute, or relative to one of them)",
-    )
-    url: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=2048,
-        description="SQLAlchemy URL of a database ELIGO_SCREENING_URL_PREFIXES allows",
-    )
-    table: str | None = Field(
-        default=None, max_length=127, pattern=TABLE_NAME, description="table or schema.table"
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ScreeningSourceIn:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give either `path` or `url` (with `table`)")
-        if self.url is not None and self.table is None:
-            raise ValueError("a database source needs `table`")
-        if self.path is not None and self.table is not None:
-            raise ValueError("`table` goes with `url`, not `path`")
-        return self
-
-
-class ScreeningRequest(BaseModel):
-    """POST /v1/screenings as JSON (a file is uploaded as multipart/form-data instead)."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"source": {"path": "registry-2026.parquet"}, "rulesets": ["hsct-ssc-astis"]},
-                {
-                    "source": {"url": "postgresql://reader@registry-db/registry", "table": "ssc"},
-                    "mapping": {"id": "patient_no", "columns": {"lvef_percent": "LVEF"}},
-                },
-            ]
-        },
-    )
-
-    source: ScreeningSourceIn
-    mapping: dict[str, Any] | None = Field(
-        default=None,
-        description="Column mapping, as the YAML mapping file would give it: "
-        "{id: key column, missing, decimal, strict, columns: {feature id: column | "
-        "{column, unit, values, missing, decimal}}}",
-    )
-    rulesets: list[str] | None = Field(
-        default=None, description="Rule set ids to screen against [default: all]"
-    )
-    backend: Literal["duckdb", "spark"] | None = Field(
-        default=None, description="The SQL backend that reads a file [default: duckdb]"
-    )
-    engine: Literal["duckdb", "spark"] | None = Field(
-        default=None, description="Alias of `backend`, its earlier name (still accepted)"
-    )
-    as_of: date | None = Field(
-        default=None, description="FHIR Bulk: the day freshness windows count back from"
-    )
-    long: bool = Field(
-        default=False,
-        description="Also the results in long format (one row per patient and rule set: "
-        "id, ruleset, status, first reason, missing, to_confirm), at long.parquet",
-    )
-    strict: bool = Field(
-        default=False,
-        description="A bad cell rejects its row; by default the value is unknown for that "
-        "patient, the row screened and the cell reported (problems.csv)",
     )

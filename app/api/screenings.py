@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.api.body import json_of, receiving
@@ -26,10 +27,9 @@ from app.api.deps import (
     get_settings,
     require,
 )
-from app.api.errors import parse_body, problem_responses
+from app.api.errors import problem_responses, validation_errors
 from app.api.headers import IMAGE_POLICY, REPORT_POLICY
 from app.api.responses import FastJSONResponse
-from app.api.schemas import ScreeningRequest
 from app.api.upload import Form, read_form, too_large
 from app.batch.backends import FORMATS
 from app.batch.report import ScreeningReport
@@ -39,6 +39,7 @@ from app.errors import FieldError, InvalidPayload
 from app.security import Scope
 from app.services import screenings as service
 from app.services.screening_jobs import Layout, Worker, csv_chunks
+from app.services.screening_request import ScreeningRequest, UploadSource, untagged
 from app.services.screenings import ScreeningJob, ScreeningList
 from app.settings import Settings
 
@@ -127,9 +128,9 @@ async def submission(request: Request) -> AsyncIterator[service.Submission]:
         else:
             async with receiving(settings):
                 body = await _read(request, settings.max_body_bytes)
-            parsed = parse_body(ScreeningRequest, await json_of(body, media or None, settings))
+            payload = await json_of(body, media or None, settings)
+            found = _from_json(job_id, payload)
             files.create(job_id)
-            found = _from_json(job_id, parsed)
         yield found
     except BaseException:
         files.remove(job_id)
@@ -154,25 +155,24 @@ async def _read(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _from_json(job_id: str, body: ScreeningRequest) -> service.Submission:
-    given = body.source
-    source = (
-        service.Source("path", given.path, field="source.path")
-        if given.path is not None
-        else service.Source("url", given.url or "", table=given.table, field="source.url")
-    )
-    backend, named = _backend(body.backend, body.engine)
-    return service.Submission(
-        job_id,
-        source,
-        body.rulesets,
-        backend,
-        body.as_of,
-        backend_field=named,
-        mapping=body.mapping,
-        strict=body.strict,
-        long=body.long,
-    )
+def _from_json(job_id: str, payload: Any) -> service.Submission:
+    """A JSON body: a server path or a database table (a file comes as multipart)."""
+    request = _validated(payload)
+    if isinstance(request.source, UploadSource):
+        message = "upload the file as multipart/form-data (the `file` field)"
+        raise _invalid("source.kind", "upload_in_json", message)
+    if request.mapping_file is not None:
+        raise _invalid("mapping_file", "extra_forbidden", "Extra inputs are not permitted")
+    return service.Submission(job_id, request)
+
+
+def _validated(payload: Any) -> ScreeningRequest:
+    """The request, or 422 naming each field as the client wrote it."""
+    try:
+        return ScreeningRequest.model_validate(payload)
+    except ValidationError as exc:
+        found = [{**e, "loc": untagged(tuple(e["loc"]))} for e in exc.errors()]
+        raise InvalidPayload("request validation failed", validation_errors(found)) from None
 
 
 async def _from_form(
@@ -194,29 +194,21 @@ async def _from_form(
     if upload is None:
         raise _invalid("file", "missing", "upload the registry as the `file` field")
     mapping = form.files.get("mapping")
-    backend, named = _backend(_one(form, "backend"), _one(form, "engine"))
-    return service.Submission(
-        job_id,
-        service.Source("upload", upload.filename, field="file"),
-        _rulesets(form),
-        backend,
-        _day(_one(form, "as_of")),
-        backend_field=named,
-        mapping_file=mapping.filename if mapping else None,
-        long=_flag(_one(form, "long"), "long"),
-        strict=_flag(_one(form, "strict"), "strict"),
-    )
-
-
-def _backend(backend: str | None, engine: str | None) -> tuple[str, str]:
-    """The backend asked for and the field that named it: `engine` is its alias (the published
-    name before the rename), accepted alone or agreeing with `backend`."""
-    if backend is not None and engine is not None and backend != engine:
-        message = f"backend {backend!r} and its alias engine {engine!r} differ: give one"
-        raise _invalid("backend", "conflict", message)
-    if backend is None and engine is not None:
-        return engine, "engine"
-    return backend or "duckdb", "backend"
+    settings = get_settings(request)
+    given: dict[str, Any] = {
+        "source": UploadSource(name=upload.filename),
+        "mapping_file": service.uploaded_mapping(settings, job_id, mapping.filename)
+        if mapping
+        else None,
+        "rulesets": _rulesets(form),
+        "backend": _one(form, "backend"),
+        "engine": _one(form, "engine"),
+        "as_of": _day(_one(form, "as_of")),
+        "long": _flag(_one(form, "long"), "long"),
+        "strict": _flag(_one(form, "strict"), "strict"),
+    }
+    # Only what the form gave: `backend` given or not says which name a problem is under.
+    return service.Submission(job_id, _validated({k: v for k, v in given.items() if v is not None}))
 
 
 def _invalid(field: str, code: str, message: str) -> InvalidPayload:

@@ -39,6 +39,12 @@ from app.errors import Conflict, EligoError, FieldError, InvalidPayload, NotFoun
 from app.security import Scope
 from app.services import screenings as service
 from app.services.screening_jobs import Layout, Worker, csv_chunks
+from app.services.screening_request import (
+    PathSource,
+    ScreeningRequest,
+    UploadedMapping,
+    UploadSource,
+)
 from app.settings import Settings
 from app.web import screening as shown
 
@@ -268,7 +274,7 @@ def submit(
     except web_auth.CrossSiteRefused as exc:
         return _refused(request, settings, exc)
     entered = _entered(fields, rules)
-    submission, errors = _submission(body, entered)
+    submission, errors = _submission(body, entered, settings)
     if submission is not None:
         try:
             job = service.submit(session, settings, rules, admitted.asker, submission)
@@ -303,7 +309,7 @@ def _entered(fields: dict[str, list[str]], rules: RuleBase) -> Entered:
 
 
 def _submission(
-    body: Posted, entered: Entered
+    body: Posted, entered: Entered, settings: Settings
 ) -> tuple[service.Submission | None, dict[str, list[str]]]:
     """The request as the service takes it, or the problems the page can name first."""
     errors = dict(body.errors)
@@ -318,31 +324,45 @@ def _submission(
         except ValueError:
             errors.setdefault("as_of", []).append("write the day as YYYY-MM-DD")
     upload = body.form.files.get("file")
-    if entered.source == "path":
-        source = service.Source("path", entered.path, field="source.path")
-        if not entered.path:
-            errors.setdefault("path", []).append("choose a source on the server")
-    else:
-        source = service.Source("upload", upload.filename if upload else "", field="file")
-        if (upload is None or not upload.filename) and "file" not in errors:
-            errors.setdefault("file", []).append(
-                "choose the registry file to upload (or a source on the server)"
-            )
+    if entered.source == "path" and not entered.path:
+        errors.setdefault("path", []).append("choose a source on the server")
+    chosen = upload is not None and upload.filename
+    if entered.source != "path" and not chosen and "file" not in errors:
+        errors.setdefault("file", []).append(
+            "choose the registry file to upload (or a source on the server)"
+        )
+    mapping = _mapping_file(body, settings, errors)
     if errors:
         return None, errors
-    mapping = body.form.files.get("mapping")
-    named = mapping.filename if mapping is not None and mapping.filename else None
-    submission = service.Submission(
-        body.job_id,
-        source,
-        entered.rulesets,
-        "duckdb",
-        as_of,
-        mapping_file=named,
+    source: PathSource | UploadSource = (
+        PathSource(path=entered.path)
+        if entered.source == "path"
+        else UploadSource(name=upload.filename if upload else "")
+    )
+    request = ScreeningRequest(
+        source=source,
+        mapping_file=mapping,
+        rulesets=entered.rulesets,
+        as_of=as_of,
         long=entered.long,
         strict=entered.strict,
     )
-    return submission, {}
+    return service.Submission(body.job_id, request), {}
+
+
+def _mapping_file(
+    body: Posted, settings: Settings, errors: dict[str, list[str]]
+) -> UploadedMapping | None:
+    """The mapping file chosen, if one was (an empty file input sends a nameless part)."""
+    mapping = body.form.files.get("mapping")
+    if mapping is None or not mapping.filename:
+        return None
+    try:
+        return service.uploaded_mapping(settings, body.job_id, mapping.filename)
+    except InvalidPayload as exc:
+        for field, said in shown.field_errors(exc.errors).items():
+            errors.setdefault(field, []).extend(said)
+        return None
 
 
 # --- a job -----------------------------------------------------------------------------------

@@ -117,8 +117,12 @@ class MappingFile:
     strict: bool = False  # a bad cell rejects its row instead of being unknown
 
 
-def load_mapping(path: Path, features: Mapping[str, Feature]) -> MappingFile:
-    name = display_path(path)
+def load_mapping(
+    path: Path, features: Mapping[str, Feature], name: str | None = None
+) -> MappingFile:
+    """The mapping file at `path`; its problems name it `name` (how the caller knows the
+    file: a server keeps it under a path of its own), else by its path."""
+    name = name or display_path(path)
     doc, diagnostics = load_located(path, name)
     if diagnostics:
         raise MappingError([f"{d.position}: {d.message}" for d in diagnostics])

@@ -82,6 +82,13 @@ from app.db.session import normalise_url
 from app.engine.inputs import InvalidInput
 from app.engine.model import Feature, RuleBase
 from app.engine.present import StatusText
+from app.services.screening_request import (
+    PathSource,
+    ScreeningRequest,
+    UploadSource,
+    UrlSource,
+    stored_request,
+)
 from app.settings import Settings
 
 log = logging.getLogger("eligo.screening")
@@ -252,49 +259,31 @@ def public_url(text: str) -> str:
         return "(not a URL)"
 
 
-# From the stored request to the runner's -------------------------------------------------
+# From the typed request to the runner's ------------------------------------------------
 
 
-def source_of(spec: Mapping[str, Any], layout: Layout, job_id: str, settings: Settings) -> str:
+def source_of(request: ScreeningRequest, layout: Layout, job_id: str, settings: Settings) -> str:
     """The runner's `source`, checked again now: the settings may have changed since."""
-    source = spec["source"]
-    if source["kind"] == "upload":
-        return str(layout.upload(job_id, source["suffix"]))
-    if source["kind"] == "path":
-        return str(source_path(source["path"], settings.screening_sources))
-    return database_url(source["url"], settings.screening_url_prefixes)
+    source = request.source
+    if isinstance(source, UploadSource):
+        return str(layout.upload(job_id, source.suffix))
+    if isinstance(source, PathSource):
+        return str(source_path(source.path, settings.screening_sources))
+    return database_url(source.url, settings.screening_url_prefixes)
 
 
 def job_mapping(
-    spec: Mapping[str, Any], layout: Layout, job_id: str, features: Mapping[str, Feature]
+    request: ScreeningRequest, layout: Layout, job_id: str, features: Mapping[str, Feature]
 ) -> MappingFile | None:
-    """The job's mapping file, its problems naming it as the caller did."""
-    if spec.get("mapping") is None:
+    """The job's mapping file (in its folder, however it was given), its problems naming it
+    as the caller did."""
+    if request.mapping_name is None:
         return None
-    path = layout.mapping(job_id)
-    try:
-        return load_mapping(path, features)
-    except MappingError as exc:
-        raise MappingError(
-            [renamed(p, path, spec["mapping"]["name"]) for p in exc.problems]
-        ) from None
+    return load_mapping(layout.mapping(job_id), features, name=request.mapping_name)
 
 
-def renamed(message: str, path: Path, name: str) -> str:
-    """A message about a file in a job's folder, naming it as the caller knows it: the
-    server's paths are nobody else's business."""
-    message = message.replace(str(path), name)
-    relative = os.path.relpath(path)  # how load_mapping names a file below the working dir
-    return message.replace(relative, name) if os.sep in relative else message
-
-
-def stored_backend(spec: Mapping[str, Any]) -> str:
-    """The job's backend; a job stored before the rename names it `engine`."""
-    return str(spec.get("backend") or spec.get("engine") or "duckdb")
-
-
-def runner_request(
-    spec: Mapping[str, Any],
+def run_request(
+    request: ScreeningRequest,
     layout: Layout,
     job_id: str,
     *,
@@ -302,19 +291,22 @@ def runner_request(
     settings: Settings,
     features: Mapping[str, Feature],
 ) -> Request:
-    source = spec["source"]
+    """What the runner takes for this job: the request with the job's server paths resolved
+    (its upload and mapping in its folder) and the server's limits. The source is named as
+    the caller knows it, so the runner's own messages never show a server path."""
+    source = request.source
     return Request(
-        source=source_of(spec, layout, job_id, settings),
+        source=source_of(request, layout, job_id, settings),
         out=out,
-        table=source.get("table"),
-        mapping=job_mapping(spec, layout, job_id, features),
-        rulesets=spec.get("rulesets"),
-        backend=stored_backend(spec),
-        as_of=date.fromisoformat(spec["as_of"]),
-        long=bool(spec.get("long", False)),
-        source_name=source["name"],
+        table=source.table if isinstance(source, UrlSource) else None,
+        mapping=job_mapping(request, layout, job_id, features),
+        rulesets=request.rulesets,
+        backend=request.backend,
+        as_of=request.as_of or date.today(),
+        long=request.long,
+        source_name=source.name,
         limits=settings.screening_limits(),
-        strict=bool(spec.get("strict", False)),  # a job stored before issue 20 has none
+        strict=request.strict,
     )
 
 
@@ -390,23 +382,32 @@ def _named(mapping: MappingFile | None) -> list[str]:
     return [mapping.key, *(wanted.column for wanted in mapping.wanted.values())]
 
 
-def message_for(exc: Exception, spec: Mapping[str, Any], layout: Layout, job_id: str) -> str:
+def public_message(exc: Exception, request: ScreeningRequest, layout: Layout, job_id: str) -> str:
     """What a caller needs to correct their request: bad input's own message, one problem a
-    line, naming an upload as it was sent, not by the server's path to it."""
+    line. The one place a server path is taken out of a message: the runner and the mapping
+    name the source and the mapping as the caller knows them already, but a third party's
+    message (DuckDB's, the file system's) names the file it was given, the upload in the
+    job's folder or the resolved path."""
     if isinstance(exc, MappingError):
         text = "\n".join(exc.problems)
     elif isinstance(exc, InvalidInput):
         text = "\n".join(f"{i.field}: {i.message}" for i in exc.issues)
     else:
         text = str(exc)
-    source = spec["source"]
-    if source["kind"] == "upload":
-        text = renamed(text, layout.upload(job_id, source["suffix"]), source["name"])
-    elif source["kind"] == "path":
-        text = renamed(text, Path(source["path"]), source["name"])
-    if spec.get("mapping") is not None:  # plan() names the mapping file's lines too
-        text = renamed(text, layout.mapping(job_id), spec["mapping"]["name"])
-    return text
+    source = request.source
+    if isinstance(source, UploadSource):
+        text = _without(text, layout.upload(job_id, source.suffix), source.name)
+    elif isinstance(source, PathSource):
+        text = _without(text, Path(source.path), source.name)
+    return _without(text, layout.job(job_id), "(the job's folder)")
+
+
+def _without(message: str, path: Path, name: str) -> str:
+    """`message` naming `path` (absolute, or relative to the working directory as some
+    messages give it) as `name`."""
+    message = message.replace(str(path), name)
+    relative = os.path.relpath(path)
+    return message.replace(relative, name) if os.sep in relative else message
 
 
 # --- the job's summary: one typed definition, beside its builder -------------------------------
@@ -703,9 +704,10 @@ class Worker:
         job = self.store.read(repo.get, job_id)
         assert job is not None, "a claimed job has a row"
         try:
+            asked = stored_request(job.request)
             out = self.layout.fresh_attempt(job_id, attempt) / "results.parquet"
-            request = runner_request(
-                job.request, self.layout, job_id, out=out, settings=self.settings,
+            request = run_request(
+                asked, self.layout, job_id, out=out, settings=self.settings,
                 features=rules.features,
             )  # fmt: skip
             heartbeat.start()
@@ -719,7 +721,7 @@ class Worker:
         except Cancelled:
             return _Ended(cancelled=True)
         except BAD_INPUT as exc:
-            return _Ended(error=message_for(exc, job.request, self.layout, job_id))
+            return _Ended(error=public_message(exc, asked, self.layout, job_id))
         except Exception as exc:
             log.error("screening %s: attempt %d failed: %s", job_id, attempt, _described(exc))
             return _Ended(error=UNEXPECTED)

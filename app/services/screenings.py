@@ -38,36 +38,29 @@ from app.engine.run import select
 from app.errors import Conflict, FieldError, InvalidPayload, NotFound
 from app.services import screening_jobs as jobs
 from app.services.screening_jobs import ScreeningSummary
+from app.services.screening_request import (
+    INLINE_MAPPING,
+    PathSource,
+    ScreeningRequest,
+    Source,
+    UploadedMapping,
+    UploadSource,
+    UrlSource,
+    stored_request,
+)
 from app.settings import Settings
 
-BACKENDS = ("duckdb", "spark")
 MAX_LIST = 200
 MAX_MAPPING_BYTES = 256 * 1024  # a mapping file, or a mapping given inline as JSON
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    kind: Literal["upload", "path", "url"]
-    given: str  # upload: the file name as sent; path: the path; url: the URL
-    table: str | None = None
-    field: str = "source"  # where a problem with it is reported
-
-
-@dataclass(frozen=True, slots=True)
 class Submission:
-    """What a POST asked for, from either body, not yet checked. An upload and a mapping are
-    already in the job's folder (`jobs.Layout`)."""
+    """What a POST asked for, from either body, not yet checked. An upload and a mapping file
+    are already in the job's folder (`jobs.Layout`)."""
 
     job_id: str
-    source: Source
-    rulesets: list[str] | None = None
-    backend: str = "duckdb"
-    as_of: date | None = None
-    mapping: dict[str, Any] | None = None  # given inline (JSON)
-    mapping_file: str | None = None  # uploaded: its name as sent
-    long: bool = False  # long-format results too
-    strict: bool = False  # a bad cell rejects its row
-    backend_field: str = "backend"  # or "engine", its alias: the name the client used
+    request: ScreeningRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,36 +105,27 @@ def submit(
     session: Session, settings: Settings, rules: RuleBase, asker: Asker, sub: Submission
 ) -> Screening:
     """The queued job, added to the session; InvalidPayload naming every problem."""
+    request, folder = sub.request, layout(settings)
     errors: list[FieldError] = []
-    _check_rulesets(rules, sub.rulesets, errors)
-    if sub.backend not in BACKENDS:
-        errors.append(
-            FieldError(sub.backend_field, "unknown_engine", f"use one of {', '.join(BACKENDS)}")
-        )
-    elif sub.backend == "spark" and find_spec("pyspark") is None:
-        errors.append(FieldError(sub.backend_field, "unavailable", "Spark is not installed here"))
-    folder = layout(settings)
-    _check_mapping_size(sub, settings, errors)
-    spec = _spec(sub, settings, folder, errors)
-    if spec["mapping"] is not None:
-        errors += _check_mapping(spec, folder, sub, rules)
-    if errors:
+    _check_rulesets(rules, request.rulesets, errors)
+    if request.backend == "spark" and find_spec("pyspark") is None:
+        field = request.backend_field
+        errors.append(FieldError(field, "unavailable", "Spark is not installed here"))
+    _check_mapping_size(request, settings, errors)
+    source = _source(request.source, settings, errors)
+    if _mapping_kept(request, folder, sub.job_id, errors):
+        errors += _check_mapping(request, folder, sub.job_id, rules)
+    if errors or source is None:
         raise InvalidPayload("the screening cannot run as asked", errors)
-    try:
-        request = jobs.runner_request(
-            spec, folder, sub.job_id, out=Path(), settings=settings, features=rules.features
-        )
-        jobs.preflight(request, rules, scratch=folder.job(sub.job_id))
-    except (MappingError, SourceError, BulkError) as exc:
-        problems = _problems(exc, spec, folder, sub)
-        raise InvalidPayload("the screening cannot run as asked", problems) from None
+    accepted = request.model_copy(update={"source": source, "as_of": request.as_of or date.today()})
+    _preflight(accepted, settings, rules, folder, sub.job_id)
     job = Screening(
         id=sub.job_id,
         state=ScreeningState.QUEUED,
         created_at=datetime.now(UTC),
         attempts=0,
         cancel_requested=False,
-        request=spec,
+        request=accepted.model_dump(mode="json"),
         rows_done=0,
         rules_hash=rules.hash,
         client_id=asker.client_id,
@@ -151,6 +135,17 @@ def submit(
     return job
 
 
+def uploaded_mapping(settings: Settings, job_id: str, name: str) -> UploadedMapping:
+    """A mapping file the body brought (already in the job's folder) as the request keeps
+    it; InvalidPayload if it is not text."""
+    try:
+        text = layout(settings).mapping(job_id).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        error = FieldError("mapping", "not_utf8", "the mapping file is not UTF-8 text")
+        raise InvalidPayload("the screening cannot run as asked", [error]) from None
+    return UploadedMapping(name=name, text=text)
+
+
 def _check_rulesets(rules: RuleBase, ids: list[str] | None, errors: list[FieldError]) -> None:
     try:
         select(rules, ids)
@@ -158,64 +153,50 @@ def _check_rulesets(rules: RuleBase, ids: list[str] | None, errors: list[FieldEr
         errors.extend(FieldError(i.field, i.code, i.message) for i in exc.issues)
 
 
-def _spec(
-    sub: Submission, settings: Settings, folder: jobs.Layout, errors: list[FieldError]
-) -> dict[str, Any]:
-    """The request as the job's row keeps it: names and options, never a value."""
-    return {
-        "source": _source(sub.source, settings, errors),
-        "backend": sub.backend,
-        "rulesets": sub.rulesets,
-        "mapping": _mapping(sub, folder, errors),
-        "as_of": (sub.as_of or date.today()).isoformat(),
-        "long": sub.long,
-        "strict": sub.strict,
-    }
+def source_field(source: Source) -> str:
+    """Where a problem with the source is reported: the field the client gave it in."""
+    if isinstance(source, UploadSource):
+        return "file"
+    return "source.path" if isinstance(source, PathSource) else "source.url"
 
 
-def _source(source: Source, settings: Settings, errors: list[FieldError]) -> dict[str, Any]:
+def _source(source: Source, settings: Settings, errors: list[FieldError]) -> Source | None:
+    """The source as accepted (a path resolved), or None and why not."""
     try:
-        if source.kind == "upload":
-            suffix = Path(source.given).suffix.lower()
-            return {"kind": "upload", "name": source.given, "suffix": suffix}
-        if source.kind == "path":
-            path = jobs.source_path(source.given, settings.screening_sources)
-            return {"kind": "path", "name": path.name, "path": str(path)}
-        jobs.database_url(source.given, settings.screening_url_prefixes)
+        if isinstance(source, PathSource):
+            path = jobs.source_path(source.path, settings.screening_sources)
+            return PathSource(path=str(path))
+        if isinstance(source, UrlSource):
+            jobs.database_url(source.url, settings.screening_url_prefixes)
     except SourceError as exc:
-        errors.append(FieldError(source.field, exc.code or "source_refused", str(exc)))
-        return {"kind": source.kind}
-    return {"kind": "url", "name": source.table, "url": source.given, "table": source.table}
-
-
-def _mapping(
-    sub: Submission, folder: jobs.Layout, errors: list[FieldError]
-) -> dict[str, Any] | None:
-    """As given; kept as a file in the job's folder (uploaded, or written here from JSON),
-    which is what the worker reads."""
-    path = folder.mapping(sub.job_id)
-    if sub.mapping is not None:
-        if any(e.field.startswith("mapping") and e.code.startswith("too_") for e in errors):
-            return None  # refused: not written, not read
-        path.write_text(yaml.safe_dump(sub.mapping, sort_keys=False), encoding="utf-8")
-        return {"name": "mapping", "content": sub.mapping}
-    if sub.mapping_file is None:
+        errors.append(FieldError(source_field(source), exc.code or "source_refused", str(exc)))
         return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        errors.append(FieldError("mapping", "not_utf8", "the mapping file is not UTF-8 text"))
-        return None
-    return {"name": sub.mapping_file, "text": text}
+    return source
 
 
-def _check_mapping_size(sub: Submission, settings: Settings, errors: list[FieldError]) -> None:
+def _mapping_kept(
+    request: ScreeningRequest, folder: jobs.Layout, job_id: str, errors: list[FieldError]
+) -> bool:
+    """Whether the job's folder holds a mapping file to check: uploaded, or written here from
+    the JSON (which is what the worker reads), unless refused for its size."""
+    if request.mapping is None:
+        return request.mapping_file is not None
+    if any(e.field.startswith("mapping") and e.code.startswith("too_") for e in errors):
+        return False  # refused: not written, not read
+    text = yaml.safe_dump(request.mapping, sort_keys=False)
+    folder.mapping(job_id).write_text(text, encoding="utf-8")
+    return True
+
+
+def _check_mapping_size(
+    request: ScreeningRequest, settings: Settings, errors: list[FieldError]
+) -> None:
     """A mapping given inline is as large as a mapping file may be (reading a large one as
     YAML takes seconds a megabyte), and names at most as many columns as a source may
     have."""
-    if sub.mapping is None:
+    if request.mapping is None:
         return
-    size = len(json.dumps(sub.mapping, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    size = len(json.dumps(request.mapping, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     if size > MAX_MAPPING_BYTES:
         errors.append(
             FieldError(
@@ -225,7 +206,7 @@ def _check_mapping_size(sub: Submission, settings: Settings, errors: list[FieldE
                 "(as a file too)",
             )
         )
-    columns = sub.mapping.get("columns")
+    columns = request.mapping.get("columns")
     most = settings.screening_max_columns
     if isinstance(columns, dict) and len(columns) > most:
         errors.append(
@@ -239,26 +220,45 @@ def _check_mapping_size(sub: Submission, settings: Settings, errors: list[FieldE
 
 
 def _check_mapping(
-    spec: dict[str, Any], folder: jobs.Layout, sub: Submission, rules: RuleBase
+    request: ScreeningRequest, folder: jobs.Layout, job_id: str, rules: RuleBase
 ) -> list[FieldError]:
     try:
-        jobs.job_mapping(spec, folder, sub.job_id, rules.features)
+        jobs.job_mapping(request, folder, job_id, rules.features)
     except MappingError as exc:
         return [FieldError("mapping", "invalid_mapping", p) for p in exc.problems]
     return []
 
 
+def _preflight(
+    accepted: ScreeningRequest,
+    settings: Settings,
+    rules: RuleBase,
+    folder: jobs.Layout,
+    job_id: str,
+) -> None:
+    """The source opened and its columns matched as the run will (jobs.preflight)."""
+    try:
+        request = jobs.run_request(
+            accepted, folder, job_id, out=Path(), settings=settings, features=rules.features
+        )
+        jobs.preflight(request, rules, scratch=folder.job(job_id))
+    except (MappingError, SourceError, BulkError) as exc:
+        problems = _problems(exc, accepted, folder, job_id)
+        raise InvalidPayload("the screening cannot run as asked", problems) from None
+
+
 def _problems(
-    exc: Exception, spec: dict[str, Any], folder: jobs.Layout, sub: Submission
+    exc: Exception, request: ScreeningRequest, folder: jobs.Layout, job_id: str
 ) -> list[FieldError]:
     """Column problems under `mapping` if one was given, else (like unreadable sources)
     under the source's field; each message names files as the caller knows them."""
-    message = jobs.message_for(exc, spec, folder, sub.job_id)
+    message = jobs.public_message(exc, request, folder, job_id)
+    field = source_field(request.source)
     if isinstance(exc, MappingError):
-        where = "mapping" if spec.get("mapping") is not None else sub.source.field
+        where = "mapping" if request.mapping_name is not None else field
         return [FieldError(where, "columns", line) for line in message.split("\n")]
     code = exc.code if isinstance(exc, SourceError) else None
-    return [FieldError(sub.source.field, code or "unreadable_source", message)]
+    return [FieldError(field, code or "unreadable_source", message)]
 
 
 def on_commit(session: Session, action: Callable[[], None]) -> None:
@@ -384,9 +384,9 @@ class ScreeningJob(TypedDict):
     request: Annotated[
         dict[str, Any],
         Field(
-            description="Source (kind and name; a URL without its password), backend (`engine` in "
-            "jobs stored before it was renamed), rule "
-            "sets, mapping as given, as_of"
+            description="Source (kind and name; a path as resolved; a URL without its "
+            "password), backend, rule sets, mapping as given ({name, text} for a file, "
+            "{name: mapping, content} inline), as_of, long, strict"
         ),
     ]
     progress: ScreeningProgress
@@ -436,13 +436,37 @@ def view(job: Screening) -> ScreeningJob:
     }
 
 
-def _public(spec: dict[str, Any]) -> dict[str, Any]:
-    """The stored request without a database password."""
-    source = dict(spec["source"])
-    if "url" in source:
-        source["url"] = jobs.public_url(source["url"])
-    source.pop("suffix", None)
-    return {**spec, "source": source}
+def _public(stored: dict[str, Any]) -> dict[str, Any]:
+    """The job's request as the API has always shown it: each source with its name (a URL
+    without its password, an upload without the server's name for it), the mapping as
+    given."""
+    request = stored_request(stored)
+    return {
+        "source": _public_source(request.source),
+        "backend": request.backend,
+        "rulesets": request.rulesets,
+        "mapping": _public_mapping(request),
+        "as_of": request.as_of.isoformat() if request.as_of else None,
+        "long": request.long,
+        "strict": request.strict,
+    }
+
+
+def _public_source(source: Source) -> dict[str, str]:
+    if isinstance(source, UploadSource):
+        return {"kind": source.kind, "name": source.name}
+    if isinstance(source, PathSource):
+        return {"kind": source.kind, "name": source.name, "path": source.path}
+    url = jobs.public_url(source.url)
+    return {"kind": source.kind, "name": source.name, "url": url, "table": source.table}
+
+
+def _public_mapping(request: ScreeningRequest) -> dict[str, Any] | None:
+    if request.mapping_file is not None:
+        return request.mapping_file.model_dump()
+    if request.mapping is not None:
+        return {"name": INLINE_MAPPING, "content": request.mapping}
+    return None
 
 
 def _progress(job: Screening) -> ScreeningProgress:
@@ -469,7 +493,7 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["report"] = f"{base}/report.json"
         links["report_html"] = f"{base}/report.html"
         links["rejected"] = f"{base}/rejected.csv"
-        if job.request.get("long"):
+        if stored_request(job.request).long:
             links["long"] = f"{base}/long.parquet"
         links["problems"] = f"{base}/problems.csv"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
@@ -497,7 +521,7 @@ def result_file(settings: Settings, job: Screening, kind: Kind, ruleset_id: str 
     elif kind in SIDE_FILES:
         path = files.side(job.id, job.attempts, SIDE_FILES[kind])
     elif kind == "long":
-        if not job.request.get("long"):
+        if not stored_request(job.request).long:
             raise NotFound(f"screening {job.id} was not asked for long-format results (long)")
         path = files.side(job.id, job.attempts, ".long.parquet")
     else:

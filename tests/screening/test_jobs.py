@@ -37,6 +37,7 @@ from app.db.models import Screening, ScreeningState
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
 from app.services import screening_jobs as jobs
+from app.services.screening_request import stored_request
 from app.settings import Settings
 from tests.databases import POSTGRES_ADMIN_URL, app_database, database
 from tests.waiting import eventually
@@ -264,8 +265,8 @@ def test_a_job_stored_before_the_rename_runs_on_the_backend_it_named(env: Env) -
         (before | {"engine": "spark"}, "spark"),  # as stored before `backend`
         ({k: v for k, v in stored.items() if k != "backend"}, "duckdb"),
     ):
-        request = jobs.runner_request(
-            spec,
+        request = jobs.run_request(
+            stored_request(spec),
             env.worker.layout,
             env.add(),
             out=env.root / "r.parquet",
