@@ -194,12 +194,20 @@ async def _from_form(
     if upload is None:
         raise _invalid("file", "missing", "upload the registry as the `file` field")
     mapping = form.files.get("mapping")
-    settings = get_settings(request)
     given: dict[str, Any] = {
         "source": UploadSource(name=upload.filename),
-        "mapping_file": service.uploaded_mapping(settings, job_id, mapping.filename)
+        "mapping_file": service.uploaded_mapping(get_settings(request), job_id, mapping.filename)
         if mapping
         else None,
+        **_options(form),
+    }
+    # Only what the form gave: `backend` given or not says which name a problem is under.
+    return service.Submission(job_id, _validated({k: v for k, v in given.items() if v is not None}))
+
+
+def _options(form: Form) -> dict[str, Any]:
+    """The form's text fields as the request's: a form has no types of its own."""
+    return {
         "rulesets": _rulesets(form),
         "backend": _one(form, "backend"),
         "engine": _one(form, "engine"),
@@ -207,8 +215,6 @@ async def _from_form(
         "long": _flag(_one(form, "long"), "long"),
         "strict": _flag(_one(form, "strict"), "strict"),
     }
-    # Only what the form gave: `backend` given or not says which name a problem is under.
-    return service.Submission(job_id, _validated({k: v for k, v in given.items() if v is not None}))
 
 
 def _invalid(field: str, code: str, message: str) -> InvalidPayload:

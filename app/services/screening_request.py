@@ -124,6 +124,13 @@ Source = Annotated[
 ]
 
 
+def _or_null(schema: dict[str, Any]) -> None:
+    """`backend`'s schema as it is read: one of the backends, or null (the default)."""
+    values = {"enum": schema.pop("enum"), "type": schema.pop("type")}
+    schema["anyOf"] = [values, {"type": "null"}]
+    schema["default"] = "duckdb"
+
+
 class UploadedMapping(BaseModel):
     """A mapping file uploaded with the request (multipart/form-data `mapping`)."""
 
@@ -172,6 +179,7 @@ class ScreeningRequest(BaseModel):
         default=None,
         validate_default=True,
         description="The SQL backend that reads a file [default: duckdb]",
+        json_schema_extra=_or_null,
     )
     as_of: date | None = Field(
         default=None,

@@ -404,6 +404,46 @@ def test_unknown_rule_sets_formats_and_fields_are_422(api: Api, cohort: Path) ->
     assert (error["field"], error["code"]) == ("file", "unreadable_source")
 
 
+@pytest.mark.parametrize(
+    ("source", "field", "code"),
+    [
+        ({"path": "a", "url": "postgresql://h/d", "table": "t"}, "source", "one_source"),
+        ({}, "source", "one_source"),
+        ({"url": "postgresql://reader@127.0.0.1/registry"}, "source.table", "missing"),
+        ({"path": "r.csv", "table": "t"}, "source.table", "extra_forbidden"),
+        ({"path": ""}, "source.path", "string_too_short"),
+        (
+            {"url": "postgresql://h/d", "table": "no such"},
+            "source.table",
+            "string_pattern_mismatch",
+        ),
+        ({"kind": "upload", "name": "r.csv"}, "source.kind", "upload_in_json"),
+    ],
+)
+def test_a_json_source_is_exactly_one_variant_or_422_naming_the_field(
+    api: Api, source: dict[str, Any], field: str, code: str
+) -> None:
+    before = folders(api.jobs)
+    (error,) = refused(api.client.post("/v1/screenings", json={"source": source}))
+    assert (error["field"], error["code"]) == (field, code)
+    assert folders(api.jobs) == before
+
+
+def test_a_mapping_file_comes_by_multipart_only(api: Api) -> None:
+    body = {"source": {"path": "r.csv"}, "mapping_file": {"name": "m.yaml", "text": "id: x\n"}}
+    (error,) = refused(api.client.post("/v1/screenings", json=body))
+    assert (error["field"], error["code"]) == ("mapping_file", "extra_forbidden")
+
+
+def test_the_openapi_document_shows_the_source_variants(api: Api) -> None:
+    operation = api.client.get("/openapi.json").json()["paths"]["/v1/screenings"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    variants = schema["properties"]["source"]["oneOf"]
+    assert [v["title"] for v in variants] == ["PathSource", "UrlSource"]
+    assert [v["required"] for v in variants] == [["path"], ["url", "table"]]
+    assert "mapping_file" not in schema["properties"]
+
+
 def test_malformed_and_unsupported_bodies(api: Api) -> None:
     headers = {"content-type": "application/json"}
     refused(api.client.post("/v1/screenings", content=b"{", headers=headers), 400)
@@ -425,6 +465,7 @@ def test_a_job_failing_on_its_rows_is_409_for_results_and_404_when_unknown(api: 
     assert done["state"] == "failed"
     assert done["error"].startswith("late.csv: ")
     assert done["error"].endswith("CSV Error on Line: 50002")
+    assert str(api.jobs) not in done["error"]  # DuckDB's message named the upload's path
     assert set(done["links"]) == {"self", "delete"}
     for name in ("results.parquet", "results.csv", "report.json", "rejected.csv"):
         refused(api.client.get(f"/v1/screenings/{job['id']}/{name}"), 409)

@@ -8,6 +8,7 @@ that waits on its `cancelled()` callback; everything else is the real thing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -37,6 +38,7 @@ from app.db.models import Screening, ScreeningState
 from app.db.session import make_engine, session_factory
 from app.engine.model import RuleBase
 from app.services import screening_jobs as jobs
+from app.services import screenings
 from app.services.screening_request import stored_request
 from app.settings import Settings
 from tests.databases import POSTGRES_ADMIN_URL, app_database, database
@@ -279,6 +281,46 @@ def test_a_job_stored_before_the_rename_runs_on_the_backend_it_named(env: Env) -
     job = env.finished(job_id)
     assert job.state == "succeeded", job.error
     assert job.request == before  # read as it was stored, not rewritten
+
+
+def _earlier_upload(env: Env, mapping: str) -> tuple[str, dict[str, Any]]:
+    """A job as the code before the typed request stored an upload with a mapping file: the
+    source with its `suffix`, the mapping wrapped as {name, text}, no `long` or `strict`."""
+    spec: dict[str, Any] = {
+        "source": {"kind": "upload", "name": "Registry.CSV", "suffix": ".csv"},
+        "engine": "duckdb",
+        "rulesets": ["hsct-ssc-astis"],
+        "mapping": {"name": "registry-mapping.yaml", "text": mapping},
+        "as_of": date.today().isoformat(),
+    }
+    job_id = env.add(request=spec)
+    env.worker.layout.upload(job_id, ".csv").write_text("patient_no,AGE\nr1,45\nr2,200\n")
+    env.worker.layout.mapping(job_id).write_text(mapping)
+    return job_id, spec
+
+
+def test_an_upload_stored_before_the_typed_request_still_runs(env: Env) -> None:
+    job_id, spec = _earlier_upload(env, "id: patient_no\ncolumns:\n  age_years: AGE\n")
+    shown = screenings.view(env.job(job_id))["request"]
+    assert shown["source"] == {"kind": "upload", "name": "Registry.CSV"}
+    assert shown["mapping"] == spec["mapping"]
+    assert (shown["backend"], shown["long"], shown["strict"]) == ("duckdb", False, False)
+    env.worker.start()
+    job = env.finished(job_id)
+    assert job.state == "succeeded", job.error
+    assert job.summary is not None
+    assert (job.summary["rows"], job.summary["unknown_cells"]) == (2, 1)
+    assert job.request == spec  # read as it was stored, not rewritten
+
+
+def test_a_failing_job_names_its_files_as_the_caller_knows_them(env: Env) -> None:
+    job_id, _ = _earlier_upload(env, "id: patient_no\ncolumns:\n  lvef_percent: LVEF\n")
+    env.worker.start()
+    job = env.finished(job_id)
+    assert job.state == "failed"
+    assert job.error == "registry-mapping.yaml:3: lvef_percent: no column 'LVEF' in the source"
+    shown = screenings.view(job)
+    assert str(env.root) not in json.dumps(shown, default=str)
 
 
 def test_a_cancel_stops_a_running_job_and_removes_its_files(
