@@ -417,6 +417,7 @@ class ScreeningList(TypedDict):
 def view(job: Screening) -> ScreeningJob:
     """A job as the API shows it."""
     base = f"/v1/screenings/{job.id}"
+    request = stored_request(job.request)
     return {
         "id": job.id,
         "state": cast(StateText, job.state),  # written as a ScreeningState
@@ -424,7 +425,7 @@ def view(job: Screening) -> ScreeningJob:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "requested_by": job.requested_by,
-        "request": _public(job.request),
+        "request": _public(request),
         "progress": _progress(job),
         "attempts": job.attempts,
         "cancel_requested": job.cancel_requested,
@@ -432,15 +433,14 @@ def view(job: Screening) -> ScreeningJob:
         # Written only by summary_of (the column is JSON, untyped to the database layer).
         "summary": cast(ScreeningSummary | None, job.summary),
         "error": job.error,
-        "links": _links(job, base),
+        "links": _links(job, request, base),
     }
 
 
-def _public(stored: dict[str, Any]) -> dict[str, Any]:
+def _public(request: ScreeningRequest) -> dict[str, Any]:
     """The job's request as the API has always shown it: each source with its name (a URL
     without its password, an upload without the server's name for it), the mapping as
     given."""
-    request = stored_request(stored)
     return {
         "source": _public_source(request.source),
         "backend": request.backend,
@@ -480,7 +480,7 @@ def _progress(job: Screening) -> ScreeningProgress:
     return {"rows_done": job.rows_done, "rows_total": total, "percent": percent}
 
 
-def _links(job: Screening, base: str) -> ScreeningLinks:
+def _links(job: Screening, request: ScreeningRequest, base: str) -> ScreeningLinks:
     links: ScreeningLinks = {"self": base}
     if job.state in {ScreeningState.QUEUED, ScreeningState.RUNNING}:
         links["cancel"] = f"{base}/cancel"
@@ -493,7 +493,7 @@ def _links(job: Screening, base: str) -> ScreeningLinks:
         links["report"] = f"{base}/report.json"
         links["report_html"] = f"{base}/report.html"
         links["rejected"] = f"{base}/rejected.csv"
-        if stored_request(job.request).long:
+        if request.long:
             links["long"] = f"{base}/long.parquet"
         links["problems"] = f"{base}/problems.csv"
         links["funnels"] = {r["id"]: f"{base}/funnels/{r['id']}.svg" for r in summary["rulesets"]}
