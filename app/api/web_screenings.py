@@ -317,12 +317,7 @@ def _submission(
         errors.setdefault(name, []).append("tick the box or leave it empty (true or false)")
     if entered.rulesets == []:
         errors.setdefault("rulesets", []).append("tick at least one rule set")
-    as_of: date | None = None
-    if entered.as_of:
-        try:
-            as_of = date.fromisoformat(entered.as_of)
-        except ValueError:
-            errors.setdefault("as_of", []).append("write the day as YYYY-MM-DD")
+    as_of = _day(entered, errors)
     upload = body.form.files.get("file")
     if entered.source == "path" and not entered.path:
         errors.setdefault("path", []).append("choose a source on the server")
@@ -348,6 +343,16 @@ def _submission(
         strict=entered.strict,
     )
     return service.Submission(body.job_id, request), {}
+
+
+def _day(entered: Entered, errors: dict[str, list[str]]) -> date | None:
+    if not entered.as_of:
+        return None
+    try:
+        return date.fromisoformat(entered.as_of)
+    except ValueError:
+        errors.setdefault("as_of", []).append("write the day as YYYY-MM-DD")
+        return None
 
 
 def _mapping_file(
