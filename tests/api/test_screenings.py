@@ -435,6 +435,14 @@ def test_a_mapping_file_comes_by_multipart_only(api: Api) -> None:
     assert (error["field"], error["code"]) == ("mapping_file", "extra_forbidden")
 
 
+def test_a_mapping_file_that_is_not_text_is_422(api: Api) -> None:
+    before = folders(api.jobs)
+    files = {"file": ("r.csv", BAD_CSV.encode()), "mapping": ("m.yaml", b"id: \xff\xfe\n")}
+    (error,) = refused(api.client.post("/v1/screenings", files=files))
+    assert (error["field"], error["code"]) == ("mapping", "not_utf8")
+    assert folders(api.jobs) == before
+
+
 def test_the_openapi_document_shows_the_source_variants(api: Api) -> None:
     operation = api.client.get("/openapi.json").json()["paths"]["/v1/screenings"]["post"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
