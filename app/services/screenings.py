@@ -350,6 +350,37 @@ StateText = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 @with_config(_STRICT)
+class ScreeningSourceView(TypedDict):
+    kind: Literal["path", "upload", "url"]
+    name: Annotated[str, Field(description="The file's name, or the table")]
+    path: NotRequired[Annotated[str, Field(description="kind path: as resolved")]]
+    url: NotRequired[Annotated[str, Field(description="kind url: without its password")]]
+    table: NotRequired[Annotated[str, Field(description="kind url: table or schema.table")]]
+
+
+@with_config(_STRICT)
+class ScreeningMappingView(TypedDict):
+    name: Annotated[str, Field(description='The file\'s name as sent, or "mapping" (inline)')]
+    text: NotRequired[Annotated[str, Field(description="An uploaded file: its content")]]
+    content: NotRequired[
+        Annotated[dict[str, Any], Field(description="Given inline as JSON: the mapping")]
+    ]
+
+
+@with_config(_STRICT)
+class ScreeningRequestView(TypedDict):
+    """The job's request as accepted, without server secrets (a URL's password)."""
+
+    source: ScreeningSourceView
+    backend: Literal["duckdb", "spark"]
+    rulesets: Annotated[list[str] | None, Field(description="null: all rule sets")]
+    mapping: ScreeningMappingView | None
+    as_of: Annotated[str | None, Field(description="FHIR Bulk: the day windows count back from")]
+    long: bool
+    strict: bool
+
+
+@with_config(_STRICT)
 class ScreeningProgress(TypedDict):
     rows_done: int
     rows_total: int | None
@@ -381,14 +412,7 @@ class ScreeningJob(TypedDict):
     started_at: datetime | None
     finished_at: datetime | None
     requested_by: str
-    request: Annotated[
-        dict[str, Any],
-        Field(
-            description="Source (kind and name; a path as resolved; a URL without its "
-            "password), backend, rule sets, mapping as given ({name, text} for a file, "
-            "{name: mapping, content} inline), as_of, long, strict"
-        ),
-    ]
+    request: ScreeningRequestView
     progress: ScreeningProgress
     attempts: Annotated[
         int, Field(description="Runs started; a run interrupted by a crash restarts")
@@ -437,7 +461,7 @@ def view(job: Screening) -> ScreeningJob:
     }
 
 
-def _public(request: ScreeningRequest) -> dict[str, Any]:
+def _public(request: ScreeningRequest) -> ScreeningRequestView:
     """The job's request as the API has always shown it: each source with its name (a URL
     without its password, an upload without the server's name for it), the mapping as
     given."""
@@ -452,7 +476,7 @@ def _public(request: ScreeningRequest) -> dict[str, Any]:
     }
 
 
-def _public_source(source: Source) -> dict[str, str]:
+def _public_source(source: Source) -> ScreeningSourceView:
     if isinstance(source, UploadSource):
         return {"kind": source.kind, "name": source.name}
     if isinstance(source, PathSource):
@@ -461,9 +485,9 @@ def _public_source(source: Source) -> dict[str, str]:
     return {"kind": source.kind, "name": source.name, "url": url, "table": source.table}
 
 
-def _public_mapping(request: ScreeningRequest) -> dict[str, Any] | None:
+def _public_mapping(request: ScreeningRequest) -> ScreeningMappingView | None:
     if request.mapping_file is not None:
-        return request.mapping_file.model_dump()
+        return {"name": request.mapping_file.name, "text": request.mapping_file.text}
     if request.mapping is not None:
         return {"name": INLINE_MAPPING, "content": request.mapping}
     return None
