@@ -371,7 +371,9 @@ def _decode(token: str, key: jwt.PyJWK, alg: str, issuer: str, audience: str) ->
     except jwt.MissingRequiredClaimError as error:
         raise _deny(f"{error.claim} claim missing") from None
     except jwt.InvalidAudienceError:
-        raise _deny("aud does not match the URL called") from None
+        # The URL expected is this service's own, not the token's text: safe to say, and what
+        # an integrator needs to mint the right token.
+        raise _deny(f"aud does not match the URL called: expected {audience}") from None
     except InvalidJTIError:
         raise _deny("jti must be a non-empty string") from None
     except jwt.PyJWTError as error:
@@ -452,7 +454,7 @@ class ClientTokenVerifier:
         if not self._replay.first_use(
             issuer, client.jti, client.expires_at + timedelta(seconds=self._leeway)
         ):
-            raise _deny("jti already used")
+            raise _deny("jti already used: sign a new token, with a new jti, for each call")
         return client
 
     def _trusted_issuer(self, unverified: Mapping[str, Any]) -> str:
@@ -462,7 +464,7 @@ class ClientTokenVerifier:
         if issuer is None:
             raise _deny("iss claim missing")
         if not isinstance(issuer, str) or issuer not in self._issuers:
-            raise _deny(f"issuer {_shown(issuer)} not trusted")
+            raise _deny(f"issuer {_shown(issuer)} not trusted: not in ELIGO_CDS_ISSUERS")
         return issuer
 
     def _key(self, issuer: str, header: Mapping[str, Any], alg: str) -> jwt.PyJWK:
@@ -487,7 +489,10 @@ class ClientTokenVerifier:
         if jku is not None:
             # Checked before any fetch: a token must not make us call a URL we do not trust.
             if not isinstance(jku, str) or jku not in config.jku:
-                raise _deny("jku not allowed")
+                raise _deny(
+                    f"jku {_shown(jku)} not allowed: not in the jku list of {issuer} in "
+                    "ELIGO_CDS_ISSUERS"
+                )
             return jku
         if config.jwks is not None:
             return None

@@ -23,11 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
 
+from tests.cds import mint
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "cds-hooks"
-SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
-SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
+SANDBOX_KID = mint.SANDBOX_KID  # one source for these and for `python -m tests.cds.mint`
+SANDBOX_ISSUER = mint.SANDBOX_ISSUER
 AUDIENCE = "https://eligo.example/cds-services/eligo-cell-therapy"
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

@@ -379,7 +379,7 @@ def test_crit_header_refused(verifier: ClientTokenVerifier) -> None:
 
 def test_unknown_issuer(verifier: ClientTokenVerifier) -> None:
     assert refused(verifier, bearer(token(iss="https://evil.example"))) == (
-        "issuer https://evil.example not trusted"
+        "issuer https://evil.example not trusted: not in ELIGO_CDS_ISSUERS"
     )
 
 
@@ -402,16 +402,24 @@ def test_unknown_kid_in_inline_jwks(verifier: ClientTokenVerifier) -> None:
     )
 
 
+def jku_refusal(jku: object, issuer: str) -> str:
+    """The reason a jku not listed for `issuer` is refused: it names the jku and the setting."""
+    # A quote cannot go into the WWW-Authenticate challenge: the reason shows "?" instead.
+    shown = jku if isinstance(jku, str) else json.dumps(jku).replace('"', "?")
+    return f"jku {shown} not allowed: not in the jku list of {issuer} in ELIGO_CDS_ISSUERS"
+
+
 def test_jku_not_allow_listed_is_never_contacted(
     served: ClientTokenVerifier, jwks_server: JwksServer
 ) -> None:
     for issuer in (JKU_ISSUER, URL_ISSUER, SANDBOX_ISSUER):
-        compact = sign(claims(iss=issuer), jku=jwks_server.url("/elsewhere.json"))
-        assert refused(served, bearer(compact)) == "jku not allowed"
+        elsewhere = jwks_server.url("/elsewhere.json")
+        compact = sign(claims(iss=issuer), jku=elsewhere)
+        assert refused(served, bearer(compact)) == jku_refusal(elsewhere, issuer)
     # Not even a near miss or a list holding the allowed URL.
     for jku in (jwks_server.url("/jku.json/"), [jwks_server.url("/jku.json")]):
         compact = sign(claims(iss=JKU_ISSUER), jku=jku)
-        assert refused(served, bearer(compact)) == "jku not allowed"
+        assert refused(served, bearer(compact)) == jku_refusal(jku, JKU_ISSUER)
     assert jwks_server.total() == 0
 
 
@@ -419,7 +427,7 @@ def test_jku_of_another_issuer_not_allowed(
     served: ClientTokenVerifier, jwks_server: JwksServer
 ) -> None:
     compact = sign(claims(iss=URL_ISSUER), jku=jwks_server.url("/jku.json"))
-    assert refused(served, bearer(compact)) == "jku not allowed"
+    assert refused(served, bearer(compact)) == jku_refusal(jwks_server.url("/jku.json"), URL_ISSUER)
     assert jwks_server.total() == 0
 
 
@@ -605,7 +613,7 @@ def test_forged_token_cannot_burn_a_jti(verifier: ClientTokenVerifier) -> None:
     payload = claims()
     assert refused(verifier, bearer(sign(payload, ec_key()))) == "signature invalid"
     assert refused(verifier, bearer(sign({**payload, "aud": "https://x.example"}))) == (
-        "aud does not match the URL called"
+        f"aud does not match the URL called: expected {AUDIENCE}"
     )
     assert verifier.verify(bearer(sign(payload)), AUDIENCE).jti == payload["jti"]
 
@@ -625,12 +633,17 @@ def test_forged_token_cannot_burn_a_jti(verifier: ClientTokenVerifier) -> None:
 def test_aud_must_equal_the_url_called_exactly(
     verifier: ClientTokenVerifier, audience: str
 ) -> None:
-    assert refused(verifier, bearer(token()), audience) == "aud does not match the URL called"
+    # The reason names the URL called (what the token should have named), not the token's aud.
+    assert refused(verifier, bearer(token()), audience) == (
+        f"aud does not match the URL called: expected {audience}"
+    )
 
 
 def test_aud_list_without_the_url_called(verifier: ClientTokenVerifier) -> None:
     compact = token(aud=[AUDIENCE + "/", "https://other.example"])
-    assert refused(verifier, bearer(compact)) == "aud does not match the URL called"
+    assert refused(verifier, bearer(compact)) == (
+        f"aud does not match the URL called: expected {AUDIENCE}"
+    )
 
 
 @pytest.mark.parametrize("claim", ["exp", "iat", "jti", "aud"])
@@ -702,15 +715,16 @@ def test_tenant_must_be_a_string(verifier: ClientTokenVerifier) -> None:
 # --- replay ----------------------------------------------------------------------------------
 
 
+REPLAYED = "jti already used: sign a new token, with a new jti, for each call"
+
+
 def test_replayed_jti_refused(served: ClientTokenVerifier) -> None:
     payload = claims()
     compact = bearer(sign(payload))
     served.verify(compact, AUDIENCE)
-    assert refused(served, compact) == "jti already used"
+    assert refused(served, compact) == REPLAYED
     # Signed again with the same jti: still a replay.
-    assert refused(served, bearer(sign({**payload, "iat": payload["iat"] - 1}))) == (
-        "jti already used"
-    )
+    assert refused(served, bearer(sign({**payload, "iat": payload["iat"] - 1}))) == REPLAYED
     served.verify(bearer(sign({**payload, "jti": "another"})), AUDIENCE)
     same_jti_other_issuer = sign({**payload, "iss": URL_ISSUER})
     assert served.verify(bearer(same_jti_other_issuer), AUDIENCE).issuer == URL_ISSUER
