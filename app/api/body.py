@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -243,3 +244,29 @@ def _document_body(operation: dict[str, Any], settings: Settings) -> None:
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         },
     )
+
+
+def json_schema_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """An OpenAPI request body documenting `model` for a route that reads its body itself
+    (json_body, then parse_body): the model's JSON Schema with its `$defs` put in place, since
+    an operation's body cannot point into a model's own `$defs`."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def place(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return place(defs[ref.removeprefix("#/$defs/")])
+            return {key: place(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [place(value) for value in node]
+        return node
+
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": place(schema)}},
+        }
+    }

@@ -10,14 +10,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
-from app.api.body import json_body
+from app.api.body import json_body, json_schema_body
 from app.api.deps import DbSession, current_rules, current_settings, get_settings
 from app.api.errors import invalid_input, parse_body, problem_responses
 from app.api.responses import FastJSONResponse
 from app.cds.jwt import ClientTokenVerifier, public_base
-from app.cds.schemas import Discovery, FeedbackRequest, HookRequest
+from app.cds.schemas import (
+    Discovery,
+    FeedbackRequest,
+    FeedbackResponse,
+    HookRequest,
+    HookResponse,
+)
 from app.engine.inputs import InvalidInput
 from app.engine.model import RuleBase
 from app.fhir.smart import launch_link
@@ -28,6 +34,13 @@ router = APIRouter(prefix="/cds-services", tags=["cds-hooks"])
 
 Rules = Annotated[RuleBase, Depends(current_rules)]
 Config = Annotated[Settings, Depends(current_settings)]
+ServiceId = Annotated[
+    str,
+    Path(
+        description="A service of the discovery document: `eligo-patient-view` or "
+        "`eligo-order-select` (any other is 404)"
+    ),
+]
 
 
 def base_url(request: Request, settings: Settings) -> str:
@@ -57,7 +70,13 @@ def cds_client(request: Request) -> str | None:
 Issuer = Annotated[str | None, Depends(cds_client)]
 
 
-@router.get("", response_model=Discovery, summary="CDS Hooks discovery")
+@router.get(
+    "",
+    response_model=Discovery,
+    summary="CDS Hooks discovery",
+    description="The services to register with the EHR, with the prefetch templates the EHR "
+    "runs before each call. Public, like the rules: no credential needed.",
+)
 def discover(rules: Rules) -> Any:
     return FastJSONResponse(service.discovery(rules))
 
@@ -65,12 +84,19 @@ def discover(rules: Rules) -> Any:
 @router.post(
     "/{service_id}",
     summary="Answer a hook call with eligibility cards",
+    description="A CDS Hooks 2.0 call. The data comes from `prefetch` (the discovery "
+    "document's templates, run by the EHR); a key absent or null is searched at `fhirServer` "
+    "with `fhirAuthorization`. 412 when the data cannot be had (the detail names the keys and "
+    "why); 422 for data about another patient than `context.patientId`. Every call is "
+    "recorded in the audit trail (channel `cds-hooks`, its `hookInstance`).",
+    response_model=HookResponse,  # documents the cards; the answer is built and sent as is
     responses=problem_responses(400, 401, 404, 412, 413, 415, 422, 503),
+    openapi_extra=json_schema_body(HookRequest, "A CDS Hooks 2.0 hook request"),
 )
 def answer_hook(
     *,
     issuer: Issuer,
-    service_id: str,
+    service_id: ServiceId,
     request: Request,
     payload: Annotated[Any, Depends(json_body)],
     rules: Rules,
@@ -101,12 +127,16 @@ def answer_hook(
 @router.post(
     "/{service_id}/feedback",
     summary="Record what the clinician did with cards",
+    description="CDS Hooks 2.0 feedback, stored with the decision each card came from. A "
+    "`card` this service did not send is 404 naming it, and nothing of the request is stored.",
+    response_model=FeedbackResponse,
     responses=problem_responses(400, 401, 404, 413, 415, 422, 503),
+    openapi_extra=json_schema_body(FeedbackRequest, "CDS Hooks 2.0 feedback on served cards"),
 )
 def give_feedback(
     *,
     issuer: Issuer,
-    service_id: str,
+    service_id: ServiceId,
     payload: Annotated[Any, Depends(json_body)],
     session: DbSession,
 ) -> Any:
