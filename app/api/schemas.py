@@ -145,16 +145,33 @@ class _RulesetFields(_Out):
 
 
 class FhirValue(_Out):
-    value: float | bool | str
-    unit: str | None
-    resource: str | None
-    date: str | None
+    """One feature's value as the bundle gave it (the key is the feature id)."""
+
+    value: float | bool | str = Field(
+        description="The value used: a number in `unit`, a boolean, or an enum value"
+    )
+    unit: str | None = Field(description="The number's UCUM unit; null for other values")
+    resource: str | None = Field(
+        description="Where it was read: the resource's reference (`Observation/<id>`, "
+        "`Condition/<id>`), `Patient`, or why it holds without one (a diagnosis false for "
+        '"no active, confirmed Condition in the record")'
+    )
+    date: str | None = Field(
+        description="The date of the resource it was read from (an Observation's effective "
+        "time); null when it has none, as the Patient"
+    )
 
 
 class FhirSkipped(_Out):
-    resource: str
-    feature: str
-    reason: str
+    """A resource that matched a feature's codes but was not used."""
+
+    resource: str = Field(description="The resource's reference, e.g. `Observation/<id>`")
+    feature: str = Field(description="The feature id its codes matched")
+    reason: str = Field(
+        description="Why it was not used: older than the feature's freshness window (\"2363 "
+        'days old; lvef_percent counts for 365 days"), not final, dated after the evaluation '
+        "date, contradicted by a refuted Condition, ..."
+    )
 
 
 class FhirUse(_Out):

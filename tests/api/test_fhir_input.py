@@ -150,3 +150,13 @@ def test_an_explicit_value_against_what_the_bundle_implies_is_replaced_and_said(
     assert "implies" not in correction["because"]  # the rule's own words, not an error
     assert "cyclophosphamide is an alkylating agent" in correction["because"]
     assert "it replaces the value given, false" in correction["because"]
+
+
+def test_the_answers_fhir_part_is_described_in_the_openapi(client: TestClient) -> None:
+    """/docs says what each field of `fhir` (used, overridden, skipped) means."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("FhirUse", "FhirValue", "FhirSkipped"):
+        fields = schemas[name]["properties"]
+        assert fields, name
+        assert [f for f, spec in fields.items() if not spec.get("description")] == [], name
+    assert "freshness window" in schemas["FhirSkipped"]["properties"]["reason"]["description"]
