@@ -105,7 +105,9 @@ def _server(request: HookRequest, allowed: Sequence[str], keys: list[str]) -> Fh
     wanted = ", ".join(keys)
     if request.fhirServer is None:
         raise PreconditionFailed(
-            f"prefetch lacks {wanted} and no fhirServer was given to fetch it from"
+            f"prefetch lacks {wanted} and no fhirServer was given to fetch it from: send each "
+            "key with what its template in GET /cds-services returns (null for no data), or a "
+            "fhirServer (one of ELIGO_CDS_FHIR_SERVERS) and fhirAuthorization"
         )
     base = request.fhirServer.rstrip("/") + "/"
     if not any(base.startswith(prefix) for prefix in allowed):

@@ -166,7 +166,11 @@ def test_missing_prefetch_without_fhir_server_is_412(cds: CdsClient) -> None:
     del body["fhirServer"]
     response = cds.call(SERVICE, body)
     assert response.status_code == 412
-    assert "no fhirServer" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "no fhirServer" in detail
+    # What to do about it: the prefetch keys' templates, or a FHIR server Eligo may search.
+    assert "GET /cds-services" in detail
+    assert "ELIGO_CDS_FHIR_SERVERS" in detail
 
 
 def test_a_fhir_server_not_allowed_is_never_contacted(cds: CdsClient) -> None:
