@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ROOT
@@ -92,3 +93,35 @@ def test_the_synthea_bundle_example_answers_as_the_readme_says(
     assert used["ssc_diagnosis"]["resource"] == "no active, confirmed Condition in the record"
     assert {"age_years", "sex"} <= set(used)
     assert answer["fhir"]["skipped"]
+
+
+def test_the_order_select_context_of_the_guide_is_read_as_it_says(server: Server) -> None:
+    """The guide's draft order, with the sample's prefetch: accepted, and no card for the
+    sample patient, as the guide says (the order changes none of her verdicts)."""
+    guide = GUIDES[1].read_text()
+    section = guide.split("## order-select", 1)[1]
+    block = re.search(r'^ {4}"context": \{\n(?: {4,}.*\n)*', section, flags=re.MULTILINE)
+    assert block is not None
+    context = json.loads("{" + block.group(0) + "}")["context"]
+    sample = json.loads((ROOT / "docs" / "cds-hooks" / "patient-view.json").read_text())
+    assert context["patientId"] == sample["context"]["patientId"]
+    body = {**sample, "hook": "order-select", "context": context}
+    before = _cds_records(server)
+    answer = httpx.post(f"{server.base}/cds-services/eligo-order-select", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"cards": []}
+    # Decided and recorded: the order was read as cyclophosphamide (any other selection is
+    # answered without a decision or a record).
+    assert _cds_records(server) == before + 1
+    unselected = {**body, "context": {**context, "selections": ["MedicationRequest/other"]}}
+    answer = httpx.post(
+        f"{server.base}/cds-services/eligo-order-select", json=unselected, timeout=30
+    )
+    assert answer.json() == {"cards": []}
+    assert _cds_records(server) == before + 1
+
+
+def _cds_records(server: Server) -> int:
+    page = httpx.get(f"{server.base}/v1/evaluations?channel=cds-hooks&limit=500", timeout=30)
+    assert page.status_code == 200, page.text
+    return len(page.json()["items"])
