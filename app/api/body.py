@@ -246,10 +246,9 @@ def _document_body(operation: dict[str, Any], settings: Settings) -> None:
     )
 
 
-def json_schema_body(model: type[BaseModel], description: str) -> dict[str, Any]:
-    """An OpenAPI request body documenting `model` for a route that reads its body itself
-    (json_body, then parse_body): the model's JSON Schema with its `$defs` put in place, since
-    an operation's body cannot point into a model's own `$defs`."""
+def inlined_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its `$defs` put in place: an operation's body in OpenAPI
+    cannot point into a model's own `$defs`."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
@@ -263,10 +262,18 @@ def json_schema_body(model: type[BaseModel], description: str) -> dict[str, Any]
             return [place(value) for value in node]
         return node
 
+    placed: dict[str, Any] = place(schema)
+    return placed
+
+
+def json_schema_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """An OpenAPI request body documenting `model` for a route that reads its body itself
+    (json_body, then parse_body): the model's JSON Schema with its `$defs` put in place, since
+    an operation's body cannot point into a model's own `$defs`."""
     return {
         "requestBody": {
             "required": True,
             "description": description,
-            "content": {"application/json": {"schema": place(schema)}},
+            "content": {"application/json": {"schema": inlined_schema(model)}},
         }
     }

@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.api.body import json_of, receiving
+from app.api.body import inlined_schema, json_of, receiving
 from app.api.deps import (
     Caller,
     DbSession,
@@ -85,24 +85,6 @@ _FORM_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON Schema with its `$defs` put in place, for an OpenAPI request body."""
-    defs = schema.pop("$defs", {})
-
-    def place(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return place(defs[ref.removeprefix("#/$defs/")])
-            return {k: place(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [place(v) for v in node]
-        return node
-
-    inlined: dict[str, Any] = place(schema)
-    return inlined
 
 
 def _asker(caller: Caller) -> service.Asker:
@@ -310,7 +292,7 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
             "required": True,
             "content": {
                 "multipart/form-data": {"schema": _FORM_SCHEMA},
-                "application/json": {"schema": _inlined(ScreeningRequest.model_json_schema())},
+                "application/json": {"schema": inlined_schema(ScreeningRequest)},
             },
         }
     },
