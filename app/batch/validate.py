@@ -149,8 +149,10 @@ def _duckdb_round9(value: Value) -> Value:
 
     A whole number below 10^9 has nine significant digits or fewer, so rounding gives it back
     (Python's `round(x, n)` with n >= 0 returns a whole x itself): it is returned at once,
-    without the logarithm and the ROUND. Registries hold mostly whole numbers (ages, scores,
-    counts; 85 % of the peer cohort's): 20-30 % less CPU for the query of the peer rule set."""
+    without the logarithm and the ROUND. Registries hold many whole numbers (ages, scores,
+    counts; 85 % of the peer cohort's cells, a third of the synthetic registry's): the peer
+    rule set's query took 0.85-0.89 CPU-s a million rows instead of 1.07-1.23, its whole
+    `eligo screen` 0.93x the CPU."""
     size = sa.func.abs(value)
     low, high = _BANDS[0], _BANDS[-1]
     magnitude = sa.cast(sa.func.floor(sa.func.log10(size)), sa.Integer)
