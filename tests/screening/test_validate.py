@@ -4,7 +4,8 @@ own functions: `round9` rounds to nine significant digits as `units.round_signif
 `round9` finds a value's magnitude by halving the 31 bands it rounds in, and on DuckDB is a
 macro the engine defines. Whichever way it is printed, it must pick the ROUND that trying each
 band in turn picks (`_in_turn`, the formulation it replaced), on every magnitude and at every
-power of ten, where a band ends."""
+power of ten, where a band ends; and a whole number, which DuckDB's macro gives back as it is
+below 10^9, as both do on each side of that bound."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def _values() -> list[float | None]:
         values += [-power, draw.uniform(1, 10) * power, -draw.uniform(1, 10) * power]
     values += [round(draw.uniform(0, 300), 1) for _ in range(200)]
     values += [draw.uniform(-1000, 1000) for _ in range(200)]
+    # Whole numbers, which DuckDB's round9 gives back without rounding below 10^9: every
+    # magnitude, both ends of that shortcut, and whole numbers above it that do round.
+    # (Drawn below 10^9 only: above it a whole number ending in 5 is an exact half, which
+    # DuckDB's ROUND takes away from zero and Python's to even, with or without the shortcut.)
+    values += [float(draw.randrange(10**e, 10 ** (e + 1))) for e in range(9) for _ in range(20)]
+    values += [-float(draw.randrange(1, 10**9)) for _ in range(50)]
+    for edge in (999_999_999.0, 1e9, 1_000_000_001.0, 1_234_567_891.0, 2.0**53, 2.0**53 + 2):
+        values += [edge, -edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf)]
     return values
 
 
