@@ -604,8 +604,6 @@ def _rejected(funnel: _Funnel) -> list[_Line]:
     else:
         said = "no id, an id another row has, or (strict) a bad cell; in rejected.csv"
         lines += _lines(said, width, _SMALL)
-    if funnel.kept_unknown:
-        lines += _lines(_kept(funnel) + " (see problems.csv)", width, _SMALL, fill=_MUTED)
     return lines
 
 
@@ -613,6 +611,9 @@ def _start(funnel: _Funnel, prefix: str, top: int) -> _Column:
     """The top of the funnel: the rows read, the rows rejected beside them, then the patients
     screened (a report without the rows read starts at the patients screened)."""
     screened = [_Line(f"Screened: {_num(funnel.screened)} patients", bold=True)]
+    if funnel.kept_unknown:  # kept, so said here, not beside the rows rejected
+        said = f"{_num(funnel.kept_unknown)} with a bad cell read as unknown (problems.csv)"
+        screened += _lines(said, _MAIN_W - 2 * _PAD, _SMALL, fill=_MUTED)
     if funnel.read is None:
         box = _main_box(screened, top)
         return _Column(prefix, top + box.height, top, top - _SIDE_GAP, box.parts)

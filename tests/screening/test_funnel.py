@@ -411,6 +411,10 @@ def test_the_funnel_starts_at_the_rows_read_with_the_rejected_beside_them() -> N
     texts = _texts(_parse(svg))
     assert texts.index("Rows read: 20") < texts.index("Rows rejected: 2")
     assert texts.index("Rows rejected: 2") < texts.index("Screened: 18 patients")
+    # the row kept with a bad cell is said in the screened box, not beside the rejected rows
+    kept = next(t for t in texts if "with a bad cell read as unknown" in t)
+    assert texts.index(kept) == texts.index("Screened: 18 patients") + 1
+    assert kept.startswith("1 with a bad cell")
     desc = _parse(svg).find("{http://www.w3.org/2000/svg}desc")
     assert desc is not None
     assert desc.text is not None
