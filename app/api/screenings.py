@@ -217,11 +217,16 @@ def _one(form: Form, name: str) -> str | None:
     return values[0].strip() if values else None
 
 
+# A form's boolean, as this endpoint and the web page read it: a ticked checkbox sends its
+# value (`on` by default), an unticked one nothing.
+TICKED, UNTICKED = frozenset({"true", "1", "on", "yes"}), frozenset({"", "false", "0", "off", "no"})
+
+
 def _flag(text: str | None, name: str) -> bool:
     """A form's boolean: true/false (a checkbox sends `on`); absent is false."""
-    if text is None or text.strip().lower() in {"", "false", "0", "off", "no"}:
+    if text is None or text.strip().lower() in UNTICKED:
         return False
-    if text.strip().lower() in {"true", "1", "on", "yes"}:
+    if text.strip().lower() in TICKED:
         return True
     raise _invalid(name, "bool_parsing", "expected true or false")
 

@@ -28,7 +28,7 @@ from app.api import web_auth
 from app.api.deps import DEVELOPMENT_CALLER, DbSession, commit, get_settings
 from app.api.headers import IMAGE_POLICY
 from app.api.responses import FastJSONResponse
-from app.api.screenings import CSV, MAX_MAPPING_BYTES, PARQUET, html_report
+from app.api.screenings import CSV, MAX_MAPPING_BYTES, PARQUET, TICKED, UNTICKED, html_report
 from app.api.upload import Form, read_form
 from app.api.web import Config, Rules, _cross_site, _no_viewer, _page, _refused, _who
 from app.batch.backends import FORMATS
@@ -53,9 +53,6 @@ SCREEN_PATH = "/screen"  # exempt from the generic body limit: uploads have thei
 # "file" and "mapping" come as text when a client sends an empty file input without a file
 # name (a browser sends `filename=""`): read, and treated as no file.
 FIELDS = ("csrf_token", "source", "path", "rulesets", "as_of", "strict", "long", "file", "mapping")
-# A ticked box sends its value (ours: `true`; `on` by default); an unticked one nothing. The
-# words the API takes for a boolean form field (api/screenings._flag).
-TICKED, UNTICKED = {"true", "1", "on", "yes"}, {"", "false", "0", "off", "no"}
 LISTED_JOBS = 20
 REFRESH_SECONDS = 3  # the job page's reload without JavaScript, while the job runs
 

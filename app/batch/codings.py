@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from app.batch.mapping import Code
+from app.engine.cells import DECIMAL_COMMA
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
 
@@ -26,7 +27,6 @@ SENTINELS = frozenset({-9.0, -99.0, -999.0, -9999.0, 999.0, 9999.0})
 MISSING_WORDS = frozenset({"u", "unk", "unk.", "nk", "unknown", "not known"})
 SPSS_YES, SPSS_NO, SPSS_UNKNOWN = "1", "2", "9"
 MAX_ABBREVIATION = 12  # letters
-_COMMA = re.compile(r"^[+-]?\d+,\d+$")  # as cells._DECIMAL_COMMA
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3},\d{3}$")  # 1,500: a decimal comma, or thousands?
 _POINT = re.compile(r"^[+-]?\d*\.\d+$")
 _PLAIN_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
@@ -86,7 +86,7 @@ def _missing_kind(value: str, feature: Feature) -> str | None:
 def decimal(values: Sequence[str]) -> tuple[str | None, str]:
     """A number column's decimal mark ("," or "." where its values have decimals, else None),
     and why none is proposed where the values leave it open ("" otherwise)."""
-    commas = [v.strip() for v in values if _COMMA.match(v.strip())]
+    commas = [v.strip() for v in values if DECIMAL_COMMA.match(v.strip())]
     points = [v.strip() for v in values if _POINT.match(v.strip())]
     if commas and points:
         return None, (

@@ -46,7 +46,7 @@ Value = ColumnElement[Any]
 Text = ColumnElement[str]
 
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
-_DECIMAL_COMMA = "^[-+]?[0-9]+,[0-9]+$"  # cells._DECIMAL_COMMA
+_DECIMAL_COMMA = "^[-+]?[0-9]+,[0-9]+$"  # cells.DECIMAL_COMMA
 _WORDS = f"{'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}"  # as cells.read says it
 
 

@@ -30,7 +30,7 @@ TRUE_WORDS = ("true", "yes", "y", "1")
 FALSE_WORDS = ("false", "no", "n", "0")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")  # "61,5"; the web form and the starter too
 MAX_CELL = 64  # characters: no value is longer (a form field's limit too)
 
 
@@ -111,7 +111,7 @@ def _boolean(cell: str, folded: str) -> Read:
 
 
 def _number(cell: str, grammar: Grammar) -> Read:
-    if _DECIMAL_COMMA.match(cell):
+    if DECIMAL_COMMA.match(cell):
         if grammar.decimal_comma:
             return _finite(cell, float(cell.replace(",", ".")))
         return Problem(cell, "decimal_comma", f"{cell!r} has a decimal comma, not declared")

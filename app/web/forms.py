@@ -10,11 +10,11 @@ is always sent back with the errors, so a bad value never loses the rest of the 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.engine.cells import DECIMAL_COMMA
 from app.engine.inputs import InputIssue, InvalidInput, normalise
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
@@ -29,7 +29,6 @@ MAX_PATIENT_ID = 256  # characters, as the API's `patient_id`
 UNIT_SUFFIX = ".unit"
 BOOLEAN = {"yes": True, "no": False}
 MAX_FIELD = 64  # characters: no plausible value is longer
-_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 
 
 @dataclass(slots=True)
@@ -120,7 +119,7 @@ def _read(feature: Feature, text: str, unit: str | None) -> Any:
 
 
 def _number(text: str) -> float:
-    if _DECIMAL_COMMA.match(text):
+    if DECIMAL_COMMA.match(text):
         text = text.replace(",", ".")
     try:
         value = float(text)
