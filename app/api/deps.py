@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -79,6 +79,13 @@ async def request_session(request: Request) -> AsyncIterator[Session]:
             session.close()
 
 
+def records_at_once(request: Request) -> bool:
+    """PostgreSQL: a handler whose only database effect is one record writes it at once, in a
+    transaction of its own, without a Session (`audit.record_now`)."""
+    engine: Engine = request.app.state.engine
+    return engine.dialect.name == "postgresql"
+
+
 def commit(request: Request, session: Session) -> None:
     """Commit the request's session (under the SQLite commit lock, see db.session)."""
     with request.app.state.commit_lock:
@@ -133,7 +140,7 @@ class VerifiedClients:
         self._known[caller.client_id] = (time.monotonic() + self.seconds, secret_hash, caller)
 
 
-async def _authenticate(request: Request, session: Session, fresh: bool) -> Caller:
+async def _authenticate(request: Request, session: Session | None, fresh: bool) -> Caller:
     settings = get_settings(request)
     if not settings.auth:
         return DEVELOPMENT_CALLER
@@ -149,11 +156,13 @@ async def _authenticate(request: Request, session: Session, fresh: bool) -> Call
     verified: VerifiedClients = request.app.state.verified_clients
     # Not on SQLite: there the confirming read would open the transaction that later writes,
     # and a SQLite transaction that read before it writes fails if another process wrote in
-    # between (db.writes writes only at commit).
-    if not fresh and session.get_bind().dialect.name != "sqlite":
+    # between (db.writes writes only at commit). Without a session, the request's one write
+    # confirms the client itself (`records_at_once`).
+    if not fresh and (session is None or session.get_bind().dialect.name != "sqlite"):
         caller = verified.get(*parsed)
         if caller is not None:
-            _confirm_at_begin(session, caller)
+            if session is not None:
+                _confirm_at_begin(session, caller)
             return caller
     return await run_in_threadpool(_look_up, request, verified, *parsed)
 
@@ -207,9 +216,11 @@ def require(scope: Scope, *, fresh: bool = False) -> Callable[..., Awaitable[Cal
 
 
 async def authorise(
-    request: Request, session: Session, scope: Scope, *, fresh: bool = False
+    request: Request, session: Session | None, scope: Scope, *, fresh: bool = False
 ) -> Caller:
-    """`require(scope)`'s check, for a handler that calls it itself."""
+    """`require(scope)`'s check, for a handler that calls it itself. `session` None: the
+    handler opens none, and its only database effect is a write that refuses a revoked client
+    in its own statement (`audit.record_now`)."""
     caller = await _authenticate(request, session, fresh)
     if scope not in caller.scopes:
         raise Forbidden(scope)

@@ -22,6 +22,7 @@ from app.api.deps import (
     current_rules,
     get_rules,
     get_settings,
+    records_at_once,
     request_session,
     require,
 )
@@ -99,14 +100,20 @@ class _WrittenOut(APIRoute):
 
 
 async def _handle_evaluation(request: Request) -> Response:
+    if records_at_once(request):
+        return await _answer(request, None)
     async with request_session(request) as session:
-        caller = await authorise(request, session, Scope.EVALUATE)  # before the body
-        payload = await json_body(request)
-        options = (
-            _query(request, "view", _VIEW, "full"),
-            _query(request, "indications", _INDICATIONS, "all"),
-        )
-        return await run_in_threadpool(_evaluate, request, caller, payload, session, options)
+        return await _answer(request, session)
+
+
+async def _answer(request: Request, session: Session | None) -> Response:
+    caller = await authorise(request, session, Scope.EVALUATE)  # before the body
+    payload = await json_body(request)
+    options = (
+        _query(request, "view", _VIEW, "full"),
+        _query(request, "indications", _INDICATIONS, "all"),
+    )
+    return await run_in_threadpool(_evaluate, request, caller, payload, session, options)
 
 
 _Option = TypeVar("_Option", View, Indications)
@@ -148,7 +155,7 @@ def _evaluate(
     request: Request,
     caller: Caller,
     payload: Any,
-    session: Session,
+    session: Session | None,
     options: tuple[View, Indications],
 ) -> Response:
     # The rules and settings as read here, not as dependencies: FastAPI's solving of each
@@ -166,9 +173,13 @@ def _evaluate(
         decided = service.decide(rules, patient, asked, service.Stamp.new())
     except InvalidInput as exc:
         raise invalid_input(exc) from None
-    channel = service.ApiCall(caller.client_id)
-    service.record(session, request.app.state.stored, decided, channel, settings.pseudonym_secret())
-    commit(request, session)  # here, in this worker thread: no hand-off to another for it
+    channel, stored = service.ApiCall(caller.client_id), request.app.state.stored
+    key = settings.pseudonym_secret()
+    if session is None:  # PostgreSQL: committed here and now, in a transaction of its own
+        service.record_now(request.app.state.engine, stored, decided, channel, key)
+    else:
+        service.record(session, stored, decided, channel, key)
+        commit(request, session)  # here, in this worker thread: no hand-off to another for it
     # The bytes the record's digest was taken of. Returning a Response skips FastAPI's
     # re-validation through EvaluationResponse; a contract test validates real responses.
     return Response(decided.body, media_type="application/json")

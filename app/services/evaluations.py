@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar, assert_never, cast
 
 from pydantic import ConfigDict, Field, with_config
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
@@ -321,10 +322,25 @@ def record(
 ) -> None:
     """Add the answer to the session as its record (written at commit), with who asked;
     `key` pseudonymises the patient id, given or read from the bundle's Patient."""
+    audit.record(session, new_evaluation(decided, channel, key), stored)
+
+
+def record_now(
+    engine: Engine,
+    stored: audit.StoredVersions,
+    decided: Decided,
+    channel: Channel,
+    key: bytes,
+) -> None:
+    """`record`, committed at once in a transaction of its own (PostgreSQL only)."""
+    audit.record_now(engine, new_evaluation(decided, channel, key), stored)
+
+
+def new_evaluation(decided: Decided, channel: Channel, key: bytes) -> audit.NewEvaluation:
     who, mapped = _who(channel), decided.mapped
     patient = decided.patient.patient_id or (mapped.patient_id if mapped else None)
     decisions = [d for d, _ in decided.answered]
-    new = audit.NewEvaluation(
+    return audit.NewEvaluation(
         id=decided.answer["id"],
         created_at=decided.at,
         channel=who.channel,
@@ -339,7 +355,6 @@ def record(
         hook_instance=who.hook_instance,
         clinician=who.clinician,
     )
-    audit.record(session, new, stored)
 
 
 def _received(decided: Decided, who: _Who) -> dict[str, Any]:

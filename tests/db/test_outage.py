@@ -7,10 +7,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
+import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select, text
 
+from app.db import session as db_session
 from app.db.models import Evaluation, EvaluationDecision
 from app.main import create_app
 from app.security import Scope
@@ -78,6 +82,50 @@ def test_postgres_unreachable_then_back(postgres_url: str) -> None:
     evaluations, decisions = _counts(postgres_url)
     assert evaluations == 2  # exactly the two answers given
     assert decisions == 2 * 11
+
+
+def _cut_connections(name: str) -> None:
+    _admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name",
+        name=name,
+    )
+
+
+def test_postgres_refusing_a_new_connection_is_503_not_500(postgres_url: str) -> None:
+    """PostgreSQL records an evaluation on a pooled connection without SQLAlchemy's Connection
+    (audit.record_now): a failure to connect there is the outage answer too."""
+    name = postgres_url.rsplit("/", 1)[1]
+    with served(postgres_url) as client:
+        assert client.post("/v1/evaluations", json=BODY).status_code == 200  # versions stored
+        app = cast(FastAPI, client.app)
+        app.state.engine.dispose()  # nothing pooled: the next record must connect
+        _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            _assert_unavailable(client)
+        finally:
+            _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert client.post("/v1/evaluations", json=BODY).status_code == 200
+    assert _counts(postgres_url) == (2, 2 * 11)
+
+
+def test_a_restart_fails_one_evaluation_not_one_per_pooled_connection(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pooled connection dies with a restart; the first request to meet a dead one
+    answers 503 and the pool replaces the others with it (as SQLAlchemy does on a disconnect),
+    so the next request is answered. No idle pings here to hide it."""
+    monkeypatch.setattr(db_session, "PING_AFTER_IDLE_SECONDS", 3600.0)
+    name = postgres_url.rsplit("/", 1)[1]
+    with served(postgres_url) as client:
+        assert client.post("/v1/evaluations", json=BODY).status_code == 200
+        engine = cast(FastAPI, client.app).state.engine
+        held = [engine.raw_connection() for _ in range(3)]  # three in the pool, all idle
+        for connection in held:
+            connection.close()
+        _cut_connections(name)
+        _assert_unavailable(client)
+        assert client.post("/v1/evaluations", json=BODY).status_code == 200
+    assert _counts(postgres_url) == (2, 2 * 11)
 
 
 def test_sqlite_locked_by_another_writer(tmp_path: Path) -> None:
