@@ -29,7 +29,7 @@ from app.api import (
     web_screenings,
 )
 from app.api.body import BodySizeLimit, document_limits
-from app.api.deps import VerifiedClients
+from app.api.deps import VerifiedClients, thread_pool
 from app.api.edge import StringPolicy
 from app.api.headers import AllowHeader, PathCORS, SecurityHeaders
 from app.cds.jwt import ClientTokenVerifier
@@ -75,7 +75,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def release(app: FastAPI) -> None:
-    """Close what `create_app` opened: its HTTP clients and database connections."""
+    """Close what `create_app` opened: its worker threads (once idle), HTTP clients and
+    database connections. The app can serve again, as the engine's pool does after `dispose`
+    (a test serves one app in turn): the new executor starts its threads when first used."""
+    app.state.threads.shutdown(wait=False)
+    app.state.threads = thread_pool()
     app.state.fhir_http.close()
     app.state.jwks_http.close()
     app.state.engine.dispose()
@@ -109,6 +113,7 @@ def create_app(settings: Settings | None = None, host: str | None = None) -> Fas
         app.state, settings.rules_dir, settings.rules_reload_interval, seen
     )
     app.state.engine = make_engine(settings.database_url)
+    app.state.threads = thread_pool()
     app.state.sessions = session_factory(app.state.engine)
     app.state.commit_lock = commit_lock(app.state.engine)
     app.state.stored = StoredVersions()

@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from app.api.body import json_body
 from app.api.deps import (
@@ -22,6 +21,7 @@ from app.api.deps import (
     current_rules,
     get_rules,
     get_settings,
+    in_thread,
     records_at_once,
     request_session,
     require,
@@ -113,7 +113,7 @@ async def _answer(request: Request, session: Session | None) -> Response:
         _query(request, "view", _VIEW, "full"),
         _query(request, "indications", _INDICATIONS, "all"),
     )
-    return await run_in_threadpool(_evaluate, request, caller, payload, session, options)
+    return await in_thread(request, _evaluate, request, caller, payload, session, options)
 
 
 _Option = TypeVar("_Option", View, Indications)
