@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from app.db import models  # noqa: F401 - registers the tables
 from app.db.base import Base
@@ -48,4 +48,25 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    engine.dispose()
+
+
+def _compression(engine: Engine) -> dict[str, str]:
+    query = text(
+        "SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'evaluations'::regclass "
+        "AND attname IN ('input_received', 'input_normalised', 'result')"
+    )
+    with engine.connect() as connection:
+        return {name: method for name, method in connection.execute(query)}
+
+
+def test_postgres_compresses_the_audit_json_with_lz4(postgres_url: str) -> None:
+    """0006: LZ4 (`l`) for the evaluations' JSON, back to the server's default (``) below it."""
+    engine = make_engine(postgres_url)
+    upgrade(postgres_url, "0006")
+    assert _compression(engine) == dict.fromkeys(
+        ("input_received", "input_normalised", "result"), "l"
+    )
+    downgrade(postgres_url, "0005")
+    assert set(_compression(engine).values()) == {""}
     engine.dispose()
