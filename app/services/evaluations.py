@@ -36,7 +36,8 @@ from app.engine.inputs import (
     InvalidInput,
     normalise,
     values_from_json,
-    values_to_json,
+    values_in_full,
+    values_to_record,
 )
 from app.engine.load import rebuild
 from app.engine.model import Feature, RuleBase, RuleSet
@@ -348,7 +349,7 @@ def new_evaluation(decided: Decided, channel: Channel, key: bytes) -> audit.NewE
         patient_pseudonym=pseudonym(key, patient) if patient else None,
         rules_hash=decided.rules_hash,
         input_received=_received(decided, who),
-        input_normalised=values_to_json(decided.values),
+        input_normalised=values_to_record(decided.values),
         result=compact.record(decided.answer, decided.answered, decided.body, decided.options.view),
         rulesets=[d.ruleset for d in decisions],  # those answered: not those left out
         statuses=[d.status.value for d in decisions],
@@ -524,7 +525,7 @@ def full_record(
         **summaries(session, [evaluation])[0],
         "input": {
             "received": evaluation.input_received,
-            "normalised": evaluation.input_normalised,
+            "normalised": values_in_full(evaluation.input_normalised),
         },
         "result": answer.content,
         "integrity": answer.integrity,

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from app.engine.derive import derive
-from app.engine.inputs import InputIssue, InvalidInput, normalise, values_to_json
+from app.engine.inputs import (
+    InputIssue,
+    InvalidInput,
+    normalise,
+    values_to_json,
+    values_to_record,
+)
 from app.engine.model import RuleBase
 from app.web import forms
 
@@ -155,3 +161,23 @@ def test_a_unit_as_people_write_it_is_read_as_its_ucum_code(shipped_rules: RuleB
         "age_years": 45.0,
     }
     assert parsed.entries["serum_creatinine"].unit == "umol/L"  # the select shows it chosen
+
+
+def test_a_compact_record_shows_as_the_full_form_does(shipped_rules: RuleBase) -> None:
+    """Records store `values_to_record` (no `given`, no `provenance` where they add nothing);
+    the form shows a recorded evaluation the same from either."""
+    values = derive(
+        normalise(
+            {
+                "pao2_mmhg": {"value": 11.5, "unit": "kPa"},
+                "lvef_percent": 60,
+                "prior_cyclophosphamide_iv_g": 3,
+            },
+            shipped_rules.features,
+        ),
+        shipped_rules.features,
+    )
+    full = forms.entries_of(values_to_json(values), shipped_rules.features)
+    assert forms.entries_of(values_to_record(values), shipped_rules.features) == full
+    assert (full["pao2_mmhg"].value, full["pao2_mmhg"].unit) == ("11.5", "kPa")
+    assert full["prior_alkylating_or_irradiation"].derived is not None
