@@ -427,13 +427,17 @@ def test_large_answers_are_compressed_for_clients_that_accept_it(client: TestCli
         headers={"Accept-Encoding": "identity"},
     )
     assert "content-encoding" not in plain.headers
+    assert plain.headers["vary"].lower() == "accept-encoding"  # said by ResponseHeaders
+    assert plain.headers["x-content-type-options"] == "nosniff"
+    assert plain.headers["cache-control"] == "no-store"
     packed = client.post(
         "/v1/evaluations",
         json={"features": ASTIS_CANDIDATE},
         headers={"Accept-Encoding": "gzip"},
     )
     assert packed.headers["content-encoding"] == "gzip"
-    assert "accept-encoding" in packed.headers["vary"].lower()
+    assert packed.headers["vary"].lower() == "accept-encoding"  # once: said by GZip alone
+    assert packed.headers["x-content-type-options"] == "nosniff"
     assert int(packed.headers["content-length"]) * 3 < len(plain.content)
     answer = packed.json()  # httpx decompresses
     assert [r["status"] for r in answer["results"]] == [
