@@ -182,6 +182,8 @@ def _execute_autocommit(engine: Engine, row: dict[str, Any]) -> int:
         # Wrapped as SQLAlchemy wraps what it runs (the same handlers answer), and a lost
         # connection handled as it handles one: this connection and the pool's others of its
         # generation are replaced, so one restart fails one request, not one per connection.
+        # `Pool._invalidate` is what SQLAlchemy's own Connection calls for that (no public
+        # name does it); tests/db/test_outage.py fails if it stops doing it.
         dead = pooled is not None and (
             engine.dialect.is_disconnect(cast(Any, exc), pooled.dbapi_connection, None)
             or bool(getattr(pooled.driver_connection, "closed", False))
