@@ -318,7 +318,10 @@ def _choices(
     for code in (c for c in column.values if c in missing.codes):
         started = _codes([code], allowed)
         if started:
-            fit.notes.append(f"{code} is read as unknown (missing:), not as {started[code]}")
+            fit.notes.append(
+                f"{code} is declared missing (no value, as `missing:` says), not read as "
+                f"the choice {started[code]}"
+            )
     return fit
 
 

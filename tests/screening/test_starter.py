@@ -215,7 +215,10 @@ def test_a_registrys_codings_are_proposed_each_with_a_comment(
     assert 'crp_mg_l: {column: CRP_mgL, decimal: "."}' in text
     assert 'ild_present: {column: ILD, values: {"1": true, "2": false, "9": null}}' in text
     assert "# ILD: 1 = yes, 2 = no, 9 = unknown is SPSS's convention" in text
-    assert "# SEX: U is read as unknown (missing:), not as unknown" in text
+    assert (
+        "# SEX: U is declared missing (no value, as `missing:` says), not read as the choice "
+        "unknown" in text
+    )
     assert "# SSC_SUBSET: read as abbreviations" in text
 
 
