@@ -416,6 +416,9 @@ def job_page(
         "long",
     )
     has = {kind for kind in offered if succeeded and service.has_file(settings, job, kind)}
+    summary = view["summary"]
+    if summary is not None and summary.get("unknown_cells") == 0:
+        has.discard("problems")  # no cell read as unknown (always so under strict): empty
     context: dict[str, Any] = {
         "viewer": who.viewer,
         "job": view,

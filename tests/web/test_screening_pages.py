@@ -343,6 +343,8 @@ def test_strict_and_long_are_offered_explained_and_passed_to_the_job(site: Site)
     assert summary["unknown_cells"] == 0
     page = site.client.get(page_url).text
     assert "<dt>Unreadable cells</dt><dd>the row left out (strict)</dd>" in page
+    assert "problems.csv" not in page  # none was read as unknown: no empty file offered
+    assert f'href="{page_url}/rejected.csv"' in page  # the rows left out are there
     assert f'<a href="{page_url}/long.parquet" download>Results in long format' in page
     long = site.client.get(f"{page_url}/long.parquet")
     assert long.status_code == 200
