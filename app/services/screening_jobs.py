@@ -64,7 +64,7 @@ from sqlalchemy.orm import Session, sessionmaker
 # typing_extensions': pydantic reads field descriptions from it on Python 3.11.
 from typing_extensions import TypedDict
 
-from app.batch import head
+from app.batch import funnel, head
 from app.batch.backends import (
     FORMATS,
     Backend,
@@ -423,10 +423,19 @@ class ScreeningRulesetCounts(TypedDict):
 
 
 @with_config(ConfigDict(extra="forbid"))
+class RejectedReason(TypedDict):
+    reason: str  # "no id", "duplicate id", under strict "a bad cell in <column>", "other"
+    rows: int
+
+
+@with_config(ConfigDict(extra="forbid"))
 class ScreeningSummary(TypedDict):
     rows: int
     screened: int
     rejected: int
+    # Why, as the report's funnel says it (a row may have several reasons); not in a job
+    # from before 2026-12-04.
+    rejected_because: NotRequired[list[RejectedReason]]
     unknown_cells: NotRequired[int]  # cells read as unknown (not in a job before issue 20)
     rulesets: list[ScreeningRulesetCounts]
 
@@ -437,6 +446,10 @@ def summary_of(report: Mapping[str, Any]) -> ScreeningSummary:
         "rows": report["rows"],
         "screened": report["screened"],
         "rejected": report["rejected"]["count"],
+        "rejected_because": [
+            {"reason": reason, "rows": rows}
+            for reason, rows in funnel.rejected_reasons(report["rejected"])
+        ],
         "unknown_cells": report["problems"]["cells"],
         "rulesets": [
             {"id": r["id"], "version": r["version"], "hash": r["hash"], "counts": r["counts"]}

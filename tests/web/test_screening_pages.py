@@ -193,7 +193,8 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
     assert [r["id"] for r in job["summary"]["rulesets"]] == RULESETS
     page = site.client.get(page_url).text
     assert "Screening of registry.csv" in page
-    assert "4 rows read, 3 screened, 1 rejected. 1 cell could not be read and was taken" in page
+    assert "4 rows read, 3 screened, 1 rejected (no id: 1). 1 cell could not be read and" in page
+    assert job["summary"]["rejected_because"] == [{"reason": "no id", "rows": 1}]
     assert f'href="{page_url}/problems.csv"' in page
     astis = job["summary"]["rulesets"][0]["counts"]
     row = re.search(r'<th scope="row" title="hsct-ssc-astis">ASTIS</th>(.*?)</tr>', page)
@@ -343,6 +344,7 @@ def test_strict_and_long_are_offered_explained_and_passed_to_the_job(site: Site)
     assert summary["unknown_cells"] == 0
     page = site.client.get(page_url).text
     assert "<dt>Unreadable cells</dt><dd>the row left out (strict)</dd>" in page
+    assert "4 rows read, 2 screened, 2 rejected (no id: 1; a bad cell in AGE: 1)." in page
     assert "problems.csv" not in page  # none was read as unknown: no empty file offered
     assert f'href="{page_url}/rejected.csv"' in page  # the rows left out are there
     assert f'<a href="{page_url}/long.parquet" download>Results in long format' in page
