@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Eligible under ASTIS 2.0.0: the values of its clean-candidate vignette (rules/tests/
+# Eligible under ASTIS 2.1.0: the values of its clean-candidate vignette (rules/tests/
 # hsct-ssc-astis.yaml "clear candidate") that the tests do not vary on purpose, including the
 # clinician's confirmation that there is no concomitant severe disease and every general
 # contraindication of cellular therapies (rules/fragments/) known to be absent.

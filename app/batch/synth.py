@@ -111,6 +111,7 @@ NUMBERS: dict[str, tuple[str, int]] = {
     "upcr_g_g": ("g/g", 2),
     "glomerulosclerosis_percent": ("%", 0),
     "crescents_percent": ("%", 0),
+    "capillary_loop_lesions_percent": ("%", 0),
     "prior_cyclophosphamide_iv_months": ("mo", 1),
     "other_immunosuppressant_months": ("mo", 1),
     "immunosuppressant_months_incl_gc": ("mo", 1),
@@ -253,6 +254,11 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "immunosuppressant_last_12_weeks": ("medication", 0.9, 1.0),
     "renal_replacement_last_3_months": ("renal", 0.9, 1.0),
     "other_autoimmune_disease": ("record", 0.85, 0.99),
+    "syphilis_positive": ("serology", 0.9, 1.0),
+    "cmv_infection": ("serology", 0.8, 0.97),
+    "serious_lung_lesions": ("confirmation", 0.9, 1.0),
+    "capillary_loop_lesions_percent": ("biopsy", 0.8, 0.9),
+    "echo_d_sign": ("echo", 0.7, 0.97),
 }
 
 MODELLED = frozenset(_KNOWN)
@@ -416,6 +422,11 @@ def _nephritis(b: _Block) -> None:
     b.v["_proliferative_ln"] = ln & proliferative
     crescents = np.where(proliferative, b.rng.beta(1, 5, b.n), b.rng.beta(0.4, 25, b.n))
     b.v["crescents_percent"] = 100 * crescents
+    # Glomeruli with capillary-loop necrosis, microthrombi or a cellular crescent, once each:
+    # some of the crescents (not every one is cellular) and loop lesions of their own.
+    loops = np.where(proliferative, b.rng.beta(1, 8, b.n), b.rng.beta(0.3, 40, b.n))
+    cellular = crescents * b.rng.uniform(0.3, 1.0, b.n)
+    b.v["capillary_loop_lesions_percent"] = 100 * np.clip(cellular + loops, 0, 1)
 
 
 def _renal_function(b: _Block) -> None:
@@ -509,6 +520,10 @@ def _general(b: _Block) -> None:
     b.v["pregnant"] = fertile & b.chance(0.02)
     b.v["active_infection"] = b.chance(0.03)
     b.v["chronic_viral_infection"] = b.chance(0.02)
+    b.v["syphilis_positive"] = b.chance(0.005)
+    b.v["cmv_infection"] = b.chance(0.01)
+    # Serious lung lesions, as a clinician judges them: mostly severe ILD.
+    b.v["serious_lung_lesions"] = b.chance(np.clip(0.005 + 0.1 * b.v["_ild_severity"], 0, 0.6))
     b.v["active_malignancy"] = b.chance(0.005 + 0.0006 * np.maximum(age - 40, 0))
     early_diffuse = b.subtype_is(DIFFUSE) & (b.v["disease_duration_years"] <= 4)
     b.v["gave_active"] = b.v["ssc_diagnosis"] & b.chance(0.02 + 0.05 * early_diffuse)
@@ -599,6 +614,8 @@ def _heart_workup(b: _Block) -> None:
     v["symptomatic_cardiac_disease"] = failing | (cad & b.chance(0.5)) | b.chance(0.01)
     abnormal = (cardiac & b.chance(0.4)) | v["uncontrolled_arrhythmia"] | b.chance(0.03)
     v["ecg_significant_abnormality"] = abnormal
+    # A D-shaped septum from right-ventricular pressure overload: pulmonary hypertension.
+    v["echo_d_sign"] = b.chance(np.clip(0.005 + 0.35 * v["_pah_severity"], 0, 0.8))
     pah, stiff = v["_pah_severity"], 6 * cardiac
     rise = np.abs(b.normal(6, 3)) + 10 * pah + stiff
     v["pasp_fluid_challenge_mmhg"] = v["pasp_mmhg"] + rise

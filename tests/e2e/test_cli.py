@@ -32,7 +32,7 @@ def patient(tmp_path: Path) -> Path:
 def test_evaluate_prints_a_readable_table(patient: Path) -> None:
     result = run_eligo("evaluate", str(patient), "--ruleset", "hsct-ssc-astis")
     assert result.returncode == 0, result.stderr
-    assert "hsct-ssc-astis 2.0.0 (draft): ELIGIBLE" in result.stdout
+    assert "hsct-ssc-astis 2.1.0 (draft): ELIGIBLE" in result.stdout
     assert re.search(
         r"exclusion\s+dlco-below-40\s+not met\s+dlco_percent_predicted=55 %", result.stdout
     )
@@ -70,7 +70,7 @@ def test_evaluate_takes_the_apis_own_body_and_answers_as_the_api_does(tmp_path: 
     assert cli == api
     assert [r["assessed"] for r in cli["results"]] == [True, False]  # lupus: no SLE recorded
     table = run_eligo("evaluate", str(path)).stdout
-    assert "car-t-sle 2.0.0 (draft): Not assessed: no SLE diagnosis recorded" in table
+    assert "car-t-sle 2.1.0 (draft): Not assessed: no SLE diagnosis recorded" in table
     present = run_eligo("evaluate", str(path), "--json", "--indications", "present")
     assert [r["ruleset"]["id"] for r in json.loads(present.stdout)["results"]] == ["hsct-ssc-astis"]
 

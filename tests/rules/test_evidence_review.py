@@ -167,6 +167,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "uncontrolled_arrhythmia": False,
         "severe_cad_unrevascularised": False,
         "symptomatic_cardiac_disease": False,
+        "echo_d_sign": False,
         "pericardial_contraindication": False,
         "ecog": 1,
         "current_smoker": False,
@@ -219,6 +220,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "prior_car_t": False,
         "active_infection": False,
         "chronic_viral_infection": False,
+        "syphilis_positive": False,
         "live_vaccine_last_4_weeks": False,
         "pregnant": False,
         "active_malignancy": False,
@@ -242,6 +244,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "disease_active": True,
         "sledai_2k": 12,
         "failed_immunosuppressants": 2,
+        "severe_comorbidity": False,
         "pregnant": False,
         "active_infection": False,
         "active_malignancy": False,
@@ -255,6 +258,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "proteinuria_g_24h": 3.1,
         "glomerulosclerosis_percent": 10,
         "crescents_percent": 5,
+        "capillary_loop_lesions_percent": 5,
         "creatinine_clearance_ml_min": 85,
         "alt_x_uln": 1.0,
         "ast_x_uln": 0.8,
@@ -287,6 +291,9 @@ CLEAN: Final[dict[str, Patient]] = {
         "renal_replacement_last_3_months": False,
         "cns_lupus_recent": False,
         "chronic_viral_infection": False,
+        "syphilis_positive": False,
+        "cmv_infection": False,
+        "serious_lung_lesions": False,
         "live_vaccine_last_4_weeks": False,
         "prior_car_t": False,
         "ecg_significant_abnormality": False,
@@ -357,10 +364,12 @@ SSC_CANDIDATE: Final[Patient] = {
     "gave_active": False,
     "severe_cad_unrevascularised": False,
     "symptomatic_cardiac_disease": False,
+    "echo_d_sign": False,
     "pericardial_contraindication": False,
     "ssc_mimic_or_toxic_exposure": False,
     "history_of_malignancy": False,
     "chronic_viral_infection": False,
+    "syphilis_positive": False,
     "live_vaccine_last_4_weeks": False,
     "prior_car_t": False,
     "major_organ_damage": False,
@@ -386,6 +395,7 @@ SLE_CANDIDATE: Final[Patient] = {
     "proteinuria_g_24h": 3.1,
     "glomerulosclerosis_percent": 10,
     "crescents_percent": 5,
+    "capillary_loop_lesions_percent": 5,
     "creatinine_clearance_ml_min": 85,
     "egfr": 80,
     "serum_creatinine": 1.0,
@@ -402,10 +412,14 @@ SLE_CANDIDATE: Final[Patient] = {
     "renal_replacement_last_3_months": False,
     "cns_lupus_recent": False,
     "chronic_viral_infection": False,
+    "syphilis_positive": False,
+    "cmv_infection": False,
+    "serious_lung_lesions": False,
     "live_vaccine_last_4_weeks": False,
     "prior_car_t": False,
     "ecg_significant_abnormality": False,
     "major_organ_damage": False,
+    "severe_comorbidity": False,
     "hsct_fitness_confirmed": True,
     "ecog": 1,
     "current_smoker": False,
@@ -437,7 +451,9 @@ MSC_CAR_T_SETS: Final = (
     "msc-sle-nephritis-nct03580291",
     "car-t-sle",
 )
-SEVERE_COMORBIDITY_SETS: Final = (*HSCT_SSC_SETS[:4], "msc-ssc-farge-2022")  # EVIDENCE.md §8.5
+# EVIDENCE.md §8.5: the protocols whose exclusion list could not be read (Wang 2014's since the
+# second pass over the review: EVIDENCE.md records none of its exclusions).
+SEVERE_COMORBIDITY_SETS: Final = (*HSCT_SSC_SETS[:4], "msc-ssc-farge-2022", "msc-sle-wang-2014")
 FITNESS_SETS: Final = ("hsct-sle-burt-2006", "hsct-ssc-ebmt-2025")  # EVIDENCE.md §8.5
 
 
@@ -946,6 +962,43 @@ PROTOCOL_ROWS: Final[list[Row]] = [
         "§1 SCOT registry: oral + IV cyclophosphamide > 6 months excludes (Verified)",
         "prior-cyclophosphamide",
     ),
+    # --- the second pass: exclusions the sources state that lived in notes only -----------------
+    ineligible(CART_SLE, {"syphilis_positive": True}, "§6: HBV/HCV/HIV/syphilis/CMV", "syphilis"),
+    unknown(
+        CART_SLE, {"syphilis_positive": None}, "§6/§8.5: syphilis unchecked", "syphilis_positive"
+    ),
+    ineligible(CART_SLE, {"cmv_infection": True}, "§6: HBV/HCV/HIV/syphilis/CMV", "cmv-infection"),
+    unknown(CART_SLE, {"cmv_infection": None}, "§6/§8.5: CMV unchecked", "cmv_infection"),
+    ineligible(
+        CART_SLE,
+        {"serious_lung_lesions": True},
+        'RULES-REVIEW T9: "no serious lung lesions, SpO2≥92%"',
+        "serious-lung-lesions",
+    ),
+    to_confirm(
+        CART_SLE,
+        {"serious_lung_lesions": None},
+        "T9/§8.5: lung lesions not yet judged",
+        "serious_lung_lesions",
+    ),
+    ineligible(CART_SSC, {"syphilis_positive": True}, "§3: HBV/HCV/HIV/syphilis", "syphilis"),
+    unknown(
+        CART_SSC, {"syphilis_positive": None}, "§3/§8.5: syphilis unchecked", "syphilis_positive"
+    ),
+    ineligible(
+        LN,
+        {"capillary_loop_lesions_percent": 50},
+        f'{LN_REG} (N5): "capillary loops necrosis, microthrombus … or cellular crescent in ≥50%"',
+        "loop-lesions-or-crescents-50-or-more",
+    ),
+    unknown(
+        LN,
+        {"capillary_loop_lesions_percent": None},
+        "N5/§8.5: capillary-loop lesions not reported",
+        "capillary_loop_lesions_percent",
+    ),
+    ineligible(EBMT, {"echo_d_sign": True}, 'E3 (Partial): "D-sign or septal bounce"', "d-sign"),
+    unknown(EBMT, {"echo_d_sign": None}, "E3/§8.5: D-sign not reported", "echo_d_sign"),
 ]
 
 
@@ -1216,3 +1269,28 @@ def test_greco_bilirubin_limit_applies_to_car_t_only(ruleset: str) -> None:
     car_t, decision = outcome(CART_SLE, {**CLEAN[CART_SLE], **high})
     assert car_t is Status.INELIGIBLE
     assert "bilirubin-34-umol-l-or-more" in {r.criterion.id for r in decisive(decision)}
+
+
+def test_ebmt_level_iii_route_is_flagged_for_multidisciplinary_review() -> None:
+    """E4: Table 5's progressive-ILD route for limited SSc or sine scleroderma with mRSS < 15 is
+    level III (expert opinion): a patient who qualifies only through it is eligible with a
+    caution, never a plain eligible; the usual diffuse candidate carries no such caution."""
+    level_iii = {
+        "ssc_subtype": "sine_scleroderma",
+        "mrss": 0,
+        "ild_progressive_12m": True,
+        "internal_organ_involvement": False,
+    }
+    got, decision = outcome(EBMT, {**CLEAN[EBMT], **level_iii})
+    flagged = {r.criterion.id for r in decision.cautions if r.result.value == "met"}
+    assert (got, flagged) == (Status.ELIGIBLE, {"level-iii-progressive-ild-route"})
+    _, usual = outcome(EBMT, CLEAN[EBMT])
+    assert not [r for r in usual.cautions if r.result.value == "met"]
+
+
+def test_upcr_threshold_with_an_unverified_unit_is_graded_partial() -> None:
+    """N9: the registry's "proteinuria/creatinine ratio >1.0" has no unit (UNVERIFIED); g/g is
+    assumed, so the criterion reading it may not claim to be verified."""
+    criterion = next(c for c in RULES.rulesets[LN].deciding if c.id == "proteinuria-above-1")
+    assert "upcr_g_g" in {a.feature for a in atoms(criterion.when)}
+    assert criterion.evidence.value == "partial"

@@ -296,7 +296,7 @@ def test_the_report_leads_with_the_verdicts_on_page_one(page: Page, web_server: 
     )
     assert order == sorted(order)
     versions = page.get_by_role("table", name="Rule set versions used")
-    expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("2.0.0")
+    expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("2.1.0")
     expect(versions.get_by_role("row", name="hsct-ssc-astis")).to_contain_text("draft")
     expect(page.get_by_role("button", name="Print this report")).to_be_hidden()
     margins = dict.fromkeys(("top", "right", "bottom", "left"), A4_MARGIN)
