@@ -60,7 +60,8 @@ class Forbidden(EligoError):
 
     def __init__(self, scope: str) -> None:
         super().__init__(
-            f"this client lacks the {scope!r} scope",
+            # The scope as callers write it ('audit:read'), not the enum's repr.
+            f"this client lacks the '{scope}' scope",
             headers={
                 "WWW-Authenticate": f'Bearer realm="eligo", error="insufficient_scope", '
                 f'scope="{scope}"'

@@ -38,7 +38,7 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "eligo_<client id>_<secret>",
-        "description": "An API client's token, made with `eligo clients add NAME --scope "
+        "description": "An API client's token, made with `eligo clients create NAME --scope "
         "SCOPE`. Each operation names the scope it needs (in its security requirement and "
         "description): no or a bad token is 401, a token without the scope 403.",
     },

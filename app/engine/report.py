@@ -23,7 +23,12 @@ def render_table(
             status = f"{reason} (as evaluated: {status})"
         lines.append(f"{ruleset.id} {ruleset.version} ({ruleset.review_status.value}): {status}")
         if decision.status is Status.INDETERMINATE:
-            lines.append(f"  missing: {', '.join(decision.missing)}")
+            # What keeps it undecided, as the API's answer splits it: values to measure and
+            # clinician confirmations (a patient may await only the latter).
+            if decision.missing:
+                lines.append(f"  missing: {', '.join(decision.missing)}")
+            if decision.to_confirm:
+                lines.append(f"  to confirm: {', '.join(decision.to_confirm)}")
         rows = [
             (r.criterion.kind.value, r.criterion.id, _MARK[r.result], _values(r.trace))
             for r in (*decision.criteria, *decision.cautions)
@@ -41,7 +46,9 @@ def render_table(
 
 
 def _values(trace: tuple[AtomTrace, ...]) -> str:
-    return ", ".join(_shown(atom) for atom in trace)
+    """Each value the criterion read, once, in reading order (a criterion may read the same
+    feature in several atoms: `mrss > 14 … or mrss >= 20`)."""
+    return ", ".join(dict.fromkeys(_shown(atom) for atom in trace))
 
 
 def _shown(atom: AtomTrace) -> str:

@@ -64,9 +64,11 @@ def test_a_scope_is_required_per_endpoint(client: TestClient) -> None:
     status, _, text = _post(client, bearer(evaluator))
     assert status == 200, text
     evaluation_id = text.split('"id":"', 1)[1].split('"', 1)[0]
-    status, headers, _ = _post(client, bearer(reader))
+    status, headers, text = _post(client, bearer(reader))
     assert status == 403
     assert 'error="insufficient_scope", scope="evaluate"' in headers["www-authenticate"]
+    # The scope as the caller writes it, not Python's enum repr (<Scope.EVALUATE: ...>).
+    assert "this client lacks the 'evaluate' scope" in text, text
     for path in ("/v1/evaluations", f"/v1/evaluations/{evaluation_id}"):
         assert client.get(path, headers=bearer(evaluator)).status_code == 403
         assert client.get(path, headers=bearer(reader)).status_code == 200

@@ -73,6 +73,8 @@ def test_both_schemes_are_declared(spec: dict[str, Any]) -> None:
     assert schemes[API_TOKEN]["scheme"] == schemes[CDS_CLIENT_JWT]["scheme"] == "bearer"
     assert schemes[CDS_CLIENT_JWT]["bearerFormat"] == "JWT"
     assert "ELIGO_CDS_ISSUERS" in schemes[CDS_CLIENT_JWT]["description"]
+    # The command the token description names exists (`eligo clients --help`).
+    assert "`eligo clients create NAME" in schemes[API_TOKEN]["description"]
 
 
 def test_the_expected_operations_carry_the_expected_requirements(spec: dict[str, Any]) -> None:
