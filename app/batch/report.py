@@ -29,7 +29,7 @@ count here it names no patient: the registry finds the rows by those flags in th
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired
 
@@ -44,7 +44,7 @@ from typing_extensions import TypedDict
 from app.batch import table1
 from app.batch.table1 import Table1
 from app.engine.evaluate import Status
-from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar
+from app.engine.model import Criterion, CriterionKind, Feature, RuleSet, Scalar, atoms
 from app.engine.present import KindText, OriginOut, StatusText, criterion_spec
 from app.engine.result_columns import (
     CORRECTED,
@@ -317,6 +317,17 @@ class ReportColumns(TypedDict):
 
 
 @with_config(_STRICT)
+class IndicationUnread(TypedDict):
+    """A diagnosis no column of the source gives: every patient's indication is unknown under
+    the rule sets that read it, so none is `not_indicated` there and patients of another
+    disease are counted among the undecided (and in `best_case`)."""
+
+    feature: Annotated[str, Field(description="The indication's feature, e.g. ssc_diagnosis")]
+    rulesets: list[str]
+    message: str
+
+
+@with_config(_STRICT)
 class ScreeningReport(TypedDict):
     """Counts, funnels, missing data and rejected rows per rule set; no patient named."""
 
@@ -328,6 +339,10 @@ class ScreeningReport(TypedDict):
     rejected: RejectedRows
     problems: CellProblems
     columns: ReportColumns
+    indications_unread: Annotated[
+        list[IndicationUnread],
+        Field(description="Diagnoses the source gives no column for (empty: all read)"),
+    ]
     rulesets: list[RulesetReport]
     missing: Annotated[
         list[MissingValue], Field(description="Over all rule sets: values missing most")
@@ -349,6 +364,32 @@ class ScreeningReport(TypedDict):
             description="Per therapy and indication with two rule sets or more (at most "
             f"{MOST_IN_OVERLAP})"
         ),
+    ]
+
+
+def indications_unread(rulesets: Sequence[RuleSet], read: Iterable[str]) -> list[IndicationUnread]:
+    """The indication features (ssc_diagnosis, sle_diagnosis) that no column gives, each with
+    the rule sets whose indication criterion reads only unread features: there every patient
+    is undecided at the first step, whatever their disease."""
+    given = set(read)
+    unread: dict[str, list[str]] = {}
+    for ruleset in rulesets:
+        features = sorted({a.feature for a in atoms(ruleset.indication_criterion.when)})
+        if features and not given.intersection(features):
+            for feature in features:
+                unread.setdefault(feature, []).append(ruleset.id)
+    return [
+        {
+            "feature": feature,
+            "rulesets": ids,
+            "message": (
+                f"no column gives {feature}: under {', '.join(ids)} no patient can be "
+                "not_indicated, so patients of another disease are counted among the "
+                "undecided (and in best_case); map the registry's diagnosis column to "
+                f"{feature} (a `values:` map turns its codes into true and false)"
+            ),
+        }
+        for feature, ids in unread.items()
     ]
 
 

@@ -226,8 +226,18 @@ def _heading(report: Mapping[str, Any]) -> str:
         f"{_n(report['screened'])} screened</dd>"
         f"<dt>Protocols</dt><dd>{len(report['rulesets'])}</dd></dl>\n"
         f"{review}\n"
+        f"{_unread(report)}"
         '<p class="note">Counts only: this report names no patient. The results file, the '
         "rejected rows file and the problems file beside it carry the registry's ids.</p>"
+    )
+
+
+def _unread(report: Mapping[str, Any]) -> str:
+    """A diagnosis the source does not give: said before any count it distorts."""
+    return "".join(
+        f'<p class="notice"><strong>Diagnosis not in the source:</strong> '
+        f"{_e(unread['message'])}.</p>\n"
+        for unread in report.get("indications_unread") or []
     )
 
 

@@ -538,6 +538,9 @@ def _summary(
             "units": {c.feature.id: c.unit for c in columns.columns if c.unit},
             "ignored": list(columns.ignored),
         },
+        "indications_unread": report.indications_unread(
+            job.rulesets, (c.feature.id for c in columns.columns)
+        ),
         "rulesets": counted.rulesets,
         "missing": counted.missing,
         "to_confirm": counted.to_confirm,

@@ -164,6 +164,7 @@ def _summary(outcome: Outcome) -> str:
     if len(outcome.rejected) > SHOWN_REJECTED:
         lines.append(f"  … all in {outcome.rejected_file}")
     lines += _unknown_cells(outcome)
+    lines += [f"warning: {unread['message']}" for unread in report["indications_unread"]]
     if report["corrected"]:
         lines.append("values given that were corrected (corrected:<feature>):")
         lines += [f"  {c['summary']}" for c in report["corrected"]]

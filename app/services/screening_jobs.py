@@ -437,6 +437,8 @@ class ScreeningSummary(TypedDict):
     # from before 2026-12-04.
     rejected_because: NotRequired[list[RejectedReason]]
     unknown_cells: NotRequired[int]  # cells read as unknown (not in a job before issue 20)
+    # Diagnoses no column gave, with why the counts mislead (not in a job before 2026-12-04).
+    warnings: NotRequired[list[str]]
     rulesets: list[ScreeningRulesetCounts]
 
 
@@ -451,6 +453,7 @@ def summary_of(report: Mapping[str, Any]) -> ScreeningSummary:
             for reason, rows in funnel.rejected_reasons(report["rejected"])
         ],
         "unknown_cells": report["problems"]["cells"],
+        "warnings": [u["message"] for u in report.get("indications_unread", [])],
         "rulesets": [
             {"id": r["id"], "version": r["version"], "hash": r["hash"], "counts": r["counts"]}
             for r in report["rulesets"]

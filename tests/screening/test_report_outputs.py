@@ -365,3 +365,41 @@ def test_the_summary_goes_to_stdout_and_names_every_file(cohort: Path, tmp_path:
     ]:
         assert f"{name:9} {path}" in lines
         assert Path(str(path).rstrip("/")).exists()
+
+
+def test_a_source_without_a_diagnosis_column_is_warned_about(tmp_path: Path) -> None:
+    """A registry of SSc patients with no `sle_diagnosis` column: under the SLE rule sets no
+    patient can be not_indicated, so every one is counted undecided there. The report names the
+    unread diagnosis and its rule sets, the summary warns before the counts it distorts, and
+    the HTML report says it at the top; a source that gives both diagnoses gets no warning."""
+    source = tmp_path / "ssc-only.csv"
+    source.write_text("id,ssc_diagnosis,age_years\nA,true,45\nB,true,52\n", encoding="utf-8")
+    out = tmp_path / "r.parquet"
+    args = [str(source), "--out", str(out), "--rules-dir", str(SHIPPED_RULES), "--no-progress"]
+    result = CliRunner().invoke(screen_command, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(side_file(out, ".report.json").read_text(encoding="utf-8"))
+    sle_sets = sorted(r["id"] for r in report["rulesets"] if r["indication"] == "sle")
+    unread = report["indications_unread"]
+    assert [(u["feature"], sorted(u["rulesets"])) for u in unread] == [("sle_diagnosis", sle_sets)]
+    for ruleset in report["rulesets"]:
+        if ruleset["id"] in sle_sets:  # the distortion the warning is about
+            assert ruleset["counts"]["not_indicated"] == 0
+    warning = next(line for line in result.stdout.splitlines() if line.startswith("warning: "))
+    assert "no column gives sle_diagnosis" in warning
+    assert result.stdout.index("warning: ") < result.stdout.index("rule set ")
+    html = side_file(out, ".report.html").read_text(encoding="utf-8")
+    assert "Diagnosis not in the source:" in html
+    TypeAdapter(ScreeningReport).validate_json(json.dumps(report))
+
+    both = tmp_path / "both.csv"
+    both.write_text("id,ssc_diagnosis,sle_diagnosis\nA,true,false\n", encoding="utf-8")
+    out = tmp_path / "both.parquet"
+    result = CliRunner().invoke(
+        screen_command,
+        [str(both), "--out", str(out), "--rules-dir", str(SHIPPED_RULES), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: " not in result.stdout
+    report = json.loads(side_file(out, ".report.json").read_text(encoding="utf-8"))
+    assert report["indications_unread"] == []

@@ -195,6 +195,11 @@ def test_an_upload_is_followed_to_its_report_and_files_seen_by_its_client_only(
     assert "Screening of registry.csv" in page
     assert "4 rows read, 3 screened, 1 rejected (no id: 1). 1 cell could not be read and" in page
     assert job["summary"]["rejected_because"] == [{"reason": "no id", "rows": 1}]
+    # The mapping names no diagnosis column (the file's ssc_diagnosis is left out): no
+    # patient can be not_indicated, and the page says so.
+    (warning,) = job["summary"]["warnings"]
+    assert warning.startswith("no column gives ssc_diagnosis: under hsct-ssc-astis, ")
+    assert "Diagnosis not in the source:</strong> no column gives ssc_diagnosis" in page
     assert f'href="{page_url}/problems.csv"' in page
     astis = job["summary"]["rulesets"][0]["counts"]
     row = re.search(r'<th scope="row" title="hsct-ssc-astis">ASTIS</th>(.*?)</tr>', page)
@@ -423,3 +428,18 @@ def test_a_queued_job_is_cancelled_from_its_page_which_refreshes_without_script(
             assert "http-equiv" not in cancelled.text
             assert 'action="' + page_url + '/delete"' in cancelled.text
             assert client.get(f"{page_url}/results.csv").status_code == 409
+
+
+def test_a_diagnosis_the_source_does_not_give_is_said_on_the_job_page(site: Site) -> None:
+    """The registry gives ssc_diagnosis only; screened against an SLE rule set too, no patient
+    can be not_indicated there: the job page says so before the counts."""
+    sign_in(site.client, "analyst")
+    mapping = MAPPING + "  ssc_diagnosis: ssc_diagnosis\n"
+    answer = post(site.client, mapping=mapping, rulesets=[*RULESETS, "car-t-sle"])
+    assert answer.status_code == 303, errors_of(answer.text)
+    job = done(site.client, answer.headers["location"])
+    assert job["state"] == "succeeded", job["error"]
+    (warning,) = job["summary"]["warnings"]
+    assert warning.startswith("no column gives sle_diagnosis: under car-t-sle ")
+    page = site.client.get(answer.headers["location"]).text
+    assert "Diagnosis not in the source:</strong> no column gives sle_diagnosis" in page
