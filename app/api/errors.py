@@ -8,6 +8,7 @@ which never receives request bodies (they may hold patient data).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -93,7 +94,36 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def validation_errors(errors: list[Any]) -> list[FieldError]:
-    return [FieldError(_field(tuple(e["loc"])), str(e["type"]), str(e["msg"])) for e in errors]
+    return [FieldError(_field(tuple(e["loc"])), str(e["type"]), _message(e)) for e in errors]
+
+
+# pydantic's words for a JSON value of the wrong type ("Input should be a valid list"), with
+# what was sent and how to write it. The value itself is never repeated: it may be a patient's.
+_EXPECTED_AS = {
+    "list_type": 'a single value is still a list: ["…"]',
+    "dict_type": "an object of name -> value: {…}",
+    "string_type": 'an identifier that is a number is sent as text: "12345"',
+    "model_type": "an object: {…}",
+}
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    message, kind = str(error["msg"]), str(error["type"])
+    if kind not in _EXPECTED_AS or "input" not in error:
+        return message
+    return f"{message}, not {_json_kind(error['input'])}; {_EXPECTED_AS[kind]}"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else "an object"
 
 
 M = TypeVar("M", bound=BaseModel)

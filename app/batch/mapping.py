@@ -46,6 +46,7 @@ from app.engine.inputs import unit_refusal
 from app.engine.located_yaml import LocatedDocument, PathKey, display_path, load_located
 from app.engine.model import Feature
 from app.engine.schema import FeatureType
+from app.engine.suggest import did_you_mean
 from app.engine.unit_names import ucum
 from app.engine.units import IDENTITY, Linear, UnitError, converter
 
@@ -287,9 +288,11 @@ def _by_name(
         if column == "id":
             continue
         if feature_id not in features:
+            near = did_you_mean(feature_id, features)
             problems.append(
-                f"{name}: column {column!r} is not a feature id (or `feature[unit]`); "
-                "give a mapping file to rename or leave out a registry's own columns"
+                f"{name}: column {column!r} is not a feature id (or `feature[unit]`){near}; "
+                "give a mapping file to rename or leave out a registry's own columns "
+                "(`eligo mapping init` drafts one)"
             )
         elif feature_id in mapping.wanted:
             problems.append(f"{name}: two columns give {feature_id!r}")

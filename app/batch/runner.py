@@ -403,8 +403,9 @@ _FIELDS = ("column", "feature", "problem", "value")
 
 
 def sentence(column: str, feature: str, problem: str, value: str) -> str:
-    """One problem in words: `LVEF (lvef_percent): '61,5' is not a number; the mapping
-    declares no decimal comma`, or, for the row's id, `PAT_ID: duplicate (…)`."""
+    """One problem in words: `LVEF (lvef_percent): '61,5' is not a number; a decimal comma is
+    read only where a mapping declares decimal: ","`, or, for the row's id, `PAT_ID: duplicate
+    (…)`."""
     if not feature:
         return f"{column}: {problem}"
     named = column if column == feature else f"{column} ({feature})"

@@ -319,7 +319,8 @@ def _number(column: Column, raw: Value, converted: Value | None, dialect: str) -
     not_number: str | Text = "not a number"
     if column.kind in (RawKind.TEXT, RawKind.JSON) and not column.decimal_comma:
         comma = _matches(sa.func.trim(_text(raw)), _DECIMAL_COMMA, dialect)
-        hint = "not a number; the mapping declares no decimal comma"
+        # Said so that it helps with or without a mapping file (`eligo mapping init` writes one).
+        hint = 'not a number; a decimal comma is read only where a mapping declares decimal: ","'
         not_number = sa.case((comma, sa.literal(hint, sa.String)), else_=not_number)
     problems = [(wrong, _problem(column, not_number, raw))]
     if low is not None and high is not None:

@@ -108,6 +108,38 @@ def test_invalid_payloads_are_422_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("payload", "field", "told"),
+    [
+        (
+            {"features": {}, "rulesets": "hsct-ssc-astis"},
+            "rulesets",
+            'Input should be a valid list, not a string; a single value is still a list: ["…"]',
+        ),
+        (
+            {"features": [["lvef_percent", 50]]},
+            "features",
+            "Input should be a valid dictionary, not a list; an object of name -> value: {…}",
+        ),
+        (
+            {"features": {}, "patient_id": 123456},
+            "patient_id",
+            'not a number; an identifier that is a number is sent as text: "12345"',
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_told_how_to_write_it(
+    client: TestClient, payload: Any, field: str, told: str
+) -> None:
+    """pydantic's "Input should be a valid list" alone left an integrator guessing; the value
+    sent is not repeated (a patient id may be one)."""
+    body = problem(client.post("/v1/evaluations", json=payload), 422)
+    (error,) = body["errors"]
+    assert error["field"] == field
+    assert told in error["message"], error["message"]
+    assert "123456" not in error["message"]
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b'{"features": {', "malformed JSON at line 1 column 15"),

@@ -699,7 +699,7 @@ def test_one_registry_column_feeds_two_features_and_codes_map_every_type(
         (
             "registry.csv:2",
             "DLCO (dlco_percent_predicted): '61,5' is not a number; "
-            "the mapping declares no decimal comma",
+            'a decimal comma is read only where a mapping declares decimal: ","',
         )
     ]
     assert outcome.report["columns"]["used"]["sle_diagnosis"] == "DX"
@@ -836,13 +836,19 @@ def test_mapping_problems_are_all_named_with_their_line(
 def test_without_a_mapping_every_column_must_be_a_feature(
     shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
 ) -> None:
-    (tmp_path / "c.csv").write_text("id,lvef_percent,NAME,lvef_percent[%]\np1,50,x,50\n")
+    (tmp_path / "c.csv").write_text("id,lvef_percent,NAME,lvef_percent[%],age\np1,50,x,50,4\n")
     with pytest.raises(MappingError) as caught:
         screen(duckdb_engine, shipped_rules, str(tmp_path / "c.csv"), tmp_path / "r.parquet")
+    advice = (
+        "; give a mapping file to rename or leave out a registry's own columns "
+        "(`eligo mapping init` drafts one)"
+    )
     assert caught.value.problems == [
-        "c.csv: column 'NAME' is not a feature id (or `feature[unit]`); give a mapping file "
-        "to rename or leave out a registry's own columns",
+        f"c.csv: column 'NAME' is not a feature id (or `feature[unit]`){advice}",
         "c.csv: two columns give 'lvef_percent'",
+        # the nearest catalogue id, as the API says it for a mistyped feature
+        f"c.csv: column 'age' is not a feature id (or `feature[unit]`); did you mean "
+        f"'age_years'?{advice}",
     ]
     assert not (tmp_path / "r.parquet").exists()
 
