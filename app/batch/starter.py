@@ -100,6 +100,7 @@ def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) ->
             found.feature.id not in best or found.score > best[found.feature.id].score
         ):
             best[found.feature.id] = found
+    best.update(_diagnoses(columns, features, best))
     chosen = {p.column.name for p in best.values()}
     proposals = tuple(
         sorted(best.values(), key=lambda p: [c.name for c in columns].index(p.column.name))
@@ -108,6 +109,61 @@ def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) ->
     decimal, proposals = _registry_decimal(proposals)
     tied = {c: ids for c, ids in tied.items() if ids}
     return Starter(key, proposals, unmatched, missing, decimal, tied)
+
+
+# A registry's one diagnosis column (`DX: SSC, SLE, …`): the codes that name one disease, or
+# both, by the usual abbreviations and words. Anything else (OTHER, "SSC (SLE NK)", a local
+# code) is left unread, for the analyst: a wrong guess here would make a patient not
+# indicated, or indicated, for a whole therapy.
+_SSC_CODES = frozenset({"SSC", "DSSC", "LSSC", "SCLERODERMA", "SYSTEMIC SCLEROSIS"})
+_SLE_CODES = frozenset({"SLE", "LUPUS", "SYSTEMIC LUPUS ERYTHEMATOSUS"})
+_BOTH = re.compile(r"^\s*(SSC|SLE)\s*[+&/]\s*(SSC|SLE)\s*$")
+_INDICATIONS = ("ssc_diagnosis", "sle_diagnosis")
+
+
+def _diagnoses(
+    columns: Sequence[SourceColumn], features: Mapping[str, Feature], best: Mapping[str, Proposal]
+) -> dict[str, Proposal]:
+    """Both indication features from one column of disease codes, when no column was
+    proposed for either: without them no patient can be not indicated (the screening warns),
+    and a registry more often codes its diagnosis in one column than in two yes/no ones."""
+    if any(f in best or f not in features for f in _INDICATIONS):
+        return {}
+    taken = {p.column.name for p in best.values()}
+    for column in columns:
+        if column.name in taken:
+            continue
+        read = {v: _diagnosis_of(v) for v in column.values}
+        known = {v: pair for v, pair in read.items() if pair is not None}
+        if not any(ssc for ssc, _ in known.values()) or not any(sle for _, sle in known.values()):
+            continue
+        unread = tuple(v for v, pair in read.items() if pair is None)
+        why = "its values name both diseases (SSc and SLE): one column, read for each"
+        return {
+            feature: Proposal(
+                column,
+                features[feature],
+                score=MATCHED,
+                why=why,
+                codes={v: pair[i] for v, pair in known.items()},
+                unread=unread,
+            )
+            for i, feature in enumerate(_INDICATIONS)
+        }
+    return {}
+
+
+def _diagnosis_of(value: str) -> tuple[bool, bool] | None:
+    """(SSc, SLE) for a code that names a disease plainly, else None."""
+    code = " ".join(value.upper().split())
+    both = _BOTH.match(code)
+    if both is not None and both[1] != both[2]:
+        return True, True
+    if code in _SSC_CODES:
+        return True, False
+    if code in _SLE_CODES:
+        return False, True
+    return None
 
 
 def _registry_missing(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) -> Missing:

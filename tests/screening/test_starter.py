@@ -4,6 +4,7 @@ mapping file read back by the loader `eligo screen --mapping` uses."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -240,7 +241,14 @@ def test_the_starter_reads_a_coded_registry_as_its_dictionary_does(
 
 # Differences the starter leaves to the analyst, listed in its file as values that will not
 # read: mRSS's number code "<1" (0) and sex's X (unknown), which abbreviates no value.
-LEFT_TO_THE_ANALYST = {"mrss": "<1", "sex": "X"}
+# Codes the starter leaves unread for the analyst (each named in a "will not read as" line):
+# the diagnosis column's combined or uncertain codes ("SSC (SLE NK)") included.
+LEFT_TO_THE_ANALYST = {
+    "mrss": "<1",
+    "sex": "X",
+    "ssc_diagnosis": "NK)",  # "SSC (SLE NK)", "NOT SSC (SLE NK)", …: which one the sample has
+    "sle_diagnosis": "NK)",
+}
 
 
 def test_on_a_synthetic_registry_the_starter_reads_what_its_true_mapping_reads(
@@ -258,7 +266,11 @@ def test_on_a_synthetic_registry_the_starter_reads_what_its_true_mapping_reads(
     text = (tmp_path / "starter.yaml").read_text()
     for feature, code in LEFT_TO_THE_ANALYST.items():
         if feature in found.differ:
-            assert f": {code} will not read as" in text, feature
+            unread = re.compile(rf": [^\n]*{re.escape(code)}[^\n]* will not read as")
+            assert unread.search(text), feature
+    # The one diagnosis column gives both indications (else no patient is not_indicated).
+    assert "  ssc_diagnosis: {column: DX, values: {" in text
+    assert "  sle_diagnosis: {column: DX, values: {" in text
 
 
 @pytest.mark.parametrize(
@@ -324,3 +336,25 @@ def test_a_name_that_fits_several_features_says_so_or_is_left_to_the_analyst(
     assert dict(starter.tied) == {"SKIN_SCORE": ("skin_score_ab", "skin_score_cd")}
     text = render(starter, "s.csv", date.today())
     assert "fits skin_score_ab and skin_score_cd alike: yours to decide" in text
+
+
+def test_one_column_of_disease_codes_gives_both_diagnoses(shipped_rules: RuleBase) -> None:
+    """`DX: SSC, SLE, SSC+SLE, OTHER`: both indication features from it, the plain codes read
+    (SSC+SLE as both), OTHER left to the analyst; a source that has a yes/no column for one
+    diagnosis, or a column naming one disease only, gets no such proposal."""
+    features = shipped_rules.features
+    key = SourceColumn("id", ("1", "2", "3", "4"), unique=True)
+    dx = SourceColumn("DX", ("SSC", "SLE", "ssc + sle", "OTHER"))
+    found = {p.feature.id: p for p in propose([key, dx], features).proposals}
+    assert dict(found["ssc_diagnosis"].codes) == {"SSC": True, "SLE": False, "ssc + sle": True}
+    assert dict(found["sle_diagnosis"].codes) == {"SSC": False, "SLE": True, "ssc + sle": True}
+    assert found["ssc_diagnosis"].unread == found["sle_diagnosis"].unread == ("OTHER",)
+    ssc_only = SourceColumn("DX", ("SSC", "dcSSc"))
+    assert not {p.feature.id for p in propose([key, ssc_only], features).proposals} & {
+        "ssc_diagnosis",
+        "sle_diagnosis",
+    }
+    named = SourceColumn("ssc_diagnosis", ("yes", "no"))
+    proposed = {p.feature.id: p.column.name for p in propose([key, named, dx], features).proposals}
+    assert proposed.get("ssc_diagnosis") == "ssc_diagnosis"
+    assert "sle_diagnosis" not in proposed
