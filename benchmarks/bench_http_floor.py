@@ -43,9 +43,10 @@ is zero). A few more rows than answers are requests still in flight when a run e
 
 Several workers: uvicorn's supervisor binds the socket without IPPROTO_TCP, so asyncio leaves
 Nagle's algorithm on and every answer waits ~40 ms for the client's delayed ACK
-(Kludex/uvicorn#3149; `eligo serve --workers` binds through the same code). Both sides suffer
-it alike by default; `--patch-nodelay` runs both through benchmarks/uvicorn_nodelay.py, which
-patches it out, to measure the servers rather than the stall.
+(Kludex/uvicorn#3149) under asyncio's own event loop. With uvloop (installed with Eligo since
+2026-12-04, and picked by uvicorn) every connection has TCP_NODELAY and the stall is gone;
+`--patch-nodelay` still runs both through benchmarks/uvicorn_nodelay.py, which patches it out
+for asyncio's loop, to measure the servers rather than the stall.
 
 Every figure is printed with its ratio to the floor measured at the same worker count in the
 same run: client and servers share this machine's cores (2 here), so absolute figures move
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -377,6 +379,11 @@ def _eligo_command(workers: int, patch_nodelay: bool) -> tuple[tuple[str, ...], 
     return (*command, "--workers", str(workers), *UVICORN_SETTINGS), f"{shown} app.main:create_app"
 
 
+def _has_uvloop() -> bool:
+    """uvicorn's loop when installed: it sets TCP_NODELAY itself (no Nagle stall)."""
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def _environment(patch_nodelay: bool) -> dict[str, str]:
     """What `python -m benchmarks.uvicorn_nodelay` needs to find this checkout."""
     if not patch_nodelay:
@@ -629,7 +636,7 @@ def main() -> None:
                 launch = "uvicorn app.main:create_app --app-dir <each tree>"
             floor = " ".join(Path(p).name for p in _uvicorn(workers, args.patch_nodelay)[-1:])
             print(f"  {workers} worker(s): floor as `{floor} ...`, Eligo as `{launch}`")
-        if max(args.workers) > 1 and not args.patch_nodelay:
+        if max(args.workers) > 1 and not args.patch_nodelay and not _has_uvloop():
             print(
                 "  with several workers uvicorn leaves Nagle's algorithm on (Kludex/uvicorn#3149):"
                 " ~40 ms per answer for both; --patch-nodelay measures without it"
