@@ -115,7 +115,9 @@ def propose(columns: Sequence[SourceColumn], features: Mapping[str, Feature]) ->
 # both, by the usual abbreviations and words. Anything else (OTHER, "SSC (SLE NK)", a local
 # code) is left unread, for the analyst: a wrong guess here would make a patient not
 # indicated, or indicated, for a whole therapy.
-_SSC_CODES = frozenset({"SSC", "DSSC", "LSSC", "SCLERODERMA", "SYSTEMIC SCLEROSIS"})
+_SSC_CODES = frozenset(
+    {"SSC", "DCSSC", "LCSSC", "DSSC", "LSSC", "SCLERODERMA", "SYSTEMIC SCLEROSIS"}
+)
 _SLE_CODES = frozenset({"SLE", "LUPUS", "SYSTEMIC LUPUS ERYTHEMATOSUS"})
 _BOTH = re.compile(r"^\s*(SSC|SLE)\s*[+&/]\s*(SSC|SLE)\s*$")
 _INDICATIONS = ("ssc_diagnosis", "sle_diagnosis")

@@ -354,6 +354,9 @@ def test_one_column_of_disease_codes_gives_both_diagnoses(shipped_rules: RuleBas
         "ssc_diagnosis",
         "sle_diagnosis",
     }
+    subsets = SourceColumn("DIAG", ("dcSSc", "lcSSc", "SLE"))  # SSc by its subsets' codes
+    found = {p.feature.id: p for p in propose([key, subsets], features).proposals}
+    assert dict(found["ssc_diagnosis"].codes) == {"dcSSc": True, "lcSSc": True, "SLE": False}
     named = SourceColumn("ssc_diagnosis", ("yes", "no"))
     proposed = {p.feature.id: p.column.name for p in propose([key, named, dx], features).proposals}
     assert proposed.get("ssc_diagnosis") == "ssc_diagnosis"
