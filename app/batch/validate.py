@@ -41,6 +41,7 @@ from app.engine.result_columns import corrected_column
 from app.engine.schema import FeatureType
 from app.engine.sql import Columns, derivations, is_true, number
 from app.engine.unit_names import with_unit, words
+from app.engine.units import IDENTITY
 
 Value = ColumnElement[Any]
 Text = ColumnElement[str]
@@ -307,6 +308,19 @@ def finite(value: Value, dialect: str) -> Value:
     return sa.func.abs(value) < infinity
 
 
+def _range_as_read(column: Column, low: float, high: float) -> str:
+    """The plausible range in the column's own unit first, where it has one (a creatinine in
+    µmol/L is told 8.84–1768 µmol/L, not only 0.1–20 mg/dL), then in the canonical unit."""
+    canonical = f"{low:g}–{with_unit(high, column.feature.unit)}"
+    scale, offset = column.linear.scale, column.linear.offset
+    if column.unit is None:
+        return canonical
+    if column.linear == IDENTITY or not scale:  # mmHg read as mm[Hg]: one range
+        return f"{canonical} (read in {words(column.unit)})"
+    ends = sorted(((low - offset) / scale, (high - offset) / scale))
+    return f"{ends[0]:.4g}–{ends[1]:.4g} {words(column.unit)} ({canonical})"
+
+
 def _number(column: Column, raw: Value, converted: Value | None, dialect: str) -> Checked:
     feature = column.feature
     if converted is None:  # a boolean column for a number feature
@@ -324,7 +338,7 @@ def _number(column: Column, raw: Value, converted: Value | None, dialect: str) -
         not_number = sa.case((comma, sa.literal(hint, sa.String)), else_=not_number)
     problems = [(wrong, _problem(column, not_number, raw))]
     if low is not None and high is not None:
-        shown = f"outside the plausible range {low:g}–{with_unit(high, feature.unit)}{given}"
+        shown = f"outside the plausible range {_range_as_read(column, low, high)}"
         outside = sa.not_(converted.between(number(low), number(high)))
         problems.append((outside, _problem(column, shown, raw)))
     # Whole numbers (`integer` in the catalogue), as `inputs.normalise` treats them: a count's

@@ -1234,3 +1234,17 @@ def test_a_mapping_takes_units_as_registries_write_them(
         "pao2_mmhg: 'mm hgg' is not a unit Eligo recognises; use mmHg or kPa "
         "(nearest to what was sent: mmHg)"
     )
+
+
+def test_a_value_out_of_range_is_told_the_range_in_its_columns_unit(
+    shipped_rules: RuleBase, duckdb_engine: DuckDBBackend, tmp_path: Path
+) -> None:
+    """A creatinine column in µmol/L with 500000 in it: the range is said in µmol/L, as the
+    registry wrote it, then in the catalogue's mg/dL (it said only "0.1–20 mg/dL")."""
+    source = tmp_path / "c.csv"
+    source.write_text("id,ssc_diagnosis,serum_creatinine[umol/L]\np1,yes,500000\np2,yes,80\n")
+    outcome = screen(duckdb_engine, shipped_rules, str(source), tmp_path / "r.parquet")
+    assert [text for _, text in said(outcome)] == [
+        "serum_creatinine[umol/L] (serum_creatinine): '500000' is outside the plausible range "
+        "8.84–1768 µmol/L (0.1–20 mg/dL)"
+    ]
