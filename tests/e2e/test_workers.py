@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from app.batch.synth import write_parquet
 from app.db import clients
@@ -90,16 +92,43 @@ def serving_workers(server: Server) -> list[int]:
 
 
 @contextmanager
-def only(server: Server, pid: int) -> Iterator[None]:
-    """Connections made meanwhile are accepted by worker `pid`: the others are stopped."""
+def only(server: Server, pid: int, database: str | None = None) -> Iterator[None]:
+    """Connections made meanwhile are accepted by worker `pid`: the others are stopped. With
+    a SQLite `database` the request will write to, they are stopped only between commits: a
+    worker stopped holding the write lock (a screening heartbeat, a record) would hold it
+    past the busy timeout, and the request would fail for the test's doing."""
     others = [p for p in worker_pids(server) if p != pid]
-    for other in others:
-        os.kill(other, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while True:
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        if database is None or _write_lock_free(database):
+            break
+        for other in others:
+            os.kill(other, signal.SIGCONT)
+        assert time.monotonic() < deadline, "the other workers kept the SQLite write lock"
+        time.sleep(0.05)
     try:
         yield
     finally:
         for other in others:
             os.kill(other, signal.SIGCONT)
+
+
+def _write_lock_free(url: str) -> bool:
+    """Nobody holds SQLite's write lock (always true of PostgreSQL, which has none)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    connection = sqlite3.connect(str(parsed.database), timeout=0, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+    except sqlite3.OperationalError:  # database is locked
+        return False
+    finally:
+        connection.close()
+    return True
 
 
 def on_each_worker(server: Server, condition: Callable[[], bool], seconds: float = 20) -> None:
@@ -208,15 +237,15 @@ def test_concurrent_evaluations_are_all_served_and_recorded(
 def test_a_replayed_cds_token_is_refused_by_the_other_worker(
     shared: tuple[Server, str, str],
 ) -> None:
-    server, _, _ = shared
+    server, database, _ = shared
     first_worker, second_worker = serving_workers(server)
     url = f"{server.base}/cds-services/eligo-patient-view"
     headers = {"Authorization": f"Bearer {sign(claims(aud=url))}"}
     body = {**hook_request("http://127.0.0.1:9/fhir", PATIENT), "fhirServer": None}
-    with only(server, first_worker):
+    with only(server, first_worker, database):
         first = httpx.post(url, json=body, headers=headers, timeout=10)
     assert first.status_code == 412, first.text  # authenticated; no data to decide on
-    with only(server, second_worker):
+    with only(server, second_worker, database):
         again = httpx.post(url, json=body, headers=headers, timeout=10)
     assert again.status_code == 401, again.text
     assert "jti already used" in again.json()["detail"]
