@@ -265,6 +265,34 @@ def test_the_long_format_follows_parquet_results(tmp_path: Path, shipped_rules: 
     assert not (tmp_path / "p.long.parquet").exists()
 
 
+def test_parquet_results_declare_the_columns_never_null(
+    cohort: Path, tmp_path: Path, shipped_rules: RuleBase
+) -> None:
+    """Statuses and the missing and to-confirm flags are required Parquet columns (a reader
+    may rely on it); a criterion, NULL when unknown, and the criterion that excluded first,
+    NULL when none did, are not."""
+    outcome = screen(Request(source=str(cohort), out=tmp_path / "r.parquet"), shipped_rules)
+    table = pq.read_table(outcome.results)
+    required = {f.name for f in table.schema if not f.nullable}
+    for ruleset in shipped_rules.rulesets.values():
+        flags = [
+            n
+            for n in table.column_names
+            if n.startswith(
+                (column_name(ruleset, MISSING, ""), column_name(ruleset, TO_CONFIRM, ""))
+            )
+        ]
+        assert flags
+        assert {column_name(ruleset, STATUS), *flags} <= required
+        optional = [
+            column_name(ruleset, EXCLUDED_BY),
+            *(column_name(ruleset, c.id) for c in (*ruleset.deciding, *ruleset.cautions)),
+        ]
+        assert not required & set(optional)
+        assert any(table.column(n).null_count for n in optional)  # NULLs where they belong
+    assert table.num_rows > 0
+
+
 def _with_other_parts(report: dict[str, Any]) -> dict[str, Any]:
     """The report with the keys other parts of the screening add (item 1's problems, item
     3's bounds and overlap), in the contract's shapes, and a hostile title."""

@@ -34,6 +34,11 @@ def test_an_ssc_patient_sees_the_lupus_protocols_folded_apart(development: TestC
     assert "#rs-hsct-ssc-astis" in glance
     assert f'<details>\n      <summary><h3 id="na-title">{HEADING}</h3></summary>' in apart
     assert "no SLE diagnosis recorded (the patient has SSc recorded)" in apart
+    # The page is the SSc work-up now, which has no SLE field: the box says where one is.
+    assert 'id="f-sle_diagnosis"' not in html
+    assert "whose diagnosis this work-up does not ask" in apart
+    assert '<a href="/?disease=all">open the form with every field</a>' in apart
+    assert "Record that diagnosis" not in apart
     assert html.index('class="therapy"') < html.index('class="not-assessed"')
     assert "No diagnosis is recorded" not in html
     report = development.get(location.replace("/?evaluation=", "/report/")).text
