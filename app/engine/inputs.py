@@ -358,8 +358,32 @@ def _number(feature: Feature, given: Any, provenance: Provenance) -> FeatureValu
         if unit != canonical:
             shown += f" (= {unit_names.with_unit(value, canonical)})"
         plausible = f"{low:g}–{unit_names.with_unit(high, canonical)}"
-        raise _Issue("out_of_range", f"{shown} is outside the plausible range {plausible}", suffix)
+        hint = _other_unit(feature, number, unit, (low, high))
+        message = f"{shown} is outside the plausible range {plausible}{hint}"
+        raise _Issue("out_of_range", message, suffix)
     return FeatureValue(value, canonical, given, unit, provenance)
+
+
+def _other_unit(feature: Feature, number: float, unit: str, plausible: tuple[float, float]) -> str:
+    """A value read in the canonical unit, implausible there but plausible in another unit
+    the feature takes (a PaO2 of 11.5 read as mmHg, which is 86 mmHg as kPa): the likelier
+    unit, said so that the sender can give it. Never assumed: the value stays refused."""
+    canonical = feature.unit or "1"
+    if unit != canonical:
+        return ""
+    for other in feature.spec.other_units:
+        try:
+            value = converter(other, canonical, feature.spec.molar_mass)(number)
+        except UnitError:
+            continue
+        if plausible[0] <= value <= plausible[1]:
+            named = unit_names.words(other)
+            return (
+                f"; read in {named} it would be about "
+                f"{unit_names.with_unit(float(f'{value:.3g}'), canonical)}: "
+                f"if it was measured in {named}, give that unit"
+            )
+    return ""
 
 
 def _quantity(given: dict[Any, Any]) -> tuple[str, Any]:

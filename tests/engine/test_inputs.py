@@ -103,6 +103,40 @@ def test_out_of_range_message_shows_the_conversion(golden_rules: RuleBase) -> No
         normalise({"age_years": {"value": 1500, "unit": "mo"}}, golden_rules.features)
 
 
+@pytest.mark.parametrize(
+    ("feature", "given", "hint"),
+    [
+        ("pao2_mmhg", 11.5, "read in kPa it would be about 86.3 mmHg"),
+        ("pao2_mmhg", {"value": 11.5, "unit": "mmHg"}, "read in kPa it would be about 86.3 mmHg"),
+        ("serum_creatinine", 88, "read in µmol/L it would be about 0.995 mg/dL"),
+    ],
+)
+def test_a_value_plausible_only_in_another_unit_is_refused_naming_that_unit(
+    shipped_rules: RuleBase, feature: str, given: Any, hint: str
+) -> None:
+    """A PaO2 in kPa typed where mmHg is read: refused (never converted on a guess), and the
+    message names the unit it is plausible in, for the sender to give."""
+    with pytest.raises(InvalidInput) as refused:
+        normalise({feature: given}, shipped_rules.features)
+    (issue,) = refused.value.issues
+    assert issue.code == "out_of_range"
+    assert f"; {hint}: if it was measured in " in issue.message
+
+
+@pytest.mark.parametrize(
+    ("feature", "given"),
+    [("lvef_percent", 150), ("pao2_mmhg", 1000), ("pao2_mmhg", {"value": 1, "unit": "kPa"})],
+)
+def test_a_value_plausible_in_no_unit_gets_no_hint(
+    shipped_rules: RuleBase, feature: str, given: Any
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        normalise({feature: given}, shipped_rules.features)
+    (issue,) = refused.value.issues
+    assert issue.code == "out_of_range"
+    assert "read in" not in issue.message
+
+
 def test_a_fractional_age_is_rounded_down_to_completed_years_and_says_so(
     shipped_rules: RuleBase,
 ) -> None:
