@@ -5,7 +5,8 @@ own functions: `round9` rounds to nine significant digits as `units.round_signif
 macro the engine defines. Whichever way it is printed, it must pick the ROUND that trying each
 band in turn picks (`_in_turn`, the formulation it replaced), on every magnitude and at every
 power of ten, where a band ends; and a whole number, which DuckDB's macro gives back as it is
-below 10^9, as both do on each side of that bound."""
+below 10^9, and a number of three decimals or fewer below 10^6, as both do on each side of
+those bounds."""
 
 from __future__ import annotations
 
@@ -43,6 +44,18 @@ def _values() -> list[float | None]:
     values += [float(draw.randrange(10**e, 10 ** (e + 1))) for e in range(9) for _ in range(20)]
     values += [-float(draw.randrange(1, 10**9)) for _ in range(50)]
     for edge in (999_999_999.0, 1e9, 1_000_000_001.0, 1_234_567_891.0, 2.0**53, 2.0**53 + 2):
+        values += [edge, -edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf)]
+    # Numbers of one to four decimals, which DuckDB's round9 gives back below 10^6 when they
+    # have three or fewer: every magnitude, both ends of that shortcut, and the doubles beside.
+    # (Nine significant digits at most: past them a decimal ending in 5 is the exact-half case
+    # above, whichever way it is rounded.)
+    for decimals in range(1, 5):
+        values += [
+            round(draw.uniform(-1, 1) * 10.0**e, decimals)
+            for e in range(9 - decimals)
+            for _ in range(10)
+        ]
+    for edge in (999_999.999, 1e6 - 0.0005, 1_000_000.001, 999_999.9999, 0.001, 0.0005):
         values += [edge, -edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf)]
     return values
 
