@@ -259,6 +259,11 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "serious_lung_lesions": ("confirmation", 0.9, 1.0),
     "capillary_loop_lesions_percent": ("biopsy", 0.8, 0.9),
     "echo_d_sign": ("echo", 0.7, 0.97),
+    "major_organ_disease": ("confirmation", 0.9, 1.0),
+    "contraception_assured": ("confirmation", 0.6, 1.0),  # asked in a work-up
+    "first_line_6_months_or_intolerant": ("medication", 0.7, 0.98),
+    "ild_pft_decline_12m": ("pft", 0.75, 0.97),  # needs serial lung function
+    "ild_progression_on_ct": ("hrct", 0.7, 0.97),  # needs serial CT
 }
 
 MODELLED = frozenset(_KNOWN)
@@ -497,6 +502,8 @@ def _medication(b: _Block) -> None:
     duration, active = b.v["disease_duration_years"], b.v["disease_active"]
     lam = 0.3 + 0.1 * np.minimum(duration, 15) + 0.8 * active + 0.4 * b.v["sle_diagnosis"]
     b.v["failed_immunosuppressants"] = b.rng.poisson(lam)
+    # The failed first-line drug ran 6 months or was stopped for intolerance: most did.
+    b.v["first_line_6_months_or_intolerant"] = b.chance(0.8)
     on_other = b.chance(b.by_disease(0.6, 0.85, 0.5))
     months = np.minimum(duration * 12, b.rng.gamma(1.5, 20, b.n))
     b.v["other_immunosuppressant_months"] = np.where(on_other, months, 0)
@@ -518,6 +525,8 @@ def _general(b: _Block) -> None:
     b.v["current_smoker"] = b.chance(0.12)
     fertile = (b.v["sex"] == FEMALE) & (age >= 18) & (age <= 45)
     b.v["pregnant"] = fertile & b.chance(0.02)
+    # Assured unless a woman of childbearing age has not agreed to contraception.
+    b.v["contraception_assured"] = ~fertile | b.chance(0.9)
     b.v["active_infection"] = b.chance(0.03)
     b.v["chronic_viral_infection"] = b.chance(0.02)
     b.v["syphilis_positive"] = b.chance(0.005)
@@ -559,6 +568,8 @@ def _judgement(b: _Block) -> None:
         v["dialysis"] | (ild & (fvc < 50)) | (lvef < 35) | (v["lupus_nephritis_class"] == CLASS_VI)
     )
     v["major_organ_damage"] = damage | b.chance(0.04)
+    # Major organ disease, reversible or not: the damage, and more of the severe involvement.
+    v["major_organ_disease"] = v["major_organ_damage"] | (severe & b.chance(0.5))
     unfit = (v["age_years"] > 65) | (lvef < 45) | (v["dlco_percent_predicted"] < 40)
     v["hsct_contraindicated"] = unfit | v["severe_pah"] | v["dialysis"] | b.chance(0.03)
 
@@ -586,6 +597,11 @@ def _ssc_organs(b: _Block) -> None:
     early_diffuse = diffuse & (v["disease_duration_years"] <= 4)
     progressing = np.clip(0.15 + 0.15 * v["_ild_severity"] + 0.2 * early_diffuse, 0, 0.8)
     v["ild_progressive_12m"] = v["ild_present"] & b.chance(progressing)
+    # Progressing ILD shows as a lung-function decline, on CT, or (mostly) both.
+    both = b.chance(0.5)
+    v["ild_pft_decline_12m"] = v["ild_progressive_12m"] & (both | b.chance(0.5))
+    on_ct = both | ~v["ild_pft_decline_12m"]
+    v["ild_progression_on_ct"] = v["ild_progressive_12m"] & on_ct
     # Onset or worsening in 6 months: most of the progressing, and ILD found this half-year.
     recent = (v["ild_progressive_12m"] & b.chance(0.7)) | (v["disease_duration_years"] <= 0.5)
     v["ild_onset_or_worsening_6m"] = v["ild_present"] & (recent | b.chance(0.04))

@@ -118,6 +118,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "active_infection": False,
         "active_malignancy": False,
         "severe_comorbidity": False,
+        "contraception_assured": True,
         "pericardial_contraindication": False,
         "ecog": 1,
         "current_smoker": False,
@@ -156,6 +157,7 @@ CLEAN: Final[dict[str, Patient]] = {
         "internal_organ_involvement": False,
         "crp_mg_l": 4,
         "failed_immunosuppressants": 1,
+        "first_line_6_months_or_intolerant": True,
         "hsct_fitness_confirmed": True,
         "pasp_mmhg": 32,
         "pasp_fluid_challenge_mmhg": 38,
@@ -217,6 +219,8 @@ CLEAN: Final[dict[str, Patient]] = {
         "ecog": 1,
         "severe_pah": False,
         "major_organ_damage": False,
+        "major_organ_disease": False,
+        "contraception_assured": True,
         "prior_car_t": False,
         "active_infection": False,
         "chronic_viral_infection": False,
@@ -373,6 +377,9 @@ SSC_CANDIDATE: Final[Patient] = {
     "live_vaccine_last_4_weeks": False,
     "prior_car_t": False,
     "major_organ_damage": False,
+    "major_organ_disease": False,
+    "contraception_assured": True,
+    "first_line_6_months_or_intolerant": True,
     "severe_comorbidity": False,
     "hsct_fitness_confirmed": True,
     "ecog": 1,
@@ -730,6 +737,29 @@ PROTOCOL_ROWS: Final[list[Row]] = [
         "§7 SCOT (Penglase 2023 Table 3): echo PASP 45-55 with RHC mPAP > 25 at rest",
         "pulmonary-hypertension",
     ),
+    ineligible(
+        SCOT,
+        {
+            "ild_present": False,
+            "internal_organ_involvement": True,
+            "ssc_cardiac_involvement": True,
+            "ssc_renal_involvement": False,
+        },
+        '§1 SCOT: "internal organ involvement of lungs or kidneys"; the heart alone is neither',
+        "lung-or-kidney-involvement",
+    ),
+    ineligible(
+        SCOT,
+        {"contraception_assured": False},
+        "§1 SCOT: contraception required ≥ 15 months",
+        "contraception-not-assured",
+    ),
+    to_confirm(
+        SCOT,
+        {"contraception_assured": None},
+        "§1 SCOT/§8.5: contraception unasked is never eligible",
+        "contraception_assured",
+    ),
     # ASSIST
     ineligible(
         ASSIST,
@@ -836,9 +866,33 @@ PROTOCOL_ROWS: Final[list[Row]] = [
     ),
     to_confirm(
         CART_SSC,
-        {"major_organ_damage": None},
+        {"major_organ_disease": None},
         '§3 NCT06792344 "major organ disease": a clinician confirms (§8.5)',
-        "major_organ_damage",
+        "major_organ_disease",
+    ),
+    ineligible(
+        CART_SSC,
+        {"major_organ_disease": True},
+        '§3 NCT06792344 "major organ disease", reversible or not (not only irreversible damage)',
+        "major-organ-disease",
+    ),
+    ineligible(
+        CART_SSC,
+        {"major_organ_damage": True, "major_organ_disease": None},
+        "§3 NCT06792344: irreversible major organ damage is major organ disease",
+        "major-organ-disease",
+    ),
+    ineligible(
+        CART_SSC,
+        {"contraception_assured": False},
+        'RULES-REVIEW C5 (V): "contraceptive measures … until 1 year after the infusion"',
+        "contraception-not-assured",
+    ),
+    to_confirm(
+        CART_SSC,
+        {"contraception_assured": None},
+        "RULES-REVIEW C5/§8.5: contraception unasked is never eligible",
+        "contraception_assured",
     ),
     # HSCT in SLE
     to_confirm(
@@ -999,6 +1053,45 @@ PROTOCOL_ROWS: Final[list[Row]] = [
     ),
     ineligible(EBMT, {"echo_d_sign": True}, 'E3 (Partial): "D-sign or septal bounce"', "d-sign"),
     unknown(EBMT, {"echo_d_sign": None}, "E3/§8.5: D-sign not reported", "echo_d_sign"),
+    # The December review's third pass (helper audit, 12-05)
+    ineligible(
+        EBMT,
+        {"first_line_6_months_or_intolerant": False},
+        '§1 EBMT 2025 Table 5: "second line after 6 months of first-line therapy (or intolerance)"',
+        "refractory-to-first-line",
+    ),
+    unknown(
+        EBMT,
+        {"first_line_6_months_or_intolerant": None},
+        "§1 EBMT 2025 Table 5/§8.5: the 6 months of first-line therapy unchecked",
+        "first_line_6_months_or_intolerant",
+    ),
+    ineligible(
+        EBMT,
+        {
+            "ssc_subtype": "limited_cutaneous",
+            "mrss": 10,
+            "ild_progressive_12m": None,
+            "ild_pft_decline_12m": True,
+            "ild_progression_on_ct": False,
+        },
+        'E4: "progressive ILD confirmed by chest CT"; a lung-function decline alone is not it',
+        "skin-and-organ-or-inflammation",
+    ),
+    ineligible(
+        UPSIDE,
+        {
+            "mrss": 12,
+            "dlco_percent_predicted": 90,
+            "fvc_percent_predicted": 95,
+            "ild_pft_decline_12m": False,
+            "ild_progression_on_ct": True,
+            "ssc_renal_involvement": False,
+            "ssc_cardiac_involvement": False,
+        },
+        f'{UPSIDE_T2} (U10): "progressive course … >10% in FVC … or >15% in DLco", not CT alone',
+        "skin-or-organ-involvement",
+    ),
 ]
 
 
@@ -1037,7 +1130,11 @@ def _all(sets: Iterable[str], accept: frozenset[Outcome], fact: str, *ids: str) 
     return {rs.replace("-", "_"): (accept, fact, *ids) for rs in sets}
 
 
-REOPENED: Final = {"severe_comorbidity": None, "major_organ_damage": None}
+REOPENED: Final = {
+    "severe_comorbidity": None,
+    "major_organ_damage": None,
+    "major_organ_disease": None,
+}
 FIT_UNKNOWN: Final = {"hsct_fitness_confirmed": None}
 LVEF30 = "§1/§3 LVEF limits; §7 UPSIDE cardiac failure (§8.5)"
 PAH55 = "§1 pulmonary-pressure limits; §7 SCOT/UPSIDE; §7 MSC-SSc PASP > 55"
@@ -1278,12 +1375,17 @@ def test_ebmt_level_iii_route_is_flagged_for_multidisciplinary_review() -> None:
     level_iii = {
         "ssc_subtype": "sine_scleroderma",
         "mrss": 0,
-        "ild_progressive_12m": True,
+        "ild_progressive_12m": None,
+        "ild_progression_on_ct": True,
         "internal_organ_involvement": False,
     }
     got, decision = outcome(EBMT, {**CLEAN[EBMT], **level_iii})
     flagged = {r.criterion.id for r in decision.cautions if r.result.value == "met"}
     assert (got, flagged) == (Status.ELIGIBLE, {"level-iii-progressive-ild-route"})
+    # "Progressive" by either definition does not say which: the CT one is asked for.
+    either = {**level_iii, "ild_progressive_12m": True, "ild_progression_on_ct": None}
+    got, decision = outcome(EBMT, {**CLEAN[EBMT], **either})
+    assert (got, decision.missing) == (Status.INDETERMINATE, ("ild_progression_on_ct",))
     _, usual = outcome(EBMT, CLEAN[EBMT])
     assert not [r for r in usual.cautions if r.result.value == "met"]
 

@@ -91,6 +91,7 @@ def test_empty_dlco_is_undecided_with_dlco_to_measure_next(page: Page, web_serve
 
 
 SEVERE_DISEASE = re.compile("severe concomitant disease")
+CONTRACEPTION = re.compile("not of childbearing potential or committed to contraception")
 
 
 def test_confirmations_close_the_work_up_and_each_is_answered_in_one_click(
@@ -114,18 +115,28 @@ def test_confirmations_close_the_work_up_and_each_is_answered_in_one_click(
     expect(scot.get_by_role("heading", level=4)).to_contain_text("confirmation needed")
     glance = page.get_by_role("table", name="At a glance")
     confirm = glance.get_by_role("row", name="SCOT").locator("ul.confirm")
-    expect(confirm.get_by_role("link")).to_have_count(1)
-    expect(confirm.get_by_role("link")).to_contain_text("Severe concomitant disease")
+    expect(confirm.get_by_role("link")).to_have_count(2)  # SCOT 2.2.0 asks contraception too
+    severe = confirm.get_by_role("link", name="Severe concomitant disease")
+    expect(severe).to_have_count(1)
+    expect(confirm.get_by_role("link", name="Contraception assured")).to_have_count(1)
     expect(scot.locator("ul.missing")).not_to_contain_text("Severe concomitant disease")
     # UPSIDE is ruled out by a value nobody typed: the page says it was derived and why
     expect(panel(page, "hsct-ssc-upside").locator(".derived").first).to_contain_text(
         "derived: Prior IV cyclophosphamide"
     )
     expect(page.locator("#d-prior_alkylating_or_irradiation")).to_contain_text("Taken as yes")
-    confirm.get_by_role("link").click()
+    severe.click()
     expect(page.locator("#f-severe_comorbidity")).to_be_in_viewport()
     page.get_by_role("group", name=SEVERE_DISEASE).get_by_role(
         "radio", name="No (can go on)", exact=True
+    ).check()
+    evaluate(page)
+    left = glance.get_by_role("row", name="SCOT").locator("ul.confirm").get_by_role("link")
+    expect(left).to_have_count(1)
+    left.click()
+    expect(page.locator("#f-contraception_assured")).to_be_in_viewport()
+    page.get_by_role("group", name=CONTRACEPTION).get_by_role(
+        "radio", name="Yes (can go on)", exact=True
     ).check()
     evaluate(page)
     expect(glance.get_by_role("row", name="SCOT").locator("ul.confirm")).to_have_count(0)
