@@ -97,6 +97,7 @@ NUMBERS: dict[str, tuple[str, int]] = {
     "bilirubin_x_uln": ("{ratio}", 2),
     "alt_x_uln": ("{ratio}", 2),
     "failed_immunosuppressants": ("{count}", 0),
+    "unresponsive_immunosuppressants": ("{count}", 0),
     "prior_cyclophosphamide_iv_g": ("g", 2),
     "prior_cyclophosphamide_iv_g_m2": ("g/m2", 2),
     "prior_cyclophosphamide_iv_courses": ("{count}", 0),
@@ -196,6 +197,7 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "bilirubin_x_uln": ("liver", 0.95, 1.0),
     "alt_x_uln": ("liver", 1.0, 1.0),
     "failed_immunosuppressants": ("medication", 0.9, 0.99),
+    "unresponsive_immunosuppressants": ("medication", 0.8, 0.98),
     "prior_cyclophosphamide_iv_g": ("cyclophosphamide", 0.9, 0.99),
     "prior_cyclophosphamide_iv_g_m2": ("cyclophosphamide", 0.7, 0.97),
     "prior_cyclophosphamide_iv_courses": ("cyclophosphamide", 0.95, 0.99),
@@ -502,6 +504,8 @@ def _medication(b: _Block) -> None:
     duration, active = b.v["disease_duration_years"], b.v["disease_active"]
     lam = 0.3 + 0.1 * np.minimum(duration, 15) + 0.8 * active + 0.4 * b.v["sle_diagnosis"]
     b.v["failed_immunosuppressants"] = b.rng.poisson(lam)
+    # Most failures are a lack of response; the rest were stopped for intolerance.
+    b.v["unresponsive_immunosuppressants"] = b.rng.binomial(b.v["failed_immunosuppressants"], 0.8)
     # The failed first-line drug ran 6 months or was stopped for intolerance: most did.
     b.v["first_line_6_months_or_intolerant"] = b.chance(0.8)
     on_other = b.chance(b.by_disease(0.6, 0.85, 0.5))
