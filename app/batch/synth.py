@@ -121,6 +121,7 @@ NUMBERS: dict[str, tuple[str, int]] = {
     "bilirubin_total_mg_dl": ("mg/dL", 2),
     "pasp_fluid_challenge_mmhg": ("mm[Hg]", 0),
     "mpap_fluid_challenge_mmhg": ("mm[Hg]", 0),
+    "mpap_exercise_mmhg": ("mm[Hg]", 0),
     "months_since_last_iv_cyclophosphamide": ("mo", 1),
 }
 
@@ -246,6 +247,7 @@ _KNOWN: dict[str, tuple[str, float, float]] = {
     "bilirubin_total_mg_dl": ("liver", 0.9, 1.0),
     "pasp_fluid_challenge_mmhg": ("fluid_challenge", 1.0, 0.95),
     "mpap_fluid_challenge_mmhg": ("rhc", 0.05, 0.8),  # during the catheterisation, if asked
+    "mpap_exercise_mmhg": ("rhc", 0.05, 0.6),  # exercise catheter studies are rarer
     "severe_cad_unrevascularised": ("comorbidity", 0.85, 1.0),
     "symptomatic_cardiac_disease": ("comorbidity", 0.85, 1.0),
     "ecg_significant_abnormality": ("ecg", 1.0, 1.0),
@@ -640,6 +642,9 @@ def _heart_workup(b: _Block) -> None:
     rise = np.abs(b.normal(6, 3)) + 10 * pah + stiff
     v["pasp_fluid_challenge_mmhg"] = v["pasp_mmhg"] + rise
     v["mpap_fluid_challenge_mmhg"] = v["mpap_mmhg"] + 0.5 * rise + np.abs(b.normal(0, 1.5))
+    # Exercise raises mPAP more than a fluid challenge, the more so with pulmonary vascular
+    # disease.
+    v["mpap_exercise_mmhg"] = v["mpap_mmhg"] + np.abs(b.normal(8, 3)) + 12 * pah
 
 
 def _blood(b: _Block) -> None:

@@ -755,6 +755,18 @@ PROTOCOL_ROWS: Final[list[Row]] = [
     ),
     ineligible(
         SCOT,
+        {"pasp_mmhg": 50, "mpap_mmhg": 20, "mpap_exercise_mmhg": 31},
+        '§7 SCOT (Penglase 2023 Table 3, P): echo PASP 45-55 with "30 mmHg with exercise"',
+        "exercise-mpap-above-30-in-echo-band",
+    ),
+    unknown(
+        SCOT,
+        {"pasp_mmhg": 50, "mpap_mmhg": 20},
+        "§7 SCOT/§8.5: in the echo band, the exercise mPAP unmeasured",
+        "mpap_exercise_mmhg",
+    ),
+    ineligible(
+        SCOT,
         {"contraception_assured": False},
         "§1 SCOT: contraception required ≥ 15 months",
         "contraception-not-assured",
