@@ -48,6 +48,10 @@ Nagle's algorithm on and every answer waits ~40 ms for the client's delayed ACK
 `--patch-nodelay` still runs both through benchmarks/uvicorn_nodelay.py, which patches it out
 for asyncio's loop, to measure the servers rather than the stall.
 
+Where the time goes: the CPU seconds each side spent during the maximum-rate runs, per 200
+answer: the server's processes, PostgreSQL's (every process of the cluster), and the load
+generator's, each from /proc and getrusage, beside the floor's total.
+
 Every figure is printed with its ratio to the floor measured at the same worker count in the
 same run: client and servers share this machine's cores (2 here), so absolute figures move
 with whatever else runs.
@@ -61,6 +65,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -501,6 +506,64 @@ def _median(loads: list[Load], key: Callable[[Load], float]) -> float:
 
 
 @dataclass
+class Cpu:
+    """CPU seconds (user and system) spent during the maximum-rate runs: by the server's
+    processes, by PostgreSQL's (every backend and helper of the cluster), and by the load
+    generator (its child processes, and this process's own for the Python one)."""
+
+    server: float = 0.0
+    postgres: float = 0.0
+    generator: float = 0.0
+
+    def add(self, other: Cpu) -> None:
+        self.server += other.server
+        self.postgres += other.postgres
+        self.generator += other.generator
+
+
+def _ticks(pids: list[int]) -> float:
+    """CPU seconds so far of `pids` (/proc's utime and stime; a process gone meanwhile
+    counts nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers, multiprocessing's helpers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        found = [int(c) for c in children.read_text().split()]
+    except OSError:
+        return [pid]
+    return [pid, *(p for child in found for p in _tree(child))]
+
+
+def _postgres() -> list[int]:
+    """PostgreSQL's processes on this machine (the cluster every target writes to)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in {"postgres", "postgresql"}:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _generator_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime
+
+
+@dataclass
 class Outcome:
     target: Target
     full: list[Load] = field(default_factory=list)  # one a round
@@ -508,6 +571,7 @@ class Outcome:
     half_rate: float = 0.0
     ok: int = 0  # 200 answers, warm-up included
     rows: int = 0  # audit rows added meanwhile
+    cpu: Cpu = field(default_factory=Cpu)  # during the maximum-rate runs
 
     def rate(self) -> float:
         return _median(self.full, lambda load: load.rate)
@@ -539,13 +603,29 @@ def measure(
                 for j in range(k):
                     o, server = outcomes[(r + j) % k], servers[(r + j) % k]
                     pace = Pace(args.duration, args.connections, o.half_rate or None)
-                    load = generate(o.target, server.base, pace)
+                    run = partial(generate, o.target, server.base, pace)
+                    load, used = _counted(run, server)
                     (o.half if half else o.full).append(load)
                     o.ok += load.statuses.get(200, 0)
+                    if not half:
+                        o.cpu.add(used)
     # Counted after the servers stopped: whatever was in flight when a run ended is recorded.
     for o, count in zip(outcomes, before, strict=True):
         o.rows = o.target.count() - count
     return outcomes
+
+
+def _counted(run: Callable[[], Load], server: Server) -> tuple[Load, Cpu]:
+    """One load run, with the CPU each side spent meanwhile."""
+    serving, database = _tree(server.process.pid), _postgres()
+    before = Cpu(_ticks(serving), _ticks(database), _generator_seconds())
+    load = run()
+    after = Cpu(_ticks(serving), _ticks(database), _generator_seconds())
+    return load, Cpu(
+        after.server - before.server,
+        after.postgres - before.postgres,
+        after.generator - before.generator,
+    )
 
 
 def report(outcomes: list[Outcome]) -> None:
@@ -572,6 +652,19 @@ def report(outcomes: list[Outcome]) -> None:
         print(
             f"  {o.target.name:<34} {o.half_rate:8.1f} {got:13.1f} {o.p50(o.half):8.2f} "
             f"{o.p99(o.half):8.2f}   {o.p99(o.half) / floor.p99(floor.half):12.1f}x"
+        )
+    print(
+        f"  {'CPU per answer at the maximum':<34} {'server ms':>9} {'PostgreSQL':>10} "
+        f"{'generator':>9} {'total':>6}   x floor's"
+    )
+    for o in outcomes:
+        answered = sum(load.answered for load in o.full) or 1
+        each = [1000 * x / answered for x in (o.cpu.server, o.cpu.postgres, o.cpu.generator)]
+        base = floor.cpu.server + floor.cpu.postgres + floor.cpu.generator
+        floor_each = 1000 * base / (sum(load.answered for load in floor.full) or 1)
+        print(
+            f"  {o.target.name:<34} {each[0]:9.3f} {each[1]:10.3f} {each[2]:9.3f} "
+            f"{sum(each):6.3f}   {sum(each) / floor_each:8.1f}x"
         )
     for o in outcomes:
         loads = o.full + o.half
