@@ -125,26 +125,27 @@ def test_confirmations_close_the_work_up_and_each_is_answered_in_one_click(
         "derived: Prior IV cyclophosphamide"
     )
     expect(page.locator("#d-prior_alkylating_or_irradiation")).to_contain_text("Taken as yes")
-    severe.click()
-    expect(page.locator("#f-severe_comorbidity")).to_be_in_viewport()
-    page.get_by_role("group", name=SEVERE_DISEASE).get_by_role(
-        "radio", name="No (can go on)", exact=True
-    ).check()
-    evaluate(page)
+    answer_from_link(page, severe, "severe_comorbidity", SEVERE_DISEASE, "No (can go on)")
     left = glance.get_by_role("row", name="SCOT").locator("ul.confirm").get_by_role("link")
     expect(left).to_have_count(1)
-    left.click()
-    expect(page.locator("#f-contraception_assured")).to_be_in_viewport()
-    page.get_by_role("group", name=CONTRACEPTION).get_by_role(
-        "radio", name="Yes (can go on)", exact=True
-    ).check()
-    evaluate(page)
+    answer_from_link(page, left, "contraception_assured", CONTRACEPTION, "Yes (can go on)")
     expect(glance.get_by_role("row", name="SCOT").locator("ul.confirm")).to_have_count(0)
     expect(
         page.get_by_role("group", name=SEVERE_DISEASE).get_by_role(
             "radio", name="No (can go on)", exact=True
         )
     ).to_be_checked()
+
+
+def answer_from_link(
+    page: Page, link: Locator, feature: str, question: re.Pattern[str], choice: str
+) -> None:
+    """Follow a "to confirm" link to its question, which comes into view, answer it and
+    evaluate again."""
+    link.click()
+    expect(page.locator(f"#f-{feature}")).to_be_in_viewport()
+    page.get_by_role("group", name=question).get_by_role("radio", name=choice, exact=True).check()
+    evaluate(page)
 
 
 def test_an_impossible_lvef_is_named_at_the_field_and_the_rest_is_kept(
