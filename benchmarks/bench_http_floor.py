@@ -628,6 +628,12 @@ def _counted(run: Callable[[], Load], server: Server) -> tuple[Load, Cpu]:
     )
 
 
+def _per_answer(o: Outcome) -> list[float]:
+    """Milliseconds of CPU per 200 answer at the maximum: server, PostgreSQL, generator."""
+    answered = sum(load.answered for load in o.full) or 1
+    return [1000 * x / answered for x in (o.cpu.server, o.cpu.postgres, o.cpu.generator)]
+
+
 def report(outcomes: list[Outcome]) -> None:
     floor = outcomes[0]
     rounds = len(floor.full)
@@ -657,11 +663,9 @@ def report(outcomes: list[Outcome]) -> None:
         f"  {'CPU per answer at the maximum':<34} {'server ms':>9} {'PostgreSQL':>10} "
         f"{'generator':>9} {'total':>6}   x floor's"
     )
+    floor_each = sum(_per_answer(floor))
     for o in outcomes:
-        answered = sum(load.answered for load in o.full) or 1
-        each = [1000 * x / answered for x in (o.cpu.server, o.cpu.postgres, o.cpu.generator)]
-        base = floor.cpu.server + floor.cpu.postgres + floor.cpu.generator
-        floor_each = 1000 * base / (sum(load.answered for load in floor.full) or 1)
+        each = _per_answer(o)
         print(
             f"  {o.target.name:<34} {each[0]:9.3f} {each[1]:10.3f} {each[2]:9.3f} "
             f"{sum(each):6.3f}   {sum(each) / floor_each:8.1f}x"
